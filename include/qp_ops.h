@@ -1,0 +1,147 @@
+/* qp_ops.h — the op table: the contract between the compiler (which emits nodes by op name),
+ * the runtime (which binds a node's buffers and weights into a struct qp_op_args and calls the
+ * backend's function for the op) and the backends (kernels/cpu/, kernels/cuda/).
+ *
+ * Activations are f32, row-major, contiguous: a buffer of "[n][w]" holds n token rows of w
+ * floats. Weights stay in their GGUF layout: row r of a weight of `rows` x `cols` (GGUF ne[1] x
+ * ne[0]) is row_bytes bytes at data + r * row_bytes, in blocks of its type. A linear op computes
+ * out[t][r] = sum_c W[r][c] * x[t][c] (+ bias[r]) — x times W transposed.
+ *
+ * Dynamic values (position, token ids, the next token) live in the step state (struct
+ * qp_step), in the backend's memory, so a captured decode graph replays unchanged: kernels read
+ * the position from it, argmax writes the next token into it, step_advance moves it on.
+ *
+ * Every op function: returns QP_OK, or a status with a message (shape mismatch, unsupported
+ * type). CPU functions run synchronously; CUDA functions enqueue on args->stream and never
+ * synchronise, allocate or read device memory from the host (they run inside graph capture).
+ */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qp_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum qp_op {
+    QP_OP_EMBED,        /* out[t] = dequant(w[0] row step->tokens[t]);        out [n][dim]     */
+    QP_OP_RMS_NORM,     /* out[t] = in0[t] / rms(in0[t]) * norm;              out [n][in_w]    */
+    QP_OP_LINEAR,       /* out = epilogue(W · prologue(in0) + bias), see enum qp_epilogue     */
+    QP_OP_ROPE,         /* in place on out [n][n_head*head_dim], NEOX pairs, pos = step->pos+t */
+    QP_OP_KV_WRITE,     /* cache[pos+t] = in0[t] (K), in1[t] (V);             [n][kv_dim]      */
+    QP_OP_ATTENTION,    /* out[t] = causal GQA attention of in0[t] (q) over cache[0..pos+t]   */
+    QP_OP_SWIGLU,       /* out = silu(in0) * in1                              [n][w]           */
+    QP_OP_ADD,          /* out = in0 + in1                                    [n][w]           */
+    QP_OP_ARGMAX,       /* step->next_token = argmax of in0[n-1] (the last row)   [n][vocab]   */
+    QP_OP_STEP_ADVANCE, /* step->pos += n_tok; step->tokens[0] = step->next_token; n_tok = 1  */
+    QP_OP_COUNT
+};
+
+enum qp_prologue {
+    QP_PROLOGUE_NONE,
+    QP_PROLOGUE_RMS_NORM, /* fusion 1: x' = x / rms(x) * norm (eps) before the product */
+};
+
+enum qp_epilogue {
+    QP_EPILOGUE_NONE,     /* out [n][rows_total] = W x + b                                    */
+    QP_EPILOGUE_RESIDUAL, /* fusion 4: out = in1 + W x + b (in1 may equal out: in place)       */
+    QP_EPILOGUE_SWIGLU,   /* fusion 3: parts (gate, up) of R rows each: out [n][R] = silu(g)*u */
+    QP_EPILOGUE_ROPE_KV,  /* fusion 2: parts (q, k, v) with biases; RoPE on q and k; k and v
+                             written to the cache at pos+t; out [n][n_head*head_dim] = q      */
+    QP_EPILOGUE_ARGMAX,   /* fusion 5: out [n][rows] = logits; step->next_token = argmax of the
+                             last row (first index wins ties)                                  */
+};
+
+/* One weight matrix (or vector: rows = 1) in GGUF layout. */
+struct qp_weight {
+    int32_t type;     /* enum qp_ggml_type */
+    const void *data; /* [rows][row_bytes], in the backend's memory */
+    int64_t rows;     /* GGUF ne[1] */
+    int64_t cols;     /* GGUF ne[0], a multiple of the type's block size */
+    size_t row_bytes;
+};
+
+/* The step state, at the plan's offset in the arena. tokens[] holds max_chunk ids. */
+struct qp_step {
+    int32_t pos;        /* position of this step's first token in the sequence */
+    int32_t n_tok;      /* tokens in this step */
+    int32_t next_token; /* written by argmax */
+    int32_t reserved;
+    int32_t tokens[];   /* [max_chunk] */
+};
+
+/* One layer's slice of the KV cache: k and v are [ctx][kv_dim] of kv_type (F16 or F32). */
+struct qp_kv_ref {
+    void *k;
+    void *v;
+    int32_t type;   /* QP_GGML_F16 or QP_GGML_F32 */
+    int64_t ctx;    /* rows allocated; ops fail (CPU) / never write (CUDA) past it */
+    int64_t kv_dim; /* n_head_kv * head_dim */
+};
+
+/* Launch parameters the compiler chose for a node (plan data; 0 = backend default). */
+struct qp_launch {
+    int32_t block;          /* threads per block */
+    int32_t rows_per_block; /* output rows per block (matvec) */
+    int32_t split;          /* split factor (split-K, flash-decoding chunks) */
+    int32_t reserved;
+};
+
+#define QP_OP_MAX_PARTS 3
+
+/* Everything an op reads. Each op uses the fields its enum comment names; the rest are 0. */
+struct qp_op_args {
+    enum qp_op op;
+    int32_t n_tok;          /* activation rows: 1 for decode, the chunk size for prefill */
+    struct qp_step *step;   /* backend memory */
+
+    const float *in0;       /* [n][in_w] */
+    const float *in1;       /* second operand / residual: [n][out_w] (or [n][w] for swiglu/add) */
+    float *out;             /* [n][out_w] */
+    int64_t in_w;
+    int64_t out_w;
+
+    int32_t n_parts;                            /* weight parts, stacked along rows */
+    struct qp_weight w[QP_OP_MAX_PARTS];
+    const float *bias[QP_OP_MAX_PARTS];         /* f32 [w[i].rows] or NULL */
+    enum qp_prologue prologue;
+    enum qp_epilogue epilogue;
+    const float *norm;                          /* f32 [in_w] (rms_norm, prologue) */
+    float eps;
+
+    int32_t n_head, n_head_kv, head_dim;        /* rope, attention, rope_kv */
+    float rope_base;
+    struct qp_kv_ref kv;                        /* kv_write, attention, rope_kv */
+
+    void *scratch;                              /* per-node scratch in the arena (backend memory) */
+    size_t scratch_bytes;
+    struct qp_launch launch;
+    void *stream;                               /* cudaStream_t for CUDA, NULL for CPU */
+};
+
+typedef enum qp_status (*qp_op_fn)(const struct qp_op_args *a, struct qp_error *err);
+
+/* Plan-facing description of an op (kernels/op_table.c). */
+struct qp_op_desc {
+    enum qp_op op;
+    const char *name; /* as written in plans: "embed", "rms_norm", "linear", ... */
+};
+
+const struct qp_op_desc *qp_op_desc(enum qp_op op);           /* NULL when out of range */
+const struct qp_op_desc *qp_op_find(const char *name);        /* NULL when unknown */
+const char *qp_prologue_name(enum qp_prologue p);             /* "none", "rms_norm" */
+const char *qp_epilogue_name(enum qp_epilogue e);             /* "none", "residual", ... */
+int qp_prologue_from_name(const char *name);                  /* -1 when unknown */
+int qp_epilogue_from_name(const char *name);                  /* -1 when unknown */
+
+/* Backends: a function per op, indexed by enum qp_op. */
+extern const qp_op_fn qp_cpu_ops[QP_OP_COUNT];  /* kernels/cpu/ */
+#ifdef QP_HAVE_CUDA
+extern const qp_op_fn qp_cuda_ops[QP_OP_COUNT]; /* kernels/cuda/ */
+#endif
+
+#ifdef __cplusplus
+}
+#endif
