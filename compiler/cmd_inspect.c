@@ -20,7 +20,7 @@
 #include "qp_ggml.h"
 #include "qp_gguf.h"
 
-#define KEY_W 36         /* width of the key column */
+#define KEY_W 40         /* width of the key column */
 #define STR_SHOW 60      /* bytes of a string value shown before it is cut */
 #define ARR_SHOW 4       /* elements of an array shown */
 #define MIB (1024.0 * 1024.0)
@@ -64,6 +64,11 @@ static void put_str(FILE *f, const char *p, uint64_t len, uint64_t max) {
 /* Shortest decimal that reads back as the same f32 (or f64) value. */
 static void put_float(FILE *f, double v, bool is_f32) {
     char buf[40];
+    /* Whole numbers below 2^53 print as integers (rope.freq_base 1000000, not 1e+06). */
+    if (v > -9007199254740992.0 && v < 9007199254740992.0 && v == (double)(int64_t)v) {
+        fprintf(f, "%" PRId64, (int64_t)v);
+        return;
+    }
     for (int prec = is_f32 ? 6 : 15; prec <= 17; prec++) {
         snprintf(buf, sizeof buf, "%.*g", prec, v);
         double back = strtod(buf, NULL);
