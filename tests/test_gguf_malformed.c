@@ -327,8 +327,8 @@ static void offset_overflow(struct gb *b, char *want) {
 }
 static void overlapping(struct gb *b, char *want) {
     head(b, 2, 1);
-    gb_tensor(b, "first", 1, (int64_t[]){16}, QP_GGML_F32, 0);   /* [0, 64) */
-    gb_tensor(b, "second", 1, (int64_t[]){8}, QP_GGML_F32, 32);  /* [32, 64) */
+    gb_tensor(b, "first", 1, (int64_t[]){16}, QP_GGML_F32, 0);  /* [0, 64) */
+    gb_tensor(b, "second", 1, (int64_t[]){8}, QP_GGML_F32, 32); /* [32, 64) */
     gb_pad(b, 32), gb_fill(b, 64, 1);
     W("tensors 'first' [0, +64) and 'second' [32, +32) overlap");
 }
@@ -493,8 +493,8 @@ static void build_full(struct gb *b) {
     gb_kv_arr(b, "nested", 9, 2);
     gb_i32(b, 5), gb_u64(b, 2), gb_i32(b, 1), gb_i32(b, 2);
     gb_i32(b, 8), gb_u64(b, 1), gb_str(b, "z");
-    gb_tensor(b, "token_embd.weight", 2, (int64_t[]){32, 3}, QP_GGML_Q5_0, 0);   /* 66 */
-    gb_tensor(b, "output_norm.weight", 1, (int64_t[]){32}, QP_GGML_F32, 128);    /* 128 */
+    gb_tensor(b, "token_embd.weight", 2, (int64_t[]){32, 3}, QP_GGML_Q5_0, 0);     /* 66 */
+    gb_tensor(b, "output_norm.weight", 1, (int64_t[]){32}, QP_GGML_F32, 128);      /* 128 */
     gb_tensor(b, "blk.0.ffn_down.weight", 1, (int64_t[]){256}, QP_GGML_Q6_K, 256); /* 210 */
     gb_pad(b, 64);
     size_t d0 = b->n;
@@ -526,8 +526,8 @@ static int run_truncations(void) {
         g = (struct qp_gguf *)&b;
         enum qp_status st = open_exact(b.p, cut, "cut.gguf", 0, &g, &err, &copy);
         if (st != QP_ERR_FORMAT || g != NULL || strncmp(err.msg, "cut.gguf: ", 10) != 0) {
-            fprintf(stderr, "cut at %zu of %zu: expected a format error, got %s: '%s'\n", cut,
-                    b.n, qp_status_str(st), err.msg);
+            fprintf(stderr, "cut at %zu of %zu: expected a format error, got %s: '%s'\n", cut, b.n,
+                    qp_status_str(st), err.msg);
             bad++;
             if (st == QP_OK) qp_gguf_close(g);
         } else if (strstr(err.msg, "truncated")) {
@@ -541,8 +541,8 @@ static int run_truncations(void) {
         } else if (strstr(err.msg, "extends past the end")) {
             kinds[4]++;
         } else {
-            fprintf(stderr, "cut at %zu: the message does not say the file is short: '%s'\n",
-                    cut, err.msg);
+            fprintf(stderr, "cut at %zu: the message does not say the file is short: '%s'\n", cut,
+                    err.msg);
             bad++;
         }
         free(copy);

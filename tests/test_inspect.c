@@ -26,7 +26,7 @@ static int failures;
 static char tmpdir[] = "/tmp/qp_test_inspect_XXXXXX";
 
 struct result {
-    int code;       /* exit status, -1 when it did not exit normally */
+    int code;        /* exit status, -1 when it did not exit normally */
     char *out, *err; /* stdout and stderr, NUL-terminated */
 };
 
@@ -91,12 +91,12 @@ static void expect_line(const struct result *r, const char *want, int line) {
 }
 #define LINE(r, want) expect_line(&(r), (want), __LINE__)
 
-#define CHECK(c)                                                                               \
-    do {                                                                                       \
-        if (!(c)) {                                                                            \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);              \
-            failures++;                                                                        \
-        }                                                                                      \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                  \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static void write_file(const char *path, const void *p, size_t n) {
@@ -174,7 +174,7 @@ static size_t build_tiny(struct gb *b) {
     memset(lng, 'a', 100);
     lng[100] = '\0';
     gb_kv_str(b, "x.long", lng);
-    gb_tensor(b, "token_embd.weight", 2, (int64_t[]){64, 3}, QP_GGML_Q8_0, 0);  /* 204 bytes */
+    gb_tensor(b, "token_embd.weight", 2, (int64_t[]){64, 3}, QP_GGML_Q8_0, 0);    /* 204 bytes */
     gb_tensor(b, "blk.0.attn_norm.weight", 1, (int64_t[]){64}, QP_GGML_F32, 224); /* 256 */
     size_t header = b->n;
     gb_pad(b, 32);
@@ -256,8 +256,7 @@ static void test_tiny(void) {
 static int test_vocab(void) {
     const char *path = QP_SHARED_DATA "/qwen2-vocab.gguf";
     if (access(path, R_OK) != 0) {
-        printf("skipped: %s is absent (the shared data folder is not beside the checkout)\n",
-               path);
+        printf("skipped: %s is absent (the shared data folder is not beside the checkout)\n", path);
         return 77;
     }
     char args[600];
