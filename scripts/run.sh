@@ -11,7 +11,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${QP_BUILD_DIR:-$root/build}
 
-"$root/scripts/build.sh"
+"$root/scripts/build.sh" >&2   # build progress to stderr: stdout is the job's output
 if [ -n "${QP_MODEL:-}" ]; then
   model=$QP_MODEL
 else
