@@ -135,7 +135,7 @@ static void feed_byte(struct qp_detok *d, unsigned char b) {
 enum qp_status qp_detok_push(struct qp_detok *d, int32_t id, const char **out, size_t *len,
                              struct qp_error *err) {
     d->out_len = 0;
-    *out = d->out;
+    *out = d->out ? d->out : "";
     *len = 0;
     size_t n;
     const char *p = qp_tokenizer_token_bytes(d->tok, id, &n);
@@ -166,7 +166,7 @@ void qp_detok_flush(struct qp_detok *d, const char **out, size_t *len) {
     d->out_len = 0;
     if (d->n_held && reserve(d, 3)) end_held(d);
     d->n_held = 0;
-    *out = d->out;
+    *out = d->out ? d->out : "";
     *len = d->out_len;
 }
 
