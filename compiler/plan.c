@@ -39,6 +39,7 @@ void qp_plan_free(struct qp_plan *p) {
         free(w->name);
         for (int32_t j = 0; j < w->n_from; j++) free(w->from[j]);
         free(w->from);
+        free(w->part_rows);
     }
     free(p->weights);
     for (int32_t i = 0; i < p->n_buffers; i++) free(p->buffers[i].name);
@@ -61,4 +62,22 @@ int32_t qp_plan_find_buffer(const struct qp_plan *p, const char *name) {
     for (int32_t i = 0; i < p->n_buffers; i++)
         if (p->buffers[i].name && strcmp(p->buffers[i].name, name) == 0) return i;
     return -1;
+}
+
+int qp_plan_node_parts(const struct qp_plan *p, const struct qp_plan_node *n, bool bias,
+                       struct qp_plan_part out[QP_OP_MAX_PARTS]) {
+    const int32_t *idx = bias ? n->bias : n->weights;
+    int32_t cnt = bias ? n->n_bias : n->n_weights;
+    int k = 0;
+    for (int32_t i = 0; i < cnt; i++) {
+        const struct qp_plan_weight *w = &p->weights[idx[i]];
+        int64_t row0 = 0;
+        for (int32_t j = 0; j < w->n_from; j++) {
+            if (k == QP_OP_MAX_PARTS) return -1;
+            int64_t r = w->part_rows ? w->part_rows[j] : (w->rows == 1 ? w->cols : w->rows);
+            out[k++] = (struct qp_plan_part){idx[i], row0, r};
+            row0 += r;
+        }
+    }
+    return k;
 }

@@ -288,7 +288,8 @@ static enum qp_status get_type(struct rd *r, yaml_node_t *n, const char *what, i
 }
 
 static enum qp_status read_weights(struct rd *r, yaml_node_t *n, struct qp_plan *p) {
-    static const char *const keys[] = {"name", "type", "shape", "bytes", "from", NULL};
+    static const char *const keys[] = {"name", "type", "shape", "bytes", "from", "parts", NULL};
+    static const char *const required[] = {"name", "type", "shape", "bytes", "from", NULL};
     int count;
     TRY(get_seq(r, n, "weights", 0, INT32_MAX, &count));
     p->weights = calloc((size_t)count + 1, sizeof *p->weights);
@@ -300,7 +301,7 @@ static enum qp_status read_weights(struct rd *r, yaml_node_t *n, struct qp_plan 
         p->n_weights = i + 1;
         w->line = line_of(m);
         snprintf(what, sizeof what, "weights[%d]", i);
-        TRY(check_map(r, m, what, keys, keys));
+        TRY(check_map(r, m, what, keys, required));
         snprintf(what, sizeof what, "weights[%d].name", i);
         TRY(get_str(r, map_get(r, m, "name"), what, &w->name));
         for (int j = 0; j < i; j++)
@@ -318,9 +319,22 @@ static enum qp_status read_weights(struct rd *r, yaml_node_t *n, struct qp_plan 
         TRY(get_seq(r, f, what, 1, 16, &nf));
         w->from = calloc((size_t)nf, sizeof *w->from);
         if (!w->from) return qp_error_set(r->err, QP_ERR_NOMEM, "%s: out of memory", r->name);
+        w->part_rows = calloc((size_t)nf, sizeof *w->part_rows);
+        if (!w->part_rows) return qp_error_set(r->err, QP_ERR_NOMEM, "%s: out of memory", r->name);
         for (int j = 0; j < nf; j++) {
             w->n_from = j + 1;
             TRY(get_str(r, seq_item(r, f, j), what, &w->from[j]));
+        }
+        yaml_node_t *pr = map_get(r, m, "parts");
+        snprintf(what, sizeof what, "weight '%s'.parts", w->name);
+        if (!pr && nf > 1) return fail(r, m, "%s: missing (needed with several 'from')", what);
+        if (pr) {
+            int np;
+            TRY(get_seq(r, pr, what, nf, nf, &np));
+            for (int j = 0; j < np; j++)
+                TRY(get_i64(r, seq_item(r, pr, j), what, 1, INT64_MAX / 2, &w->part_rows[j]));
+        } else {
+            w->part_rows[0] = w->rows == 1 ? w->cols : w->rows;
         }
     }
     return QP_OK;

@@ -177,7 +177,13 @@ static enum qp_status check_weights(struct vd *v) {
         if (!qp_mul_size(rb, (size_t)w->rows, &bytes) || bytes != w->bytes)
             return bad(v, w->line, "weight '%s': bytes %" PRIu64 " != rows * row bytes = %zu",
                        w->name, w->bytes, bytes);
-        if (w->n_from < 1) return bad(v, w->line, "weight '%s': empty 'from'", w->name);
+        if (w->n_from < 1 || !w->part_rows)
+            return bad(v, w->line, "weight '%s': empty 'from'", w->name);
+        int64_t sum = 0;
+        for (int32_t j = 0; j < w->n_from; j++) sum += w->part_rows[j];
+        if (sum != (w->rows == 1 ? w->cols : w->rows))
+            return bad(v, w->line, "weight '%s': parts sum to %" PRId64 ", the shape has %" PRId64,
+                       w->name, sum, w->rows == 1 ? w->cols : w->rows);
         if (!qp_add_size(total, bytes, &total))
             return bad(v, w->line, "weight bytes overflow");
     }
@@ -316,14 +322,25 @@ static enum qp_status check_linear(struct nctx *c) {
     bool residual = n->epilogue == QP_EPILOGUE_RESIDUAL;
     TRY(want_io(c, residual ? 2 : 1, true));
     TRY(want_weights(c, 1, QP_OP_MAX_PARTS, true, n->prologue == QP_PROLOGUE_RMS_NORM));
+    struct qp_plan_part wp[QP_OP_MAX_PARTS], bp[QP_OP_MAX_PARTS];
+    int np = qp_plan_node_parts(c->v->p, n, false, wp);
+    int nbp = n->n_bias ? qp_plan_node_parts(c->v->p, n, true, bp) : 0;
+    if (np < 0) return nbad(c, "its weights have more than %d parts", QP_OP_MAX_PARTS);
+    if (n->n_bias && nbp != np)
+        return nbad(c, "its biases have %d parts, its weights %d", nbp, np);
     int64_t in_w = buf(c, n->in[0])->cols, total = 0;
-    for (int i = 0; i < n->n_weights; i++) {
-        const struct qp_plan_weight *w = wt(c, n->weights[i]);
+    for (int i = 0; i < np; i++) {
+        const struct qp_plan_weight *w = wt(c, wp[i].weight);
         if (w->cols != in_w)
             return nbad(c, "weight '%s' has %" PRId64 " columns, the input is %" PRId64 " wide",
                         w->name, w->cols, in_w);
-        total += w->rows;
-        if (n->n_bias) TRY(want_vector(c, n->bias[i], w->rows, "bias"));
+        total += wp[i].rows;
+        if (n->n_bias) {
+            const struct qp_plan_weight *b = wt(c, bp[i].weight);
+            if (b->type != QP_GGML_F32 || b->rows != 1 || bp[i].rows != wp[i].rows)
+                return nbad(c, "bias '%s' part %d must be F32 with %" PRId64 " entries", b->name,
+                            i, wp[i].rows);
+        }
     }
     if (n->prologue == QP_PROLOGUE_RMS_NORM) {
         TRY(want_vector(c, n->norm, in_w, "norm"));
@@ -336,25 +353,16 @@ static enum qp_status check_linear(struct nctx *c) {
         TRY(want_cols(c, n->in[1], total, "residual"));
         return want_cols(c, n->out, total, "out");
     case QP_EPILOGUE_SWIGLU:
-        if (total % 2 || (n->n_weights == 2 && wt(c, n->weights[0])->rows !=
-                                                   wt(c, n->weights[1])->rows))
-            return nbad(c, "swiglu needs gate and up parts of equal rows (%" PRId64 " in all)",
-                        total);
-        if (n->n_weights == 3) return nbad(c, "swiglu takes 1 or 2 weight parts, not 3");
-        return want_cols(c, n->out, total / 2, "out");
+        if (np != 2 || wp[0].rows != wp[1].rows)
+            return nbad(c, "swiglu needs 2 parts (gate, up) of equal rows, has %d", np);
+        return want_cols(c, n->out, wp[0].rows, "out");
     case QP_EPILOGUE_ROPE_KV:
         TRY(want_heads(c, true));
         TRY(want_rope(c));
         TRY(want_layer(c));
-        if (total != (h->n_head + 2 * h->n_head_kv) * h->head_dim)
-            return nbad(c, "rope_kv needs (n_head + 2 n_head_kv) * head_dim = %" PRId64
-                        " rows of q, k, v, the weights have %" PRId64,
-                        (h->n_head + 2 * h->n_head_kv) * h->head_dim, total);
-        if (n->n_weights == 2) return nbad(c, "rope_kv takes 1 (stacked) or 3 weight parts");
-        if (n->n_weights == 3 && (wt(c, n->weights[0])->rows != h->n_head * h->head_dim ||
-                                  wt(c, n->weights[1])->rows != h->n_head_kv * h->head_dim ||
-                                  wt(c, n->weights[2])->rows != h->n_head_kv * h->head_dim))
-            return nbad(c, "rope_kv parts must be q, k, v of %" PRId64 ", %" PRId64 ", %" PRId64
+        if (np != 3 || wp[0].rows != h->n_head * h->head_dim ||
+            wp[1].rows != h->n_head_kv * h->head_dim || wp[2].rows != h->n_head_kv * h->head_dim)
+            return nbad(c, "rope_kv needs 3 parts q, k, v of %" PRId64 ", %" PRId64 ", %" PRId64
                         " rows", h->n_head * h->head_dim, h->n_head_kv * h->head_dim,
                         h->n_head_kv * h->head_dim);
         return want_cols(c, n->out, h->n_head * h->head_dim, "out");
@@ -615,7 +623,7 @@ enum qp_status qp_plan_check_model(const struct qp_plan *p, const struct qp_gguf
                    ": the plan was compiled from another file", p->model.header_hash, gp, hh);
     for (int32_t i = 0; i < p->n_weights; i++) {
         const struct qp_plan_weight *w = &p->weights[i];
-        int64_t rows = 0;
+        bool vec = w->rows == 1 && w->n_from > 1; /* stacked vectors: entries end to end */
         for (int32_t j = 0; j < w->n_from; j++) {
             const struct qp_gguf_tensor *t = qp_gguf_find_tensor(g, w->from[j]);
             if (!t)
@@ -625,16 +633,14 @@ enum qp_status qp_plan_check_model(const struct qp_plan *p, const struct qp_gguf
                 return bad(&v, w->line, "weight '%s': tensor '%s' is %s in %s, the plan says %s",
                            w->name, w->from[j], qp_ggml_type_name(t->type), gp,
                            qp_ggml_type_name(w->type));
-            if (t->ne[0] != w->cols || t->ne[2] != 1 || t->ne[3] != 1)
+            int64_t want_ne0 = vec ? w->part_rows[j] : w->cols;
+            int64_t want_ne1 = vec ? 1 : w->part_rows[j];
+            if (t->ne[0] != want_ne0 || t->ne[1] != want_ne1 || t->ne[2] != 1 || t->ne[3] != 1)
                 return bad(&v, w->line, "weight '%s': tensor '%s' is [%" PRId64 ", %" PRId64
-                           ", %" PRId64 ", %" PRId64 "] (ne) in %s, the plan needs %" PRId64
-                           " columns", w->name, w->from[j], t->ne[0], t->ne[1], t->ne[2],
-                           t->ne[3], gp, w->cols);
-            rows += t->ne[1];
+                           ", %" PRId64 ", %" PRId64 "] (ne) in %s, the plan needs [%" PRId64
+                           ", %" PRId64 "]", w->name, w->from[j], t->ne[0], t->ne[1], t->ne[2],
+                           t->ne[3], gp, want_ne0, want_ne1);
         }
-        if (rows != w->rows)
-            return bad(&v, w->line, "weight '%s': its tensors in %s have %" PRId64
-                       " rows in all, the plan says %" PRId64, w->name, gp, rows, w->rows);
     }
     return QP_OK;
 }

@@ -276,6 +276,12 @@ static void emit_plan(struct em *m, const struct qp_plan *p) {
         seq_start(m, true);
         for (int32_t j = 0; j < w->n_from; j++) str(m, w->from[j]);
         seq_end(m);
+        if (w->n_from > 1) {
+            str(m, "parts");
+            seq_start(m, true);
+            for (int32_t j = 0; j < w->n_from; j++) i64(m, w->part_rows ? w->part_rows[j] : 0);
+            seq_end(m);
+        }
         map_end(m);
     }
     seq_end(m);

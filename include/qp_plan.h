@@ -101,7 +101,10 @@ struct qp_plan_kv {
 
 /* A weight as the kernels see it: rows x cols of one GGML type in GGUF layout. Vectors (norm
  * weights, biases) are rows = 1. from[] lists the GGUF tensors whose rows are stacked, in
- * order, to make it (one entry: the tensor itself); all share type and cols. */
+ * order, to make it (one entry: the tensor itself); all share type and cols; part_rows[j] is
+ * the rows of from[j] (a vector source counts as its ne[0] entries when stacked: biases are
+ * stacked end to end, rows = 1, cols = sum). A node that names a stacked weight gets one op
+ * part per source, views into the contiguous stacked rows (see qp_plan_node_parts). */
 struct qp_plan_weight {
     char *name;    /* unique in the plan; the GGUF name when from has one entry */
     int32_t type;  /* enum qp_ggml_type */
@@ -110,6 +113,7 @@ struct qp_plan_weight {
     uint64_t bytes;/* rows * row_bytes(type, cols) */
     int32_t n_from;
     char **from;   /* [n_from] GGUF tensor names */
+    int64_t *part_rows; /* [n_from] rows (cols for a stacked vector) of each source */
     int line;      /* YAML line (1-based) it was read from; 0 when built in memory */
 };
 
@@ -193,6 +197,21 @@ const char *qp_plan_rows_name(enum qp_plan_rows r);
 /* An empty plan (all zero, indices -1 where that means none). Free with qp_plan_free. */
 struct qp_plan *qp_plan_new(void);
 void qp_plan_free(struct qp_plan *p); /* NULL is fine */
+
+/* One op part of a node: rows [row0, row0 + rows) of plan weight `weight` (for a stacked
+ * vector: entries [row0, row0 + rows) of its single row). */
+struct qp_plan_part {
+    int32_t weight;
+    int64_t row0;
+    int64_t rows;
+};
+
+/* The op parts of a node's weights (bias = false) or biases (bias = true), in order: every
+ * plan weight named by the node contributes one part per source tensor. Returns the number of
+ * parts, or -1 when they would exceed QP_OP_MAX_PARTS. The runtime fills qp_op_args.w[] and
+ * bias[] from these; the validator checks the op's part rules on them. */
+int qp_plan_node_parts(const struct qp_plan *p, const struct qp_plan_node *n, bool bias,
+                       struct qp_plan_part out[QP_OP_MAX_PARTS]);
 
 /* Find by name; -1 when absent. */
 int32_t qp_plan_find_weight(const struct qp_plan *p, const char *name);
