@@ -15,7 +15,9 @@ struct command {
 
 /* One line per command, alphabetical. */
 static const struct command commands[] = {
+    {"header", qp_cmd_header, "write a model's metadata and tensor table without data"},
     {"inspect", qp_cmd_inspect, "print a GGUF file's header, hyperparameters, tokenizer and tensors"},
+    {"synth", qp_cmd_synth, "write a synthetic model (random weights) of a given or tiny shape"},
 };
 
 static void usage(FILE *f) {
