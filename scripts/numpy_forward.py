@@ -16,7 +16,8 @@ Usage:
 
 Output (text, one record a line, '#' lines are comments):
   model BASENAME
-  fnv1a64 HEX            64-bit FNV-1a of the whole model file (to detect a changed model)
+  bytes N                size of the model file
+  fnv1a64 HEX            64-bit FNV-1a of the whole model file, for files up to 64 MiB
   meta LINE              free text the caller passed with --meta (e.g. the synth command)
   tokens N id...
   vocab V
@@ -195,6 +196,7 @@ def main():
     T, V = logits.shape
     lines = ["# qp reference logits v1: scripts/numpy_forward.py (gguf dequantization, float64)",
              f"model {os.path.basename(a.model)}"]
+    lines.append(f"bytes {os.path.getsize(a.model)}")
     h = fnv1a64(a.model)
     if h is not None:
         lines.append(f"fnv1a64 {h:016x}")
@@ -213,7 +215,7 @@ def main():
             top = np.argsort(-logits[p], kind="stable")[:a.top]
             ids = np.unique(np.concatenate([top, sampled]))
         for i in ids:
-            lines.append(f"L {p} {int(i)} {logits[p, i]:.9e}")
+            lines.append(f"L {p} {int(i)} {logits[p, i]:.8e}")
     text = "\n".join(lines) + "\n"
     if a.out:
         tmp = a.out + ".tmp"

@@ -57,6 +57,7 @@ void qp_ref_free(struct qp_ref *r); /* NULL is fine */
 /* One file: the token sequence, and per entry (pos, id, logit); top1[p] the argmax at p. */
 struct qp_ref_expected {
     char model[256];   /* base name of the model file it was made from */
+    uint64_t file_bytes; /* size of the model file; 0 when not recorded */
     uint64_t fnv1a64;  /* of the whole model file; 0 when not recorded */
     int has_fnv;
     char meta[1024];   /* the first "meta" line ("" when none) */

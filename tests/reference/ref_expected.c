@@ -1,8 +1,9 @@
 /* ref_expected.c — the expected-logits files written by scripts/numpy_forward.py, and the
  * comparison of computed logits against them (used by the reference tests and by qpref).
  *
- * Format: one record a line, '#' comment lines. "model NAME", "fnv1a64 HEX", "meta TEXT",
- * "tokens N id...", "vocab V", "top1 POS ID", "L POS ID LOGIT". Every number is checked: a
+ * Format: one record a line, '#' comment lines. "model NAME", "bytes N", "fnv1a64 HEX",
+ * "meta TEXT", "tokens N id...", "vocab V", "top1 POS ID", "L POS ID LOGIT". Every number is
+ * checked: a
  * position outside [0, N), an id outside [0, V) or a malformed line is an error naming the
  * file and line.
  */
@@ -113,9 +114,14 @@ enum qp_status qp_ref_expected_read(const char *path, struct qp_ref_expected *e,
             p += 6;
             ok = parse_int(&p, 1, INT32_MAX, &e->n_vocab);
         } else if (!strncmp(p, "model ", 6)) {
-            snprintf(e->model, sizeof e->model, "%s", p + 6);
+            snprintf(e->model, sizeof e->model, "%.255s", p + 6);
         } else if (!strncmp(p, "meta ", 5)) {
-            if (!e->meta[0]) snprintf(e->meta, sizeof e->meta, "%s", p + 5);
+            if (!e->meta[0]) snprintf(e->meta, sizeof e->meta, "%.1023s", p + 5);
+        } else if (!strncmp(p, "bytes ", 6)) {
+            char *end;
+            errno = 0;
+            e->file_bytes = strtoull(p + 6, &end, 10);
+            ok = end != p + 6 && !*end && !errno;
         } else if (!strncmp(p, "fnv1a64 ", 8)) {
             char *end;
             errno = 0;
