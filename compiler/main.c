@@ -14,9 +14,11 @@ struct command {
 };
 
 /* One line per command, alphabetical. */
+// clang-format off
 static const struct command commands[] = {
     {"inspect", qp_cmd_inspect, "print a GGUF file's header, hyperparameters, tokenizer and tensors"},
 };
+// clang-format on
 
 static void usage(FILE *f) {
     fprintf(f, "usage: qplan <command> [args...]\n"
