@@ -20,10 +20,10 @@
 #include "qp_ggml.h"
 #include "qp_gguf.h"
 
-#define KEY_W 36         /* width of the key column */
-#define STR_SHOW 60      /* bytes of a string value shown before it is cut */
-#define ARR_SHOW 4       /* elements of an array shown */
-#define MIB (1024.0 * 1024.0)
+#define KEY_W    40 /* width of the key column */
+#define STR_SHOW 60 /* bytes of a string value shown before it is cut */
+#define ARR_SHOW 4  /* elements of an array shown */
+#define MIB      (1024.0 * 1024.0)
 
 static void print_usage(FILE *f) {
     fprintf(f, "usage: qplan inspect [--header-only] model.gguf\n"
@@ -64,6 +64,11 @@ static void put_str(FILE *f, const char *p, uint64_t len, uint64_t max) {
 /* Shortest decimal that reads back as the same f32 (or f64) value. */
 static void put_float(FILE *f, double v, bool is_f32) {
     char buf[40];
+    /* Whole numbers below 2^53 print as integers (rope.freq_base 1000000, not 1e+06). */
+    if (v > -9007199254740992.0 && v < 9007199254740992.0 && v == (double)(int64_t)v) {
+        fprintf(f, "%" PRId64, (int64_t)v);
+        return;
+    }
     for (int prec = is_f32 ? 6 : 15; prec <= 17; prec++) {
         snprintf(buf, sizeof buf, "%.*g", prec, v);
         double back = strtod(buf, NULL);
@@ -135,9 +140,7 @@ static void put_value(FILE *f, const struct qp_gguf_value *v) {
 
 /* ---- lines ---- */
 
-static void put_key(FILE *f, const char *label) {
-    fprintf(f, "  %-*s ", KEY_W, label);
-}
+static void put_key(FILE *f, const char *label) { fprintf(f, "  %-*s ", KEY_W, label); }
 
 /* One "  key  value" line for a metadata key; absent keys say so. */
 static void put_kv_line(const struct qp_gguf *g, const char *key, const char *label) {
@@ -262,8 +265,9 @@ static void section_model(const struct qp_gguf *g, struct shown *sh) {
 
 /* The keys the runtime reads for qwen2 (docs/reference-facts.md), in this order. */
 static const char *const qwen2_keys[] = {
-    "context_length",       "embedding_length",        "block_count",
-    "feed_forward_length",  "attention.head_count",    "attention.head_count_kv",
+    "context_length",       "embedding_length",
+    "block_count",          "feed_forward_length",
+    "attention.head_count", "attention.head_count_kv",
     "rope.freq_base",       "attention.layer_norm_rms_epsilon",
 };
 
@@ -308,8 +312,8 @@ static void section_hparams(const struct qp_gguf *g, struct shown *sh) {
         if (e % h == 0)
             printf("%" PRId64 "\n", e / h);
         else
-            printf("(embedding_length %" PRId64 " not a multiple of head_count %" PRId64 ")\n",
-                   e, h);
+            printf("(embedding_length %" PRId64 " not a multiple of head_count %" PRId64 ")\n", e,
+                   h);
     }
 }
 
@@ -383,8 +387,7 @@ static void section_tokenizer(const struct qp_gguf *g, struct shown *sh) {
         printf("present, %" PRIu64 " bytes\n", tmpl->len);
         shown_add(sh, "tokenizer.chat_template");
     } else {
-        puts(qp_gguf_find(g, "tokenizer.chat_template") ? "(not a string; see below)"
-                                                        : "absent");
+        puts(qp_gguf_find(g, "tokenizer.chat_template") ? "(not a string; see below)" : "absent");
     }
 }
 
@@ -415,8 +418,8 @@ static void section_tensors(const struct qp_gguf *g) {
         size_t l = strlen(qp_gguf_tensor(g, i)->name);
         if ((int)l > name_w) name_w = (int)l;
     }
-    printf("  %5s  %-*s  %-7s  %-24s  %12s  %12s\n", "#", name_w, "name", "type", "shape",
-           "bytes", "offset");
+    printf("  %5s  %-*s  %-7s  %-24s  %12s  %12s\n", "#", name_w, "name", "type", "shape", "bytes",
+           "offset");
     for (int64_t i = 0; i < nt; i++) {
         const struct qp_gguf_tensor *t = qp_gguf_tensor(g, i);
         char shape[96];
@@ -441,7 +444,7 @@ static void section_totals(const struct qp_gguf *g) {
         const struct qp_gguf_tensor *t = qp_gguf_tensor(g, i);
         int ty = t->type >= 0 && t->type < QP_GGML_TYPE_COUNT ? t->type : QP_GGML_TYPE_COUNT;
         count[ty]++;
-        bytes[ty] += t->bytes;  /* each fits the file; the sum of disjoint ranges does too */
+        bytes[ty] += t->bytes; /* each fits the file; the sum of disjoint ranges does too */
         total_bytes += t->bytes;
         total_elems += (uint64_t)t->n_elems;
     }
