@@ -31,3 +31,7 @@ qp_add_test(test_synth
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/reference/test_synth.c
   LIBS qpcore qpkernels)
 target_include_directories(test_synth PRIVATE ${CMAKE_SOURCE_DIR}/compiler)
+qp_add_test(test_synth_model
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/reference/test_synth.c
+  LIBS qpcore qpkernels LABELS model ARGS --real)
+target_include_directories(test_synth_model PRIVATE ${CMAKE_SOURCE_DIR}/compiler)

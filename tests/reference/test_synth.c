@@ -7,7 +7,8 @@
  * exactly the source's header, and `qplan synth --like` (from the model or its header-only
  * copy) reproduces the source's header byte for byte and, with the source's seed, the whole
  * file; (5) --vocab copies a real vocabulary (when /work/shared/data has it); (6) bad --types
- * rules fail with a message naming the problem.
+ * rules fail with a message naming the problem; (7) with --real (ctest test_synth_model, label
+ * model): the same for the real default model's header, at its full size.
  */
 #include <math.h>
 #include <stdio.h>
@@ -364,8 +365,62 @@ static void test_errors(void) {
           "--like a missing file: '%s'", err.msg);
 }
 
-int main(void) {
+/* (7) With --real (label model): the default model's header extracted and a same-shaped
+ * synthetic model made from it: header byte for byte the real one, same size, sane values. */
+static int test_real(void) {
+    char model[2048];
+    const char *env = getenv("QP_MODEL"), *home = getenv("HOME");
+    if (env && *env)
+        snprintf(model, sizeof model, "%s", env);
+    else
+        snprintf(model, sizeof model, "%s/.cache/qplan/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+                 home ? home : "");
+    FILE *f = fopen(model, "rb");
+    if (!f) {
+        printf("skip: no model at %s (scripts/fetch-model.sh fetches it; or set QP_MODEL)\n",
+               model);
+        return 77;
+    }
+    fclose(f);
+    const char *h = tmp_path("real-header.gguf"), *s = tmp_path("real-synth.gguf");
+    char args[4200];
+    snprintf(args, sizeof args, "header %s -o %s", model, h);
+    CHECK(run_cmd(qp_cmd_header, args) == 0, "qplan %s", args);
+    snprintf(args, sizeof args, "synth --like %s --seed 3 -o %s", h, s);
+    CHECK(run_cmd(qp_cmd_synth, args) == 0, "qplan %s", args);
+    struct qp_gguf *gm = NULL, *gh = NULL, *gs = NULL;
+    struct qp_error err;
+    if (qp_gguf_open(model, QP_GGUF_DEFAULT, &gm, &err) != QP_OK ||
+        qp_gguf_open(h, QP_GGUF_HEADER_ONLY, &gh, &err) != QP_OK ||
+        qp_gguf_open(s, QP_GGUF_DEFAULT, &gs, &err) != QP_OK) {
+        CHECK(0, "%s", err.msg);
+    } else {
+        const size_t hb = qp_gguf_header_bytes(gm);
+        CHECK(qp_gguf_header_bytes(gh) == hb && qp_gguf_header_bytes(gs) == hb &&
+                  !memcmp(qp_gguf_bytes(gh), qp_gguf_bytes(gm), hb) &&
+                  !memcmp(qp_gguf_bytes(gs), qp_gguf_bytes(gm), hb),
+              "header or synthetic model's header differs from %s's", model);
+        CHECK(qp_gguf_file_size(gs) == qp_gguf_file_size(gm), "size %zu, the model's %zu",
+              qp_gguf_file_size(gs), qp_gguf_file_size(gm));
+        printf("real model: header %zu bytes (file %zu), synthetic copy %zu bytes, %lld tensors\n",
+               hb, qp_gguf_file_size(gh), qp_gguf_file_size(gs), (long long)qp_gguf_n_tensors(gs));
+        check_values(gs);
+    }
+    qp_gguf_close(gm);
+    qp_gguf_close(gh);
+    qp_gguf_close(gs);
+    remove(h);
+    remove(s);
+    return fails ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
     snprintf(dir, sizeof dir, "%s/tests", QP_BUILD_DIR);
+    if (argc > 1 && !strcmp(argv[1], "--real")) {
+        int rc = test_real();
+        if (rc != 77) printf("%s: %d failures\n", fails ? "FAIL" : "ok", fails);
+        return rc;
+    }
     test_arch();
     test_like();
     test_vocab();
