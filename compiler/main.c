@@ -15,7 +15,9 @@ struct command {
 
 /* One line per command, alphabetical. */
 static const struct command commands[] = {
+    {"compile", qp_cmd_compile, "compile a GGUF model into a YAML execution plan"},
     {"inspect", qp_cmd_inspect, "print a GGUF file's header, hyperparameters, tokenizer and tensors"},
+    {"validate", qp_cmd_validate, "check a plan on its own and against its model"},
 };
 
 static void usage(FILE *f) {
