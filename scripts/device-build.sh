@@ -5,6 +5,7 @@
 # CMake as -DQP_DEPS_ROOT. Builds for sm_90a (Hopper). Extra args go to cmake.
 #   QP_DEPS   folder holding root/ (default: <repo>/.deps, else <repo>/../../.deps)
 #   QP_BUILD_DIR  build folder (default <repo>/build-device)
+#   QP_TARGET     build only this target (default: everything)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 deps=${QP_DEPS:-}
@@ -22,4 +23,4 @@ export PATH=/usr/local/cuda/bin:$PATH
 echo "device-build: nvcc $(nvcc --version | tail -1); cmake $(cmake --version | head -1); deps $deps" >&2
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DQP_DEPS_ROOT="$deps/root" \
   -DCMAKE_CUDA_ARCHITECTURES=90a "$@"
-cmake --build "$build" -j"$(nproc)"
+cmake --build "$build" -j"$(nproc)" ${QP_TARGET:+--target $QP_TARGET}
