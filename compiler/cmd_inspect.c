@@ -101,7 +101,11 @@ static void put_arr_elem(FILE *f, const struct qp_gguf_value *v, uint64_t j) {
     }
 }
 
-static void put_value(FILE *f, const struct qp_gguf_value *v) {
+/* Nested arrays show their elements down to this depth; deeper ones only their type and length
+ * (a hostile file could otherwise make one line of 4^8 elements). */
+#define NEST_SHOW 2
+
+static void put_value(FILE *f, const struct qp_gguf_value *v, int depth) {
     switch (v->type) {
     case QP_GGUF_U8:
     case QP_GGUF_U16:
@@ -119,6 +123,7 @@ static void put_value(FILE *f, const struct qp_gguf_value *v) {
         enum qp_gguf_vtype et = v->arr.elem_type;
         fprintf(f, "array<%s>[%" PRIu64 "]", qp_gguf_vtype_name((int32_t)et), v->arr.n);
         uint64_t show = v->arr.n < ARR_SHOW ? v->arr.n : ARR_SHOW;
+        if (depth >= NEST_SHOW) show = 0;
         if (show) fputs(" ", f);
         if (et == QP_GGUF_ARRAY) fputs("[", f);
         for (uint64_t j = 0; j < show; j++) {
@@ -126,11 +131,11 @@ static void put_value(FILE *f, const struct qp_gguf_value *v) {
             if (et == QP_GGUF_STRING)
                 put_str(f, v->arr.strs[j].ptr, v->arr.strs[j].len, STR_SHOW / 2);
             else if (et == QP_GGUF_ARRAY)
-                put_value(f, &v->arr.vals[j]);
+                put_value(f, &v->arr.vals[j], depth + 1);
             else
                 put_arr_elem(f, v, j);
         }
-        if (show < v->arr.n) fputs(", ...", f);
+        if (show > 0 && show < v->arr.n) fputs(", ...", f);
         if (et == QP_GGUF_ARRAY) fputs("]", f);
         break;
     }
@@ -140,7 +145,19 @@ static void put_value(FILE *f, const struct qp_gguf_value *v) {
 
 /* ---- lines ---- */
 
-static void put_key(FILE *f, const char *label) { fprintf(f, "  %-*s ", KEY_W, label); }
+/* Writes a key or tensor name padded to width, control bytes as '?': names come from the file
+ * and must not carry terminal escape sequences to the user's screen. */
+static void put_name(FILE *f, const char *s, int width) {
+    int n = 0;
+    for (; *s; s++, n++) fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, f);
+    for (; n < width; n++) fputc(' ', f);
+}
+
+static void put_key(FILE *f, const char *label) {
+    fputs("  ", f);
+    put_name(f, label, KEY_W);
+    fputc(' ', f);
+}
 
 /* One "  key  value" line for a metadata key; absent keys say so. */
 static void put_kv_line(const struct qp_gguf *g, const char *key, const char *label) {
@@ -150,7 +167,7 @@ static void put_kv_line(const struct qp_gguf *g, const char *key, const char *la
         puts("(absent)");
         return;
     }
-    put_value(stdout, &kv->value);
+    put_value(stdout, &kv->value, 0);
     putchar('\n');
 }
 
@@ -287,7 +304,9 @@ static void section_hparams(const struct qp_gguf *g, struct shown *sh) {
     prefix[arch->len] = '.';
     prefix[arch->len + 1] = '\0';
     size_t plen = arch->len + 1;
-    printf("\nhyperparameters (%s*)\n", prefix);
+    fputs("\nhyperparameters (", stdout);
+    put_name(stdout, prefix, 0);
+    puts("*)");
     if (str_is(arch, "qwen2")) {
         char key[192];
         for (size_t i = 0; i < sizeof qwen2_keys / sizeof qwen2_keys[0]; i++) {
@@ -324,7 +343,7 @@ static void put_token_line(const struct qp_gguf *g, const char *key, const char 
     if (!kv) return;
     shown_add(sh, key);
     put_key(stdout, label);
-    put_value(stdout, &kv->value);
+    put_value(stdout, &kv->value, 0);
     int64_t id;
     if (tokens && kv_int(g, key, &id) && id >= 0 && (uint64_t)id < tokens->arr.n) {
         putchar(' ');
@@ -356,7 +375,7 @@ static void section_tokenizer(const struct qp_gguf *g, struct shown *sh) {
         printf("%" PRIu64 " tokens\n", tokens->arr.n);
         shown_add(sh, tk->key);
     } else {
-        put_value(stdout, &tk->value);
+        put_value(stdout, &tk->value, 0);
         puts(" (tokenizer.ggml.tokens is not an array of strings)");
         shown_add(sh, tk->key);
     }
@@ -369,7 +388,7 @@ static void section_tokenizer(const struct qp_gguf *g, struct shown *sh) {
         printf("%" PRIu64 "\n", mg->value.arr.n);
         shown_add(sh, mg->key);
     } else {
-        put_value(stdout, &mg->value);
+        put_value(stdout, &mg->value, 0);
         puts(" (tokenizer.ggml.merges is not an array of strings)");
         shown_add(sh, mg->key);
     }
@@ -399,7 +418,7 @@ static void section_other(const struct qp_gguf *g, const struct shown *sh) {
         if (shown_has(sh, kv->key)) continue;
         put_key(stdout, kv->key);
         if (kv->value.type != QP_GGUF_ARRAY) printf("%s ", qp_gguf_vtype_name(kv->value.type));
-        put_value(stdout, &kv->value);
+        put_value(stdout, &kv->value, 0);
         putchar('\n');
         n++;
     }
@@ -428,8 +447,10 @@ static void section_tensors(const struct qp_gguf *g) {
             k += snprintf(shape + k, sizeof shape - (size_t)k, "%s%" PRId64, d ? ", " : "",
                           t->ne[d]);
         snprintf(shape + k, sizeof shape - (size_t)k, "]");
-        printf("  %5" PRId64 "  %-*s  %-7s  %-24s  %12zu  %12" PRIu64 "\n", i, name_w, t->name,
-               qp_ggml_type_name(t->type), shape, t->bytes, t->offset);
+        printf("  %5" PRId64 "  ", i);
+        put_name(stdout, t->name, name_w);
+        printf("  %-7s  %-24s  %12zu  %12" PRIu64 "\n", qp_ggml_type_name(t->type), shape, t->bytes,
+               t->offset);
     }
 }
 

@@ -121,6 +121,8 @@ STRINGS = [
     " \t \n \t\n\t\t  word",
     "trailing spaces then newline   \n   next",
     "\u3000\u00a0\u2003 unicode spaces\u2028sep",
+    "edge spaces:\x0b\x0c|\x1c\x1d\x1e\x1f|\x85|\u180e|\u200b|\ufeff|\u2029|\u202f|\u205f end",
+    "a\x00b\x01\x7f c",
     # punctuation runs
     "!!!??? ... --- === *** /// \\\\\\",
     "'quoted' \"double\" `back`",

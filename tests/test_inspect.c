@@ -154,7 +154,7 @@ static void test_usage(void) {
 
 /* A small file of a generic architecture exercising every section of the output. */
 static size_t build_tiny(struct gb *b) {
-    gb_header(b, 3, 2, 14);
+    gb_header(b, 3, 2, 16);
     gb_kv_str(b, "general.architecture", "llama");
     gb_kv_str(b, "general.name", "tiny \"test\"\n");
     gb_kv_u32(b, "llama.block_count", 2);
@@ -174,6 +174,9 @@ static size_t build_tiny(struct gb *b) {
     memset(lng, 'a', 100);
     lng[100] = '\0';
     gb_kv_str(b, "x.long", lng);
+    gb_kv_u32(b, "x.\x1b[31mred", 1); /* an escape sequence in a key */
+    gb_kv_arr(b, "x.deep", 9, 1);      /* [[[5]]]: deeper than inspect shows elements */
+    gb_i32(b, 9), gb_u64(b, 1), gb_i32(b, 5), gb_u64(b, 1), gb_i32(b, 5);
     gb_tensor(b, "token_embd.weight", 2, (int64_t[]){64, 3}, QP_GGML_Q8_0, 0);    /* 204 bytes */
     gb_tensor(b, "blk.0.attn_norm.weight", 1, (int64_t[]){64}, QP_GGML_F32, 224); /* 256 */
     size_t header = b->n;
@@ -185,7 +188,7 @@ static size_t build_tiny(struct gb *b) {
 static void check_tiny(const struct result *r) {
     LINE(*r, "version 3");
     LINE(*r, "alignment 32");
-    LINE(*r, "metadata keys 14");
+    LINE(*r, "metadata keys 16");
     LINE(*r, "tensors 2");
     LINE(*r, "architecture \"llama\"");
     LINE(*r, "name \"tiny \\\"test\\\"\\n\"");
@@ -206,6 +209,9 @@ static void check_tiny(const struct result *r) {
     LINE(*r, "x.f64 f64 0.1");
     LINE(*r, "x.long string \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"... "
              "(100 bytes)");
+    LINE(*r, "x.?[31mred u32 1");
+    LINE(*r, "x.deep array<array>[1] [array<array>[1] [array<i32>[1]]]");
+    CHECK(!strchr(r->out, '\x1b'));
     LINE(*r, "tensors (2)");
     LINE(*r, "# name type shape bytes offset");
     LINE(*r, "0 token_embd.weight Q8_0 [64, 3] 204 0");

@@ -87,9 +87,15 @@ static __device__ __forceinline__ float qp_block_inv_rms(const float *x, int64_t
     return 1.0f / sqrtf(s / (float)n + eps);
 }
 
-/* RoPE (NEOX): angle of pair i (0 <= i < hd/2) at position pos. Float, like the CPU reference. */
-static __device__ __forceinline__ float qp_rope_theta(int pos, int i, int hd, float base) {
-    return (float)pos * powf(base, -2.0f * (float)i / (float)hd);
+/* RoPE (NEOX): cos and sin of the angle of pair i (0 <= i < hd/2) at position pos. The angle
+ * and its cos/sin in double, rounded to f32, as the CPU reference (kernels/cpu/rope.c) does:
+ * f32 angles would be off by milliradians at long positions. */
+static __device__ __forceinline__ void qp_rope_cs(int64_t pos, int i, int hd, float base, float *cs,
+                                                  float *sn) {
+    double s, c;
+    sincos((double)pos * pow((double)base, -2.0 * i / hd), &s, &c);
+    *cs = (float)c;
+    *sn = (float)s;
 }
 
 /* ---- launchers (one per op family; ops.cu validates first) ---- */

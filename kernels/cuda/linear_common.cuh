@@ -130,12 +130,12 @@ static __device__ __forceinline__ void qp_unit_store(const qp_lin_params &p, int
     } else if constexpr (EPI == QP_EPILOGUE_ROPE_KV) {
         const int half = p.head_dim / 2;
         const int64_t nq = (int64_t)p.n_head * half, nk = (int64_t)p.n_head_kv * half;
-        const int pos = p.step->pos + t;
+        const int64_t pos = (int64_t)p.step->pos + t;
         if (u < nq + nk) {
             const int64_t v = u < nq ? u : u - nq;
             const int i = (int)(v % half);
             float sn, cs;
-            sincosf(qp_rope_theta(pos, i, p.head_dim, p.rope_base), &sn, &cs);
+            qp_rope_cs(pos, i, p.head_dim, p.rope_base, &cs, &sn);
             const float x0 = a * cs - b * sn, x1 = a * sn + b * cs;
             const int64_t r = (v / half) * p.head_dim + i;
             if (u < nq) {

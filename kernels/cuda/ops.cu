@@ -142,6 +142,8 @@ static enum qp_status op_rope(const struct qp_op_args *a, struct qp_error *err) 
     if (s != QP_OK) return s;
     if (!a->out || a->n_head < 1 || a->head_dim < 2 || a->head_dim % 2)
         FAIL("cuda rope: needs out, n_head >= 1 and an even head_dim (got %d, %d)", a->n_head, a->head_dim);
+    if (a->out_w != (int64_t)a->n_head * a->head_dim)
+        FAIL("cuda rope: out_w %lld, expected n_head %d x head_dim %d", (long long)a->out_w, a->n_head, a->head_dim);
     return qp_cuda_rope(a, err);
 }
 
