@@ -309,6 +309,8 @@ static enum qp_status capture(struct qp_backend *b, const struct qp_backend_prog
         if (g) cudaGraphDestroy(g);
         return cuda_fail(err, "decode graph capture: ", __FILE__, __LINE__, "cudaStreamEndCapture", e);
     }
+    size_t n_graph_nodes = 0;
+    (void)cudaGraphGetNodes(g, NULL, &n_graph_nodes); /* for the message only */
     e = cudaGraphInstantiate(&m->exec, g, 0);
     cudaGraphDestroy(g);
     if (e != cudaSuccess) {
@@ -320,8 +322,8 @@ static enum qp_status capture(struct qp_backend *b, const struct qp_backend_prog
     if (m->verbose) {
         size_t fr, tot;
         CK(cudaMemGetInfo(&fr, &tot));
-        fprintf(stderr, "cuda: captured the %s program (%d nodes) into a CUDA graph; %.1f MiB free\n",
-                prog->name, prog->n_nodes, mib(fr));
+        fprintf(stderr, "cuda: captured the %s program (%d plan nodes) into a CUDA graph of %zu nodes; "
+                "%.1f MiB free\n", prog->name, prog->n_nodes, n_graph_nodes, mib(fr));
     }
     return QP_OK;
 }
