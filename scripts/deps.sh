@@ -2,7 +2,7 @@
 # Installs the Debian packages the project builds and tests with. Idempotent: does nothing
 # when they are all present. Run by scripts/test.sh and scripts/run.sh; never by hand.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libyaml-dev libpcre2-dev python3 unzip)
+pkgs=(build-essential cmake pkg-config libyaml-dev libpcre2-dev python3 python3-pip unzip clang libclang-rt-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,13 @@
+/* commands.h — the qplan subcommands. Each lives in its own compiler/cmd_<name>.c and is listed
+ * in compiler/main.c's table (one line per command, alphabetical).
+ *
+ * Contract for every command: argv[0] is the command's name, argv[1..argc-1] its arguments.
+ * `--help` / `-h` prints the command's usage to stdout and returns 0; a usage error prints a
+ * message and the usage to stderr and returns 2; a failure (bad file, I/O) prints one message
+ * naming the file and the problem to stderr and returns 1; success returns 0.
+ */
+#pragma once
+
+/* qplan inspect [--header-only] model.gguf — prints the file's header, architecture,
+ * hyperparameters, tokenizer summary, other metadata and tensor table with totals. */
+int qp_cmd_inspect(int argc, char **argv);
