@@ -20,10 +20,10 @@
 #include "qp_ggml.h"
 #include "qp_gguf.h"
 
-#define KEY_W 36         /* width of the key column */
-#define STR_SHOW 60      /* bytes of a string value shown before it is cut */
-#define ARR_SHOW 4       /* elements of an array shown */
-#define MIB (1024.0 * 1024.0)
+#define KEY_W    40 /* width of the key column */
+#define STR_SHOW 60 /* bytes of a string value shown before it is cut */
+#define ARR_SHOW 4  /* elements of an array shown */
+#define MIB      (1024.0 * 1024.0)
 
 static void print_usage(FILE *f) {
     fprintf(f, "usage: qplan inspect [--header-only] model.gguf\n"
@@ -64,6 +64,11 @@ static void put_str(FILE *f, const char *p, uint64_t len, uint64_t max) {
 /* Shortest decimal that reads back as the same f32 (or f64) value. */
 static void put_float(FILE *f, double v, bool is_f32) {
     char buf[40];
+    /* Whole numbers below 2^53 print as integers (rope.freq_base 1000000, not 1e+06). */
+    if (v > -9007199254740992.0 && v < 9007199254740992.0 && v == (double)(int64_t)v) {
+        fprintf(f, "%" PRId64, (int64_t)v);
+        return;
+    }
     for (int prec = is_f32 ? 6 : 15; prec <= 17; prec++) {
         snprintf(buf, sizeof buf, "%.*g", prec, v);
         double back = strtod(buf, NULL);
@@ -96,7 +101,11 @@ static void put_arr_elem(FILE *f, const struct qp_gguf_value *v, uint64_t j) {
     }
 }
 
-static void put_value(FILE *f, const struct qp_gguf_value *v) {
+/* Nested arrays show their elements down to this depth; deeper ones only their type and length
+ * (a hostile file could otherwise make one line of 4^8 elements). */
+#define NEST_SHOW 2
+
+static void put_value(FILE *f, const struct qp_gguf_value *v, int depth) {
     switch (v->type) {
     case QP_GGUF_U8:
     case QP_GGUF_U16:
@@ -114,6 +123,7 @@ static void put_value(FILE *f, const struct qp_gguf_value *v) {
         enum qp_gguf_vtype et = v->arr.elem_type;
         fprintf(f, "array<%s>[%" PRIu64 "]", qp_gguf_vtype_name((int32_t)et), v->arr.n);
         uint64_t show = v->arr.n < ARR_SHOW ? v->arr.n : ARR_SHOW;
+        if (depth >= NEST_SHOW) show = 0;
         if (show) fputs(" ", f);
         if (et == QP_GGUF_ARRAY) fputs("[", f);
         for (uint64_t j = 0; j < show; j++) {
@@ -121,11 +131,11 @@ static void put_value(FILE *f, const struct qp_gguf_value *v) {
             if (et == QP_GGUF_STRING)
                 put_str(f, v->arr.strs[j].ptr, v->arr.strs[j].len, STR_SHOW / 2);
             else if (et == QP_GGUF_ARRAY)
-                put_value(f, &v->arr.vals[j]);
+                put_value(f, &v->arr.vals[j], depth + 1);
             else
                 put_arr_elem(f, v, j);
         }
-        if (show < v->arr.n) fputs(", ...", f);
+        if (show > 0 && show < v->arr.n) fputs(", ...", f);
         if (et == QP_GGUF_ARRAY) fputs("]", f);
         break;
     }
@@ -135,8 +145,18 @@ static void put_value(FILE *f, const struct qp_gguf_value *v) {
 
 /* ---- lines ---- */
 
+/* Writes a key or tensor name padded to width, control bytes as '?': names come from the file
+ * and must not carry terminal escape sequences to the user's screen. */
+static void put_name(FILE *f, const char *s, int width) {
+    int n = 0;
+    for (; *s; s++, n++) fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, f);
+    for (; n < width; n++) fputc(' ', f);
+}
+
 static void put_key(FILE *f, const char *label) {
-    fprintf(f, "  %-*s ", KEY_W, label);
+    fputs("  ", f);
+    put_name(f, label, KEY_W);
+    fputc(' ', f);
 }
 
 /* One "  key  value" line for a metadata key; absent keys say so. */
@@ -147,7 +167,7 @@ static void put_kv_line(const struct qp_gguf *g, const char *key, const char *la
         puts("(absent)");
         return;
     }
-    put_value(stdout, &kv->value);
+    put_value(stdout, &kv->value, 0);
     putchar('\n');
 }
 
@@ -262,8 +282,9 @@ static void section_model(const struct qp_gguf *g, struct shown *sh) {
 
 /* The keys the runtime reads for qwen2 (docs/reference-facts.md), in this order. */
 static const char *const qwen2_keys[] = {
-    "context_length",       "embedding_length",        "block_count",
-    "feed_forward_length",  "attention.head_count",    "attention.head_count_kv",
+    "context_length",       "embedding_length",
+    "block_count",          "feed_forward_length",
+    "attention.head_count", "attention.head_count_kv",
     "rope.freq_base",       "attention.layer_norm_rms_epsilon",
 };
 
@@ -283,7 +304,9 @@ static void section_hparams(const struct qp_gguf *g, struct shown *sh) {
     prefix[arch->len] = '.';
     prefix[arch->len + 1] = '\0';
     size_t plen = arch->len + 1;
-    printf("\nhyperparameters (%s*)\n", prefix);
+    fputs("\nhyperparameters (", stdout);
+    put_name(stdout, prefix, 0);
+    puts("*)");
     if (str_is(arch, "qwen2")) {
         char key[192];
         for (size_t i = 0; i < sizeof qwen2_keys / sizeof qwen2_keys[0]; i++) {
@@ -308,8 +331,8 @@ static void section_hparams(const struct qp_gguf *g, struct shown *sh) {
         if (e % h == 0)
             printf("%" PRId64 "\n", e / h);
         else
-            printf("(embedding_length %" PRId64 " not a multiple of head_count %" PRId64 ")\n",
-                   e, h);
+            printf("(embedding_length %" PRId64 " not a multiple of head_count %" PRId64 ")\n", e,
+                   h);
     }
 }
 
@@ -320,7 +343,7 @@ static void put_token_line(const struct qp_gguf *g, const char *key, const char 
     if (!kv) return;
     shown_add(sh, key);
     put_key(stdout, label);
-    put_value(stdout, &kv->value);
+    put_value(stdout, &kv->value, 0);
     int64_t id;
     if (tokens && kv_int(g, key, &id) && id >= 0 && (uint64_t)id < tokens->arr.n) {
         putchar(' ');
@@ -352,7 +375,7 @@ static void section_tokenizer(const struct qp_gguf *g, struct shown *sh) {
         printf("%" PRIu64 " tokens\n", tokens->arr.n);
         shown_add(sh, tk->key);
     } else {
-        put_value(stdout, &tk->value);
+        put_value(stdout, &tk->value, 0);
         puts(" (tokenizer.ggml.tokens is not an array of strings)");
         shown_add(sh, tk->key);
     }
@@ -365,7 +388,7 @@ static void section_tokenizer(const struct qp_gguf *g, struct shown *sh) {
         printf("%" PRIu64 "\n", mg->value.arr.n);
         shown_add(sh, mg->key);
     } else {
-        put_value(stdout, &mg->value);
+        put_value(stdout, &mg->value, 0);
         puts(" (tokenizer.ggml.merges is not an array of strings)");
         shown_add(sh, mg->key);
     }
@@ -383,8 +406,7 @@ static void section_tokenizer(const struct qp_gguf *g, struct shown *sh) {
         printf("present, %" PRIu64 " bytes\n", tmpl->len);
         shown_add(sh, "tokenizer.chat_template");
     } else {
-        puts(qp_gguf_find(g, "tokenizer.chat_template") ? "(not a string; see below)"
-                                                        : "absent");
+        puts(qp_gguf_find(g, "tokenizer.chat_template") ? "(not a string; see below)" : "absent");
     }
 }
 
@@ -396,7 +418,7 @@ static void section_other(const struct qp_gguf *g, const struct shown *sh) {
         if (shown_has(sh, kv->key)) continue;
         put_key(stdout, kv->key);
         if (kv->value.type != QP_GGUF_ARRAY) printf("%s ", qp_gguf_vtype_name(kv->value.type));
-        put_value(stdout, &kv->value);
+        put_value(stdout, &kv->value, 0);
         putchar('\n');
         n++;
     }
@@ -415,8 +437,8 @@ static void section_tensors(const struct qp_gguf *g) {
         size_t l = strlen(qp_gguf_tensor(g, i)->name);
         if ((int)l > name_w) name_w = (int)l;
     }
-    printf("  %5s  %-*s  %-7s  %-24s  %12s  %12s\n", "#", name_w, "name", "type", "shape",
-           "bytes", "offset");
+    printf("  %5s  %-*s  %-7s  %-24s  %12s  %12s\n", "#", name_w, "name", "type", "shape", "bytes",
+           "offset");
     for (int64_t i = 0; i < nt; i++) {
         const struct qp_gguf_tensor *t = qp_gguf_tensor(g, i);
         char shape[96];
@@ -425,8 +447,10 @@ static void section_tensors(const struct qp_gguf *g) {
             k += snprintf(shape + k, sizeof shape - (size_t)k, "%s%" PRId64, d ? ", " : "",
                           t->ne[d]);
         snprintf(shape + k, sizeof shape - (size_t)k, "]");
-        printf("  %5" PRId64 "  %-*s  %-7s  %-24s  %12zu  %12" PRIu64 "\n", i, name_w, t->name,
-               qp_ggml_type_name(t->type), shape, t->bytes, t->offset);
+        printf("  %5" PRId64 "  ", i);
+        put_name(stdout, t->name, name_w);
+        printf("  %-7s  %-24s  %12zu  %12" PRIu64 "\n", qp_ggml_type_name(t->type), shape, t->bytes,
+               t->offset);
     }
 }
 
@@ -441,7 +465,7 @@ static void section_totals(const struct qp_gguf *g) {
         const struct qp_gguf_tensor *t = qp_gguf_tensor(g, i);
         int ty = t->type >= 0 && t->type < QP_GGML_TYPE_COUNT ? t->type : QP_GGML_TYPE_COUNT;
         count[ty]++;
-        bytes[ty] += t->bytes;  /* each fits the file; the sum of disjoint ranges does too */
+        bytes[ty] += t->bytes; /* each fits the file; the sum of disjoint ranges does too */
         total_bytes += t->bytes;
         total_elems += (uint64_t)t->n_elems;
     }

@@ -11,3 +11,11 @@
 /* qplan inspect [--header-only] model.gguf — prints the file's header, architecture,
  * hyperparameters, tokenizer summary, other metadata and tensor table with totals. */
 int qp_cmd_inspect(int argc, char **argv);
+
+/* qplan header MODEL.gguf -o HEADER.gguf — writes the model's metadata and tensor table
+ * without data (compiler/cmd_header.c). */
+int qp_cmd_header(int argc, char **argv);
+
+/* qplan synth (--like MODEL_OR_HEADER.gguf | --arch qwen2 ...) -o OUT.gguf [--seed N] —
+ * writes a synthetic model of random, well-scaled weights (compiler/cmd_synth.c). */
+int qp_cmd_synth(int argc, char **argv);

@@ -22,7 +22,7 @@ struct buf {
 };
 
 static void put(struct buf *b, const void *src, size_t n) {
-    if (b->oom) return;
+    if (b->oom || n == 0) return; /* n == 0: src may be NULL (no tensors), memcpy forbids it */
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + n) cap *= 2;

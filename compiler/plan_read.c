@@ -1,0 +1,632 @@
+/* plan_read.c — YAML plan → struct qp_plan, through libyaml's document loader.
+ *
+ * Owns the syntax of a plan: every mapping's keys are checked against the keys it may and
+ * must have, every scalar against its type and range, and names are resolved (op names
+ * through the op table, buffer and weight names through the plan's own lists). Every error
+ * names the file and the line (from the node's yaml_mark) and the field's path, e.g.
+ * "plan.yaml:41: weights[3].shape: expected [rows, cols]". Consistency between fields (sizes,
+ * offsets, widths, liveness) is plan_validate.c's job, not this file's.
+ */
+#define _POSIX_C_SOURCE 200809L /* strdup */
+#include "qp_plan.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "qp_ggml.h"
+
+struct rd {
+    yaml_document_t doc;
+    const char *name;
+    struct qp_error *err;
+};
+
+static int line_of(const yaml_node_t *n) { return (int)n->start_mark.line + 1; }
+
+static enum qp_status fail(struct rd *r, const yaml_node_t *n, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+static enum qp_status fail(struct rd *r, const yaml_node_t *n, const char *fmt, ...) {
+    char what[QP_ERROR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return qp_error_set(r->err, QP_ERR_FORMAT, "%s:%d: %s", r->name, n ? line_of(n) : 0, what);
+}
+
+static yaml_node_t *node_at(struct rd *r, int i) { return yaml_document_get_node(&r->doc, i); }
+
+static const char *scalar(const yaml_node_t *n) {
+    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+/* Value of key in mapping m, or NULL. */
+static yaml_node_t *map_get(struct rd *r, yaml_node_t *m, const char *key) {
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        const char *k = scalar(node_at(r, p->key));
+        if (k && strcmp(k, key) == 0) return node_at(r, p->value);
+    }
+    return NULL;
+}
+
+static bool in_list(const char *s, const char *const *list) {
+    for (; *list; list++)
+        if (strcmp(s, *list) == 0) return true;
+    return false;
+}
+
+/* m must be a mapping whose keys are all in allowed (NULL-terminated), each once, and which
+ * has every key of required. */
+static enum qp_status check_map(struct rd *r, yaml_node_t *m, const char *what,
+                                const char *const *allowed, const char *const *required) {
+    if (!m || m->type != YAML_MAPPING_NODE) return fail(r, m, "%s: expected a mapping", what);
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        yaml_node_t *kn = node_at(r, p->key);
+        const char *k = scalar(kn);
+        if (!k) return fail(r, kn, "%s: keys must be plain names", what);
+        if (!in_list(k, allowed)) return fail(r, kn, "%s: unknown key '%s'", what, k);
+        for (yaml_node_pair_t *q = m->data.mapping.pairs.start; q < p; q++) {
+            const char *k2 = scalar(node_at(r, q->key));
+            if (k2 && strcmp(k, k2) == 0) return fail(r, kn, "%s: duplicate key '%s'", what, k);
+        }
+    }
+    for (; required && *required; required++)
+        if (!map_get(r, m, *required))
+            return fail(r, m, "%s: missing key '%s'", what, *required);
+    return QP_OK;
+}
+
+static enum qp_status get_i64(struct rd *r, yaml_node_t *n, const char *what, int64_t lo,
+                              int64_t hi, int64_t *out) {
+    const char *s = scalar(n);
+    if (!s || !*s) return fail(r, n, "%s: expected an integer", what);
+    const char *d = s + (*s == '-');
+    for (const char *c = d; *c; c++)
+        if (*c < '0' || *c > '9') return fail(r, n, "%s: expected an integer, found '%s'", what, s);
+    if (!*d) return fail(r, n, "%s: expected an integer, found '%s'", what, s);
+    errno = 0;
+    long long v = strtoll(s, NULL, 10);
+    if (errno == ERANGE || v < lo || v > hi)
+        return fail(r, n, "%s: %s out of range [%lld, %lld]", what, s, (long long)lo,
+                    (long long)hi);
+    *out = v;
+    return QP_OK;
+}
+
+/* Non-negative integers up to INT64_MAX (sizes and offsets). */
+static enum qp_status get_u64(struct rd *r, yaml_node_t *n, const char *what, uint64_t *out) {
+    int64_t v;
+    const char *s = scalar(n);
+    if (s && s[0] == '-') return fail(r, n, "%s: negative value %s", what, s);
+    enum qp_status st = get_i64(r, n, what, 0, INT64_MAX, &v);
+    if (st == QP_OK) *out = (uint64_t)v;
+    return st;
+}
+
+static enum qp_status get_i32(struct rd *r, yaml_node_t *n, const char *what, int32_t lo,
+                              int32_t hi, int32_t *out) {
+    int64_t v;
+    enum qp_status st = get_i64(r, n, what, lo, hi, &v);
+    if (st == QP_OK) *out = (int32_t)v;
+    return st;
+}
+
+static enum qp_status get_f64(struct rd *r, yaml_node_t *n, const char *what, double *out) {
+    const char *s = scalar(n);
+    if (!s || !*s) return fail(r, n, "%s: expected a number", what);
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*end || errno == ERANGE || !isfinite(v))
+        return fail(r, n, "%s: expected a finite number, found '%s'", what, s);
+    *out = v;
+    return QP_OK;
+}
+
+static enum qp_status get_bool(struct rd *r, yaml_node_t *n, const char *what, bool *out) {
+    const char *s = scalar(n);
+    if (s && strcmp(s, "true") == 0) *out = true;
+    else if (s && strcmp(s, "false") == 0) *out = false;
+    else return fail(r, n, "%s: expected true or false", what);
+    return QP_OK;
+}
+
+/* A non-empty string, copied. */
+static enum qp_status get_str(struct rd *r, yaml_node_t *n, const char *what, char **out) {
+    const char *s = scalar(n);
+    if (!s || !*s) return fail(r, n, "%s: expected a non-empty string", what);
+    *out = strdup(s);
+    if (!*out) return qp_error_set(r->err, QP_ERR_NOMEM, "%s: out of memory", r->name);
+    return QP_OK;
+}
+
+static enum qp_status get_seq(struct rd *r, yaml_node_t *n, const char *what, int lo, int hi,
+                              int *count) {
+    if (!n || n->type != YAML_SEQUENCE_NODE) return fail(r, n, "%s: expected a sequence", what);
+    ptrdiff_t c = n->data.sequence.items.top - n->data.sequence.items.start;
+    if (c < lo || c > hi)
+        return fail(r, n, "%s: expected %d to %d entries, found %td", what, lo, hi, c);
+    *count = (int)c;
+    return QP_OK;
+}
+
+static yaml_node_t *seq_item(struct rd *r, yaml_node_t *n, int i) {
+    return node_at(r, n->data.sequence.items.start[i]);
+}
+
+/* "0x" + 16 hex digits. */
+static enum qp_status get_hash(struct rd *r, yaml_node_t *n, const char *what, uint64_t *out) {
+    const char *s = scalar(n);
+    if (!s || strlen(s) != 18 || s[0] != '0' || s[1] != 'x')
+        return fail(r, n, "%s: expected 0x and 16 hex digits", what);
+    uint64_t v = 0;
+    for (int i = 2; i < 18; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9' ? c - '0'
+              : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return fail(r, n, "%s: expected 0x and 16 hex digits, found '%s'", what, s);
+        v = v << 4 | (uint64_t)d;
+    }
+    *out = v;
+    return QP_OK;
+}
+
+#define TRY(x)                                                                                 \
+    do {                                                                                       \
+        enum qp_status st_ = (x);                                                              \
+        if (st_ != QP_OK) return st_;                                                          \
+    } while (0)
+
+static enum qp_status read_model(struct rd *r, yaml_node_t *m, struct qp_plan *p) {
+    static const char *const keys[] = {"file", "size", "header_hash", NULL};
+    TRY(check_map(r, m, "model", keys, keys));
+    TRY(get_str(r, map_get(r, m, "file"), "model.file", &p->model.file));
+    TRY(get_u64(r, map_get(r, m, "size"), "model.size", &p->model.size));
+    TRY(get_hash(r, map_get(r, m, "header_hash"), "model.header_hash", &p->model.header_hash));
+    return QP_OK;
+}
+
+static enum qp_status read_hparams(struct rd *r, yaml_node_t *m, struct qp_plan *p) {
+    static const char *const keys[] = {"arch",    "n_vocab",   "n_embd",   "n_layer",
+                                       "n_ff",    "n_head",    "n_head_kv", "head_dim",
+                                       "n_ctx_train", "rope_base", "eps",   NULL};
+    struct qp_plan_hparams *h = &p->hparams;
+    TRY(check_map(r, m, "hparams", keys, keys));
+    TRY(get_str(r, map_get(r, m, "arch"), "hparams.arch", &h->arch));
+    struct { const char *k; int64_t *v; } ints[] = {
+        {"n_vocab", &h->n_vocab}, {"n_embd", &h->n_embd},   {"n_layer", &h->n_layer},
+        {"n_ff", &h->n_ff},       {"n_head", &h->n_head},   {"n_head_kv", &h->n_head_kv},
+        {"head_dim", &h->head_dim}, {"n_ctx_train", &h->n_ctx_train},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "hparams.%s", ints[i].k);
+        TRY(get_i64(r, map_get(r, m, ints[i].k), what, 1, INT32_MAX, ints[i].v));
+    }
+    TRY(get_f64(r, map_get(r, m, "rope_base"), "hparams.rope_base", &h->rope_base));
+    TRY(get_f64(r, map_get(r, m, "eps"), "hparams.eps", &h->eps));
+    return QP_OK;
+}
+
+static enum qp_status read_limits(struct rd *r, yaml_node_t *m, struct qp_plan *p) {
+    static const char *const keys[] = {"max_ctx", "max_chunk", NULL};
+    TRY(check_map(r, m, "limits", keys, keys));
+    TRY(get_i64(r, map_get(r, m, "max_ctx"), "limits.max_ctx", 1, INT32_MAX, &p->limits.max_ctx));
+    TRY(get_i64(r, map_get(r, m, "max_chunk"), "limits.max_chunk", 1, INT32_MAX,
+                &p->limits.max_chunk));
+    return QP_OK;
+}
+
+static enum qp_status read_memory(struct rd *r, yaml_node_t *m, struct qp_plan *p) {
+    static const char *const keys[] = {"alignment", "arena_bytes", "kv_bytes", "weight_bytes",
+                                       NULL};
+    TRY(check_map(r, m, "memory", keys, keys));
+    TRY(get_u64(r, map_get(r, m, "alignment"), "memory.alignment", &p->memory.alignment));
+    TRY(get_u64(r, map_get(r, m, "arena_bytes"), "memory.arena_bytes", &p->memory.arena_bytes));
+    TRY(get_u64(r, map_get(r, m, "kv_bytes"), "memory.kv_bytes", &p->memory.kv_bytes));
+    TRY(get_u64(r, map_get(r, m, "weight_bytes"), "memory.weight_bytes",
+                &p->memory.weight_bytes));
+    return QP_OK;
+}
+
+static enum qp_status read_step(struct rd *r, yaml_node_t *m, struct qp_plan *p) {
+    static const char *const keys[] = {"offset", "bytes", NULL};
+    TRY(check_map(r, m, "step", keys, keys));
+    TRY(get_u64(r, map_get(r, m, "offset"), "step.offset", &p->step.offset));
+    TRY(get_u64(r, map_get(r, m, "bytes"), "step.bytes", &p->step.bytes));
+    return QP_OK;
+}
+
+static enum qp_status read_kv(struct rd *r, yaml_node_t *m, struct qp_plan *p) {
+    static const char *const keys[] = {"type",     "n_layer",  "ctx",          "kv_dim",
+                                       "k_offset", "v_offset", "layer_stride", NULL};
+    struct qp_plan_kv *kv = &p->kv;
+    TRY(check_map(r, m, "kv_cache", keys, keys));
+    yaml_node_t *t = map_get(r, m, "type");
+    const char *ts = scalar(t);
+    if (ts && strcmp(ts, "f16") == 0) kv->type = QP_GGML_F16;
+    else if (ts && strcmp(ts, "f32") == 0) kv->type = QP_GGML_F32;
+    else return fail(r, t, "kv_cache.type: expected f16 or f32, found '%s'", ts ? ts : "?");
+    TRY(get_i64(r, map_get(r, m, "n_layer"), "kv_cache.n_layer", 1, INT32_MAX, &kv->n_layer));
+    TRY(get_i64(r, map_get(r, m, "ctx"), "kv_cache.ctx", 1, INT32_MAX, &kv->ctx));
+    TRY(get_i64(r, map_get(r, m, "kv_dim"), "kv_cache.kv_dim", 1, INT32_MAX, &kv->kv_dim));
+    TRY(get_u64(r, map_get(r, m, "k_offset"), "kv_cache.k_offset", &kv->k_offset));
+    TRY(get_u64(r, map_get(r, m, "v_offset"), "kv_cache.v_offset", &kv->v_offset));
+    TRY(get_u64(r, map_get(r, m, "layer_stride"), "kv_cache.layer_stride", &kv->layer_stride));
+    return QP_OK;
+}
+
+/* shape: [rows, cols], each >= 1. */
+static enum qp_status get_shape(struct rd *r, yaml_node_t *n, const char *what, int64_t *rows,
+                                int64_t *cols) {
+    int c;
+    if (!n || n->type != YAML_SEQUENCE_NODE ||
+        n->data.sequence.items.top - n->data.sequence.items.start != 2)
+        return fail(r, n, "%s: expected [rows, cols]", what);
+    TRY(get_seq(r, n, what, 2, 2, &c));
+    TRY(get_i64(r, seq_item(r, n, 0), what, 1, INT64_MAX / 2, rows));
+    TRY(get_i64(r, seq_item(r, n, 1), what, 1, INT64_MAX / 2, cols));
+    return QP_OK;
+}
+
+static enum qp_status get_type(struct rd *r, yaml_node_t *n, const char *what, int32_t *out) {
+    const char *s = scalar(n);
+    int32_t t = s ? qp_ggml_type_from_name(s) : -1;
+    if (t < 0) return fail(r, n, "%s: unknown GGML type '%s'", what, s ? s : "?");
+    *out = t;
+    return QP_OK;
+}
+
+static enum qp_status read_weights(struct rd *r, yaml_node_t *n, struct qp_plan *p) {
+    static const char *const keys[] = {"name", "type", "shape", "bytes", "from", "parts", NULL};
+    static const char *const required[] = {"name", "type", "shape", "bytes", "from", NULL};
+    int count;
+    TRY(get_seq(r, n, "weights", 0, INT32_MAX, &count));
+    p->weights = calloc((size_t)count + 1, sizeof *p->weights);
+    if (!p->weights) return qp_error_set(r->err, QP_ERR_NOMEM, "%s: out of memory", r->name);
+    for (int i = 0; i < count; i++) {
+        yaml_node_t *m = seq_item(r, n, i);
+        struct qp_plan_weight *w = &p->weights[i];
+        char what[96];
+        p->n_weights = i + 1;
+        w->line = line_of(m);
+        snprintf(what, sizeof what, "weights[%d]", i);
+        TRY(check_map(r, m, what, keys, required));
+        snprintf(what, sizeof what, "weights[%d].name", i);
+        TRY(get_str(r, map_get(r, m, "name"), what, &w->name));
+        for (int j = 0; j < i; j++)
+            if (strcmp(p->weights[j].name, w->name) == 0)
+                return fail(r, m, "%s: duplicate weight name '%s'", what, w->name);
+        snprintf(what, sizeof what, "weight '%s'.type", w->name);
+        TRY(get_type(r, map_get(r, m, "type"), what, &w->type));
+        snprintf(what, sizeof what, "weight '%s'.shape", w->name);
+        TRY(get_shape(r, map_get(r, m, "shape"), what, &w->rows, &w->cols));
+        snprintf(what, sizeof what, "weight '%s'.bytes", w->name);
+        TRY(get_u64(r, map_get(r, m, "bytes"), what, &w->bytes));
+        yaml_node_t *f = map_get(r, m, "from");
+        int nf;
+        snprintf(what, sizeof what, "weight '%s'.from", w->name);
+        TRY(get_seq(r, f, what, 1, 16, &nf));
+        w->from = calloc((size_t)nf, sizeof *w->from);
+        if (!w->from) return qp_error_set(r->err, QP_ERR_NOMEM, "%s: out of memory", r->name);
+        w->part_rows = calloc((size_t)nf, sizeof *w->part_rows);
+        if (!w->part_rows) return qp_error_set(r->err, QP_ERR_NOMEM, "%s: out of memory", r->name);
+        for (int j = 0; j < nf; j++) {
+            w->n_from = j + 1;
+            TRY(get_str(r, seq_item(r, f, j), what, &w->from[j]));
+        }
+        yaml_node_t *pr = map_get(r, m, "parts");
+        snprintf(what, sizeof what, "weight '%s'.parts", w->name);
+        if (!pr && nf > 1) return fail(r, m, "%s: missing (needed with several 'from')", what);
+        if (pr) {
+            int np;
+            TRY(get_seq(r, pr, what, nf, nf, &np));
+            for (int j = 0; j < np; j++)
+                TRY(get_i64(r, seq_item(r, pr, j), what, 1, INT64_MAX / 2, &w->part_rows[j]));
+        } else {
+            w->part_rows[0] = w->rows == 1 ? w->cols : w->rows;
+        }
+    }
+    return QP_OK;
+}
+
+static enum qp_status read_buffers(struct rd *r, yaml_node_t *n, struct qp_plan *p) {
+    static const char *const keys[] = {"name", "dtype", "shape", "offset", "bytes", NULL};
+    int count;
+    TRY(get_seq(r, n, "buffers", 0, INT32_MAX, &count));
+    p->buffers = calloc((size_t)count + 1, sizeof *p->buffers);
+    if (!p->buffers) return qp_error_set(r->err, QP_ERR_NOMEM, "%s: out of memory", r->name);
+    for (int i = 0; i < count; i++) {
+        yaml_node_t *m = seq_item(r, n, i);
+        struct qp_plan_buffer *b = &p->buffers[i];
+        char what[96];
+        p->n_buffers = i + 1;
+        b->line = line_of(m);
+        snprintf(what, sizeof what, "buffers[%d]", i);
+        TRY(check_map(r, m, what, keys, keys));
+        snprintf(what, sizeof what, "buffers[%d].name", i);
+        TRY(get_str(r, map_get(r, m, "name"), what, &b->name));
+        for (int j = 0; j < i; j++)
+            if (strcmp(p->buffers[j].name, b->name) == 0)
+                return fail(r, m, "%s: duplicate buffer name '%s'", what, b->name);
+        snprintf(what, sizeof what, "buffer '%s'.dtype", b->name);
+        TRY(get_type(r, map_get(r, m, "dtype"), what, &b->dtype));
+        snprintf(what, sizeof what, "buffer '%s'.shape", b->name);
+        TRY(get_shape(r, map_get(r, m, "shape"), what, &b->rows, &b->cols));
+        snprintf(what, sizeof what, "buffer '%s'.offset", b->name);
+        TRY(get_u64(r, map_get(r, m, "offset"), what, &b->offset));
+        snprintf(what, sizeof what, "buffer '%s'.bytes", b->name);
+        TRY(get_u64(r, map_get(r, m, "bytes"), what, &b->bytes));
+    }
+    return QP_OK;
+}
+
+/* A list of weight names → indices. */
+static enum qp_status get_weight_refs(struct rd *r, const struct qp_plan *p, yaml_node_t *n,
+                                      const char *what, int32_t *idx, int32_t *count) {
+    int c;
+    TRY(get_seq(r, n, what, 0, QP_OP_MAX_PARTS, &c));
+    for (int i = 0; i < c; i++) {
+        yaml_node_t *it = seq_item(r, n, i);
+        const char *s = scalar(it);
+        int32_t k = s ? qp_plan_find_weight(p, s) : -1;
+        if (k < 0) return fail(r, it, "%s: no weight named '%s' in the plan", what, s ? s : "?");
+        idx[i] = k;
+    }
+    *count = c;
+    return QP_OK;
+}
+
+static enum qp_status get_buffer_ref(struct rd *r, const struct qp_plan *p, yaml_node_t *n,
+                                     const char *what, int32_t *out) {
+    const char *s = scalar(n);
+    int32_t k = s ? qp_plan_find_buffer(p, s) : -1;
+    if (k < 0) return fail(r, n, "%s: no buffer named '%s' in the plan", what, s ? s : "?");
+    *out = k;
+    return QP_OK;
+}
+
+static enum qp_status read_node(struct rd *r, const struct qp_plan *p, yaml_node_t *m,
+                                const char *prog, int i, struct qp_plan_node *nd) {
+    static const char *const keys[] = {"op",       "kernel",   "in",   "out",    "weights",
+                                       "bias",     "norm",     "prologue", "epilogue",
+                                       "rows",     "params",   "launch", "scratch", NULL};
+    static const char *const required[] = {"op", "kernel", "in", "launch", NULL};
+    char what[128];
+    snprintf(what, sizeof what, "programs.%s[%d]", prog, i);
+    nd->line = line_of(m);
+    nd->out = -1;
+    nd->norm = -1;
+    nd->params.layer = -1;
+    TRY(check_map(r, m, what, keys, required));
+
+    yaml_node_t *opn = map_get(r, m, "op");
+    const char *ops = scalar(opn);
+    const struct qp_op_desc *d = ops ? qp_op_find(ops) : NULL;
+    if (!d) return fail(r, opn, "%s.op: unknown op '%s'", what, ops ? ops : "?");
+    nd->op = d->op;
+    snprintf(what, sizeof what, "programs.%s[%d] (%s)", prog, i, d->name);
+    char fw[160];
+
+    snprintf(fw, sizeof fw, "%s.kernel", what);
+    TRY(get_str(r, map_get(r, m, "kernel"), fw, &nd->kernel));
+
+    yaml_node_t *in = map_get(r, m, "in");
+    int nin;
+    snprintf(fw, sizeof fw, "%s.in", what);
+    TRY(get_seq(r, in, fw, 0, QP_PLAN_MAX_IN, &nin));
+    for (int k = 0; k < nin; k++) TRY(get_buffer_ref(r, p, seq_item(r, in, k), fw, &nd->in[k]));
+    nd->n_in = nin;
+
+    yaml_node_t *v;
+    if ((v = map_get(r, m, "out"))) {
+        snprintf(fw, sizeof fw, "%s.out", what);
+        TRY(get_buffer_ref(r, p, v, fw, &nd->out));
+    }
+    if ((v = map_get(r, m, "weights"))) {
+        snprintf(fw, sizeof fw, "%s.weights", what);
+        TRY(get_weight_refs(r, p, v, fw, nd->weights, &nd->n_weights));
+    }
+    if ((v = map_get(r, m, "bias"))) {
+        snprintf(fw, sizeof fw, "%s.bias", what);
+        TRY(get_weight_refs(r, p, v, fw, nd->bias, &nd->n_bias));
+    }
+    if ((v = map_get(r, m, "norm"))) {
+        const char *s = scalar(v);
+        nd->norm = s ? qp_plan_find_weight(p, s) : -1;
+        if (nd->norm < 0)
+            return fail(r, v, "%s.norm: no weight named '%s' in the plan", what, s ? s : "?");
+    }
+    if ((v = map_get(r, m, "prologue"))) {
+        const char *s = scalar(v);
+        int k = s ? qp_prologue_from_name(s) : -1;
+        if (k < 0) return fail(r, v, "%s.prologue: unknown prologue '%s'", what, s ? s : "?");
+        nd->prologue = (enum qp_prologue)k;
+    }
+    if ((v = map_get(r, m, "epilogue"))) {
+        const char *s = scalar(v);
+        int k = s ? qp_epilogue_from_name(s) : -1;
+        if (k < 0) return fail(r, v, "%s.epilogue: unknown epilogue '%s'", what, s ? s : "?");
+        nd->epilogue = (enum qp_epilogue)k;
+    }
+    if ((v = map_get(r, m, "rows"))) {
+        const char *s = scalar(v);
+        if (s && strcmp(s, "all") == 0) nd->rows = QP_PLAN_ROWS_ALL;
+        else if (s && strcmp(s, "last") == 0) nd->rows = QP_PLAN_ROWS_LAST;
+        else return fail(r, v, "%s.rows: expected all or last, found '%s'", what, s ? s : "?");
+    }
+    if ((v = map_get(r, m, "params"))) {
+        static const char *const pk[] = {"eps", "n_head", "n_head_kv", "head_dim",
+                                         "rope_base", "layer", NULL};
+        snprintf(fw, sizeof fw, "%s.params", what);
+        TRY(check_map(r, v, fw, pk, NULL));
+        yaml_node_t *x;
+        struct qp_plan_params *pp = &nd->params;
+        if ((x = map_get(r, v, "eps"))) TRY(get_f64(r, x, fw, &pp->eps));
+        if ((x = map_get(r, v, "rope_base"))) TRY(get_f64(r, x, fw, &pp->rope_base));
+        if ((x = map_get(r, v, "n_head"))) TRY(get_i64(r, x, fw, 1, INT32_MAX, &pp->n_head));
+        if ((x = map_get(r, v, "n_head_kv")))
+            TRY(get_i64(r, x, fw, 1, INT32_MAX, &pp->n_head_kv));
+        if ((x = map_get(r, v, "head_dim"))) TRY(get_i64(r, x, fw, 1, INT32_MAX, &pp->head_dim));
+        if ((x = map_get(r, v, "layer"))) TRY(get_i64(r, x, fw, 0, INT32_MAX, &pp->layer));
+    }
+    {
+        static const char *const lk[] = {"block", "rows_per_block", "split", NULL};
+        v = map_get(r, m, "launch");
+        snprintf(fw, sizeof fw, "%s.launch", what);
+        TRY(check_map(r, v, fw, lk, lk));
+        TRY(get_i32(r, map_get(r, v, "block"), fw, INT32_MIN, INT32_MAX, &nd->launch.block));
+        TRY(get_i32(r, map_get(r, v, "rows_per_block"), fw, INT32_MIN, INT32_MAX,
+                    &nd->launch.rows_per_block));
+        TRY(get_i32(r, map_get(r, v, "split"), fw, INT32_MIN, INT32_MAX, &nd->launch.split));
+    }
+    if ((v = map_get(r, m, "scratch"))) {
+        static const char *const sk[] = {"offset", "bytes", NULL};
+        snprintf(fw, sizeof fw, "%s.scratch", what);
+        TRY(check_map(r, v, fw, sk, sk));
+        TRY(get_u64(r, map_get(r, v, "offset"), fw, &nd->scratch_offset));
+        TRY(get_u64(r, map_get(r, v, "bytes"), fw, &nd->scratch_bytes));
+    }
+    return QP_OK;
+}
+
+static enum qp_status read_programs(struct rd *r, yaml_node_t *m, struct qp_plan *p) {
+    static const char *const keys[] = {"prefill", "decode", NULL};
+    TRY(check_map(r, m, "programs", keys, keys));
+    for (int k = 0; k < QP_PLAN_N_PROGRAMS; k++) {
+        const char *name = qp_plan_program_name((enum qp_plan_program_id)k);
+        static const char *const pk[] = {"capture", "nodes", NULL};
+        char what[64];
+        yaml_node_t *g = map_get(r, m, name);
+        snprintf(what, sizeof what, "programs.%s", name);
+        TRY(check_map(r, g, what, pk, pk));
+        struct qp_plan_program *pg = &p->programs[k];
+        snprintf(what, sizeof what, "programs.%s.capture", name);
+        TRY(get_bool(r, map_get(r, g, "capture"), what, &pg->capture));
+        yaml_node_t *nodes = map_get(r, g, "nodes");
+        int count;
+        snprintf(what, sizeof what, "programs.%s.nodes", name);
+        TRY(get_seq(r, nodes, what, 1, INT32_MAX, &count));
+        pg->nodes = calloc((size_t)count, sizeof *pg->nodes);
+        if (!pg->nodes) return qp_error_set(r->err, QP_ERR_NOMEM, "%s: out of memory", r->name);
+        for (int i = 0; i < count; i++) {
+            pg->n_nodes = i + 1;
+            TRY(read_node(r, p, seq_item(r, nodes, i), name, i, &pg->nodes[i]));
+        }
+    }
+    return QP_OK;
+}
+
+static enum qp_status read_root(struct rd *r, struct qp_plan *p) {
+    static const char *const keys[] = {"qplan",  "target",   "model",   "hparams",
+                                       "limits", "memory",   "step",    "kv_cache",
+                                       "weights", "buffers", "programs", NULL};
+    yaml_node_t *root = yaml_document_get_root_node(&r->doc);
+    if (!root) return fail(r, NULL, "empty document: not a plan");
+    TRY(check_map(r, root, "plan", keys, keys));
+    TRY(get_i32(r, map_get(r, root, "qplan"), "qplan (format version)", 0, INT32_MAX,
+                &p->version));
+    if (p->version != QP_PLAN_VERSION)
+        return fail(r, map_get(r, root, "qplan"), "plan format version %d, this build reads %d",
+                    p->version, QP_PLAN_VERSION);
+    TRY(get_str(r, map_get(r, root, "target"), "target", &p->target));
+    TRY(read_model(r, map_get(r, root, "model"), p));
+    TRY(read_hparams(r, map_get(r, root, "hparams"), p));
+    TRY(read_limits(r, map_get(r, root, "limits"), p));
+    TRY(read_memory(r, map_get(r, root, "memory"), p));
+    TRY(read_step(r, map_get(r, root, "step"), p));
+    TRY(read_kv(r, map_get(r, root, "kv_cache"), p));
+    TRY(read_weights(r, map_get(r, root, "weights"), p));
+    TRY(read_buffers(r, map_get(r, root, "buffers"), p));
+    TRY(read_programs(r, map_get(r, root, "programs"), p));
+    return QP_OK;
+}
+
+enum qp_status qp_plan_read_memory(const char *text, size_t len, const char *name,
+                                   struct qp_plan **out, struct qp_error *err) {
+    *out = NULL;
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return qp_error_set(err, QP_ERR_NOMEM, "%s: cannot initialise the YAML parser", name);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    struct rd r = {.name = name, .err = err};
+    if (!yaml_parser_load(&parser, &r.doc)) {
+        enum qp_status st = qp_error_set(
+            err, QP_ERR_FORMAT, "%s:%zu:%zu: YAML error: %s%s%s", name,
+            parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+            parser.problem ? parser.problem : "unknown", parser.context ? " " : "",
+            parser.context ? parser.context : "");
+        yaml_parser_delete(&parser);
+        return st;
+    }
+    struct qp_plan *p = qp_plan_new();
+    enum qp_status st = p ? read_root(&r, p)
+                          : qp_error_set(err, QP_ERR_NOMEM, "%s: out of memory", name);
+    if (st == QP_OK) {
+        /* One document per plan: a second one is a mistake (a concatenated file). */
+        yaml_document_t extra;
+        if (!yaml_parser_load(&parser, &extra)) {
+            st = qp_error_set(err, QP_ERR_FORMAT, "%s: YAML error after the plan document", name);
+        } else {
+            if (yaml_document_get_root_node(&extra))
+                st = qp_error_set(err, QP_ERR_FORMAT, "%s:%zu: a second YAML document", name,
+                                  extra.start_mark.line + 1);
+            yaml_document_delete(&extra);
+        }
+    }
+    if (st == QP_OK) {
+        p->source = strdup(name);
+        if (!p->source) st = qp_error_set(err, QP_ERR_NOMEM, "%s: out of memory", name);
+    }
+    yaml_document_delete(&r.doc);
+    yaml_parser_delete(&parser);
+    if (st != QP_OK) {
+        qp_plan_free(p);
+        return st;
+    }
+    *out = p;
+    return QP_OK;
+}
+
+enum qp_status qp_plan_read(const char *path, struct qp_plan **out, struct qp_error *err) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return qp_error_set(err, QP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 1 << 16;
+            char *nb = realloc(buf, ncap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return qp_error_set(err, QP_ERR_NOMEM, "%s: out of memory", path);
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        size_t got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0) break;
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return qp_error_set(err, QP_ERR_IO, "%s: read error", path);
+    }
+    enum qp_status st = qp_plan_read_memory(buf, len, path, out, err);
+    free(buf);
+    return st;
+}

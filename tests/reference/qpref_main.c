@@ -1,0 +1,175 @@
+/* qpref_main.c — `qpref`, the oracle's command line (a developer tool, not a test).
+ *
+ *   qpref MODEL.gguf --tokens 1,2,3 [-n N] [--ctx C]     logits stats per position, then the
+ *                                                        greedy continuation of N tokens (ids)
+ *   qpref MODEL.gguf --check EXPECTED.logits [-n N]      the same over the file's tokens, and
+ *                                                        the comparison with numpy_forward.py
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qwen2_ref.h"
+
+static int usage(void) {
+    fprintf(stderr, "usage: qpref MODEL.gguf (--tokens ID,ID,... | --check EXPECTED.logits) "
+                    "[-n N] [--ctx C]\n");
+    return 2;
+}
+
+static int parse_tokens(const char *s, int32_t **out, int32_t *n) {
+    int32_t cap = 16, k = 0;
+    int32_t *t = malloc((size_t)cap * sizeof(int32_t));
+    while (t && *s) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (end == s || errno || v < 0 || v > INT32_MAX) break;
+        if (k == cap) {
+            int32_t *nt = realloc(t, (size_t)(cap *= 2) * sizeof(int32_t));
+            if (!nt) break;
+            t = nt;
+        }
+        t[k++] = (int32_t)v;
+        s = end;
+        if (*s == ',') s++;
+        else if (*s) break;
+    }
+    if (!t || *s || k == 0) {
+        free(t);
+        return 0;
+    }
+    *out = t;
+    *n = k;
+    return 1;
+}
+
+static int32_t argmax(const float *x, int32_t n) {
+    int32_t b = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+int main(int argc, char **argv) {
+    const char *model = NULL, *tokens_arg = NULL, *check = NULL;
+    long n_gen = 0, n_ctx = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--tokens") && i + 1 < argc) tokens_arg = argv[++i];
+        else if (!strcmp(argv[i], "--check") && i + 1 < argc) check = argv[++i];
+        else if (!strcmp(argv[i], "-n") && i + 1 < argc) n_gen = strtol(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) n_ctx = strtol(argv[++i], NULL, 10);
+        else if (argv[i][0] != '-' && !model) model = argv[i];
+        else return usage();
+    }
+    if (!model || (!tokens_arg && !check) || n_gen < 0 || n_gen > 1 << 20 || n_ctx < 0 ||
+        n_ctx > 1 << 24)
+        return usage();
+
+    struct qp_error err = {{0}};
+    struct qp_ref_expected exp = {0};
+    int32_t *tokens = NULL, n_tok = 0;
+    if (check && qp_ref_expected_read(check, &exp, &err) != QP_OK) {
+        fprintf(stderr, "qpref: %s\n", err.msg);
+        return 1;
+    }
+    if (tokens_arg) {
+        if (!parse_tokens(tokens_arg, &tokens, &n_tok)) {
+            fprintf(stderr, "qpref: --tokens '%s': expected comma-separated ids\n", tokens_arg);
+            return 2;
+        }
+    } else {
+        n_tok = exp.n_tok;
+        tokens = malloc((size_t)n_tok * sizeof(int32_t));
+        if (!tokens) return 1;
+        memcpy(tokens, exp.tokens, (size_t)n_tok * sizeof(int32_t));
+    }
+    if (check && (n_tok != exp.n_tok || memcmp(tokens, exp.tokens, (size_t)n_tok * 4) != 0)) {
+        fprintf(stderr, "qpref: --tokens differ from the tokens of %s\n", check);
+        return 2;
+    }
+    if (!n_ctx) n_ctx = n_tok + n_gen;
+
+    struct qp_gguf *g = NULL;
+    struct qp_ref *r = NULL;
+    if (qp_gguf_open(model, QP_GGUF_DEFAULT, &g, &err) != QP_OK ||
+        qp_ref_open(g, (int32_t)n_ctx, &r, &err) != QP_OK) {
+        fprintf(stderr, "qpref: %s\n", err.msg);
+        qp_gguf_close(g);
+        return 1;
+    }
+    const struct qp_ref_config *c = qp_ref_config(r);
+    printf("%s: qwen2, %d layers, embd %d, heads %d/%d (hd %d), ffn %d, vocab %d, %s output\n",
+           model, c->n_layer, c->n_embd, c->n_head, c->n_head_kv, c->head_dim, c->n_ff,
+           c->n_vocab, c->tied_output ? "tied" : "separate");
+
+    const size_t V = (size_t)c->n_vocab;
+    float *logits = malloc((size_t)n_tok * V * sizeof(float));
+    int rc = 0;
+    if (!logits) {
+        fprintf(stderr, "qpref: out of memory\n");
+        rc = 1;
+        goto done;
+    }
+    for (int32_t p = 0; p < n_tok; p++) {
+        float *row = logits + (size_t)p * V;
+        if (qp_ref_forward(r, tokens[p], p, row, &err) != QP_OK) {
+            fprintf(stderr, "qpref: %s\n", err.msg);
+            rc = 1;
+            goto done;
+        }
+        double sum = 0;
+        float mn = row[0], mx = row[0];
+        for (size_t i = 0; i < V; i++) {
+            sum += row[i];
+            mn = row[i] < mn ? row[i] : mn;
+            mx = row[i] > mx ? row[i] : mx;
+        }
+        printf("pos %d token %d: argmax %d max %.4f min %.4f mean %.4f\n", p, tokens[p],
+               argmax(row, (int32_t)V), mx, mn, sum / (double)V);
+    }
+    if (check) {
+        if ((int32_t)V != exp.n_vocab) {
+            fprintf(stderr, "qpref: %s has vocab %d, the model %zu\n", check, exp.n_vocab, V);
+            rc = 1;
+            goto done;
+        }
+        struct qp_ref_compare cmp;
+        qp_ref_compare(&exp, logits, &cmp);
+        printf("vs %s (%" PRId64 " logits): max abs err %.3g, max rel err %.3g (pos %d id %d), "
+               "top-1 agreement %d/%d\n",
+               check, exp.n_entries, cmp.max_abs, cmp.max_rel, cmp.worst_pos, cmp.worst_id,
+               cmp.top1_agree, exp.n_tok);
+    }
+    if (n_gen > 0) {
+        float *row = malloc(V * sizeof(float));
+        if (!row) {
+            rc = 1;
+            goto done;
+        }
+        int32_t next = argmax(logits + (size_t)(n_tok - 1) * V, (int32_t)V);
+        printf("greedy:");
+        for (long i = 0; i < n_gen; i++) {
+            printf("%s%d", i ? "," : " ", next);
+            fflush(stdout);
+            if (i + 1 == n_gen) break;
+            if (qp_ref_forward(r, next, n_tok + (int32_t)i, row, &err) != QP_OK) {
+                fprintf(stderr, "\nqpref: %s\n", err.msg);
+                rc = 1;
+                break;
+            }
+            next = argmax(row, (int32_t)V);
+        }
+        printf("\n");
+        free(row);
+    }
+done:
+    free(logits);
+    free(tokens);
+    qp_ref_expected_free(&exp);
+    qp_ref_free(r);
+    qp_gguf_close(g);
+    return rc;
+}

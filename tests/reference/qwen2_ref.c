@@ -1,0 +1,371 @@
+/* qwen2_ref.c — the oracle: a Qwen2 forward step, llama2.c style, top to bottom.
+ *
+ * Owns: the oracle's weight table (pointers into the GGUF mapping), its f32 activations and
+ * KV cache. Does not own: the GGUF (the caller's), dequantization (qp_quant_dequant_row).
+ * Nothing here comes from the plan machinery or kernels/cpu: a bug there cannot hide here.
+ *
+ * The architecture (per layer l, x the residual stream [D]):
+ *   h = rmsnorm(x) * attn_norm
+ *   q = Wq h + bq [H*hd], k = Wk h + bk [K*hd], v = Wv h + bv [K*hd]
+ *   RoPE (NEOX pairs (i, i + hd/2), angle pos * base^(-2i/hd)) on q and k; cache k, v at pos
+ *   per query head hh (KV head hh / (H/K)): softmax(q.k_t / sqrt(hd), t <= pos) . v_t
+ *   x += Wo att (+ bo when present)
+ *   n = rmsnorm(x) * ffn_norm;  x += Wdown (silu(Wgate n) * Wup n)
+ * logits = Wout (rmsnorm(x) * output_norm), Wout = token_embd when output.weight is absent.
+ */
+#include "qwen2_ref.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qp_ggml.h"
+#include "qp_quant.h"
+
+/* A weight as the file holds it: rows x cols of `type`, row r at data + r * row_bytes. */
+struct ref_mat {
+    const void *data;
+    int32_t type;
+    int64_t rows, cols; /* GGUF ne[1], ne[0] */
+    size_t row_bytes;
+};
+
+struct ref_layer {
+    float *attn_norm;                 /* [D] */
+    struct ref_mat wq, wk, wv, wo;    /* [H*hd][D], [K*hd][D], [K*hd][D], [D][H*hd] */
+    float *bq, *bk, *bv;              /* [H*hd], [K*hd], [K*hd] */
+    float *bo;                        /* [D] or NULL */
+    float *ffn_norm;                  /* [D] */
+    struct ref_mat w_gate, w_up, w_down; /* [F][D], [F][D], [D][F] */
+};
+
+struct qp_ref {
+    struct qp_ref_config c;
+    const struct qp_gguf *g;
+    struct ref_mat token_embd;        /* [V][D] */
+    struct ref_layer *layers;         /* [n_layer] */
+    float *output_norm;               /* [D] */
+    struct ref_mat output;            /* [V][D] (token_embd when tied) */
+    /* activations */
+    float *x;                         /* [D] residual stream */
+    float *xb;                        /* [D] normed input of a projection */
+    float *q;                         /* [H*hd] */
+    float *att;                       /* [H*hd] attention output */
+    float *scores;                    /* [n_ctx] */
+    float *gate, *up;                 /* [F] */
+    float *row;                       /* [max(D, F)] one dequantized weight row */
+    float *k_cache, *v_cache;         /* [n_layer][n_ctx][K*hd] */
+    int32_t n_filled;                 /* positions [0, n_filled) of the cache are written */
+};
+
+/* ---- loading ---- */
+
+static enum qp_status get_mat(const struct qp_gguf *g, const char *name, int64_t rows,
+                              int64_t cols, struct ref_mat *m, struct qp_error *err) {
+    const struct qp_gguf_tensor *t = qp_gguf_find_tensor(g, name);
+    if (!t)
+        return qp_error_set(err, QP_ERR_FORMAT, "%s: tensor '%s' is missing", qp_gguf_path(g),
+                            name);
+    if (t->n_dims > 2 || t->ne[0] != cols || t->ne[1] != rows)
+        return qp_error_set(err, QP_ERR_FORMAT,
+                            "%s: tensor '%s' has shape [%lld, %lld], expected [%lld, %lld]",
+                            qp_gguf_path(g), name, (long long)t->ne[0], (long long)t->ne[1],
+                            (long long)cols, (long long)rows);
+    if (!qp_quant_supported(t->type))
+        return qp_error_set(err, QP_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s (%d), which "
+                            "the CPU dequantizer does not support", qp_gguf_path(g), name,
+                            qp_ggml_type_name(t->type), (int)t->type);
+    if (!t->data)
+        return qp_error_set(err, QP_ERR_INVALID, "%s: tensor '%s' has no data (header-only file)",
+                            qp_gguf_path(g), name);
+    size_t rb;
+    if (!qp_ggml_row_bytes(t->type, cols, &rb))
+        return qp_error_set(err, QP_ERR_FORMAT, "%s: tensor '%s': bad row size", qp_gguf_path(g),
+                            name);
+    *m = (struct ref_mat){.data = t->data, .type = t->type, .rows = rows, .cols = cols,
+                          .row_bytes = rb};
+    return QP_OK;
+}
+
+/* A vector tensor of n elements, dequantized into a new f32 array (*out owned by the caller). */
+static enum qp_status get_vec(const struct qp_gguf *g, const char *name, int64_t n, float **out,
+                              struct qp_error *err) {
+    struct ref_mat m;
+    enum qp_status s = get_mat(g, name, 1, n, &m, err);
+    if (s != QP_OK) return s;
+    *out = malloc((size_t)n * sizeof(float));
+    if (!*out) return qp_error_set(err, QP_ERR_NOMEM, "%s: out of memory", qp_gguf_path(g));
+    qp_quant_dequant_row(m.type, m.data, *out, n);
+    return QP_OK;
+}
+
+static enum qp_status get_hparam(const struct qp_gguf *g, const char *key, int32_t *out,
+                                 struct qp_error *err) {
+    int64_t v;
+    enum qp_status s = qp_gguf_get_int(g, key, 1, INT32_MAX, &v, err);
+    if (s == QP_OK) *out = (int32_t)v;
+    return s;
+}
+
+enum qp_status qp_ref_open(const struct qp_gguf *g, int32_t n_ctx, struct qp_ref **out,
+                           struct qp_error *err) {
+    *out = NULL;
+    const char *path = qp_gguf_path(g);
+    const char *arch;
+    enum qp_status s = qp_gguf_get_str(g, "general.architecture", &arch, err);
+    if (s != QP_OK) return s;
+    if (strcmp(arch, "qwen2") != 0)
+        return qp_error_set(err, QP_ERR_UNSUPPORTED, "%s: architecture '%s', the oracle runs "
+                            "qwen2 only", path, arch);
+    if (n_ctx < 1) return qp_error_set(err, QP_ERR_INVALID, "n_ctx %d < 1", (int)n_ctx);
+
+    struct qp_ref *r = calloc(1, sizeof(*r));
+    if (!r) return qp_error_set(err, QP_ERR_NOMEM, "%s: out of memory", path);
+    r->g = g;
+    struct qp_ref_config *c = &r->c;
+    c->n_ctx = n_ctx;
+    if ((s = get_hparam(g, "qwen2.block_count", &c->n_layer, err)) != QP_OK ||
+        (s = get_hparam(g, "qwen2.embedding_length", &c->n_embd, err)) != QP_OK ||
+        (s = get_hparam(g, "qwen2.attention.head_count", &c->n_head, err)) != QP_OK ||
+        (s = get_hparam(g, "qwen2.attention.head_count_kv", &c->n_head_kv, err)) != QP_OK)
+        goto fail;
+    double eps, base = 10000.0;
+    if ((s = qp_gguf_get_float(g, "qwen2.attention.layer_norm_rms_epsilon", &eps, err)) != QP_OK)
+        goto fail;
+    if (qp_gguf_find(g, "qwen2.rope.freq_base") &&
+        (s = qp_gguf_get_float(g, "qwen2.rope.freq_base", &base, err)) != QP_OK)
+        goto fail;
+    c->eps = (float)eps;
+    c->rope_base = (float)base;
+    if (c->n_embd % c->n_head != 0 || c->n_head % c->n_head_kv != 0 ||
+        (c->n_embd / c->n_head) % 2 != 0) {
+        s = qp_error_set(err, QP_ERR_FORMAT, "%s: embedding %d, %d heads, %d KV heads: need "
+                         "heads | embedding, KV heads | heads and an even head size", path,
+                         (int)c->n_embd, (int)c->n_head, (int)c->n_head_kv);
+        goto fail;
+    }
+    c->head_dim = c->n_embd / c->n_head;
+    const int64_t D = c->n_embd, Q = (int64_t)c->n_head * c->head_dim,
+                  KV = (int64_t)c->n_head_kv * c->head_dim;
+
+    const struct qp_gguf_tensor *te = qp_gguf_find_tensor(g, "token_embd.weight");
+    const struct qp_gguf_tensor *tg = qp_gguf_find_tensor(g, "blk.0.ffn_gate.weight");
+    if (!te || !tg || te->ne[1] > INT32_MAX || tg->ne[1] > INT32_MAX) {
+        s = qp_error_set(err, QP_ERR_FORMAT, "%s: token_embd.weight or blk.0.ffn_gate.weight "
+                         "missing or too large", path);
+        goto fail;
+    }
+    c->n_vocab = (int32_t)te->ne[1];
+    c->n_ff = (int32_t)tg->ne[1];
+    const int64_t F = c->n_ff, V = c->n_vocab;
+    if (qp_gguf_find_tensor(g, "blk.0.attn_qkv.weight")) {
+        s = qp_error_set(err, QP_ERR_UNSUPPORTED, "%s: fused attn_qkv tensors are not "
+                         "supported by the oracle", path);
+        goto fail;
+    }
+
+    if ((s = get_mat(g, "token_embd.weight", V, D, &r->token_embd, err)) != QP_OK ||
+        (s = get_vec(g, "output_norm.weight", D, &r->output_norm, err)) != QP_OK)
+        goto fail;
+    c->tied_output = qp_gguf_find_tensor(g, "output.weight") == NULL;
+    if (c->tied_output)
+        r->output = r->token_embd;
+    else if ((s = get_mat(g, "output.weight", V, D, &r->output, err)) != QP_OK)
+        goto fail;
+
+    r->layers = calloc((size_t)c->n_layer, sizeof(*r->layers));
+    if (!r->layers) goto nomem;
+    for (int32_t l = 0; l < c->n_layer; l++) {
+        struct ref_layer *L = &r->layers[l];
+        char n[96];
+#define NAME(suffix) (snprintf(n, sizeof n, "blk.%d." suffix, (int)l), n)
+        if ((s = get_vec(g, NAME("attn_norm.weight"), D, &L->attn_norm, err)) != QP_OK ||
+            (s = get_mat(g, NAME("attn_q.weight"), Q, D, &L->wq, err)) != QP_OK ||
+            (s = get_mat(g, NAME("attn_k.weight"), KV, D, &L->wk, err)) != QP_OK ||
+            (s = get_mat(g, NAME("attn_v.weight"), KV, D, &L->wv, err)) != QP_OK ||
+            (s = get_vec(g, NAME("attn_q.bias"), Q, &L->bq, err)) != QP_OK ||
+            (s = get_vec(g, NAME("attn_k.bias"), KV, &L->bk, err)) != QP_OK ||
+            (s = get_vec(g, NAME("attn_v.bias"), KV, &L->bv, err)) != QP_OK ||
+            (s = get_mat(g, NAME("attn_output.weight"), D, Q, &L->wo, err)) != QP_OK ||
+            (s = get_vec(g, NAME("ffn_norm.weight"), D, &L->ffn_norm, err)) != QP_OK ||
+            (s = get_mat(g, NAME("ffn_gate.weight"), F, D, &L->w_gate, err)) != QP_OK ||
+            (s = get_mat(g, NAME("ffn_up.weight"), F, D, &L->w_up, err)) != QP_OK ||
+            (s = get_mat(g, NAME("ffn_down.weight"), D, F, &L->w_down, err)) != QP_OK)
+            goto fail;
+        if (qp_gguf_find_tensor(g, NAME("attn_output.bias")) &&
+            (s = get_vec(g, n, D, &L->bo, err)) != QP_OK)
+            goto fail;
+#undef NAME
+    }
+
+    /* Sizes: all small products of int32 values, in 64 bits; the cache is the big one. */
+    const size_t cache = (size_t)c->n_layer * (size_t)n_ctx * (size_t)KV;
+    r->x = calloc((size_t)D, sizeof(float));
+    r->xb = calloc((size_t)D, sizeof(float));
+    r->q = calloc((size_t)Q, sizeof(float));
+    r->att = calloc((size_t)Q, sizeof(float));
+    r->scores = calloc((size_t)n_ctx, sizeof(float));
+    r->gate = calloc((size_t)F, sizeof(float));
+    r->up = calloc((size_t)F, sizeof(float));
+    r->row = calloc((size_t)(D > F ? (D > Q ? D : Q) : (F > Q ? F : Q)), sizeof(float));
+    r->k_cache = calloc(cache, sizeof(float));
+    r->v_cache = calloc(cache, sizeof(float));
+    if (!r->x || !r->xb || !r->q || !r->att || !r->scores || !r->gate || !r->up || !r->row ||
+        !r->k_cache || !r->v_cache)
+        goto nomem;
+    *out = r;
+    return QP_OK;
+nomem:
+    s = qp_error_set(err, QP_ERR_NOMEM, "%s: out of memory building the oracle (n_ctx %d)", path,
+                     (int)n_ctx);
+fail:
+    qp_ref_free(r);
+    return s;
+}
+
+void qp_ref_free(struct qp_ref *r) {
+    if (!r) return;
+    if (r->layers) {
+        for (int32_t l = 0; l < r->c.n_layer; l++) {
+            struct ref_layer *L = &r->layers[l];
+            free(L->attn_norm);
+            free(L->bq);
+            free(L->bk);
+            free(L->bv);
+            free(L->bo);
+            free(L->ffn_norm);
+        }
+        free(r->layers);
+    }
+    free(r->output_norm);
+    free(r->x);
+    free(r->xb);
+    free(r->q);
+    free(r->att);
+    free(r->scores);
+    free(r->gate);
+    free(r->up);
+    free(r->row);
+    free(r->k_cache);
+    free(r->v_cache);
+    free(r);
+}
+
+const struct qp_ref_config *qp_ref_config(const struct qp_ref *r) { return &r->c; }
+
+/* ---- the math ---- */
+
+/* out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i] */
+static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
+    float ss = 0.0f;
+    for (int64_t i = 0; i < n; i++) ss += x[i] * x[i];
+    const float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+/* out[r] = W[r] . x (+ bias[r]) for the m.rows rows; each row dequantized into `row`. */
+static void matvec(float *out, const struct ref_mat *m, const float *x, const float *bias,
+                   float *row) {
+    for (int64_t r = 0; r < m->rows; r++) {
+        qp_quant_dequant_row(m->type, (const char *)m->data + (size_t)r * m->row_bytes, row,
+                             m->cols);
+        float acc = 0.0f;
+        for (int64_t c = 0; c < m->cols; c++) acc += row[c] * x[c];
+        out[r] = acc + (bias ? bias[r] : 0.0f);
+    }
+}
+
+/* NEOX RoPE on one head vector v [hd]: pairs (i, i + hd/2) rotate by pos * base^(-2i/hd). */
+static void rope(float *v, int32_t hd, int32_t pos, float base) {
+    for (int32_t i = 0; i < hd / 2; i++) {
+        const double angle = (double)pos * pow((double)base, -2.0 * i / hd);
+        const float cs = (float)cos(angle), sn = (float)sin(angle);
+        const float a = v[i], b = v[i + hd / 2];
+        v[i] = a * cs - b * sn;
+        v[i + hd / 2] = a * sn + b * cs;
+    }
+}
+
+static void softmax(float *x, int64_t n) {
+    float mx = x[0];
+    for (int64_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    for (int64_t i = 0; i < n; i++) x[i] /= sum;
+}
+
+enum qp_status qp_ref_forward(struct qp_ref *r, int32_t token, int32_t pos, float *logits,
+                              struct qp_error *err) {
+    const struct qp_ref_config *c = &r->c;
+    if (token < 0 || token >= c->n_vocab)
+        return qp_error_set(err, QP_ERR_RANGE, "%s: token id %d out of range [0, %d)",
+                            qp_gguf_path(r->g), (int)token, (int)c->n_vocab);
+    if (pos < 0 || pos >= c->n_ctx || pos > r->n_filled)
+        return qp_error_set(err, QP_ERR_RANGE, "position %d: need 0 <= pos <= %d (filled) and "
+                            "< n_ctx %d", (int)pos, (int)r->n_filled, (int)c->n_ctx);
+    const int32_t D = c->n_embd, hd = c->head_dim, H = c->n_head, K = c->n_head_kv;
+    const int64_t KV = (int64_t)K * hd;
+    const int32_t group = H / K; /* query heads per KV head */
+    const float att_scale = 1.0f / sqrtf((float)hd);
+
+    /* x = token_embd[token] */
+    qp_quant_dequant_row(r->token_embd.type,
+                         (const char *)r->token_embd.data + (size_t)token * r->token_embd.row_bytes,
+                         r->x, D);
+
+    for (int32_t l = 0; l < c->n_layer; l++) {
+        const struct ref_layer *L = &r->layers[l];
+        float *k_row = r->k_cache + ((size_t)l * (size_t)c->n_ctx + (size_t)pos) * (size_t)KV;
+        float *v_row = r->v_cache + ((size_t)l * (size_t)c->n_ctx + (size_t)pos) * (size_t)KV;
+
+        /* attention block */
+        rmsnorm(r->xb, r->x, L->attn_norm, D, c->eps);
+        matvec(r->q, &L->wq, r->xb, L->bq, r->row);
+        matvec(k_row, &L->wk, r->xb, L->bk, r->row);
+        matvec(v_row, &L->wv, r->xb, L->bv, r->row);
+        for (int32_t h = 0; h < H; h++) rope(r->q + (size_t)h * hd, hd, pos, c->rope_base);
+        for (int32_t h = 0; h < K; h++) rope(k_row + (size_t)h * hd, hd, pos, c->rope_base);
+
+        for (int32_t h = 0; h < H; h++) {
+            const float *qh = r->q + (size_t)h * hd;
+            const size_t kv_off = (size_t)(h / group) * (size_t)hd;
+            const float *kl = r->k_cache + (size_t)l * (size_t)c->n_ctx * (size_t)KV;
+            const float *vl = r->v_cache + (size_t)l * (size_t)c->n_ctx * (size_t)KV;
+            for (int32_t t = 0; t <= pos; t++) {
+                const float *kt = kl + (size_t)t * (size_t)KV + kv_off;
+                float dot = 0.0f;
+                for (int32_t i = 0; i < hd; i++) dot += qh[i] * kt[i];
+                r->scores[t] = dot * att_scale;
+            }
+            softmax(r->scores, (int64_t)pos + 1);
+            float *out = r->att + (size_t)h * hd;
+            for (int32_t i = 0; i < hd; i++) out[i] = 0.0f;
+            for (int32_t t = 0; t <= pos; t++) {
+                const float *vt = vl + (size_t)t * (size_t)KV + kv_off;
+                for (int32_t i = 0; i < hd; i++) out[i] += r->scores[t] * vt[i];
+            }
+        }
+        matvec(r->xb, &L->wo, r->att, L->bo, r->row);
+        for (int32_t i = 0; i < D; i++) r->x[i] += r->xb[i];
+
+        /* feed-forward block */
+        rmsnorm(r->xb, r->x, L->ffn_norm, D, c->eps);
+        matvec(r->gate, &L->w_gate, r->xb, NULL, r->row);
+        matvec(r->up, &L->w_up, r->xb, NULL, r->row);
+        for (int32_t i = 0; i < c->n_ff; i++) {
+            const float g = r->gate[i];
+            r->gate[i] = g / (1.0f + expf(-g)) * r->up[i];
+        }
+        matvec(r->xb, &L->w_down, r->gate, NULL, r->row);
+        for (int32_t i = 0; i < D; i++) r->x[i] += r->xb[i];
+    }
+
+    rmsnorm(r->xb, r->x, r->output_norm, D, c->eps);
+    matvec(logits, &r->output, r->xb, NULL, r->row);
+    r->n_filled = pos + 1; /* a step at an earlier position starts the sequence over there */
+    return QP_OK;
+}
