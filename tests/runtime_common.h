@@ -3,7 +3,7 @@
  * Header-only (static functions) so each test is one executable.
  */
 #pragma once
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>

@@ -6,11 +6,12 @@
  * Tolerance as in test_runtime_synth.c (F16 KV cache vs the oracle's f32), 24 layers: 5e-3 of
  * the logits' scale.
  */
+#include "runtime_common.h"
+
 #include <time.h>
 
 #include "qp_chat.h"
 #include "qp_tokenizer.h"
-#include "runtime_common.h"
 
 #define TOL 5e-3
 #define N_HAIKU 8 /* tokens generated per word: enough to differ, small for 2 cores */

@@ -152,6 +152,7 @@ static void check_generation(const char *plan, const char *plan_nofuse, const ch
             CHECK(st.stop == QRUN_STOP_STRING, "stop string: stop %s", qrun_stop_str(st.stop));
             CHECK(b.len == first && memcmp(b.text, a.text, first) == 0,
                   "stop string: printed %zu bytes, want the %zu before it", b.len, first);
+            printf("stop string \"%s\": stopped after %zu bytes, the stop not printed\n", stop, b.len);
             g.stop = NULL;
             g.n_stop = 0;
         }
