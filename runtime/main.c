@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "qp_tokenizer.h"
 #include "qrun.h"
 
@@ -46,6 +47,12 @@ static void usage(FILE *f) {
           "  --tokenize TEXT         print the token ids of TEXT and exit (-v: one per line)\n"
           "  --detokenize IDS        print the text of ids \"1,2,3\" and exit\n"
           "  --no-graph              launch the decode step eagerly (no CUDA graph)\n"
+          "  --bench                 benchmark (llama-bench's table: pp512, tg128 at depths 0,\n"
+          "                          4096, 16384; TTFT; device memory) instead of generating\n"
+          "  --bench-json PATH       also write the benchmark as JSON\n"
+          "  --bench-reps N          repetitions per test (default 5)\n"
+          "  --bench-depths LIST     tg depths, e.g. 0,4096,16384 (tokens already in the KV cache)\n"
+          "  --bench-pp N, --bench-tg N  tokens of the pp and tg tests (default 512, 128)\n"
           "  -v, --verbose           more messages on stderr\n"
           "  -h, --help              this text\n",
           f);
@@ -133,7 +140,8 @@ int main(int argc, char **argv) {
                *detokenize = NULL;
     const char *stops[MAX_STOP];
     int n_stop = 0;
-    bool chat = false, seed_given = false;
+    bool chat = false, seed_given = false, bench = false;
+    struct qrun_bench_options bo = qrun_bench_options_default();
     struct qrun_options o = qrun_options_default();
     struct qrun_gen_options g = qrun_gen_options_default();
     g.parse_special = true;
@@ -190,6 +198,19 @@ int main(int argc, char **argv) {
         else if (IS("--tokenize", "--tokenize")) { NEED_VAL; tokenize = val; }
         else if (IS("--detokenize", "--detokenize")) { NEED_VAL; detokenize = val; }
         else if (IS("--no-graph", "--no-graph")) o.no_graph = true;
+        else if (IS("--bench", "--bench")) bench = true;
+        else if (IS("--bench-json", "--bench-json")) { NEED_VAL; bo.json_path = val; bench = true; }
+        else if (IS("--bench-reps", "--bench-reps")) { NEED_VAL; if (parse_int(a, val, 1, 100, &v)) return 2; bo.reps = (int)v; }
+        else if (IS("--bench-pp", "--bench-pp")) { NEED_VAL; if (parse_int(a, val, 0, 1 << 20, &v)) return 2; bo.n_prompt = (int)v; }
+        else if (IS("--bench-tg", "--bench-tg")) { NEED_VAL; if (parse_int(a, val, 0, 1 << 20, &v)) return 2; bo.n_gen = (int)v; }
+        else if (IS("--bench-depths", "--bench-depths")) {
+            NEED_VAL;
+            struct qp_error be = {{0}};
+            if (qrun_bench_parse_depths(val, &bo, &be) != QP_OK) {
+                fprintf(stderr, "qrun: %s\n", be.msg);
+                return 2;
+            }
+        }
         else if (IS("-v", "--verbose")) o.verbose = true;
         else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "qrun: unknown option %s (see --help)\n", a);
@@ -227,6 +248,11 @@ int main(int argc, char **argv) {
     if (!plan) {
         usage(stderr);
         return 2;
+    }
+    if (bench) {
+        enum qp_status bs = qrun_bench(plan, &o, &bo, stdout, &err);
+        if (bs != QP_OK) fprintf(stderr, "qrun: %s\n", err.msg);
+        return bs == QP_OK ? 0 : 1;
     }
     if (prompt && file) {
         fprintf(stderr, "qrun: give the prompt with -p or -f, not both\n");
