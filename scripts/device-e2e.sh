@@ -6,9 +6,10 @@
 #   3. the GPU tests (ctest -L gpu): the CUDA ops vs the CPU ops, and test_cuda_backend (CUDA
 #      vs CPU logits at every position of a 64-token greedy run, graph == eager) on a small
 #      synthetic model and on the same-shape one (QP_E2E_MODEL / QP_E2E_PLAN)
-#   4. compute-sanitizer memcheck and racecheck on a short generation (qrun, graph replay)
-#   5. qrun --bench (graph; and tg128 eager for comparison), JSON and table
-#   6. device-to-device copy bandwidth (the decode floor's denominator), via PyTorch if present
+#   4. qrun --bench (graph; and tg128 eager for comparison), JSON and table
+#   5. device-to-device copy bandwidth (the decode floor's denominator), via PyTorch if present
+#   6. compute-sanitizer memcheck and racecheck on a short generation (qrun, graph replay), last
+#      because slowest (QP_SAN_TIMEOUT seconds each, default 150)
 # Logs go to $OUT (the device tool's folder) or ./device-out. Each step's status is listed at
 # the end; the script exits nonzero when any step failed.
 #   QP_HEADER  the header (default: <repo>/../model-header.gguf, i.e. .device/model-header.gguf)
@@ -46,7 +47,7 @@ if want synth; then
   else tail -20 "$out/synth.log"; note "synth + compile: FAILED (synth.log)"; fi
 fi
 if want test; then
-  ( cd "$b" && QP_E2E_MODEL=$model QP_E2E_PLAN=$plan timeout 400 ctest -L gpu --output-on-failure -V ) > "$out/test.log" 2>&1
+  ( cd "$b" && QP_E2E_MODEL=$model QP_E2E_PLAN=$plan timeout 300 ctest -L gpu --output-on-failure -V ) > "$out/test.log" 2>&1
   rc=$?
   grep -E '^(ok|FAIL)|rel |identical|DIFFERENT|tests passed|tests failed|Test +#|skip' "$out/test.log" | grep -v '^ok ' | tail -40
   note "gpu tests: $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc") ($(grep -c '^ok ' "$out/test.log") op checks ok)"
@@ -55,16 +56,6 @@ prompt='<|im_start|>user
 Write a haiku about the sea.<|im_end|>
 <|im_start|>assistant
 '
-want sanitize && [ ! -x "$b/runtime/qrun" ] && note "sanitizers: NOT RUN (no qrun in this build)"
-if want sanitize && [ -x "$b/runtime/qrun" ]; then
-  for tool in memcheck racecheck; do
-    timeout 240 compute-sanitizer --tool $tool --error-exitcode 3 "$b/runtime/qrun" "$plan" -m "$model" \
-      --device cuda -p "$prompt" -n 6 --temp 0 > "$out/sanitizer-$tool.log" 2>&1
-    rc=$?
-    tail -3 "$out/sanitizer-$tool.log"
-    note "compute-sanitizer $tool: $([ $rc = 0 ] && echo clean || echo "rc=$rc") ($(grep -m1 'ERROR SUMMARY' "$out/sanitizer-$tool.log"))"
-  done
-fi
 want bench && [ ! -x "$b/runtime/qrun" ] && note "bench: NOT RUN (no qrun in this build)"
 if want bench && [ -x "$b/runtime/qrun" ]; then
   timeout 300 "$b/runtime/qrun" "$plan" -m "$model" --device cuda --bench --bench-json "$out/bench.json" \
@@ -94,6 +85,16 @@ print(f"d2d copy of 1 GiB: median {ms:.3f} ms = {2 * n / ms / 1e9:.0f} GB/s (rea
 PY
   cat "$out/bandwidth.txt"
   note "bandwidth: $(tail -1 "$out/bandwidth.txt")"
+fi
+want sanitize && [ ! -x "$b/runtime/qrun" ] && note "sanitizers: NOT RUN (no qrun in this build)"
+if want sanitize && [ -x "$b/runtime/qrun" ]; then
+  for tool in memcheck racecheck; do
+    timeout ${QP_SAN_TIMEOUT:-150} compute-sanitizer --tool $tool --error-exitcode 3 "$b/runtime/qrun" "$plan" -m "$model" \
+      --device cuda -p "$prompt" -n 6 --temp 0 > "$out/sanitizer-$tool.log" 2>&1
+    rc=$?
+    tail -3 "$out/sanitizer-$tool.log"
+    note "compute-sanitizer $tool: $([ $rc = 0 ] && echo clean || echo "rc=$rc") ($(grep -m1 'ERROR SUMMARY' "$out/sanitizer-$tool.log"))"
+  done
 fi
 echo "---- summary ($(( $(date +%s) - t0 )) s) ----"
 printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
