@@ -17,7 +17,11 @@
 #   QP_STEPS   steps to run (default "build synth test sanitize bench bw")
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=${OUT:-$root/device-out}
+final=${OUT:-$root/device-out}
+mkdir -p "$final"
+# Everything is logged under $work/logs; the few files the device tool can bring back (8 at
+# most, with the caller's own log) are copied to $OUT at the end.
+out=${TMPDIR:-/tmp}/qp-e2e/logs
 mkdir -p "$out"
 header=${QP_HEADER:-$root/../model-header.gguf}
 ctx=${QP_CTX:-16640}
@@ -59,12 +63,12 @@ Write a haiku about the sea.<|im_end|>
 want bench && [ ! -x "$b/runtime/qrun" ] && note "bench: NOT RUN (no qrun in this build)"
 if want bench && [ -x "$b/runtime/qrun" ]; then
   timeout 300 "$b/runtime/qrun" "$plan" -m "$model" --device cuda --bench --bench-json "$out/bench.json" \
-    > "$out/bench.txt" 2> "$out/bench.err"
+    > "$out/bench.txt" 2>&1
   rc=$?
-  cat "$out/bench.txt"; tail -5 "$out/bench.err"
+  cat "$out/bench.txt"
   note "bench (graph): $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc")"
   timeout 120 "$b/runtime/qrun" "$plan" -m "$model" --device cuda --no-graph --bench --bench-depths 0 \
-    --bench-json "$out/bench-eager.json" > "$out/bench-eager.txt" 2>> "$out/bench.err"
+    --bench-json "$out/bench-eager.json" > "$out/bench-eager.txt" 2>&1
   rc=$?
   grep -E '^\| .*tg|^\| .*pp' "$out/bench-eager.txt"
   note "bench (eager): $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc")"
@@ -81,7 +85,7 @@ ts = []
 for _ in range(10):
     s.record(); b.copy_(a); e.record(); torch.cuda.synchronize(); ts.append(s.elapsed_time(e))
 ts.sort(); ms = ts[len(ts) // 2]
-print(f"d2d copy of 1 GiB: median {ms:.3f} ms = {2 * n / ms / 1e9:.0f} GB/s (read + write)")
+print(f"d2d copy of 1 GiB: median {ms:.3f} ms = {2 * n / (ms * 1e-3) / 1e9:.0f} GB/s (read + write)")
 PY
   cat "$out/bandwidth.txt"
   note "bandwidth: $(tail -1 "$out/bandwidth.txt")"
@@ -98,4 +102,8 @@ if want sanitize && [ -x "$b/runtime/qrun" ]; then
 fi
 echo "---- summary ($(( $(date +%s) - t0 )) s) ----"
 printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
+cat "$out/bench-eager.txt" >> "$out/bench.txt" 2>/dev/null
+for f in summary.txt test.log bench.txt bench.json bench-eager.json sanitizer-memcheck.log sanitizer-racecheck.log; do
+  [ -f "$out/$f" ] && cp "$out/$f" "$final/"
+done
 ! grep -q 'FAILED\|rc=' "$out/summary.txt"
