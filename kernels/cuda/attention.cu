@@ -27,6 +27,8 @@ static __global__ void __launch_bounds__(QP_ATTN_WARPS * 32)
     attn_partial_kernel(const float *__restrict__ q, const C *__restrict__ kc, const C *__restrict__ vc,
                         int64_t kv_dim, int64_t ctx, int n_head, int n_head_kv, int hd, float scale,
                         const struct qp_step *__restrict__ step, float *__restrict__ part) {
+    qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
+    qp_pdl_trigger();
     constexpr int NJ = QP_ATTN_MAX_HD / 32;
     __shared__ float sm[QP_ATTN_WARPS], sl[QP_ATTN_WARPS], so[QP_ATTN_WARPS][QP_ATTN_MAX_HD];
     const int s = blockIdx.x, h = blockIdx.y, t = blockIdx.z, S = gridDim.x;
@@ -95,6 +97,8 @@ static __global__ void __launch_bounds__(QP_ATTN_WARPS * 32)
 
 static __global__ void attn_combine_kernel(const float *__restrict__ part, int n_head, int hd, int S,
                                            float *__restrict__ out) {
+    qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
+    qp_pdl_trigger();
     const int h = blockIdx.x, t = blockIdx.y;
     const float *pp = part + ((int64_t)t * n_head + h) * S * (hd + 2);
     float M = -INFINITY;
