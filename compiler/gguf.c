@@ -94,15 +94,17 @@ static enum qp_status rd(struct cursor *c, void *dst, size_t n, const char *what
     return QP_OK;
 }
 
-static enum qp_status rd_str(struct cursor *c, struct qp_gguf_str *s, const char *what) {
+static enum qp_status rd_str(struct cursor *c, struct qp_gguf_str *s, const char *what,
+                             const char *key) {
     uint64_t len = 0;
     size_t at = c->pos;
     enum qp_status st = rd(c, &len, 8, what);
     if (st) return st;
     if (len > left(c)) {
         return qp_error_set(c->err, QP_ERR_FORMAT,
-                            "%s: %s at byte %zu has length %llu but only %zu bytes remain",
-                            c->g->path, what, at, (unsigned long long)len, left(c));
+                            "%s: %s%s%s%s at byte %zu has length %llu but only %zu bytes remain",
+                            c->g->path, key ? "key '" : "", key ? key : "", key ? "': " : "",
+                            what, at, (unsigned long long)len, left(c));
     }
     s->ptr = (const char *)c->g->base + c->pos;
     s->len = len;
@@ -211,7 +213,7 @@ static enum qp_status rd_array(struct cursor *c, struct qp_gguf_value *v, const 
         struct qp_gguf_str *s = pool_alloc(c->g, (size_t)n * sizeof *s + 1);
         if (!s) return qp_error_set(c->err, QP_ERR_NOMEM, "%s: out of memory", c->g->path);
         for (uint64_t j = 0; j < n; j++) {
-            if ((st = rd_str(c, &s[j], "an array string"))) return st;
+            if ((st = rd_str(c, &s[j], "an array string", key))) return st;
         }
         v->arr.strs = s;
     } else if (et == QP_GGUF_ARRAY) {
@@ -241,7 +243,7 @@ static enum qp_status rd_value(struct cursor *c, int32_t type, struct qp_gguf_va
                                const char *key, int depth) {
     if (type == QP_GGUF_STRING) {
         v->type = QP_GGUF_STRING;
-        return rd_str(c, &v->s, "a string value");
+        return rd_str(c, &v->s, "a string value", key);
     }
     if (type == QP_GGUF_ARRAY) return rd_array(c, v, key, depth);
     return rd_scalar(c, type, v, key);
@@ -303,7 +305,7 @@ static enum qp_status parse(struct qp_gguf *g, unsigned flags, struct qp_error *
     for (int64_t i = 0; i < n_kv; i++) {
         struct qp_gguf_str key;
         size_t at = c.pos;
-        if ((st = rd_str(&c, &key, "a metadata key"))) return st;
+        if ((st = rd_str(&c, &key, "a metadata key", NULL))) return st;
         if (key.len == 0) {
             return qp_error_set(err, QP_ERR_FORMAT, "%s: metadata key #%lld at byte %zu is empty",
                                 g->path, (long long)i, at);
@@ -338,7 +340,10 @@ static enum qp_status parse(struct qp_gguf *g, unsigned flags, struct qp_error *
                                     "%s: general.alignment has type %s; it must be u32", g->path,
                                     qp_gguf_vtype_name(v->type));
             }
-            if (v->u == 0 || (v->u & (v->u - 1)) != 0) {
+            if (v->u == 0) {
+                return qp_error_set(err, QP_ERR_FORMAT, "%s: general.alignment is 0", g->path);
+            }
+            if ((v->u & (v->u - 1)) != 0) {
                 return qp_error_set(err, QP_ERR_FORMAT,
                                     "%s: general.alignment %llu is not a power of two", g->path,
                                     (unsigned long long)v->u);
@@ -351,7 +356,7 @@ static enum qp_status parse(struct qp_gguf *g, unsigned flags, struct qp_error *
         struct qp_gguf_tensor *t = &g->tensors[i];
         struct qp_gguf_str name;
         size_t at = c.pos;
-        if ((st = rd_str(&c, &name, "a tensor name"))) return st;
+        if ((st = rd_str(&c, &name, "a tensor name", NULL))) return st;
         if (name.len == 0 || name.len >= QP_GGUF_MAX_NAME || memchr(name.ptr, '\0', (size_t)name.len)) {
             return qp_error_set(err, QP_ERR_FORMAT,
                                 "%s: tensor #%lld at byte %zu: name of %llu bytes (must be 1..%d bytes, no NUL)",
