@@ -152,6 +152,49 @@ int main(void) {
     int nb = haiku(q, r, WORDS[b], tb);
     CHECK(na != nb || memcmp(ta, tb, sizeof(int32_t) * (size_t)na) != 0,
           "the haikus about '%s' and '%s' are the same tokens", WORDS[a], WORDS[b]);
+
+    /* chat keeps earlier turns in the KV cache: turn 2 continued from the cache gives the
+     * tokens that evaluating the whole conversation from position 0 gives */
+    {
+        qrun_reset(q);
+        struct qrun_gen_options gg = qrun_gen_options_default();
+        gg.sampling.temp = 0.0f;
+        gg.n_predict = 4;
+        struct qrun_stats st1, st2, st3;
+        static struct collect c1, c2, c3;
+        memset(&c1, 0, sizeof c1);
+        memset(&c2, 0, sizeof c2);
+        memset(&c3, 0, sizeof c3);
+        CHECK(qrun_chat_turn(q, NULL, "Name a color.", &gg, collect_cb, &c1, &st1, &e) == QP_OK, "%s", e.msg);
+        CHECK(qrun_chat_turn(q, NULL, "Another one?", &gg, collect_cb, &c2, &st2, &e) == QP_OK, "%s", e.msg);
+        CHECK(st2.n_prompt < 20, "turn 2 evaluated %lld prompt tokens: earlier turns were re-fed",
+              (long long)st2.n_prompt);
+        /* the same conversation as one token sequence from position 0 */
+        struct qp_chat *ch = NULL;
+        const char *tmpl = NULL;
+        qp_gguf_get_str(g, "tokenizer.chat_template", &tmpl, &e);
+        qp_chat_init(tmpl, NULL, &ch, &e);
+        int32_t all[512];
+        size_t na2 = 0;
+        const char *turns[2] = {"Name a color.", "Another one?"};
+        for (int t = 0; t < 2; t++) {
+            const char *txt = qp_chat_next_turn(ch, turns[t], &e);
+            int32_t *ids2 = NULL;
+            size_t n2 = 0;
+            qp_tokenizer_encode(qrun_tokenizer(q), txt, strlen(txt), true, &ids2, &n2, &e);
+            for (size_t k = 0; k < n2 && na2 < 512; k++) all[na2++] = ids2[k];
+            free(ids2);
+            if (t == 0) /* the reply as generated; if it hit -n, its last token was never fed */
+                for (int k = 0; k < c1.n && na2 < 512; k++) all[na2++] = c1.tok[k];
+        }
+        qp_chat_free(ch);
+        CHECK(qrun_generate_tokens(q, all, na2, &gg, collect_cb, &c3, &st3, &e) == QP_OK, "%s", e.msg);
+        CHECK(c2.n == c3.n && memcmp(c2.tok, c3.tok, sizeof(int32_t) * (size_t)c2.n) == 0,
+              "turn 2 from the KV cache (\"%s\") differs from the whole conversation (\"%s\")",
+              c2.text, c3.text);
+        printf("chat: turn 2 from the cache (%lld new prompt tokens) = whole conversation (%lld): \"%s\"\n",
+               (long long)st2.n_prompt, (long long)st3.n_prompt, c2.text);
+    }
     qp_ref_free(r);
     qp_gguf_close(g);
     qrun_close(q);
