@@ -6,7 +6,9 @@
  * epilogue caps the grid at QP_CUDA_ARGMAX_BLOCKS blocks; otherwise one unit per warp). Each lane
  * takes 32-element sub-chunks of the row in turn (qp_row_dot_lane), fp32 accumulation, then a
  * warp reduction. The RMS-norm prologue is folded in: each block computes 1/rms of its token's
- * input, and the product uses x * norm, scaled by 1/rms after the reduction.
+ * input, and the product uses x * norm, scaled by 1/rms after the reduction. x * norm is staged
+ * once per block in shared memory (padded, conflict-free; QP_XS_STRIDE), never re-read per lane
+ * from global memory.
  *
  * Parts of one type (the usual case) run a kernel specialised on that block type. Parts of
  * different types (e.g. q/k Q5_0 with v Q8_0) run ONE launch of the "mixed" kernel (T = -1),
@@ -48,12 +50,49 @@ static __device__ __forceinline__ void qp_prefetch_row(const uint8_t *row, size_
     for (uintptr_t a = a0 + 128u * (uintptr_t)lane; a < end; a += 128u * 32u) qp_prefetch_l2((const void *)a);
 }
 
+/* xs: the block's token input (times norm when the prologue is on) staged in shared memory,
+ * sub-chunk s of 32 floats at xs + s * QP_XS_STRIDE. The 4-float pad puts the 8 lanes of each
+ * 16-byte load phase in different banks; reading x straight from global memory instead (each lane
+ * a different 128-byte line per float4) cost 32 L1 wavefronts per load and was what held the
+ * decode matvec to 2-14% of bandwidth (docs/performance.md). */
+#define QP_XS_STRIDE 36
+
+/* As qp_row_dot_lane (quant_blocks.cuh) but x (x*norm) from xs: the same products, summed in
+ * the same order. */
+template <int T>
+static __device__ __forceinline__ float qp_row_dot_lane_xs(const uint8_t *__restrict__ row, int64_t cols,
+                                                           const float *__restrict__ xs, int lane) {
+    using Q = qp_qt<T>;
+    float acc = 0.0f;
+    const int64_t nsub = cols / 32;
+    for (int64_t s = lane; s < nsub; s += 32) {
+        float v[32];
+        qp_dec32<T>(row + (s / Q::SUBS) * Q::BYTES, (int)(s % Q::SUBS), v);
+        const float4 *x4 = (const float4 *)(xs + s * QP_XS_STRIDE);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const float4 a = x4[i];
+            acc += v[4 * i] * a.x + v[4 * i + 1] * a.y + v[4 * i + 2] * a.z + v[4 * i + 3] * a.w;
+        }
+    }
+    return acc;
+}
+
+/* One lane's share of row . x: from the staged xs when the block staged it (xs != NULL; float
+ * rows only when `vec`), else from global memory. */
+template <int T>
+static __device__ __forceinline__ float qp_dot_lane(const uint8_t *__restrict__ row, const qp_lin_params &p,
+                                                    const float *x, const float *xs, int vec, int lane) {
+    if (xs && (vec || !qp_is_float<T>::value)) return qp_row_dot_lane_xs<T>(row, p.cols, xs, lane);
+    return qp_row_dot_lane<T>(row, p.cols, x, p.norm, vec, lane);
+}
+
 /* Runtime-type dot for the mixed kernel: the same decoders as the specialised kernels. */
 static __device__ __noinline__ float qp_row_dot_lane_any(int type, const uint8_t *__restrict__ row,
-                                                         int64_t cols, const float *__restrict__ x,
-                                                         const float *__restrict__ norm, bool vec, int lane) {
+                                                         const qp_lin_params &p, const float *x,
+                                                         const float *xs, int vec, int lane) {
 #define QP_DOT_CASE(T_) \
-    case T_: return qp_row_dot_lane<T_>(row, cols, x, norm, vec, lane);
+    case T_: return qp_dot_lane<T_>(row, p, x, xs, vec, lane);
     switch (type) {
         QP_DOT_CASE(QP_GGML_F32) QP_DOT_CASE(QP_GGML_F16) QP_DOT_CASE(QP_GGML_BF16)
         QP_DOT_CASE(QP_GGML_Q4_0) QP_DOT_CASE(QP_GGML_Q4_1) QP_DOT_CASE(QP_GGML_Q5_0)
@@ -67,13 +106,13 @@ static __device__ __noinline__ float qp_row_dot_lane_any(int type, const uint8_t
 
 template <int T>
 static __device__ __forceinline__ float qp_mmv_dot(const qp_lin_params &p, int64_t r, const float *x,
-                                                   int vec, int lane) {
+                                                   const float *xs, int vec, int lane) {
     int part;
     const uint8_t *row = qp_lin_row(p, r, &part);
     if constexpr (T == QP_MMV_MIXED)
-        return qp_row_dot_lane_any(p.type[part], row, p.cols, x, p.norm, vec, lane);
+        return qp_row_dot_lane_any(p.type[part], row, p, x, xs, vec, lane);
     else
-        return qp_row_dot_lane<T>(row, p.cols, x, p.norm, vec, lane);
+        return qp_dot_lane<T>(row, p, x, xs, vec, lane);
 }
 
 template <int T, int EPI, bool AM>
@@ -96,14 +135,23 @@ static __global__ void __launch_bounds__(256)
     qp_pdl_trigger();
     const float *x = p.x + (int64_t)t * p.cols;
     const float inv = p.norm ? qp_block_inv_rms(x, p.cols, p.eps, red) : 1.0f;
+    extern __shared__ float4 qp_xs4[];
+    const float *xs = NULL;
+    if (p.cols % 32 == 0) { /* stage x (x * norm) once per block; see QP_XS_STRIDE */
+        float *w = (float *)qp_xs4;
+        for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x)
+            w[(c >> 5) * QP_XS_STRIDE + (c & 31)] = p.norm ? x[c] * p.norm[c] : x[c];
+        __syncthreads();
+        xs = w;
+    }
     float bv = -INFINITY;
     int32_t bi = INT32_MAX;
     for (int64_t u = ufirst; u < p.units; u += stride) {
         int64_t ra, rb;
         qp_unit_rows<EPI>(p, u, &ra, &rb);
-        const float a = qp_warp_sum(qp_mmv_dot<T>(p, ra, x, vec, lane));
+        const float a = qp_warp_sum(qp_mmv_dot<T>(p, ra, x, xs, vec, lane));
         float b = 0.0f;
-        if (rb >= 0) b = qp_warp_sum(qp_mmv_dot<T>(p, rb, x, vec, lane));
+        if (rb >= 0) b = qp_warp_sum(qp_mmv_dot<T>(p, rb, x, xs, vec, lane));
         if (lane == 0) {
             const float val = qp_unit_store<EPI>(p, t, u, ra, rb, a * inv, b * inv);
             if constexpr (AM) qp_amax_merge(&bv, &bi, val, (int32_t)u);
@@ -137,7 +185,11 @@ static __global__ void __launch_bounds__(256)
 template <int T, int EPI, bool AM>
 static enum qp_status launch_mmv(const qp_lin_params &p, dim3 grid, int threads, int vec, qp_amax *part,
                                  cudaStream_t st, struct qp_error *err) {
-    cudaError_t e = qp_cuda_launch_k(matvec_kernel<T, EPI, AM>, grid, threads, 0, st, p, vec, part);
+    const size_t smem = p.cols % 32 == 0 ? (size_t)(p.cols / 32) * QP_XS_STRIDE * sizeof(float) : 0;
+    cudaError_t e = cudaSuccess;
+    if (smem > 48 * 1024) /* beyond the default dynamic limit: opt in (not a stream operation) */
+        e = cudaFuncSetAttribute(matvec_kernel<T, EPI, AM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e == cudaSuccess) e = qp_cuda_launch_k(matvec_kernel<T, EPI, AM>, grid, threads, smem, st, p, vec, part);
     if (e == cudaSuccess) e = cudaPeekAtLastError();
     if (e != cudaSuccess)
         return qp_error_set(err, QP_ERR_DEVICE, "%s:%d: matvec_kernel<%s, %s%s><<<%u x %u, %d>>>: %s", __FILE__,
