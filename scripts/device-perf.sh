@@ -6,7 +6,7 @@
 #   2. the same-shape synthetic model from the real model's header, a plan from each tree
 #   3. the GPU tests of this tree (ctest -L gpu: every CUDA op vs the CPU op, and CUDA vs CPU
 #      logits over a 64-token greedy run, graph == eager, on the same-shape model)
-#   4. qrun --bench of both trees (graph replay), and this tree with QP_CUDA_PDL=0
+#   4. qrun --bench of both trees (graph replay), and this tree with QP_CUDA_PDL=1
 #   5. ncu (--clock-control none): per-kernel durations of ~2 decode steps of each tree
 # Logs to $OUT (at most 8 files come back) or ./device-out.
 #   QP_BASE    baseline source tree (default <repo>/../perf-base)
@@ -75,7 +75,7 @@ bench() { # name dir plan [env...]
 if want bench; then
   bench base "$base" "$work/plan-base.yaml"
   bench new "$root" "$work/plan-new.yaml"
-  QP_BENCH_ARGS="--bench-depths 0 --bench-pp 0" bench new-nopdl "$root" "$work/plan-new.yaml" QP_CUDA_PDL=0
+  QP_BENCH_ARGS="--bench-depths 0 --bench-pp 0" bench new-pdl "$root" "$work/plan-new.yaml" QP_CUDA_PDL=1
   echo "== bench: $(( $(date +%s) - t0 )) s"
 fi
 
