@@ -12,7 +12,8 @@
 #   QP_BASE    baseline source tree (default <repo>/../perf-base)
 #   QP_HEADER  model header (default <repo>/../model-header.gguf)
 #   QP_CTX     plan context (default 16640); QP_REPS bench repetitions (default 3)
-#   QP_STEPS   default "build test bench ncu"
+#   QP_STEPS   default "build test bench ncu"; QP_NCU_TREES default "base new"
+#   QP_BENCH_PDL=0 skips the QP_CUDA_PDL=1 run
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 base=${QP_BASE:-$root/../perf-base}
@@ -75,12 +76,12 @@ bench() { # name dir plan [env...]
 if want bench; then
   bench base "$base" "$work/plan-base.yaml"
   bench new "$root" "$work/plan-new.yaml"
-  QP_BENCH_ARGS="--bench-depths 0 --bench-pp 0" bench new-pdl "$root" "$work/plan-new.yaml" QP_CUDA_PDL=1
+  [ "${QP_BENCH_PDL:-1}" = 0 ] || QP_BENCH_ARGS="--bench-depths 0 --bench-pp 0" bench new-pdl "$root" "$work/plan-new.yaml" QP_CUDA_PDL=1
   echo "== bench: $(( $(date +%s) - t0 )) s"
 fi
 
 if want ncu; then
-  for t in base new; do
+  for t in ${QP_NCU_TREES:-base new}; do
     d=$root; [ $t = base ] && d=$base
     [ -x "$d/build-device/runtime/qrun" ] || continue
     timeout 150 ncu --clock-control none --metrics gpu__time_duration.sum --csv --launch-skip ${QP_NCU_SKIP:-1500} \
