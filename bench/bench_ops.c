@@ -39,7 +39,7 @@ static double time_linear(const struct qp_weight *w, const float *x, float *y, i
     double best = 1e30;
     for (int i = 0; i < reps; i++) {
         double t0 = now();
-        qp_cpu_linear(w, NULL, x, w->cols, n, y, w->rows, NULL, 0);
+        qp_cpu_linear(w, NULL, x, w->cols, n, y, w->rows, NULL, 0, n > 1);
         double t = now() - t0;
         if (t < best) best = t;
     }

@@ -8,6 +8,9 @@
  */
 #pragma once
 
+/* qplan compile model.gguf [-o plan.yaml] [--ctx N] [--kv-type f16|f32] [--chunk N]
+ * [--no-fuse NAME]... — compiles a GGUF into a YAML execution plan and prints a summary. */
+int qp_cmd_compile(int argc, char **argv);
 /* qplan inspect [--header-only] model.gguf — prints the file's header, architecture,
  * hyperparameters, tokenizer summary, other metadata and tensor table with totals. */
 int qp_cmd_inspect(int argc, char **argv);
@@ -19,3 +22,6 @@ int qp_cmd_header(int argc, char **argv);
 /* qplan synth (--like MODEL_OR_HEADER.gguf | --arch qwen2 ...) -o OUT.gguf [--seed N] —
  * writes a synthetic model of random, well-scaled weights (compiler/cmd_synth.c). */
 int qp_cmd_synth(int argc, char **argv);
+
+/* qplan validate plan.yaml [model.gguf] — checks a plan alone and against a model. */
+int qp_cmd_validate(int argc, char **argv);

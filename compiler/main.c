@@ -16,9 +16,11 @@ struct command {
 /* One line per command, alphabetical. */
 // clang-format off
 static const struct command commands[] = {
+    {"compile", qp_cmd_compile, "compile a GGUF model into a YAML execution plan"},
     {"header", qp_cmd_header, "write a model's metadata and tensor table without data"},
     {"inspect", qp_cmd_inspect, "print a GGUF file's header, hyperparameters, tokenizer and tensors"},
     {"synth", qp_cmd_synth, "write a synthetic model (random weights) of a given or tiny shape"},
+    {"validate", qp_cmd_validate, "check a plan on its own and against its model"},
 };
 // clang-format on
 

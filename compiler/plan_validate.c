@@ -490,7 +490,9 @@ static enum qp_status check_program(struct vd *v, enum qp_plan_program_id id) {
         /* rows: what the node touches of each buffer */
         for (int k = 0; k < n->n_in && st == QP_OK; k++) {
             const struct qp_plan_buffer *b = &p->buffers[n->in[k]];
-            if (b->rows < rows_all)
+            /* a last-row node reads row n_tok-1 of a chunk buffer, or row 0 of a 1-row one */
+            bool ok = b->rows >= rows_all || (n->rows == QP_PLAN_ROWS_LAST && b->rows == 1);
+            if (!ok)
                 st = nbad(&c, "input '%s' has %" PRId64 " rows, the program runs %" PRId64,
                           b->name, b->rows, rows_all);
         }
@@ -623,7 +625,7 @@ enum qp_status qp_plan_check_model(const struct qp_plan *p, const struct qp_gguf
                    ": the plan was compiled from another file", p->model.header_hash, gp, hh);
     for (int32_t i = 0; i < p->n_weights; i++) {
         const struct qp_plan_weight *w = &p->weights[i];
-        bool vec = w->rows == 1 && w->n_from > 1; /* stacked vectors: entries end to end */
+        bool vec = w->rows == 1; /* vectors (stacked: entries end to end) */
         for (int32_t j = 0; j < w->n_from; j++) {
             const struct qp_gguf_tensor *t = qp_gguf_find_tensor(g, w->from[j]);
             if (!t)

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -374,6 +375,11 @@ enum qp_status qp_plan_write(const struct qp_plan *p, const char *path, struct q
         free(text);
         return st;
     }
+    /* mkstemp makes the file 0600; a plan is an ordinary file: 0666 less the umask */
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(fd, 0666 & ~mask) != 0)
+        st = qp_error_set(err, QP_ERR_IO, "%s: chmod failed: %s", tmp, strerror(errno));
     size_t done = 0;
     while (done < len && st == QP_OK) {
         ssize_t w = write(fd, text + done, len - done);

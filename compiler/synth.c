@@ -84,7 +84,12 @@ static void syn_dist(const struct syn_tensor *t, float *mean, float *sd) {
 
 /* An approximately normal value (Irwin-Hall, 4 uniforms): exact IEEE single arithmetic. */
 static float syn_gauss(uint64_t *st) {
-    float s = qp_rng_uniform(st) + qp_rng_uniform(st) + qp_rng_uniform(st) + qp_rng_uniform(st);
+    /* One call per statement: the order in which a + b's operands are evaluated is
+     * unspecified in C, so two draws in one expression could differ between compilers. */
+    float s = qp_rng_uniform(st);
+    s += qp_rng_uniform(st);
+    s += qp_rng_uniform(st);
+    s += qp_rng_uniform(st);
     return (s - 2.0f) * 1.7320508f; /* variance 4/12 scaled to 1 */
 }
 
@@ -336,9 +341,10 @@ static enum qp_status parse_rules(const char *spec, struct syn_rule **out, int *
         type[tlen] = 0;
         if (!strcmp(type, "tied")) {
             if (strcmp(r[n].pat, "output") != 0) {
+                qp_error_set(err, QP_ERR_INVALID, "synth: --types '%s=tied': only output can "
+                             "be tied", r[n].pat);
                 free(r);
-                return qp_error_set(err, QP_ERR_INVALID, "synth: --types '%s=tied': only "
-                                    "output can be tied", r[n].pat);
+                return QP_ERR_INVALID;
             }
             r[n].type = -1;
         } else if ((r[n].type = qp_ggml_type_from_name(type)) < 0) {

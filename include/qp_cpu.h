@@ -40,11 +40,14 @@ void qp_cpu_rms_norm(const float *x, const float *w, float *out, int64_t n, int6
 
 /* For t < n, r < w->rows:
  *   y[t*y_stride + r] = (add ? add[t*add_stride + r] : 0) + (sum_c W[r][c] * x[t*x_stride + c] + bias[r])
- * x rows hold w->cols floats; bias [w->rows] or NULL; add may equal y (in place). Each weight
- * row is dequantized once (per group of 32 tokens when a row exceeds 16384 elements) and dotted
- * with every token; the result of each element does not depend on n or on the thread count. */
+ * x rows hold w->cols floats; bias [w->rows] or NULL; add may equal y (in place).
+ * dequant_once false (decode): each dot is qp_quant_dot_row. true (prefill): each weight row is
+ * dequantized once (per group of 32 tokens when a row exceeds 16384 elements) and dotted with
+ * every token (qp_cpu_dot). For a given dequant_once, an element's bits depend on neither n nor
+ * the thread count; the two modes differ by rounding (a few ulp of sum |W x|). */
 void qp_cpu_linear(const struct qp_weight *w, const float *bias, const float *x, int64_t x_stride,
-                   int64_t n, float *y, int64_t y_stride, const float *add, int64_t add_stride);
+                   int64_t n, float *y, int64_t y_stride, const float *add, int64_t add_stride,
+                   bool dequant_once);
 
 /* In place on x [n][n_head*head_dim] (rows x_stride floats apart): NEOX RoPE, for i < head_dim/2
  * the pair (x[i], x[i + head_dim/2]) of every head rotates by (pos0+t) * base^(-2i/head_dim).

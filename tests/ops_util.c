@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "qp_ggml.h"
-#include "../kernels/cpu/cpu_internal.h" /* f16 conversion until qp_quant.h lands */
+#include "qp_quant.h"
 
 int tu_failures;
 bool tu_planting;
@@ -58,31 +58,6 @@ void *tu_alloc(size_t bytes) {
     return p;
 }
 
-/* Positions of the f16 scale fields (d, dmin, m) inside a block, per type: random bytes there
- * could be inf/NaN, so they are overwritten with small finite halves. -1 ends the list. */
-static const int *scale_offsets(int32_t type) {
-    static const int none[] = {-1}, d0[] = {0, -1}, d0m2[] = {0, 2, -1}, q2k[] = {80, 82, -1},
-                     q3k[] = {108, -1}, q6k[] = {208, -1};
-    switch (type) {
-    case QP_GGML_Q4_0:
-    case QP_GGML_Q5_0:
-    case QP_GGML_Q8_0: return d0;
-    case QP_GGML_Q4_1:
-    case QP_GGML_Q5_1:
-    case QP_GGML_Q4_K:
-    case QP_GGML_Q5_K: return d0m2;
-    case QP_GGML_Q2_K: return q2k;
-    case QP_GGML_Q3_K: return q3k;
-    case QP_GGML_Q6_K: return q6k;
-    default: return none;
-    }
-}
-
-/* An f16 near v (truncation is enough for test data). */
-static uint16_t to_half(float v) {
-    return qp_cpu_f32_to_f16(v);
-}
-
 void tu_weight_rand(struct tu_weight *tw, int32_t type, int64_t rows, int64_t cols, float scale) {
     const struct qp_ggml_type_info *ti = qp_ggml_type_info(type);
     size_t rb = 0;
@@ -91,31 +66,12 @@ void tu_weight_rand(struct tu_weight *tw, int32_t type, int64_t rows, int64_t co
         exit(1);
     }
     uint8_t *m = tu_alloc(rb * (size_t)rows);
-    size_t total = rb * (size_t)rows;
     if (type == QP_GGML_F32) {
         tu_fill((float *)m, rows * cols, -scale, scale);
-    } else if (type == QP_GGML_F16) {
-        for (size_t i = 0; i < total / 2; i++) {
-            uint16_t h = to_half(tu_uniform(-scale, scale));
-            memcpy(m + 2 * i, &h, 2);
-        }
-    } else if (type == QP_GGML_BF16) {
-        for (size_t i = 0; i < total / 2; i++) {
-            float f = tu_uniform(-scale, scale);
-            uint32_t b;
-            memcpy(&b, &f, 4);
-            uint16_t h = (uint16_t)(b >> 16);
-            memcpy(m + 2 * i, &h, 2);
-        }
     } else {
-        for (size_t i = 0; i < total; i++) m[i] = (uint8_t)tu_next();
-        const int *off = scale_offsets(type);
-        for (size_t b = 0; b < total / ti->block_bytes; b++)
-            for (int k = 0; off[k] >= 0; k++) {
-                /* d around scale/16: quant levels span about +-8..32 times d */
-                uint16_t h = to_half(tu_uniform(0.25f, 1.0f) * scale / 16.0f);
-                memcpy(m + b * ti->block_bytes + (size_t)off[k], &h, 2);
-            }
+        /* valid random blocks, values of standard deviation ~scale/sqrt(3) like U(-scale, scale) */
+        uint64_t st = tu_next();
+        for (int64_t r = 0; r < rows; r++) qp_quant_random_row(type, &st, scale / 1.7320508f, m + (size_t)r * rb, cols);
     }
     tw->mem = m;
     tw->w = (struct qp_weight){.type = type, .data = m, .rows = rows, .cols = cols, .row_bytes = rb};

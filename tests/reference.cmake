@@ -25,3 +25,13 @@ qp_add_test(test_reference_model
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/reference/test_reference_model.c
   LIBS qpref LABELS model
   ARGS ${QP_TEST_DATA}/reference/qwen2.5-coder-0.5b-q4_k_m.logits)
+
+# The synthetic generator and header extraction: read back exactly, deterministic, well scaled.
+qp_add_test(test_synth
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/reference/test_synth.c
+  LIBS qpcore qpkernels)
+target_include_directories(test_synth PRIVATE ${CMAKE_SOURCE_DIR}/compiler)
+qp_add_test(test_synth_model
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/reference/test_synth.c
+  LIBS qpcore qpkernels LABELS model ARGS --real)
+target_include_directories(test_synth_model PRIVATE ${CMAKE_SOURCE_DIR}/compiler)

@@ -14,13 +14,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../kernels/cpu/cpu_internal.h"
 #include "ops_util.h"
 #include "qp_ggml.h"
+#include "qp_quant.h"
 
 #define U ((double)FLT_EPSILON / 2)
 
-static const int32_t weight_types[] = {QP_GGML_F32, QP_GGML_F16};
+/* Every type the CPU backend reads (kernels/cpu/quant.c); Q4_K_M files of Qwen2.5 mix Q5_0,
+ * Q8_0, Q4_K, Q6_K and F32. */
+static const int32_t weight_types[] = {QP_GGML_F32,  QP_GGML_F16,  QP_GGML_BF16, QP_GGML_Q4_0, QP_GGML_Q4_1,
+                                       QP_GGML_Q5_0, QP_GGML_Q5_1, QP_GGML_Q8_0, QP_GGML_Q2_K, QP_GGML_Q3_K,
+                                       QP_GGML_Q4_K, QP_GGML_Q5_K, QP_GGML_Q6_K};
 #define N_TYPES ((int)(sizeof weight_types / sizeof weight_types[0]))
 
 static struct qp_step *new_step(int32_t pos, int32_t n_tok, int32_t max_tok) {
@@ -45,22 +49,23 @@ static double dot_tol(int64_t k, double abs_sum) {
 static void test_embed(void) {
     for (int ti = 0; ti < N_TYPES; ti++) {
         struct tu_weight tw;
-        tu_weight_rand(&tw, weight_types[ti], 1000, 896, 1.0f);
+        const int64_t D = qp_ggml_type_info(weight_types[ti])->block_elems == 256 ? 1024 : 896;
+        tu_weight_rand(&tw, weight_types[ti], 1000, D, 1.0f);
         float *wf = tu_weight_f32(&tw);
         int32_t n = 7;
         struct qp_step *st = new_step(0, n, n);
         for (int t = 0; t < n; t++) st->tokens[t] = (int32_t)tu_int(0, 999);
         st->tokens[0] = 999; /* the last row */
-        float *out = tu_alloc(sizeof(float) * (size_t)n * 896);
-        struct qp_op_args a = {.op = QP_OP_EMBED, .n_tok = n, .step = st, .out = out, .out_w = 896, .n_parts = 1,
+        float *out = tu_alloc(sizeof(float) * (size_t)n * D);
+        struct qp_op_args a = {.op = QP_OP_EMBED, .n_tok = n, .step = st, .out = out, .out_w = D, .n_parts = 1,
                                .w = {tw.w}};
         tu_expect(run_op(&a) == QP_OK, "embed %s runs", qp_ggml_type_name(tw.w.type));
-        double *want = tu_alloc(sizeof(double) * (size_t)n * 896);
+        double *want = tu_alloc(sizeof(double) * (size_t)n * D);
         for (int t = 0; t < n; t++)
-            for (int c = 0; c < 896; c++) want[t * 896 + c] = wf[(int64_t)st->tokens[t] * 896 + c];
+            for (int c = 0; c < D; c++) want[t * D + c] = wf[(int64_t)st->tokens[t] * D + c];
         char what[64];
         snprintf(what, sizeof what, "embed %s 7 tokens", qp_ggml_type_name(tw.w.type));
-        tu_check(what, out, want, NULL, 0.0, n * 896);
+        tu_check(what, out, want, NULL, 0.0, n * D);
         free(want), free(out), free(st), free(wf);
         tu_weight_free(&tw);
     }
@@ -186,8 +191,8 @@ static struct qp_kv_ref new_kv(int32_t type, int64_t ctx, int64_t kv_dim, int64_
         float k = i < fill * kv_dim ? tu_uniform(-1.0f, 1.0f) : NAN;
         float v = i < fill * kv_dim ? tu_uniform(-1.0f, 1.0f) : NAN;
         if (type == QP_GGML_F16) {
-            ((uint16_t *)kv.k)[i] = qp_cpu_f32_to_f16(k);
-            ((uint16_t *)kv.v)[i] = qp_cpu_f32_to_f16(v);
+            ((uint16_t *)kv.k)[i] = qp_fp32_to_fp16(k);
+            ((uint16_t *)kv.v)[i] = qp_fp32_to_fp16(v);
         } else {
             ((float *)kv.k)[i] = k;
             ((float *)kv.v)[i] = v;
@@ -197,7 +202,7 @@ static struct qp_kv_ref new_kv(int32_t type, int64_t ctx, int64_t kv_dim, int64_
 }
 
 static double kv_get(const struct qp_kv_ref *kv, const void *c, int64_t i) {
-    return kv->type == QP_GGML_F16 ? qp_cpu_f16_to_f32(((const uint16_t *)c)[i]) : ((const float *)c)[i];
+    return kv->type == QP_GGML_F16 ? qp_fp16_to_fp32(((const uint16_t *)c)[i]) : ((const float *)c)[i];
 }
 
 static void test_kv_write(int32_t type, int64_t n, int32_t pos0) {
@@ -373,23 +378,23 @@ static void test_f16(void) {
         uint32_t e = (h >> 10) & 31, m = h & 1023;
         double want = e == 0 ? ldexp((double)m, -24) : ldexp(1024.0 + m, (int)e - 25);
         if (h & 0x8000) want = -want;
-        float got = qp_cpu_f16_to_f32((uint16_t)h);
+        float got = qp_fp16_to_fp32((uint16_t)h);
         if (e == 31) {
             if (m ? got == got : !isinf(got)) bad++;
             continue;
         }
-        if ((double)got != want || qp_cpu_f32_to_f16(got) != h) bad++;
+        if ((double)got != want || qp_fp32_to_fp16(got) != h) bad++;
         /* midpoint to the next half up (in magnitude) rounds to the even one */
         if (e < 30 || m < 1023) {
             double next = e == 0 ? ldexp((double)m + 1, -24) : ldexp(1024.0 + m + 1, (int)e - 25);
             float mid = (float)((fabs(want) + next) / 2 * (h & 0x8000 ? -1 : 1));
-            uint16_t r = qp_cpu_f32_to_f16(mid);
+            uint16_t r = qp_fp32_to_fp16(mid);
             uint16_t even = (m & 1) ? (uint16_t)(h + 1) : (uint16_t)h;
             if (r != even) bad++;
         }
     }
     tu_expect(bad == 0, "f16 <-> f32: all 65536 halves exact, midpoints to even (%lld bad)", (long long)bad);
-    tu_expect(qp_cpu_f32_to_f16(70000.0f) == 0x7c00 && qp_cpu_f32_to_f16(65519.0f) == 0x7bff,
+    tu_expect(qp_fp32_to_fp16(70000.0f) == 0x7c00 && qp_fp32_to_fp16(65519.0f) == 0x7bff,
               "f16: overflow to inf at 65520");
 }
 
@@ -403,16 +408,17 @@ int main(void) {
     test_rms_norm(3, 4864);
     for (int ti = 0; ti < N_TYPES; ti++) {
         int32_t t = weight_types[ti];
-        test_linear(t, 1, 896, 896, true, false, false);
-        test_linear(t, 7, 896, 896, true, false, false);
-        test_linear(t, 1, 128, 896, true, false, false);
-        test_linear(t, 7, 4864, 896, false, false, false);
+        bool k_quant = qp_ggml_type_info(t)->block_elems == 256; /* rows of 896 are not a multiple of 256 */
+        test_linear(t, 1, 896, k_quant ? 1024 : 896, true, false, false);
+        test_linear(t, 7, 896, k_quant ? 1024 : 896, true, false, false);
+        test_linear(t, 7, 4864, k_quant ? 256 : 896, false, false, false);
         test_linear(t, 1, 896, 4864, false, true, false);
         test_linear(t, 7, 896, 4864, false, true, false);
-        test_linear(t, 1, 1, 32, true, true, false);
+        test_linear(t, 1, 1, k_quant ? 256 : 32, true, true, false);
     }
     test_linear(QP_GGML_F32, 40, 5, 16384 + 256, true, false, false); /* two chunks, two token groups */
-    test_linear(QP_GGML_F16, 3, 3, 16384 * 2 + 32, false, true, false);
+    test_linear(QP_GGML_Q8_0, 3, 3, 16384 * 2 + 32, false, true, false);
+    test_linear(QP_GGML_Q6_K, 33, 4, 16384 + 512, true, true, false);
     test_linear(QP_GGML_F32, 7, 896, 896, true, false, true); /* planted wrong element */
     test_rope(1, 14, 64, 0, 1e6f);
     test_rope(7, 14, 64, 37, 1e6f);

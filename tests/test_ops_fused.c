@@ -6,7 +6,8 @@
  *   linear -> add                         == linear/residual (also in place: in1 == out)
  *   linear -> argmax                      == linear/argmax (+ rms_norm prologue)
  * at Qwen2.5-0.5B's shapes, 1, 7 and 40 tokens (40 needs two tiles of the prologue workspace),
- * KV caches in F16 and F32, weights of each type the CPU backend reads.
+ * KV caches in F16 and F32, weights of the types the real file uses for these shapes (q/k/v of
+ * different types in one node, as Q4_K_M files have).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,8 @@
 
 enum { DIM = 896, NH = 14, NKV = 2, HD = 64, FFN = 4864, VOCAB = 1000, MAXT = 40 };
 
-static const int32_t weight_types[] = {QP_GGML_F32, QP_GGML_F16};
+/* Types Qwen2.5-0.5B Q4_K_M uses for rows of 896 (Q5_0, Q8_0), plus F32 and F16. */
+static const int32_t weight_types[] = {QP_GGML_F32, QP_GGML_F16, QP_GGML_Q5_0, QP_GGML_Q8_0};
 #define N_TYPES ((int)(sizeof weight_types / sizeof weight_types[0]))
 
 static void run(const struct qp_op_args *a) {
@@ -67,7 +69,7 @@ static void fused_qkv(int32_t type, int32_t kv_type, int32_t n, int32_t pos) {
     struct tu_weight wq, wk, wv;
     tu_weight_rand(&wq, type, NH * HD, DIM, 1.0f);
     tu_weight_rand(&wk, type, NKV * HD, DIM, 1.0f);
-    tu_weight_rand(&wv, type == QP_GGML_F32 ? QP_GGML_F16 : QP_GGML_F32, NKV * HD, DIM, 1.0f); /* mixed types */
+    tu_weight_rand(&wv, type == QP_GGML_Q8_0 ? QP_GGML_Q5_0 : QP_GGML_Q8_0, NKV * HD, DIM, 1.0f); /* mixed types */
     float *x = rnd(n * DIM, -2, 2), *g = rnd(DIM, -1, 1);
     float *bq = rnd(NH * HD, -1, 1), *bk = rnd(NKV * HD, -1, 1), *bv = rnd(NKV * HD, -1, 1);
     int64_t ctx = pos + n + 2, kvd = NKV * HD;
@@ -132,6 +134,7 @@ static void fused_swiglu(int32_t type, int32_t n) {
     tu_weight_free(&wg), tu_weight_free(&wu);
 }
 
+/* ffn_down (columns 4864) is Q4_K or Q6_K in the real file: the residual form is tested with those. */
 static void fused_residual(int32_t type, int32_t n) {
     struct tu_weight w;
     tu_weight_rand(&w, type, DIM, FFN, 1.0f);
@@ -189,6 +192,7 @@ int main(void) {
             fused_qkv(t, QP_GGML_F32, n, 11);
             fused_swiglu(t, n);
             fused_residual(t, n);
+            fused_residual(ti % 2 ? QP_GGML_Q6_K : QP_GGML_Q4_K, n);
             fused_argmax(t, n);
         }
     return tu_finish("test_ops_fused");

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cpu_internal.h"
+#include "fp16_inline.h"
 #include "qp_cpu.h"
 #include "qp_ggml.h"
 
@@ -28,7 +29,7 @@ static const float *cache_row(const void *cache, int32_t type, int64_t kv_dim, i
                               int32_t hd, float *tmp) {
     if (type == QP_GGML_F32) return (const float *)cache + j * kv_dim + (int64_t)g * hd;
     const uint16_t *src = (const uint16_t *)cache + j * kv_dim + (int64_t)g * hd;
-    for (int32_t i = 0; i < hd; i++) tmp[i] = qp_cpu_f16_to_f32(src[i]);
+    for (int32_t i = 0; i < hd; i++) tmp[i] = qp_h2f(src[i]);
     return tmp;
 }
 

@@ -1,7 +1,7 @@
 /* cpu_internal.h — helpers shared by the files of kernels/cpu/ (not a public header).
  *
  * The thread pool (pool.c), the f32 dot product every CPU op uses (fixed summation order, so
- * results are reproducible bit for bit), and f16 conversion of KV-cache rows.
+ * results are reproducible bit for bit). f16 conversion: fp16_inline.h (qp_h2f, qp_f2h).
  */
 #pragma once
 #include <stdint.h>
@@ -25,6 +25,3 @@ static inline float qp_cpu_dot(const float *a, const float *b, int64_t n) {
     for (; i < n; i++) r += a[i] * b[i];
     return r;
 }
-
-float qp_cpu_f16_to_f32(uint16_t h);
-uint16_t qp_cpu_f32_to_f16(float f);

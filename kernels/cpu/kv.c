@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "cpu_internal.h"
+#include "fp16_inline.h"
 #include "qp_cpu.h"
 #include "qp_ggml.h"
 
@@ -11,7 +12,7 @@ static void write_rows(void *cache, int32_t type, const float *src, int64_t n, i
         return;
     }
     uint16_t *dst = (uint16_t *)cache + pos0 * dim;
-    for (int64_t i = 0; i < n * dim; i++) dst[i] = qp_cpu_f32_to_f16(src[i]);
+    for (int64_t i = 0; i < n * dim; i++) dst[i] = qp_f2h(src[i]);
 }
 
 void qp_cpu_kv_write(const struct qp_kv_ref *kv, const float *k, const float *v, int64_t n, int64_t pos0) {

@@ -2,6 +2,9 @@
  * shape, pointer, type and bound it reads (a bad plan gets a status and a one-line message
  * naming the op, never a crash), and calls the plain functions of qp_cpu.h.
  *
+ * Linear uses quantized dot products when n_tok is 1 (decode) and dequantizes each weight row
+ * once for all tokens otherwise (prefill); the choice is the op's, never the tile's.
+ *
  * Fused linear: the prologue (RMSNorm of the input) and the staging the epilogues need (the
  * "up" half for SwiGLU, K and V before RoPE and the cache write) go through a workspace of
  * WS floats on the stack, or args->scratch when that is larger; tokens are processed in tiles
@@ -205,6 +208,7 @@ static enum qp_status op_linear(const struct qp_op_args *a, struct qp_error *err
         return qp_error_set(err, QP_ERR_INVALID, "linear: needs %lld bytes of scratch per token, has %lld",
                             (long long)per_tok * 4, (long long)ws_n * 4);
     if (tile > a->n_tok) tile = a->n_tok;
+    const bool dq = a->n_tok > 1; /* decode: quantized dot products; prefill: dequantize rows once */
     float *xs = ws, *st = ws + (a->prologue == QP_PROLOGUE_RMS_NORM ? tile * a->in_w : 0);
     int64_t pos = a->step ? a->step->pos : 0;
 
@@ -223,22 +227,22 @@ static enum qp_status op_linear(const struct qp_op_args *a, struct qp_error *err
             int64_t off = 0;
             for (int i = 0; i < a->n_parts; i++) {
                 const float *add = a->epilogue == QP_EPILOGUE_RESIDUAL ? a->in1 + t0 * out_w + off : NULL;
-                qp_cpu_linear(&a->w[i], a->bias[i], x, a->in_w, n, out + off, out_w, add, out_w);
+                qp_cpu_linear(&a->w[i], a->bias[i], x, a->in_w, n, out + off, out_w, add, out_w, dq);
                 off += a->w[i].rows;
             }
             break;
         }
         case QP_EPILOGUE_SWIGLU:
-            qp_cpu_linear(&a->w[0], a->bias[0], x, a->in_w, n, out, out_w, NULL, 0);
-            qp_cpu_linear(&a->w[1], a->bias[1], x, a->in_w, n, st, out_w, NULL, 0);
+            qp_cpu_linear(&a->w[0], a->bias[0], x, a->in_w, n, out, out_w, NULL, 0, dq);
+            qp_cpu_linear(&a->w[1], a->bias[1], x, a->in_w, n, st, out_w, NULL, 0, dq);
             qp_cpu_swiglu(out, st, out, n * out_w);
             break;
         case QP_EPILOGUE_ROPE_KV: {
             int64_t kvd = a->kv.kv_dim;
             float *k = st, *v = st + n * kvd;
-            qp_cpu_linear(&a->w[0], a->bias[0], x, a->in_w, n, out, out_w, NULL, 0);
-            qp_cpu_linear(&a->w[1], a->bias[1], x, a->in_w, n, k, kvd, NULL, 0);
-            qp_cpu_linear(&a->w[2], a->bias[2], x, a->in_w, n, v, kvd, NULL, 0);
+            qp_cpu_linear(&a->w[0], a->bias[0], x, a->in_w, n, out, out_w, NULL, 0, dq);
+            qp_cpu_linear(&a->w[1], a->bias[1], x, a->in_w, n, k, kvd, NULL, 0, dq);
+            qp_cpu_linear(&a->w[2], a->bias[2], x, a->in_w, n, v, kvd, NULL, 0, dq);
             qp_cpu_rope(out, out_w, n, a->n_head, a->head_dim, pos + t0, a->rope_base);
             qp_cpu_rope(k, kvd, n, a->n_head_kv, a->head_dim, pos + t0, a->rope_base);
             qp_cpu_kv_write(&a->kv, k, v, n, pos + t0);

@@ -77,7 +77,11 @@ static void random_block(int32_t type, uint64_t *rs, float scale, uint8_t *b) {
     switch (type) {
     case QP_GGML_Q4_0: /* q in 1..15, not 0..15: symmetric about the offset 8, so mean 0 */
         put_f16(b, scale / sqrtf(M2_Q4_CENTRED));
-        for (int j = 0; j < 16; j++) b[2 + j] = (uint8_t)(rnd_int(rs, 1, 15) | (rnd_int(rs, 1, 15) << 4));
+        for (int j = 0; j < 16; j++) { /* two statements: the order of a | b is unspecified */
+            const int lo = rnd_int(rs, 1, 15);
+            const int hi = rnd_int(rs, 1, 15);
+            b[2 + j] = (uint8_t)(lo | (hi << 4));
+        }
         return;
     case QP_GGML_Q4_1: {
         const float d = qp_h2f(qp_f2h(scale / sqrtf(M2_Q4_SPAN)));

@@ -1,0 +1,65 @@
+/* cmd_validate.c — `qplan validate plan.yaml [model.gguf]`: reads and validates a plan, and
+ * when a model is given checks the plan against it (identity, weights). */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "qp_plan.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: qplan validate plan.yaml [model.gguf]\n"
+               "  checks the plan on its own (syntax, sizes, arena regions, liveness, ops) and,\n"
+               "  with a model, that it was compiled from that file (size, header hash, weights)\n");
+}
+
+int qp_cmd_validate(int argc, char **argv) {
+    const char *plan = NULL, *model = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "qplan validate: unknown option %s\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+        if (!plan) plan = argv[i];
+        else if (!model) model = argv[i];
+        else {
+            fprintf(stderr, "qplan validate: too many arguments\n");
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!plan) {
+        fprintf(stderr, "qplan validate: no plan given\n");
+        usage(stderr);
+        return 2;
+    }
+    struct qp_error err;
+    struct qp_plan *p;
+    if (qp_plan_read(plan, &p, &err) != QP_OK || qp_plan_validate(p, &err) != QP_OK) {
+        fprintf(stderr, "qplan validate: %s\n", err.msg);
+        return 1;
+    }
+    if (model) {
+        struct qp_gguf *g;
+        /* header-only is enough: the check reads the header and tensor table */
+        enum qp_status st = qp_gguf_open(model, QP_GGUF_HEADER_ONLY, &g, &err);
+        if (st == QP_OK) {
+            st = qp_plan_check_model(p, g, &err);
+            qp_gguf_close(g);
+        }
+        if (st != QP_OK) {
+            fprintf(stderr, "qplan validate: %s\n", err.msg);
+            qp_plan_free(p);
+            return 1;
+        }
+    }
+    printf("%s: valid plan (%d weights, %d buffers, prefill %d nodes, decode %d nodes)%s%s\n",
+           plan, p->n_weights, p->n_buffers, p->programs[QP_PLAN_PREFILL].n_nodes,
+           p->programs[QP_PLAN_DECODE].n_nodes, model ? ", matches " : "", model ? model : "");
+    qp_plan_free(p);
+    return 0;
+}

@@ -1,0 +1,49 @@
+/* compile_internal.h — what the compiler's stages share (not a public header).
+ *
+ * The graph being compiled is a struct qp_plan whose programs[QP_PLAN_PREFILL] holds the one
+ * node list the lowering and the passes work on; compile.c clones it into both programs once
+ * the passes are done, then selects kernels and plans memory.
+ */
+#pragma once
+#include "qp_compile.h"
+#include "qp_gguf.h"
+#include "qp_plan.h"
+
+/* --- builder (build.c) --- */
+
+/* Adds a weight (or returns the index of an existing one of the same name and shape). bytes
+ * computed from type and shape. part_rows may be NULL when n_from == 1. */
+enum qp_status qp_build_weight(struct qp_plan *p, const char *name, int32_t type, int64_t rows,
+                               int64_t cols, int32_t n_from, const char *const *from,
+                               const int64_t *part_rows, int32_t *idx, struct qp_error *err);
+/* Adds an f32 buffer of rows x cols, or returns the existing one of that name (same shape). */
+enum qp_status qp_build_buffer(struct qp_plan *p, const char *name, int64_t rows, int64_t cols,
+                               int32_t *idx, struct qp_error *err);
+/* Appends a node (out, norm = -1, params.layer = -1, kernel NULL) to program prog. */
+enum qp_status qp_build_node(struct qp_plan *p, enum qp_plan_program_id prog, enum qp_op op,
+                             struct qp_plan_node **node, struct qp_error *err);
+/* Removes nodes whose op is QP_OP_COUNT (the passes' deletion mark) from program prog. */
+void qp_build_compact(struct qp_plan *p, enum qp_plan_program_id prog);
+/* Removes buffers and weights no node references, renumbering references. */
+enum qp_status qp_build_remove_dead(struct qp_plan *p, int32_t *removed_buffers,
+                                    int32_t *removed_weights, struct qp_error *err);
+char *qp_build_strdup(const char *s); /* NULL on allocation failure */
+
+/* --- architectures (arch.c) --- */
+typedef enum qp_status (*qp_lower_fn)(const struct qp_gguf *g, struct qp_plan *p,
+                                      struct qp_error *err);
+struct qp_arch {
+    const char *name; /* general.architecture */
+    qp_lower_fn lower;
+};
+const struct qp_arch *qp_arch_find(const char *name); /* NULL when unsupported */
+
+/* lower_qwen2.c: fills hparams, weights, buffers and the unfused graph. */
+enum qp_status qp_lower_qwen2(const struct qp_gguf *g, struct qp_plan *p, struct qp_error *err);
+
+/* --- passes (pass_fuse.c): each returns the number of rewrites, or -1 (err set) --- */
+int qp_pass_run(struct qp_plan *p, enum qp_pass pass, struct qp_error *err);
+
+/* --- kernel selection (select.c) and memory planning (memplan.c) --- */
+enum qp_status qp_select_kernels(struct qp_plan *p, struct qp_error *err);
+enum qp_status qp_memplan(struct qp_plan *p, struct qp_error *err);

@@ -1,0 +1,69 @@
+/* qp_compile.h — the plan compiler: GGUF model → struct qp_plan (compiler/compile.c).
+ *
+ * Stages: the architecture's lowering (compiler/arch.c picks it by general.architecture)
+ * builds the unfused op graph; the fusion passes (compiler/pass_fuse.c), each switchable,
+ * rewrite it; dead buffers and weights are removed; kernels and launch params are chosen per
+ * program (compiler/select.c); the memory planner (compiler/memplan.c) places the step state,
+ * KV cache, buffers and scratch in one arena. The result passes qp_plan_validate.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "qp_gguf.h"
+#include "qp_plan.h"
+#include "qp_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The fusion passes, in the order they run (the design's numbering). */
+enum qp_pass {
+    QP_PASS_FUSE_NORM,     /* 1: rms_norm folded into the following linears' prologue      */
+    QP_PASS_FUSE_QKV,      /* 2: q, k, v linears + rope q/k + kv_write → linear rope_kv     */
+    QP_PASS_FUSE_SWIGLU,   /* 3: gate, up linears + swiglu → linear swiglu                  */
+    QP_PASS_FUSE_RESIDUAL, /* 4: linear + add into the residual → linear residual (in place)*/
+    QP_PASS_FUSE_LM_HEAD,  /* 5: final norm + LM head + argmax → linear rms_norm/argmax     */
+    QP_PASS_COUNT
+};
+
+const char *qp_pass_name(enum qp_pass p); /* "fuse_norm", ...; "unknown" out of range */
+int qp_pass_from_name(const char *name);  /* -1 when unknown ("norm" works for "fuse_norm") */
+
+#define QP_COMPILE_DEFAULT_CTX 4096  /* default --ctx cap: the model's context if smaller */
+#define QP_COMPILE_DEFAULT_CHUNK 512 /* default prefill chunk (capped by ctx) */
+
+struct qp_compile_options {
+    int64_t ctx;       /* KV positions; 0 = min(model context, QP_COMPILE_DEFAULT_CTX) */
+    int64_t chunk;     /* prefill chunk; 0 = min(QP_COMPILE_DEFAULT_CHUNK, ctx) */
+    int32_t kv_type;   /* QP_GGML_F16 (default when 0 is given as -1) or QP_GGML_F32 */
+    unsigned disabled; /* bit (1u << pass) set: pass not run */
+    const char *file_name; /* recorded as model.file; NULL = base name of the GGUF path */
+};
+
+/* What the compile did, for the summary. */
+struct qp_compile_stats {
+    int32_t fused[QP_PASS_COUNT];      /* rewrites each pass made */
+    int32_t unfused_nodes;             /* nodes the lowering made (one program) */
+    int32_t n_nodes[QP_PLAN_N_PROGRAMS];
+    int32_t removed_buffers, removed_weights;
+    bool ctx_defaulted;                /* ctx came from the default rule */
+    int64_t model_ctx;                 /* the model's trained context */
+};
+
+/* Options with their defaults (ctx 0, chunk 0, kv f16, all passes on). */
+void qp_compile_options_default(struct qp_compile_options *o);
+
+/* Compiles the opened model. On success *out is a validated plan (caller frees). On failure
+ * returns a status with a message naming the file and the problem, and *out is NULL. */
+enum qp_status qp_compile(const struct qp_gguf *g, const struct qp_compile_options *o,
+                          struct qp_plan **out, struct qp_compile_stats *stats,
+                          struct qp_error *err);
+
+/* Comma-separated list of the architectures with a lowering, e.g. "qwen2". */
+const char *qp_compile_architectures(void);
+
+#ifdef __cplusplus
+}
+#endif
