@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "qp_ggml.h"
@@ -246,6 +247,17 @@ enum qp_status qp_gguf_writer_write_path(struct qp_gguf_writer *w, const char *p
     int fd = mkstemp(tmp);
     if (fd < 0) {
         st = qp_error_set(err, QP_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(errno));
+        free(tmp);
+        free(hdr);
+        return st;
+    }
+    /* mkstemp makes the file 0600; a model is an ordinary file: 0666 less the umask */
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(fd, 0666 & ~mask) != 0) {
+        st = qp_error_set(err, QP_ERR_IO, "%s: chmod failed: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
         free(tmp);
         free(hdr);
         return st;
