@@ -251,11 +251,11 @@ enum qp_status qp_gguf_writer_write_path(struct qp_gguf_writer *w, const char *p
         free(hdr);
         return st;
     }
-    /* mkstemp makes the file 0600; a model is an ordinary file: 0666 less the umask */
+    /* mkstemp makes the file 0600; a model file is an ordinary file: 0666 less the umask. */
     mode_t mask = umask(0);
     umask(mask);
     if (fchmod(fd, 0666 & ~mask) != 0) {
-        st = qp_error_set(err, QP_ERR_IO, "%s: chmod failed: %s", tmp, strerror(errno));
+        st = qp_error_set(err, QP_ERR_IO, "%s: cannot set permissions: %s", path, strerror(errno));
         close(fd);
         unlink(tmp);
         free(tmp);

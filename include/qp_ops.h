@@ -119,6 +119,9 @@ struct qp_op_args {
     size_t scratch_bytes;
     struct qp_launch launch;
     void *stream;                               /* cudaStream_t for CUDA, NULL for CPU */
+    void *blas;                                 /* cublasHandle_t for CUDA (LINEAR with n_tok
+                                                   > QP_CUDA_MATVEC_MAX_TOK, include/qp_cuda.h),
+                                                   owned by the backend; NULL for CPU */
 };
 
 typedef enum qp_status (*qp_op_fn)(const struct qp_op_args *a, struct qp_error *err);

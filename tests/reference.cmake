@@ -11,6 +11,9 @@ add_executable(qpref_cli ${CMAKE_CURRENT_SOURCE_DIR}/reference/qpref_main.c)
 set_target_properties(qpref_cli PROPERTIES OUTPUT_NAME qpref)
 target_compile_options(qpref_cli PRIVATE ${QP_C_WARNINGS})
 target_link_libraries(qpref_cli PRIVATE qpref)
+if(TARGET qrunlib)
+  target_link_libraries(qpref_cli PRIVATE qrunlib) # the C tokenizer, for --prompt
+endif()
 
 # The oracle vs numpy on synthetic models regenerated at test time (>= 2 shapes).
 qp_add_test(test_reference_synth

@@ -47,7 +47,7 @@ static enum qp_status check_width(const struct qp_op_args *a, const char *field,
 
 static enum qp_status check_weight(const struct qp_op_args *a, int i, struct qp_error *err) {
     const struct qp_weight *w = &a->w[i];
-    size_t rb = 0; /* read by the message below even when the row-bytes check is skipped */
+    size_t rb = 0;
     if (!w->data) return qp_error_set(err, QP_ERR_INVALID, "%s: weight part %d has no data", op_name(a), i);
     if (!qp_ggml_type_info(w->type))
         return qp_error_set(err, QP_ERR_UNSUPPORTED, "%s: weight part %d has unknown type id %d", op_name(a), i,

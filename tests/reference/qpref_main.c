@@ -4,6 +4,8 @@
  *                                                        greedy continuation of N tokens (ids)
  *   qpref MODEL.gguf --check EXPECTED.logits [-n N]      the same over the file's tokens, and
  *                                                        the comparison with numpy_forward.py
+ *   qpref MODEL.gguf --prompt "text" [-n N]              ids from the model's vocabulary (the
+ *                                                        C tokenizer); the continuation decoded
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -11,11 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qp_tokenizer.h"
 #include "qwen2_ref.h"
 
 static int usage(void) {
-    fprintf(stderr, "usage: qpref MODEL.gguf (--tokens ID,ID,... | --check EXPECTED.logits) "
-                    "[-n N] [--ctx C]\n");
+    fprintf(stderr, "usage: qpref MODEL.gguf (--tokens ID,ID,... | --check EXPECTED.logits | "
+                    "--prompt TEXT) [-n N] [--ctx C]\n");
     return 2;
 }
 
@@ -54,17 +57,18 @@ static int32_t argmax(const float *x, int32_t n) {
 }
 
 int main(int argc, char **argv) {
-    const char *model = NULL, *tokens_arg = NULL, *check = NULL;
+    const char *model = NULL, *tokens_arg = NULL, *check = NULL, *prompt = NULL;
     long n_gen = 0, n_ctx = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tokens") && i + 1 < argc) tokens_arg = argv[++i];
         else if (!strcmp(argv[i], "--check") && i + 1 < argc) check = argv[++i];
+        else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) prompt = argv[++i];
         else if (!strcmp(argv[i], "-n") && i + 1 < argc) n_gen = strtol(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) n_ctx = strtol(argv[++i], NULL, 10);
         else if (argv[i][0] != '-' && !model) model = argv[i];
         else return usage();
     }
-    if (!model || (!tokens_arg && !check) || n_gen < 0 || n_gen > 1 << 20 || n_ctx < 0 ||
+    if (!model || (!!tokens_arg + !!check + !!prompt) != 1 || n_gen < 0 || n_gen > 1 << 20 || n_ctx < 0 ||
         n_ctx > 1 << 24)
         return usage();
 
@@ -75,7 +79,26 @@ int main(int argc, char **argv) {
         fprintf(stderr, "qpref: %s\n", err.msg);
         return 1;
     }
-    if (tokens_arg) {
+    struct qp_tokenizer *tok = NULL;
+    if (prompt) {
+        size_t n = 0;
+        if (qp_tokenizer_load_file(model, &tok, &err) != QP_OK ||
+            qp_tokenizer_encode(tok, prompt, strlen(prompt), false, &tokens, &n, &err) != QP_OK) {
+            fprintf(stderr, "qpref: %s\n", err.msg);
+            qp_tokenizer_free(tok);
+            return 1;
+        }
+        if (n == 0 || n > INT32_MAX) {
+            fprintf(stderr, "qpref: the prompt gave no tokens\n");
+            qp_tokenizer_free(tok);
+            free(tokens);
+            return 2;
+        }
+        n_tok = (int32_t)n;
+        printf("prompt ids:");
+        for (int32_t i = 0; i < n_tok; i++) printf("%s%d", i ? "," : " ", tokens[i]);
+        printf("\n");
+    } else if (tokens_arg) {
         if (!parse_tokens(tokens_arg, &tokens, &n_tok)) {
             fprintf(stderr, "qpref: --tokens '%s': expected comma-separated ids\n", tokens_arg);
             return 2;
@@ -145,14 +168,19 @@ int main(int argc, char **argv) {
     }
     if (n_gen > 0) {
         float *row = malloc(V * sizeof(float));
-        if (!row) {
+        int32_t *gen = malloc((size_t)n_gen * sizeof(int32_t));
+        if (!row || !gen) {
+            free(row);
+            free(gen);
             rc = 1;
             goto done;
         }
         int32_t next = argmax(logits + (size_t)(n_tok - 1) * V, (int32_t)V);
+        long n_done = 0;
         printf("greedy:");
         for (long i = 0; i < n_gen; i++) {
             printf("%s%d", i ? "," : " ", next);
+            gen[n_done++] = next;
             fflush(stdout);
             if (i + 1 == n_gen) break;
             if (qp_ref_forward(r, next, n_tok + (int32_t)i, row, &err) != QP_OK) {
@@ -163,12 +191,23 @@ int main(int argc, char **argv) {
             next = argmax(row, (int32_t)V);
         }
         printf("\n");
+        if (tok) { /* the raw bytes of the tokens, in order: whole UTF-8 characters at the end */
+            printf("text: ");
+            for (long i = 0; i < n_done; i++) {
+                size_t len = 0;
+                const char *b = qp_tokenizer_token_bytes(tok, gen[i], &len);
+                if (b) fwrite(b, 1, len, stdout);
+            }
+            printf("\n");
+        }
+        free(gen);
         free(row);
     }
 done:
     free(logits);
     free(tokens);
     qp_ref_expected_free(&exp);
+    qp_tokenizer_free(tok);
     qp_ref_free(r);
     qp_gguf_close(g);
     return rc;

@@ -1,0 +1,72 @@
+/* argmax.cu — ARGMAX (and the ARGMAX epilogue): step->next_token = the first index of the
+ * largest value of one row. Two stages: QP_CUDA_ARGMAX_BLOCKS blocks each reduce a strided share
+ * of the row to (value, index) in scratch; one block reduces those and writes the token. Ties
+ * go to the smaller index at every merge, so the result is the first maximum, as on the CPU.
+ * NaN never wins a comparison; a row of only NaN gives index 0. */
+#include "cuda_common.cuh"
+#include "qp_cuda.h"
+
+struct qp_amax {
+    float v;
+    int32_t i;
+};
+
+static __device__ __forceinline__ void qp_amax_merge(float *v, int32_t *i, float v2, int32_t i2) {
+    if (v2 > *v || (v2 == *v && i2 < *i)) {
+        *v = v2;
+        *i = i2;
+    }
+}
+
+/* Block-wide merge; thread 0 gets the result. */
+static __device__ __forceinline__ void qp_amax_block(float *v, int32_t *i) {
+    __shared__ float sv[32];
+    __shared__ int32_t si[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        qp_amax_merge(v, i, __shfl_xor_sync(0xffffffffu, *v, o), __shfl_xor_sync(0xffffffffu, *i, o));
+    if (lane == 0) {
+        sv[warp] = *v;
+        si[warp] = *i;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        *v = lane < nw ? sv[lane] : -INFINITY;
+        *i = lane < nw ? si[lane] : INT32_MAX;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            qp_amax_merge(v, i, __shfl_xor_sync(0xffffffffu, *v, o), __shfl_xor_sync(0xffffffffu, *i, o));
+    }
+}
+
+static __global__ void argmax_stage1_kernel(const float *__restrict__ x, int64_t n,
+                                            qp_amax *__restrict__ part) {
+    float v = -INFINITY;
+    int32_t i = INT32_MAX;
+    for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < n;
+         k += (int64_t)gridDim.x * blockDim.x)
+        qp_amax_merge(&v, &i, x[k], (int32_t)k);
+    qp_amax_block(&v, &i);
+    if (threadIdx.x == 0) part[blockIdx.x] = qp_amax{v, i};
+}
+
+static __global__ void argmax_stage2_kernel(const qp_amax *__restrict__ part, int n,
+                                            struct qp_step *__restrict__ step) {
+    float v = -INFINITY;
+    int32_t i = INT32_MAX;
+    for (int k = threadIdx.x; k < n; k += blockDim.x) qp_amax_merge(&v, &i, part[k].v, part[k].i);
+    qp_amax_block(&v, &i);
+    if (threadIdx.x == 0) step->next_token = i == INT32_MAX ? 0 : i;
+}
+
+enum qp_status qp_cuda_argmax_row(const float *logits, int64_t n_cols, struct qp_step *step,
+                                  void *scratch, cudaStream_t stream, struct qp_error *err) {
+    int64_t blocks = (n_cols + 1023) / 1024; /* >= 4 elements per thread of 256 */
+    if (blocks > QP_CUDA_ARGMAX_BLOCKS) blocks = QP_CUDA_ARGMAX_BLOCKS;
+    if (blocks < 1) blocks = 1;
+    qp_amax *part = (qp_amax *)scratch;
+    QP_CUDA_LAUNCH(err, argmax_stage1_kernel, (unsigned)blocks, 256, 0, stream, logits, n_cols, part);
+    QP_CUDA_LAUNCH(err, argmax_stage2_kernel, 1, 256, 0, stream, part, (int)blocks, step);
+    return QP_OK;
+}

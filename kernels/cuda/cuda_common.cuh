@@ -1,0 +1,117 @@
+/* cuda_common.cuh — internals shared by the CUDA op families (the .cu files of kernels/cuda): the one
+ * checking macro for CUDA / cuBLAS calls and kernel launches, warp/block reductions, f16/bf16
+ * helpers, and the launcher prototypes that ops.cu (the op table) calls.
+ *
+ * Not a public header: nothing outside kernels/cuda/ includes it. Launchers take an already
+ * validated struct qp_op_args (ops.cu checks shapes and types), enqueue on a->stream, never
+ * allocate, synchronise or read device memory from the host (they run inside graph capture),
+ * and return QP_OK or QP_ERR_DEVICE with "file:line: statement: CUDA error" in err.
+ */
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <cublas_v2.h>
+#include <stdint.h>
+
+#include "qp_ggml.h"
+#include "qp_ops.h"
+#include "qp_status.h"
+
+/* Every CUDA runtime call goes through this: on failure it names the statement, file and line
+ * and returns QP_ERR_DEVICE from the enclosing function (which must take `err`). The runtime
+ * prefixes the plan node when it reports the error. */
+#define QP_CUDA_CHECK(err, stmt)                                                               \
+    do {                                                                                       \
+        cudaError_t qp_e_ = (stmt);                                                            \
+        if (qp_e_ != cudaSuccess)                                                              \
+            return qp_error_set((err), QP_ERR_DEVICE, "%s:%d: %s: %s (%s)", __FILE__, __LINE__, \
+                                #stmt, cudaGetErrorString(qp_e_), cudaGetErrorName(qp_e_));     \
+    } while (0)
+
+#define QP_CUBLAS_CHECK(err, stmt)                                                             \
+    do {                                                                                       \
+        cublasStatus_t qp_s_ = (stmt);                                                         \
+        if (qp_s_ != CUBLAS_STATUS_SUCCESS)                                                    \
+            return qp_error_set((err), QP_ERR_DEVICE, "%s:%d: %s: cuBLAS %s", __FILE__,        \
+                                __LINE__, #stmt, cublasGetStatusString(qp_s_));                 \
+    } while (0)
+
+/* Launch and check the launch (configuration errors show at once; faults show at the next
+ * synchronising call, which the runtime attributes to the node). */
+#define QP_CUDA_LAUNCH(err, kernel, grid, block, smem, stream, ...)                            \
+    do {                                                                                       \
+        kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__);                            \
+        QP_CUDA_CHECK(err, cudaPeekAtLastError());                                             \
+    } while (0)
+
+#define QP_STREAM(a) ((cudaStream_t)(a)->stream)
+
+static __device__ __forceinline__ float qp_warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+static __device__ __forceinline__ float qp_warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Sum over the whole block (blockDim.x a multiple of 32, at most 1024). Every thread gets the
+ * result. `red` is __shared__ float[32]. Contains __syncthreads(): call from all threads. */
+static __device__ __forceinline__ float qp_block_sum(float v, float *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = qp_warp_sum(v);
+    __syncthreads(); /* red may still be read by a previous call */
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    v = lane < nw ? red[lane] : 0.0f;
+    return qp_warp_sum(v);
+}
+
+static __device__ __forceinline__ float qp_h2f(uint16_t h) {
+    return __half2float(__ushort_as_half(h));
+}
+static __device__ __forceinline__ float qp_bf2f(uint16_t h) {
+    return __uint_as_float((uint32_t)h << 16);
+}
+
+/* 1 / rms(x[0..n)) with eps, computed by the whole block (see qp_block_sum). */
+static __device__ __forceinline__ float qp_block_inv_rms(const float *x, int64_t n, float eps,
+                                                         float *red) {
+    float s = 0.0f;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += x[i] * x[i];
+    s = qp_block_sum(s, red);
+    return 1.0f / sqrtf(s / (float)n + eps);
+}
+
+/* RoPE (NEOX): cos and sin of the angle of pair i (0 <= i < hd/2) at position pos. The angle
+ * and its cos/sin in double, rounded to f32, as the CPU reference (kernels/cpu/rope.c) does:
+ * f32 angles would be off by milliradians at long positions. */
+static __device__ __forceinline__ void qp_rope_cs(int64_t pos, int i, int hd, float base, float *cs,
+                                                  float *sn) {
+    double s, c;
+    sincos((double)pos * pow((double)base, -2.0 * i / hd), &s, &c);
+    *cs = (float)c;
+    *sn = (float)s;
+}
+
+/* ---- launchers (one per op family; ops.cu validates first) ---- */
+enum qp_status qp_cuda_embed(const struct qp_op_args *a, struct qp_error *err);
+enum qp_status qp_cuda_rms_norm(const struct qp_op_args *a, struct qp_error *err);
+enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err);
+enum qp_status qp_cuda_gemm(const struct qp_op_args *a, struct qp_error *err);
+enum qp_status qp_cuda_rope(const struct qp_op_args *a, struct qp_error *err);
+enum qp_status qp_cuda_kv_write(const struct qp_op_args *a, struct qp_error *err);
+enum qp_status qp_cuda_attention(const struct qp_op_args *a, struct qp_error *err);
+enum qp_status qp_cuda_swiglu(const struct qp_op_args *a, struct qp_error *err);
+enum qp_status qp_cuda_add(const struct qp_op_args *a, struct qp_error *err);
+/* Two-stage argmax of logits[n_cols) into step->next_token; scratch >= QP_CUDA_ARGMAX_SCRATCH. */
+enum qp_status qp_cuda_argmax_row(const float *logits, int64_t n_cols, struct qp_step *step,
+                                  void *scratch, cudaStream_t stream, struct qp_error *err);
+enum qp_status qp_cuda_step_advance(const struct qp_op_args *a, struct qp_error *err);
+/* Epilogue of a linear whose raw products (no bias) sit in y [n][rows_total] f32. */
+enum qp_status qp_cuda_linear_epilogue(const struct qp_op_args *a, const float *y,
+                                       struct qp_error *err);

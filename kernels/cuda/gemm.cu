@@ -1,0 +1,144 @@
+/* gemm.cu — LINEAR for many tokens (prefill; n_tok > QP_CUDA_MATVEC_MAX_TOK) through cuBLAS.
+ *
+ * Steps, all on a->stream, all buffers in the node's scratch (include/qp_cuda.h):
+ *   1. xh [n][in_w] f16 = prologue(x) (RMS norm applied here, once per token).
+ *   2. For each part, in chunks of chunk_rows weight rows: dequantize the rows into
+ *      wh [chunk][in_w] f16, then one cublasGemmEx (f16 inputs, fp32 accumulation and output)
+ *      into y [n][rows_total] f32 at the chunk's stacked row.
+ *   3. The epilogue kernel turns y into out (bias, residual, SwiGLU, RoPE + KV write), shared
+ *      with the matvec through linear_common.cuh; ARGMAX then runs the two-stage argmax.
+ *
+ * Layout in cuBLAS's column-major terms (the classic trap): a row-major [R][C] buffer is the
+ * column-major C x R matrix, i.e. its transpose. We want Y = X W^T with X [n][in_w] and
+ * W [rows][in_w] row-major (GGUF rows). Column-major, Y^T (rows x n, ld = rows_total) =
+ * W (rows x in_w) * X^T (in_w x n). wh as stored is W^T column-major (in_w x chunk, ld = in_w),
+ * so A = wh with transa = CUBLAS_OP_T, lda = in_w; xh as stored is X^T column-major
+ * (in_w x n, ld = in_w), so B = xh with transb = CUBLAS_OP_N, ldb = in_w; C = y + row offset,
+ * ldc = rows_total, m = chunk rows, n = n_tok, k = in_w. Only the weight is transposed: it is
+ * the operand whose row-major rows are the dot-product vectors.
+ *
+ * a->blas is the cublasHandle_t (the backend creates it, gives it a workspace with
+ * cublasSetWorkspace so that graph capture never allocates, and keeps the math mode default).
+ */
+#include "linear_common.cuh"
+#include "qp_cuda.h"
+#include "quant_blocks.cuh"
+
+static __global__ void gemm_prep_x_kernel(const float *__restrict__ x, const float *__restrict__ norm,
+                                          float eps, int64_t cols, __half *__restrict__ xh) {
+    __shared__ float red[32];
+    const int t = blockIdx.x;
+    const float *xr = x + (int64_t)t * cols;
+    const float inv = norm ? qp_block_inv_rms(xr, cols, eps, red) : 1.0f;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+        const float v = norm ? xr[c] * norm[c] * inv : xr[c];
+        xh[(int64_t)t * cols + c] = __float2half_rn(v);
+    }
+}
+
+/* wh[r][c] = W[row0 + r][c], r < nrows: one thread per 32-element sub-chunk (quantized, or
+ * float rows with cols % 32 == 0 and 16-byte rows), else one thread per element. */
+template <int T>
+static __global__ void dequant_rows_kernel(const uint8_t *__restrict__ w, size_t row_bytes,
+                                           int64_t row0, int64_t nrows, int64_t cols, int vec,
+                                           __half *__restrict__ wh) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (vec || !qp_is_float<T>::value) {
+        using Q = qp_qt<T>;
+        const int64_t nsub = cols / 32;
+        if (i >= nrows * nsub) return;
+        const int64_t r = i / nsub, s = i % nsub;
+        float v[32];
+        qp_dec32<T>(w + (size_t)(row0 + r) * row_bytes + (s / Q::SUBS) * Q::BYTES, (int)(s % Q::SUBS), v);
+        __half2 h[16];
+#pragma unroll
+        for (int k = 0; k < 16; k++) h[k] = __floats2half2_rn(v[2 * k], v[2 * k + 1]);
+        uint4 *dst = (uint4 *)(wh + r * cols + s * 32); /* cols % 32 == 0: 64-byte aligned */
+#pragma unroll
+        for (int k = 0; k < 4; k++) dst[k] = ((const uint4 *)h)[k];
+    } else {
+        if (i >= nrows * cols) return;
+        const int64_t r = i / cols, c = i % cols;
+        wh[i] = __float2half_rn(qp_get1<T>(w + (size_t)(row0 + r) * row_bytes, c));
+    }
+}
+
+template <int EPI>
+static __global__ void linear_epilogue_kernel(const qp_lin_params p, const float *__restrict__ y,
+                                              int64_t rows_total) {
+    const int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int t = blockIdx.y;
+    if (u >= p.units) return;
+    int64_t ra, rb;
+    qp_unit_rows<EPI>(p, u, &ra, &rb);
+    const float *yt = y + (int64_t)t * rows_total;
+    qp_unit_store<EPI>(p, t, u, ra, rb, yt[ra], rb >= 0 ? yt[rb] : 0.0f);
+}
+
+enum qp_status qp_cuda_linear_epilogue(const struct qp_op_args *a, const float *y,
+                                       struct qp_error *err) {
+    const qp_lin_params p = qp_lin_params_make(a);
+    const dim3 grid((unsigned)((p.units + 255) / 256), (unsigned)a->n_tok);
+    cudaStream_t st = QP_STREAM(a);
+    enum qp_status s = QP_OK;
+    qp_epi_dispatch(a->epilogue, [&](auto te_) {
+                    constexpr int EPI = decltype(te_)::value;
+        linear_epilogue_kernel<EPI><<<grid, 256, 0, st>>>(p, y, p.row0[a->n_parts]);
+        cudaError_t e = cudaPeekAtLastError();
+        if (e != cudaSuccess)
+            s = qp_error_set(err, QP_ERR_DEVICE, "%s:%d: linear_epilogue_kernel<%s>: %s", __FILE__,
+                             __LINE__, qp_epilogue_name((enum qp_epilogue)EPI), cudaGetErrorString(e));
+    });
+    return s;
+}
+
+enum qp_status qp_cuda_gemm(const struct qp_op_args *a, struct qp_error *err) {
+    struct qp_cuda_scratch_layout l;
+    enum qp_status s = qp_cuda_scratch_plan(a, &l, err);
+    if (s != QP_OK) return s;
+    cudaStream_t st = QP_STREAM(a);
+    cublasHandle_t h = (cublasHandle_t)a->blas;
+    char *sc = (char *)a->scratch;
+    float *y = (float *)(sc + l.y_off);
+    __half *xh = (__half *)(sc + l.xh_off), *wh = (__half *)(sc + l.wh_off);
+    const int64_t rows_total = qp_cuda_rows_total(a), cols = a->in_w;
+
+    QP_CUDA_LAUNCH(err, gemm_prep_x_kernel, a->n_tok, 256, 0, st, a->in0,
+                   a->prologue == QP_PROLOGUE_RMS_NORM ? a->norm : (const float *)NULL, a->eps, cols, xh);
+    QP_CUBLAS_CHECK(err, cublasSetStream(h, st));
+    const float one = 1.0f, zero = 0.0f;
+    int64_t stacked = 0;
+    for (int pi = 0; pi < a->n_parts; pi++) {
+        const struct qp_weight *w = &a->w[pi];
+        const int vec = cols % 32 == 0 && w->row_bytes % 16 == 0 && (uintptr_t)w->data % 16 == 0;
+        for (int64_t r0 = 0; r0 < w->rows; r0 += l.chunk_rows) {
+            const int64_t nr = w->rows - r0 < l.chunk_rows ? w->rows - r0 : l.chunk_rows;
+            bool ok = qp_type_dispatch(w->type, [&](auto tc_) {
+                constexpr int T = decltype(tc_)::value;
+                const int64_t items = (vec || !qp_is_float<T>::value) ? nr * (cols / 32) : nr * cols;
+                const unsigned blocks = (unsigned)((items + 255) / 256);
+                dequant_rows_kernel<T><<<blocks, 256, 0, st>>>((const uint8_t *)w->data, w->row_bytes,
+                                                               r0, nr, cols, vec, wh);
+                cudaError_t e = cudaPeekAtLastError();
+                if (e != cudaSuccess)
+                    s = qp_error_set(err, QP_ERR_DEVICE, "%s:%d: dequant_rows_kernel<%s>: %s", __FILE__,
+                                     __LINE__, qp_ggml_type_name(T), cudaGetErrorString(e));
+            });
+            if (!ok)
+                return qp_error_set(err, QP_ERR_UNSUPPORTED, "cuda gemm: weight type %s has no kernel",
+                                    qp_ggml_type_name(w->type));
+            if (s != QP_OK) return s;
+            QP_CUBLAS_CHECK(err, cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, a->n_tok, (int)cols,
+                                              &one, wh, CUDA_R_16F, (int)cols, xh, CUDA_R_16F, (int)cols,
+                                              &zero, y + stacked + r0, CUDA_R_32F, (int)rows_total,
+                                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        }
+        stacked += w->rows;
+    }
+    s = qp_cuda_linear_epilogue(a, y, err);
+    if (s != QP_OK) return s;
+    if (a->epilogue == QP_EPILOGUE_ARGMAX)
+        return qp_cuda_argmax_row(a->out + (int64_t)(a->n_tok - 1) * a->out_w, a->out_w, a->step,
+                                  sc + l.argmax_off, st, err);
+    return QP_OK;
+}

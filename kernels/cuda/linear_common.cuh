@@ -1,0 +1,166 @@
+/* linear_common.cuh — what the two LINEAR paths (matvec.cu for decode, gemm.cu for prefill)
+ * share: the kernel parameter block built from qp_op_args, and the epilogue expressed per
+ * "unit" (the work of one warp in the matvec, one thread in the GEMM epilogue):
+ *
+ *   NONE / RESIDUAL / ARGMAX: unit r = stacked row r; one product.
+ *   SWIGLU:  unit u < R: products gate[u] (part 0) and up[u] (part 1); out[t][u] = silu(g)*up.
+ *   ROPE_KV: units [0, Hq*hd/2) q pairs (i, i+hd/2) of part 0, then [.., +Hkv*hd/2) k pairs of
+ *            part 1, then Hkv*hd v rows of part 2; q rotated into out, k rotated and v written
+ *            to the cache rows pos+t (never past kv.ctx).
+ *
+ * Stacked rows: part p occupies rows [row0[p], row0[p] + rows[p]) of the virtual matrix.
+ */
+#pragma once
+#include <type_traits>
+
+#include "cuda_common.cuh"
+
+struct qp_lin_params {
+    const uint8_t *w[QP_OP_MAX_PARTS]; /* part weights, [rows][row_bytes] */
+    size_t row_bytes[QP_OP_MAX_PARTS];
+    int64_t row0[QP_OP_MAX_PARTS + 1]; /* stacked row offsets; row0[n_parts] = rows_total */
+    const float *bias[QP_OP_MAX_PARTS];
+    int n_parts;
+    int64_t cols;             /* in_w */
+    const float *x;           /* [n][cols] */
+    const float *norm;        /* [cols] or NULL (no prologue) */
+    float eps;
+    const float *in1;         /* residual [n][out_w] */
+    float *out;               /* [n][out_w] */
+    int64_t out_w;
+    int64_t units;
+    int n_head, n_head_kv, head_dim;
+    float rope_base;
+    void *kc, *vc;            /* [ctx][kv_dim] f16 or f32 */
+    int kv_f16;
+    int64_t ctx, kv_dim;
+    const struct qp_step *step;
+};
+
+/* Builds the parameter block; units per epilogue as above. */
+static inline qp_lin_params qp_lin_params_make(const struct qp_op_args *a) {
+    qp_lin_params p;
+    memset(&p, 0, sizeof p);
+    p.n_parts = a->n_parts;
+    p.row0[0] = 0;
+    for (int i = 0; i < a->n_parts; i++) {
+        p.w[i] = (const uint8_t *)a->w[i].data;
+        p.row_bytes[i] = a->w[i].row_bytes;
+        p.bias[i] = a->bias[i];
+        p.row0[i + 1] = p.row0[i] + a->w[i].rows;
+    }
+    for (int i = a->n_parts; i < QP_OP_MAX_PARTS; i++) p.row0[i + 1] = p.row0[i];
+    p.cols = a->in_w;
+    p.x = a->in0;
+    p.norm = a->prologue == QP_PROLOGUE_RMS_NORM ? a->norm : NULL;
+    p.eps = a->eps;
+    p.in1 = a->in1;
+    p.out = a->out;
+    p.out_w = a->out_w;
+    p.n_head = a->n_head;
+    p.n_head_kv = a->n_head_kv;
+    p.head_dim = a->head_dim;
+    p.rope_base = a->rope_base;
+    p.kc = a->kv.k;
+    p.vc = a->kv.v;
+    p.kv_f16 = a->kv.type == QP_GGML_F16;
+    p.ctx = a->kv.ctx;
+    p.kv_dim = a->kv.kv_dim;
+    p.step = a->step;
+    switch (a->epilogue) {
+    case QP_EPILOGUE_SWIGLU: p.units = a->w[0].rows; break;
+    case QP_EPILOGUE_ROPE_KV:
+        p.units = (int64_t)a->n_head * a->head_dim / 2 + (int64_t)a->n_head_kv * a->head_dim / 2 +
+                  (int64_t)a->n_head_kv * a->head_dim;
+        break;
+    default: p.units = p.row0[a->n_parts]; break;
+    }
+    return p;
+}
+
+/* Stacked rows whose products unit u needs: *ra always, *rb = -1 when only one. */
+template <int EPI>
+static __device__ __forceinline__ void qp_unit_rows(const qp_lin_params &p, int64_t u, int64_t *ra,
+                                                    int64_t *rb) {
+    if constexpr (EPI == QP_EPILOGUE_SWIGLU) {
+        *ra = u;
+        *rb = p.row0[1] + u;
+    } else if constexpr (EPI == QP_EPILOGUE_ROPE_KV) {
+        const int64_t half = p.head_dim / 2;
+        const int64_t nq = (int64_t)p.n_head * half, nk = (int64_t)p.n_head_kv * half;
+        if (u < nq) {
+            const int64_t r = (u / half) * p.head_dim + u % half;
+            *ra = r;
+            *rb = r + half;
+        } else if (u < nq + nk) {
+            const int64_t v = u - nq, r = (v / half) * p.head_dim + v % half;
+            *ra = p.row0[1] + r;
+            *rb = p.row0[1] + r + half;
+        } else {
+            *ra = p.row0[2] + (u - nq - nk);
+            *rb = -1;
+        }
+    } else {
+        *ra = u;
+        *rb = -1;
+    }
+}
+
+static __device__ __forceinline__ float qp_lin_bias(const qp_lin_params &p, int64_t r) {
+    int i = 0;
+    while (i + 1 < p.n_parts && r >= p.row0[i + 1]) i++;
+    return p.bias[i] ? p.bias[i][r - p.row0[i]] : 0.0f;
+}
+
+static __device__ __forceinline__ void qp_kv_store(void *cache, int f16, int64_t idx, float v) {
+    if (f16) ((__half *)cache)[idx] = __float2half_rn(v);
+    else ((float *)cache)[idx] = v;
+}
+
+/* Writes unit u of token t from its raw products a (row ra) and b (row rb), biases not yet
+ * added. */
+template <int EPI>
+static __device__ __forceinline__ void qp_unit_store(const qp_lin_params &p, int t, int64_t u,
+                                                     int64_t ra, int64_t rb, float a, float b) {
+    a += qp_lin_bias(p, ra);
+    if (rb >= 0) b += qp_lin_bias(p, rb);
+    float *o = p.out + (int64_t)t * p.out_w;
+    if constexpr (EPI == QP_EPILOGUE_SWIGLU) {
+        o[u] = a / (1.0f + expf(-a)) * b;
+    } else if constexpr (EPI == QP_EPILOGUE_ROPE_KV) {
+        const int half = p.head_dim / 2;
+        const int64_t nq = (int64_t)p.n_head * half, nk = (int64_t)p.n_head_kv * half;
+        const int64_t pos = (int64_t)p.step->pos + t;
+        if (u < nq + nk) {
+            const int64_t v = u < nq ? u : u - nq;
+            const int i = (int)(v % half);
+            float sn, cs;
+            qp_rope_cs(pos, i, p.head_dim, p.rope_base, &cs, &sn);
+            const float x0 = a * cs - b * sn, x1 = a * sn + b * cs;
+            const int64_t r = (v / half) * p.head_dim + i;
+            if (u < nq) {
+                o[r] = x0;
+                o[r + half] = x1;
+            } else if (pos < p.ctx) {
+                qp_kv_store(p.kc, p.kv_f16, (int64_t)pos * p.kv_dim + r, x0);
+                qp_kv_store(p.kc, p.kv_f16, (int64_t)pos * p.kv_dim + r + half, x1);
+            }
+        } else if (pos < p.ctx) {
+            qp_kv_store(p.vc, p.kv_f16, (int64_t)pos * p.kv_dim + (u - nq - nk), a);
+        }
+    } else if constexpr (EPI == QP_EPILOGUE_RESIDUAL) {
+        o[u] = p.in1[(int64_t)t * p.out_w + u] + a;
+    } else {
+        o[u] = a;
+    }
+}
+
+/* Dispatches a runtime epilogue to a template instantiation: f(std::integral_constant<int, EPI>{}). */
+template <class F> static void qp_epi_dispatch(int epi, F &&f) {
+    switch (epi) {
+    case QP_EPILOGUE_RESIDUAL: f(std::integral_constant<int, QP_EPILOGUE_RESIDUAL>{}); break;
+    case QP_EPILOGUE_SWIGLU: f(std::integral_constant<int, QP_EPILOGUE_SWIGLU>{}); break;
+    case QP_EPILOGUE_ROPE_KV: f(std::integral_constant<int, QP_EPILOGUE_ROPE_KV>{}); break;
+    default: f(std::integral_constant<int, QP_EPILOGUE_NONE>{}); break; /* NONE and ARGMAX */
+    }
+}

@@ -1,0 +1,81 @@
+/* cuda_scratch.c — the scratch layout of each CUDA op node (see include/qp_cuda.h). Plain C so
+ * that the compiler (which never links CUDA) and the CUDA launchers agree on the same numbers.
+ * Owns only arithmetic: every product is overflow-checked because shapes come from files.
+ */
+#include "qp_cuda.h"
+
+#include "qp_ggml.h"
+
+static bool align_add(size_t *off, size_t bytes, size_t *start) {
+    size_t o = (*off + 255u) & ~(size_t)255u;
+    if (o < *off) return false;
+    *start = o;
+    return qp_add_size(o, bytes, off);
+}
+
+int64_t qp_cuda_rows_total(const struct qp_op_args *a) {
+    int64_t r = 0;
+    for (int i = 0; i < a->n_parts && i < QP_OP_MAX_PARTS; i++) {
+        if (a->w[i].rows < 0) return 0;
+        r += a->w[i].rows;
+    }
+    return r;
+}
+
+static int32_t attn_split(const struct qp_op_args *a) {
+    if (a->launch.split > 0) return a->launch.split;
+    /* Decode: enough chunks that 14 heads fill 132 SMs at long contexts (~128 positions per
+     * chunk, at most 64 chunks); prefill has n_tok x n_head blocks already, so fewer. */
+    int64_t s = a->n_tok <= 1 ? (a->kv.ctx + 127) / 128 : (a->kv.ctx + 1023) / 1024;
+    int64_t cap = a->n_tok <= 1 ? 64 : 8;
+    if (s < 1) s = 1;
+    if (s > cap) s = cap;
+    return (int32_t)s;
+}
+
+enum qp_status qp_cuda_scratch_plan(const struct qp_op_args *a, struct qp_cuda_scratch_layout *l,
+                                    struct qp_error *err) {
+    struct qp_cuda_scratch_layout z = {0};
+    *l = z;
+    size_t off = 0, b = 0;
+    if (a->n_tok < 1) return qp_error_set(err, QP_ERR_INVALID, "cuda scratch: n_tok %d < 1", a->n_tok);
+    const size_t n = (size_t)a->n_tok;
+    bool argmax = a->op == QP_OP_ARGMAX ||
+                  (a->op == QP_OP_LINEAR && a->epilogue == QP_EPILOGUE_ARGMAX);
+    if (argmax && !align_add(&off, (size_t)QP_CUDA_ARGMAX_BLOCKS * 8u, &l->argmax_off))
+        goto overflow;
+    if (a->op == QP_OP_LINEAR && a->n_tok > QP_CUDA_MATVEC_MAX_TOK) {
+        int64_t rows = qp_cuda_rows_total(a);
+        if (rows <= 0 || a->in_w <= 0)
+            return qp_error_set(err, QP_ERR_INVALID, "cuda scratch: linear with %lld rows x %lld cols",
+                                (long long)rows, (long long)a->in_w);
+        l->gemm = true;
+        int64_t chunk = a->launch.rows_per_block > 0
+                            ? a->launch.rows_per_block
+                            : (int64_t)(QP_CUDA_GEMM_CHUNK_BYTES / (2u * (size_t)a->in_w)) & ~(int64_t)63;
+        if (chunk < 64) chunk = 64;
+        if (chunk > rows) chunk = rows;
+        l->chunk_rows = chunk;
+        if (!qp_mul_size(n, (size_t)rows, &b) || !qp_mul_size(b, 4, &b) || !align_add(&off, b, &l->y_off))
+            goto overflow;
+        if (!qp_mul_size(n, (size_t)a->in_w, &b) || !qp_mul_size(b, 2, &b) || !align_add(&off, b, &l->xh_off))
+            goto overflow;
+        if (!qp_mul_size((size_t)chunk, (size_t)a->in_w, &b) || !qp_mul_size(b, 2, &b) ||
+            !align_add(&off, b, &l->wh_off))
+            goto overflow;
+    }
+    if (a->op == QP_OP_ATTENTION) {
+        if (a->n_head <= 0 || a->head_dim <= 0)
+            return qp_error_set(err, QP_ERR_INVALID, "cuda scratch: attention with %d heads of %d",
+                                a->n_head, a->head_dim);
+        l->attn_split = attn_split(a);
+        if (!qp_mul_size(n, (size_t)a->n_head, &b) || !qp_mul_size(b, (size_t)l->attn_split, &b) ||
+            !qp_mul_size(b, (size_t)a->head_dim + 2u, &b) || !qp_mul_size(b, 4, &b) ||
+            !align_add(&off, b, &l->attn_off))
+            goto overflow;
+    }
+    l->total = off;
+    return QP_OK;
+overflow:
+    return qp_error_set(err, QP_ERR_RANGE, "cuda scratch: size of op %d overflows", (int)a->op);
+}

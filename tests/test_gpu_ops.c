@@ -1,0 +1,669 @@
+/* test_gpu_ops.c — every CUDA op (qp_cuda_ops) against its CPU op (qp_cpu_ops) on fresh random
+ * inputs: the real Qwen2.5-0.5B shapes (896 wide, 14/2 heads of 64, FFN 4864, vocab 151936)
+ * plus awkward ones (1 row, odd rows, 33 columns for float weights), every weight type, every
+ * prologue and epilogue, both LINEAR paths (quantized matvec for n_tok <= 8, cuBLAS above).
+ *
+ * Each GPU output is poisoned (0xFF bytes: NaN) before the run, so an unwritten element fails;
+ * NaN never passes. Error measure: rel = ||gpu - cpu||_2 / ||cpu||_2 over the whole output, with
+ * the bound per path stated at its table below (docs/cuda-kernels.md explains them). A planted
+ * wrong output must be caught by the same checker, or the test fails.
+ *
+ * Weight types the CPU backend cannot read yet are reported as "no CPU reference" (not a pass,
+ * not a skip: listed at the end). Without a GPU the test prints why and exits 77 (skipped).
+ * The seed is printed; QP_SEED=<n> replays a run.
+ */
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "qp_cpu.h"
+#include "qp_cuda.h"
+#include "qp_ggml.h"
+#include "qp_ops.h"
+
+/* Bounds on rel (see the file comment). fp32 paths: both sides accumulate in f32 in different
+ * orders over at most 4864 terms: ~sqrt(n) * 2^-24 ~ 1e-6 expected, 2e-5 allowed. The cuBLAS
+ * path rounds x and the weights to f16 (2^-11 relative each): ~5e-4 expected, 3e-3 allowed. */
+#define TOL_F32 2e-5
+#define TOL_GEMM 3e-3
+#define MAX_CHUNK 64
+
+static int g_fail, g_pass;
+static char g_noref[1024];
+static uint64_t g_rng;
+
+static uint32_t rnd(void) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 11);
+}
+static float frand(void) { return (float)(rnd() & 0xFFFFFF) / (float)0x800000 - 1.0f; } /* [-1, 1) */
+
+#define CK(x)                                                                                      \
+    do {                                                                                           \
+        cudaError_t e_ = (x);                                                                      \
+        if (e_ != cudaSuccess) {                                                                   \
+            printf("FATAL %s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));       \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static void *dalloc(size_t n) {
+    void *p = NULL;
+    CK(cudaMalloc(&p, n ? n : 1));
+    return p;
+}
+static void *dup_to_dev(const void *h, size_t n) {
+    void *d = dalloc(n);
+    CK(cudaMemcpy(d, h, n, cudaMemcpyHostToDevice));
+    return d;
+}
+static float *frand_buf(size_t n) {
+    float *p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = frand();
+    return p;
+}
+
+/* Compares n floats; prints one line; returns true on pass. */
+static bool compare(const char *what, const float *gpu, const float *cpu, size_t n, double tol) {
+    double d2 = 0, c2 = 0, maxd = 0;
+    size_t nan = 0, first_bad = (size_t)-1;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(gpu[i]) || isinf(gpu[i])) {
+            if (!nan) first_bad = i;
+            nan++;
+            continue;
+        }
+        double d = (double)gpu[i] - cpu[i];
+        d2 += d * d;
+        c2 += (double)cpu[i] * cpu[i];
+        if (fabs(d) > maxd) maxd = fabs(d);
+    }
+    double rel = c2 > 0 ? sqrt(d2 / c2) : sqrt(d2);
+    bool ok = !nan && rel <= tol;
+    printf("%-4s %-58s rel %.2e (tol %.0e) max|d| %.2e", ok ? "ok" : "FAIL", what, rel, tol, maxd);
+    if (nan) printf("  %zu NaN/inf (first at %zu: gpu %g cpu %g)", nan, first_bad, gpu[first_bad], cpu[first_bad]);
+    printf("\n");
+    return ok;
+}
+static void check(const char *what, const float *gpu, const float *cpu, size_t n, double tol) {
+    if (compare(what, gpu, cpu, n, tol)) g_pass++;
+    else g_fail++;
+}
+
+/* ---- weights ---- */
+static uint16_t rand_f16(int emin, int emax, bool sign) { /* 2^(e-15), e in [emin, emax] */
+    int e = emin + (int)(rnd() % (uint32_t)(emax - emin + 1));
+    return (uint16_t)((sign && (rnd() & 1) ? 0x8000 : 0) | (e << 10) | (rnd() & 0x3FF));
+}
+
+/* Random bytes of a valid block layout: every f16 scale finite and of moderate size. */
+static void *rand_weight(int32_t type, int64_t rows, int64_t cols, size_t *row_bytes) {
+    if (!qp_ggml_row_bytes(type, cols, row_bytes)) {
+        printf("FATAL: %s cannot have %lld columns\n", qp_ggml_type_name(type), (long long)cols);
+        exit(1);
+    }
+    size_t nb = *row_bytes * (size_t)rows;
+    uint8_t *w = malloc(nb);
+    for (size_t i = 0; i < nb; i++) w[i] = (uint8_t)rnd();
+    const struct qp_ggml_type_info *ti = qp_ggml_type_info(type);
+    size_t bb = ti->block_bytes, nblk = nb / bb;
+    for (size_t b = 0; b < nblk; b++) {
+        uint8_t *p = w + b * bb;
+        uint16_t h;
+        switch (type) {
+        case QP_GGML_F32: { float f = frand(); memcpy(p, &f, 4); break; }
+        case QP_GGML_F16: h = rand_f16(10, 15, true); memcpy(p, &h, 2); break;
+        case QP_GGML_BF16: { int e = 122 + (int)(rnd() % 6); h = (uint16_t)((rnd() & 1) << 15 | e << 7 | (rnd() & 0x7F)); memcpy(p, &h, 2); break; }
+        case QP_GGML_Q4_0: case QP_GGML_Q5_0: case QP_GGML_Q8_0: h = rand_f16(9, 12, false); memcpy(p, &h, 2); break;
+        case QP_GGML_Q4_1: case QP_GGML_Q5_1: case QP_GGML_Q4_K: case QP_GGML_Q5_K:
+            h = rand_f16(9, 12, false); memcpy(p, &h, 2);
+            h = rand_f16(9, 12, type == QP_GGML_Q4_1 || type == QP_GGML_Q5_1); memcpy(p + 2, &h, 2);
+            break;
+        case QP_GGML_Q2_K: h = rand_f16(9, 12, false); memcpy(p + 80, &h, 2); h = rand_f16(9, 12, false); memcpy(p + 82, &h, 2); break;
+        case QP_GGML_Q3_K: h = rand_f16(7, 10, false); memcpy(p + 108, &h, 2); break;
+        case QP_GGML_Q6_K: h = rand_f16(5, 8, false); memcpy(p + 208, &h, 2); break;
+        default: break;
+        }
+    }
+    return w;
+}
+
+static const int32_t k_types[] = {QP_GGML_F32, QP_GGML_F16, QP_GGML_BF16, QP_GGML_Q8_0, QP_GGML_Q4_0,
+                                  QP_GGML_Q4_1, QP_GGML_Q5_0, QP_GGML_Q5_1, QP_GGML_Q2_K, QP_GGML_Q3_K,
+                                  QP_GGML_Q4_K, QP_GGML_Q5_K, QP_GGML_Q6_K};
+#define N_TYPES ((int)(sizeof k_types / sizeof k_types[0]))
+
+static bool is_k(int32_t t) { return qp_ggml_type_info(t)->block_elems == 256; }
+
+static bool cpu_has(int32_t t, const char *what) {
+    if (qp_cpu_weight_type_supported(t)) return true;
+    char line[128];
+    snprintf(line, sizeof line, " %s/%s", qp_ggml_type_name(t), what);
+    if (strlen(g_noref) + strlen(line) < sizeof g_noref) strcat(g_noref, line);
+    return false;
+}
+
+/* ---- the step state, mirrored host/device ---- */
+struct step_pair {
+    struct qp_step *h, *d;
+    size_t bytes;
+};
+static struct step_pair step_new(void) {
+    struct step_pair s;
+    s.bytes = sizeof(struct qp_step) + MAX_CHUNK * sizeof(int32_t);
+    s.h = calloc(1, s.bytes);
+    s.d = dalloc(s.bytes);
+    return s;
+}
+static void step_set(struct step_pair *s, int pos, int n_tok, int vocab) {
+    s->h->pos = pos;
+    s->h->n_tok = n_tok;
+    s->h->next_token = -1;
+    for (int i = 0; i < MAX_CHUNK; i++) s->h->tokens[i] = vocab > 0 ? (int32_t)(rnd() % (uint32_t)vocab) : 0;
+    CK(cudaMemcpy(s->d, s->h, s->bytes, cudaMemcpyHostToDevice));
+}
+
+/* Runs a on the CPU (as given: host pointers) and g on the GPU; both must succeed. */
+static bool run_both(const char *what, struct qp_op_args *c, struct qp_op_args *g) {
+    struct qp_error err = {{0}};
+    enum qp_status s = qp_cpu_ops[c->op](c, &err);
+    if (s != QP_OK) {
+        printf("FAIL %-58s CPU op: %s\n", what, err.msg);
+        g_fail++;
+        return false;
+    }
+    struct qp_cuda_scratch_layout l;
+    if (qp_cuda_scratch_plan(g, &l, &err) != QP_OK) {
+        printf("FAIL %-58s scratch plan: %s\n", what, err.msg);
+        g_fail++;
+        return false;
+    }
+    g->scratch = l.total ? dalloc(l.total) : NULL;
+    g->scratch_bytes = l.total;
+    if (l.total) CK(cudaMemset(g->scratch, 0xFF, l.total));
+    s = qp_cuda_ops[g->op](g, &err);
+    cudaError_t e = cudaDeviceSynchronize();
+    if (g->scratch) CK(cudaFree(g->scratch));
+    g->scratch = NULL;
+    if (s != QP_OK || e != cudaSuccess) {
+        printf("FAIL %-58s CUDA op: %s%s\n", what, s != QP_OK ? err.msg : "", e != cudaSuccess ? cudaGetErrorString(e) : "");
+        g_fail++;
+        return false;
+    }
+    return true;
+}
+
+static float *poisoned(size_t n) {
+    float *d = dalloc(n * sizeof(float));
+    CK(cudaMemset(d, 0xFF, n * sizeof(float)));
+    return d;
+}
+static float *download(const void *d, size_t n) {
+    float *h = malloc(n * sizeof(float));
+    CK(cudaMemcpy(h, d, n * sizeof(float), cudaMemcpyDeviceToHost));
+    return h;
+}
+/* KV cache bytes -> floats (F16 converted on the host with the GPU's own rounding already done) */
+static float half_to_float(uint16_t h) {
+    uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 0x3FF, bits;
+    if (e == 0) {
+        float f = ldexpf((float)m, -24);
+        return s ? -f : f;
+    }
+    if (e == 31) bits = s | 0x7F800000u | (m << 13);
+    else bits = s | ((e + 112) << 23) | (m << 13);
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+static float *kv_to_f32(const void *h, int32_t type, size_t n) {
+    float *o = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) o[i] = type == QP_GGML_F16 ? half_to_float(((const uint16_t *)h)[i]) : ((const float *)h)[i];
+    return o;
+}
+
+/* ---- LINEAR ---- */
+struct lin_case {
+    int n_parts;
+    int64_t rows[3];
+    int64_t cols;
+    int n_tok;
+    enum qp_prologue pro;
+    enum qp_epilogue epi;
+    bool bias;
+    int32_t kv_type;
+};
+
+static void test_linear(int32_t type, const struct lin_case *lc) {
+    char what[160];
+    snprintf(what, sizeof what, "linear %s %lldx%lld%s n=%d %s/%s%s%s", qp_ggml_type_name(type),
+             (long long)(lc->rows[0] + lc->rows[1] + lc->rows[2]), (long long)lc->cols, lc->n_parts > 1 ? " (parts)" : "",
+             lc->n_tok, qp_prologue_name(lc->pro), qp_epilogue_name(lc->epi), lc->bias ? " +bias" : "",
+             lc->n_tok > QP_CUDA_MATVEC_MAX_TOK ? " [cublas]" : "");
+    if (!cpu_has(type, "linear")) return;
+    static cublasHandle_t blas;
+    if (!blas && cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) {
+        printf("FATAL: cublasCreate failed\n");
+        exit(1);
+    }
+    struct qp_op_args c = {0}, g;
+    struct step_pair sp = step_new();
+    const int n = lc->n_tok;
+    const int n_head = 14, n_kv = 2, hd = 64, ctx = 256;
+    int pos = (int)(rnd() % 150);
+    step_set(&sp, pos, n, 0);
+    c.op = QP_OP_LINEAR;
+    c.n_tok = n;
+    c.step = sp.h;
+    c.in_w = lc->cols;
+    c.n_parts = lc->n_parts;
+    c.prologue = lc->pro;
+    c.epilogue = lc->epi;
+    c.eps = 1e-6f;
+    int64_t rows_total = 0;
+    void *wh[3] = {0}, *wd[3] = {0};
+    float *bh[3] = {0}, *bd[3] = {0};
+    for (int i = 0; i < lc->n_parts; i++) {
+        size_t rb;
+        wh[i] = rand_weight(type, lc->rows[i], lc->cols, &rb);
+        wd[i] = dup_to_dev(wh[i], rb * (size_t)lc->rows[i]);
+        c.w[i] = (struct qp_weight){type, wh[i], lc->rows[i], lc->cols, rb};
+        if (lc->bias) {
+            bh[i] = frand_buf((size_t)lc->rows[i]);
+            bd[i] = dup_to_dev(bh[i], (size_t)lc->rows[i] * 4);
+            c.bias[i] = bh[i];
+        }
+        rows_total += lc->rows[i];
+    }
+    int64_t out_w = lc->epi == QP_EPILOGUE_SWIGLU ? lc->rows[0] : lc->epi == QP_EPILOGUE_ROPE_KV ? lc->rows[0] : rows_total;
+    c.out_w = out_w;
+    /* inputs with a non-trivial scale, so the RMS norm matters */
+    float *x = frand_buf((size_t)n * lc->cols);
+    for (size_t i = 0; i < (size_t)n * lc->cols; i++) x[i] *= 3.0f;
+    float *norm = frand_buf((size_t)lc->cols);
+    float *res = frand_buf((size_t)n * out_w);
+    c.in0 = x;
+    c.norm = norm;
+    c.in1 = lc->epi == QP_EPILOGUE_RESIDUAL ? res : NULL;
+    float *out_c = malloc((size_t)n * out_w * 4);
+    c.out = out_c;
+    size_t kvn = (size_t)ctx * n_kv * hd, kvb = kvn * (lc->kv_type == QP_GGML_F16 ? 2 : 4);
+    void *kc_h = NULL, *vc_h = NULL, *kc_d = NULL, *vc_d = NULL;
+    if (lc->epi == QP_EPILOGUE_ROPE_KV) {
+        c.n_head = n_head;
+        c.n_head_kv = n_kv;
+        c.head_dim = hd;
+        c.rope_base = 1e6f;
+        kc_h = malloc(kvb);
+        vc_h = malloc(kvb);
+        for (size_t i = 0; i < kvb; i++) ((uint8_t *)kc_h)[i] = (uint8_t)rnd();
+        if (lc->kv_type == QP_GGML_F16)
+            for (size_t i = 0; i < kvn; i++) ((uint16_t *)kc_h)[i] = rand_f16(10, 15, true);
+        else
+            for (size_t i = 0; i < kvn; i++) ((float *)kc_h)[i] = frand();
+        memcpy(vc_h, kc_h, kvb);
+        kc_d = dup_to_dev(kc_h, kvb);
+        vc_d = dup_to_dev(vc_h, kvb);
+        c.kv = (struct qp_kv_ref){kc_h, vc_h, lc->kv_type, ctx, (int64_t)n_kv * hd};
+    }
+    g = c;
+    g.step = sp.d;
+    g.blas = blas;
+    for (int i = 0; i < lc->n_parts; i++) {
+        g.w[i].data = wd[i];
+        g.bias[i] = bd[i];
+    }
+    g.in0 = dup_to_dev(x, (size_t)n * lc->cols * 4);
+    g.norm = dup_to_dev(norm, (size_t)lc->cols * 4);
+    g.in1 = c.in1 ? dup_to_dev(res, (size_t)n * out_w * 4) : NULL;
+    g.out = poisoned((size_t)n * out_w);
+    if (kc_d) g.kv = (struct qp_kv_ref){kc_d, vc_d, lc->kv_type, ctx, (int64_t)n_kv * hd};
+    if (run_both(what, &c, &g)) {
+        double tol = n > QP_CUDA_MATVEC_MAX_TOK ? TOL_GEMM : TOL_F32;
+        float *o = download(g.out, (size_t)n * out_w);
+        check(what, o, out_c, (size_t)n * out_w, tol);
+        free(o);
+        if (kc_d) {
+            void *kg = malloc(kvb), *vg = malloc(kvb);
+            CK(cudaMemcpy(kg, kc_d, kvb, cudaMemcpyDeviceToHost));
+            CK(cudaMemcpy(vg, vc_d, kvb, cudaMemcpyDeviceToHost));
+            float *a1 = kv_to_f32(kg, lc->kv_type, kvn), *a2 = kv_to_f32(kc_h, lc->kv_type, kvn);
+            float *b1 = kv_to_f32(vg, lc->kv_type, kvn), *b2 = kv_to_f32(vc_h, lc->kv_type, kvn);
+            /* f16 caches: one f16 rounding step apart at most where the f32 values straddle */
+            double ktol = lc->kv_type == QP_GGML_F16 ? (tol > 1e-3 ? tol : 1e-3) : tol;
+            char w2[200];
+            snprintf(w2, sizeof w2, "  K cache (%s) of %s", qp_ggml_type_name(lc->kv_type), qp_ggml_type_name(type));
+            check(w2, a1, a2, kvn, ktol);
+            snprintf(w2, sizeof w2, "  V cache (%s) of %s", qp_ggml_type_name(lc->kv_type), qp_ggml_type_name(type));
+            check(w2, b1, b2, kvn, ktol);
+            free(a1); free(a2); free(b1); free(b2); free(kg); free(vg);
+        }
+        if (lc->epi == QP_EPILOGUE_ARGMAX) {
+            struct qp_step st;
+            CK(cudaMemcpy(&st, sp.d, sizeof st, cudaMemcpyDeviceToHost));
+            const float *last = out_c + (size_t)(n - 1) * out_w;
+            int ct = sp.h->next_token, gt = st.next_token;
+            /* a different index passes only as a near-tie within the output tolerance */
+            bool ok = gt == ct || (gt >= 0 && gt < out_w && fabsf(last[gt] - last[ct]) <= (n > QP_CUDA_MATVEC_MAX_TOK ? 1e-2f : 1e-4f) * fabsf(last[ct]) + 1e-6f);
+            printf("%-4s %-58s next_token gpu %d cpu %d\n", ok ? "ok" : "FAIL", "  argmax epilogue", gt, ct);
+            ok ? g_pass++ : g_fail++;
+        }
+    }
+    for (int i = 0; i < lc->n_parts; i++) {
+        free(wh[i]); CK(cudaFree(wd[i])); free(bh[i]); if (bd[i]) CK(cudaFree(bd[i]));
+    }
+    CK(cudaFree((void *)g.in0)); CK(cudaFree((void *)g.norm)); if (g.in1) CK(cudaFree((void *)g.in1));
+    CK(cudaFree(g.out)); CK(cudaFree(sp.d));
+    if (kc_d) { CK(cudaFree(kc_d)); CK(cudaFree(vc_d)); free(kc_h); free(vc_h); }
+    free(x); free(norm); free(res); free(out_c); free(sp.h);
+}
+
+/* ---- the other ops ---- */
+static void test_embed(int32_t type, int64_t rows, int64_t cols, int n) {
+    char what[160];
+    snprintf(what, sizeof what, "embed %s %lldx%lld n=%d", qp_ggml_type_name(type), (long long)rows, (long long)cols, n);
+    if (!cpu_has(type, "embed")) return;
+    struct step_pair sp = step_new();
+    step_set(&sp, 0, n, (int)rows);
+    size_t rb;
+    void *wh = rand_weight(type, rows, cols, &rb), *wd = dup_to_dev(wh, rb * (size_t)rows);
+    struct qp_op_args c = {0}, g;
+    c.op = QP_OP_EMBED;
+    c.n_tok = n;
+    c.step = sp.h;
+    c.n_parts = 1;
+    c.w[0] = (struct qp_weight){type, wh, rows, cols, rb};
+    c.out_w = cols;
+    float *oc = malloc((size_t)n * cols * 4);
+    c.out = oc;
+    g = c;
+    g.step = sp.d;
+    g.w[0].data = wd;
+    g.out = poisoned((size_t)n * cols);
+    if (run_both(what, &c, &g)) {
+        float *o = download(g.out, (size_t)n * cols);
+        check(what, o, oc, (size_t)n * cols, 1e-6);
+        free(o);
+    }
+    free(wh); free(oc); free(sp.h);
+    CK(cudaFree(wd)); CK(cudaFree(g.out)); CK(cudaFree(sp.d));
+}
+
+/* Elementwise-style ops on activations: rms_norm, swiglu, add, rope. */
+static void test_act(enum qp_op op, int n, int64_t w, bool inplace) {
+    char what[160];
+    const struct qp_op_desc *d = qp_op_desc(op);
+    snprintf(what, sizeof what, "%s n=%d w=%lld%s", d ? d->name : "?", n, (long long)w, inplace ? " in place" : "");
+    struct step_pair sp = step_new();
+    step_set(&sp, (int)(rnd() % 100000), n, 0);
+    size_t nel = (size_t)n * w;
+    float *a = frand_buf(nel), *b = frand_buf(nel), *nw = frand_buf((size_t)w);
+    for (size_t i = 0; i < nel; i++) a[i] *= 4.0f; /* silu over a wider range */
+    struct qp_op_args c = {0}, g;
+    c.op = op;
+    c.n_tok = n;
+    c.step = sp.h;
+    c.in0 = a;
+    c.in1 = b;
+    c.in_w = w;
+    c.out_w = w;
+    c.norm = nw;
+    c.eps = 1e-6f;
+    float *oc = malloc(nel * 4);
+    if (op == QP_OP_ROPE) {
+        c.n_head = (int)(w / 64);
+        c.head_dim = 64;
+        c.rope_base = 1e6f;
+        memcpy(oc, a, nel * 4);
+        if (inplace) c.in0 = NULL;
+    }
+    c.out = oc;
+    g = c;
+    g.step = sp.d;
+    float *ad = dup_to_dev(a, nel * 4);
+    g.in0 = ad;
+    g.in1 = dup_to_dev(b, nel * 4);
+    g.norm = dup_to_dev(nw, (size_t)w * 4);
+    if (op == QP_OP_ROPE && inplace) {
+        g.in0 = NULL;
+        g.out = ad;
+    } else {
+        g.out = poisoned(nel);
+    }
+    if (run_both(what, &c, &g)) {
+        float *o = download(g.out, nel);
+        check(what, o, oc, nel, op == QP_OP_ROPE ? 1e-6 : TOL_F32);
+        free(o);
+    }
+    if (g.out != ad) CK(cudaFree(g.out));
+    CK(cudaFree(ad)); CK(cudaFree((void *)g.in1)); CK(cudaFree((void *)g.norm)); CK(cudaFree(sp.d));
+    free(a); free(b); free(nw); free(oc); free(sp.h);
+}
+
+/* kv_write then attention on a cache pre-filled with random rows below pos. */
+static void test_attention(int n, int pos, int ctx, int n_head, int n_kv, int hd, int32_t kvt) {
+    char what[160];
+    snprintf(what, sizeof what, "kv_write+attention %s n=%d pos=%d ctx=%d heads %d/%d hd %d", qp_ggml_type_name(kvt), n, pos,
+             ctx, n_head, n_kv, hd);
+    struct step_pair sp = step_new();
+    step_set(&sp, pos, n, 0);
+    const int64_t kvd = (int64_t)n_kv * hd, qw = (int64_t)n_head * hd;
+    size_t kvn = (size_t)ctx * kvd, es = kvt == QP_GGML_F16 ? 2 : 4;
+    void *kh = malloc(kvn * es), *vh = malloc(kvn * es);
+    for (size_t i = 0; i < kvn; i++) {
+        if (kvt == QP_GGML_F16) {
+            ((uint16_t *)kh)[i] = rand_f16(12, 15, true);
+            ((uint16_t *)vh)[i] = rand_f16(12, 15, true);
+        } else {
+            ((float *)kh)[i] = frand() * 2.0f;
+            ((float *)vh)[i] = frand();
+        }
+    }
+    void *kd = dup_to_dev(kh, kvn * es), *vd = dup_to_dev(vh, kvn * es);
+    float *q = frand_buf((size_t)n * qw), *k = frand_buf((size_t)n * kvd), *v = frand_buf((size_t)n * kvd);
+    for (size_t i = 0; i < (size_t)n * qw; i++) q[i] *= 2.0f;
+    struct qp_op_args c = {0}, g;
+    c.op = QP_OP_KV_WRITE;
+    c.n_tok = n;
+    c.step = sp.h;
+    c.in0 = k;
+    c.in1 = v;
+    c.in_w = kvd;
+    c.n_head = n_head;
+    c.n_head_kv = n_kv;
+    c.head_dim = hd;
+    c.kv = (struct qp_kv_ref){kh, vh, kvt, ctx, kvd};
+    g = c;
+    g.step = sp.d;
+    g.in0 = dup_to_dev(k, (size_t)n * kvd * 4);
+    g.in1 = dup_to_dev(v, (size_t)n * kvd * 4);
+    g.kv = (struct qp_kv_ref){kd, vd, kvt, ctx, kvd};
+    bool ok = run_both(what, &c, &g);
+    CK(cudaFree((void *)g.in0)); CK(cudaFree((void *)g.in1));
+    if (ok) {
+        void *kg = malloc(kvn * es);
+        CK(cudaMemcpy(kg, kd, kvn * es, cudaMemcpyDeviceToHost));
+        float *a1 = kv_to_f32(kg, kvt, kvn), *a2 = kv_to_f32(kh, kvt, kvn);
+        char w2[200];
+        snprintf(w2, sizeof w2, "  kv_write K rows (%s)", qp_ggml_type_name(kvt));
+        check(w2, a1, a2, kvn, 0.0); /* same f32 in, same rounding: exact */
+        free(a1); free(a2); free(kg);
+        c.op = g.op = QP_OP_ATTENTION;
+        c.in0 = q;
+        c.in1 = NULL;
+        c.in_w = c.out_w = qw;
+        float *oc = malloc((size_t)n * qw * 4);
+        c.out = oc;
+        g.in0 = dup_to_dev(q, (size_t)n * qw * 4);
+        g.in1 = NULL;
+        g.in_w = g.out_w = qw;
+        g.out = poisoned((size_t)n * qw);
+        if (run_both(what, &c, &g)) {
+            float *o = download(g.out, (size_t)n * qw);
+            check(what, o, oc, (size_t)n * qw, TOL_F32);
+            free(o);
+        }
+        CK(cudaFree((void *)g.in0)); CK(cudaFree(g.out)); free(oc);
+    }
+    CK(cudaFree(kd)); CK(cudaFree(vd)); CK(cudaFree(sp.d));
+    free(kh); free(vh); free(q); free(k); free(v); free(sp.h);
+}
+
+static void test_argmax(int n, int64_t vocab, bool plant_tie) {
+    char what[160];
+    snprintf(what, sizeof what, "argmax n=%d vocab=%lld%s", n, (long long)vocab, plant_tie ? " (planted tie)" : "");
+    struct step_pair sp = step_new();
+    step_set(&sp, 0, n, 0);
+    float *x = frand_buf((size_t)n * vocab);
+    if (plant_tie) { /* two equal maxima in the last row: the first must win */
+        int64_t i = (int64_t)(rnd() % (uint32_t)(vocab / 2)), j = i + 1 + (int64_t)(rnd() % (uint32_t)(vocab / 2 - 1));
+        x[(size_t)(n - 1) * vocab + i] = x[(size_t)(n - 1) * vocab + j] = 7.5f;
+    }
+    struct qp_op_args c = {0}, g;
+    c.op = QP_OP_ARGMAX;
+    c.n_tok = n;
+    c.step = sp.h;
+    c.in0 = x;
+    c.in_w = vocab;
+    g = c;
+    g.step = sp.d;
+    g.in0 = dup_to_dev(x, (size_t)n * vocab * 4);
+    if (run_both(what, &c, &g)) {
+        struct qp_step st;
+        CK(cudaMemcpy(&st, sp.d, sizeof st, cudaMemcpyDeviceToHost));
+        bool ok = st.next_token == sp.h->next_token;
+        printf("%-4s %-58s next_token gpu %d cpu %d\n", ok ? "ok" : "FAIL", what, st.next_token, sp.h->next_token);
+        ok ? g_pass++ : g_fail++;
+    }
+    CK(cudaFree((void *)g.in0)); CK(cudaFree(sp.d)); free(x); free(sp.h);
+}
+
+static void test_step_advance(void) {
+    struct step_pair sp = step_new();
+    step_set(&sp, 41, 7, 1000);
+    sp.h->next_token = 1234;
+    CK(cudaMemcpy(sp.d, sp.h, sp.bytes, cudaMemcpyHostToDevice));
+    struct qp_op_args c = {0}, g;
+    c.op = QP_OP_STEP_ADVANCE;
+    c.n_tok = 7;
+    c.step = sp.h;
+    g = c;
+    g.step = sp.d;
+    if (run_both("step_advance", &c, &g)) {
+        struct qp_step *st = malloc(sp.bytes);
+        CK(cudaMemcpy(st, sp.d, sp.bytes, cudaMemcpyDeviceToHost));
+        bool ok = memcmp(st, sp.h, sp.bytes) == 0 && st->pos == 48 && st->n_tok == 1 && st->tokens[0] == 1234;
+        printf("%-4s %-58s pos %d n_tok %d tokens[0] %d\n", ok ? "ok" : "FAIL", "step_advance", st->pos, st->n_tok, st->tokens[0]);
+        ok ? g_pass++ : g_fail++;
+        free(st);
+    }
+    CK(cudaFree(sp.d)); free(sp.h);
+}
+
+/* The checker itself: a planted wrong element and a planted NaN must both be caught. */
+static void test_checker(void) {
+    float a[64], b[64];
+    for (int i = 0; i < 64; i++) a[i] = b[i] = frand();
+    a[17] += 0.05f;
+    bool c1 = compare("planted wrong element (must report FAIL)", a, b, 64, TOL_F32);
+    a[17] = b[17];
+    a[3] = NAN;
+    bool c2 = compare("planted NaN (must report FAIL)", a, b, 64, 1e30);
+    bool ok = !c1 && !c2;
+    printf("%-4s %-58s\n", ok ? "ok" : "FAIL", "the checker catches both planted faults");
+    ok ? g_pass++ : g_fail++;
+}
+
+int main(void) {
+    int ndev = 0;
+    cudaError_t e = cudaGetDeviceCount(&ndev);
+    if (e != cudaSuccess || ndev == 0) {
+        printf("skip: no CUDA device (%s)\n", e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+        return 77;
+    }
+    struct cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    const char *seed_env = getenv("QP_SEED");
+    g_rng = seed_env ? strtoull(seed_env, NULL, 10) : (uint64_t)time(NULL) * 2654435761u;
+    if (!g_rng) g_rng = 1;
+    printf("device: %s (sm_%d%d, %d SMs); seed %llu (QP_SEED to replay)\n", prop.name, prop.major, prop.minor,
+           prop.multiProcessorCount, (unsigned long long)g_rng);
+
+    test_checker();
+    for (int ti = 0; ti < N_TYPES; ti++) {
+        int32_t t = k_types[ti];
+        bool k = is_k(t), fl = t == QP_GGML_F32 || t == QP_GGML_F16 || t == QP_GGML_BF16;
+        int64_t cols = k ? 4864 : 896; /* K-quants need 256-multiples: ffn_down's 4864 */
+        test_embed(t, 1000, k ? 1024 : 896, 5);
+        struct lin_case real = {1, {k ? 896 : 4864, 0, 0}, cols, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, false, 0};
+        test_linear(t, &real);
+        struct lin_case res = {1, {k ? 896 : 896, 0, 0}, cols, 3, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0};
+        test_linear(t, &res);
+        struct lin_case odd = {2, {1, 37, 0}, k ? 256 : 96, 2, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, true, 0};
+        test_linear(t, &odd);
+        struct lin_case gm = {1, {k ? 896 : 4864, 0, 0}, cols, 33, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, true, 0};
+        test_linear(t, &gm);
+        struct lin_case sw = {2, {k ? 896 : 4864, k ? 896 : 4864, 0}, cols, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_SWIGLU, false, 0};
+        test_linear(t, &sw);
+        if (!k) {
+            struct lin_case qkv = {3, {896, 128, 128}, 896, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ROPE_KV, true, QP_GGML_F16};
+            test_linear(t, &qkv);
+        }
+        if (fl) {
+            struct lin_case awk = {1, {5, 0, 0}, 33, 2, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, true, 0};
+            test_linear(t, &awk);
+            awk.n_tok = 20;
+            test_linear(t, &awk);
+        }
+    }
+    /* fused epilogues and paths on the types of the real model */
+    const int32_t real_types[] = {QP_GGML_Q5_0, QP_GGML_Q8_0, QP_GGML_F16};
+    for (int i = 0; i < 3; i++) {
+        int32_t t = real_types[i];
+        struct lin_case qkv = {3, {896, 128, 128}, 896, 12, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ROPE_KV, true, QP_GGML_F32};
+        test_linear(t, &qkv);
+        qkv.n_tok = 1;
+        test_linear(t, &qkv);
+        struct lin_case sw = {2, {4864, 4864, 0}, 896, 16, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_SWIGLU, false, 0};
+        test_linear(t, &sw);
+        struct lin_case res = {1, {896, 0, 0}, 896, 17, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0};
+        test_linear(t, &res);
+    }
+    {
+        struct lin_case head = {1, {151936, 0, 0}, 896, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0};
+        int32_t t = qp_cpu_weight_type_supported(QP_GGML_Q8_0) ? QP_GGML_Q8_0 : QP_GGML_F16;
+        test_linear(t, &head);
+        head.n_tok = 9;
+        test_linear(t, &head);
+    }
+    test_act(QP_OP_RMS_NORM, 3, 896, false);
+    test_act(QP_OP_RMS_NORM, 2, 33, false);
+    test_act(QP_OP_SWIGLU, 3, 4864, false);
+    test_act(QP_OP_SWIGLU, 1, 33, false);
+    test_act(QP_OP_ADD, 3, 896, false);
+    test_act(QP_OP_ADD, 5, 33, false);
+    test_act(QP_OP_ROPE, 1, 896, true);
+    test_act(QP_OP_ROPE, 7, 128, false);
+    for (int kt = 0; kt < 2; kt++) {
+        int32_t kvt = kt ? QP_GGML_F32 : QP_GGML_F16;
+        test_attention(1, (int)(rnd() % 4000), 4096, 14, 2, 64, kvt);
+        test_attention(1, 0, 4096, 14, 2, 64, kvt);
+        test_attention(40, 100, 512, 14, 2, 64, kvt);
+        test_attention(3, 17, 64, 3, 1, 32, kvt);
+        test_attention(1, 200, 300, 4, 4, 128, kvt);
+    }
+    test_argmax(1, 151936, false);
+    test_argmax(2, 151936, true);
+    test_argmax(1, 1, false);
+    test_step_advance();
+
+    if (g_noref[0]) printf("no CPU reference yet (weights the CPU backend cannot read):%s\n", g_noref);
+    printf("%d passed, %d failed\n", g_pass, g_fail);
+    return g_fail ? 1 : 0;
+}
