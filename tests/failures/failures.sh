@@ -174,7 +174,7 @@ case_missing_files() {
   mkdir -p "$work/adir.gguf"
   expect_fail "inspect a folder" "adir.gguf: " "$qplan" inspect adir.gguf
   expect_fail "compile a folder" "adir.gguf: " "$qplan" compile adir.gguf -o out.yaml
-  expect_fail "validate a folder" "adir.gguf: " "$qplan" validate adir.gguf
+  expect_fail "validate a folder" "adir.gguf: not a regular file" "$qplan" validate adir.gguf
   # Unwritable outputs (the tests run as root, which ignores permission bits: use a path
   # under a folder that does not exist, and /proc, where nobody may create files).
   expect_fail "compile into a missing folder" "nodir/out.yaml" "$qplan" compile m.gguf -o nodir/out.yaml
