@@ -25,7 +25,7 @@ fail() {
 }
 
 # expect_fail DESCRIPTION WANT_SUBSTRING COMMAND...: runs COMMAND in $work; it must exit 1 or 2
-# with WANT_SUBSTRING in its stderr, at most two lines of stderr, nothing on stdout.
+# with WANT_SUBSTRING in its stderr and nothing on stdout.
 expect_fail() {
   local what=$1 want=$2
   shift 2
@@ -46,7 +46,7 @@ expect_fail() {
     fail "$what: wrote to stdout on failure: $(head -c 200 "$work/out.txt")"
     return
   fi
-  echo "ok: $what: $(head -1 "$work/err.txt")"
+  echo "ok: $what: $(grep -v '^$' "$work/err.txt" | tail -1)"
 }
 
 # expect_no_file PATH: neither PATH nor a temporary PATH.tmp.* exists.
@@ -263,6 +263,137 @@ case_clean_runs() {
   else
     echo "note: qrun is not built yet: the CPU generation part is not run"
   fi
+}
+
+# ---- qrun (registered when runtime/main.c is built) ----
+qrun=$build/runtime/qrun
+
+# stdout of the last command is valid UTF-8 (never raw bytes of a broken character).
+expect_utf8_out() {
+  checks=$((checks + 1))
+  iconv -f UTF-8 -t UTF-8 "$work/out.txt" >/dev/null 2>&1 || fail "$1: stdout is not valid UTF-8"
+}
+
+# qrun refuses plans it cannot trust: edited into inconsistency, another model, missing files.
+case_qrun_refuses() {
+  synth m.gguf 128
+  synth b.gguf 192
+  compile_ok m.gguf p.yaml
+  sed 's/arena_bytes: [0-9]*/arena_bytes: 4096/' "$work/p.yaml" >"$work/edited.yaml"
+  expect_fail "qrun edited plan" "edited.yaml:1: kv_cache" \
+    "$qrun" edited.yaml -m m.gguf --device cpu -p hi -n 4 --seed 1
+  sed 's/^  n_head: 4$/  n_head: 3/' "$work/p.yaml" >"$work/heads.yaml"
+  expect_fail "qrun edited plan (heads)" "heads.yaml:" "$qrun" heads.yaml -m m.gguf --device cpu -p hi -n 4
+  expect_fail "qrun plan with another model" "b.gguf" "$qrun" p.yaml -m b.gguf --device cpu -p hi -n 4
+  expect_fail "qrun plan with another model names the plan's" "m.gguf" "$qrun" p.yaml -m b.gguf --device cpu -p hi -n 4
+  expect_fail "qrun missing plan" "nothere.yaml" "$qrun" nothere.yaml --device cpu -p hi -n 4
+  expect_fail "qrun missing model" "nothere.gguf" "$qrun" p.yaml -m nothere.gguf --device cpu -p hi -n 4
+  expect_fail "qrun missing prompt file" "nothere.txt" "$qrun" p.yaml -m m.gguf --device cpu -f nothere.txt
+  expect_fail "qrun plan folder" "adir" bash -c "mkdir -p adir && exec '$qrun' adir --device cpu -p hi"
+  # The plan's model not beside it and not in the search path: the message says so.
+  mkdir -p "$work/elsewhere" && cp "$work/p.yaml" "$work/elsewhere/p.yaml"
+  expect_fail "qrun plan without its model" "m.gguf" \
+    env QP_MODEL= HOME="$work/nohome" "$qrun" elsewhere/p.yaml --device cpu -p hi -n 4
+  expect_fail "qrun truncated model" "elsewhere/m.gguf" bash -c "head -c 100000 m.gguf > elsewhere/m.gguf && \
+    exec '$qrun' elsewhere/p.yaml --device cpu -p hi -n 4"
+}
+
+# Absurd -n / -c and other numbers: a clear message and exit 2 (1 for a context beyond the
+# plan's, which only the plan can tell).
+case_qrun_args() {
+  synth m.gguf 128
+  "$qplan" compile "$work/m.gguf" -o "$work/p.yaml" --ctx 64 >/dev/null || fail "compile"
+  local a
+  for a in "-n -5" "-n -2147483649" "-n 99999999999" "-n abc" "-n 1e3" "-n ''" "-c -1" \
+           "-c 99999999999999999999" "-c abc" "-c 12x" "--temp abc" "--top-k -3" "--seed abc" \
+           "--repeat-last-n 9999999"; do
+    expect_fail "qrun $a" "qrun: ${a%% *}" bash -c "exec '$qrun' p.yaml -m m.gguf --device cpu -p hi $a"
+  done
+  expect_fail "qrun -c beyond the plan" "64" "$qrun" p.yaml -m m.gguf --device cpu -p hi -c 100000
+  expect_fail "qrun --top-p 0" "top-p" "$qrun" p.yaml -m m.gguf --device cpu -p hi --top-p 0 -n 2
+  expect_fail "qrun -n without value" "-n" "$qrun" p.yaml -m m.gguf --device cpu -p hi -n
+  expect_fail "qrun unknown option" "--frobnicate" "$qrun" p.yaml --frobnicate
+  expect_fail "qrun --device nonsense" "nonsense" "$qrun" p.yaml -m m.gguf --device nonsense -p hi -n 2
+}
+
+# A full context: generation stops cleanly (exit 0, the reason on stderr) without writing past
+# the KV cache; a prompt longer than the context is refused before any work.
+case_qrun_context_full() {
+  synth m.gguf 128
+  "$qplan" compile "$work/m.gguf" -o "$work/p.yaml" --ctx 64 >/dev/null || fail "compile"
+  checks=$((checks + 1))
+  (cd "$work" && "$qrun" p.yaml -m m.gguf --device cpu -p "Hello" -n 1000 -c 16 --seed 1 \
+     --temp 1 --top-k 0 --top-p 1 --min-p 0) >"$work/out.txt" 2>"$work/err.txt"
+  local rc=$?
+  if [ $rc -ne 0 ]; then
+    fail "context full: exit $rc: $(cat "$work/err.txt")"
+  elif ! grep -q "context is full (16 positions): stopped cleanly" "$work/err.txt" &&
+       ! grep -q "stop: end of generation" "$work/err.txt"; then
+    fail "context full: no clean stop reported: $(cat "$work/err.txt")"
+  else
+    echo "ok: context full: $(grep -o 'generated [0-9]* tokens.*' "$work/err.txt" | head -1)"
+  fi
+  expect_utf8_out "context full"
+  expect_fail "prompt longer than the context" "context" "$qrun" p.yaml -m m.gguf --device cpu \
+    -p "a prompt that is much longer than eight positions of context" -c 8 -n 4
+}
+
+# Invalid UTF-8 in a prompt (-p, -f): a clear error naming the byte, nothing on stdout.
+case_qrun_invalid_utf8() {
+  synth m.gguf 128
+  compile_ok m.gguf p.yaml
+  local bad
+  for bad in 'caf\xe9' '\xff\xfe' 'ok \xc3\x28' '\xed\xa0\x80 surrogate' '\xf4\x90\x80\x80' \
+             '\xc0\xaf overlong' 'cut \xe2\x82'; do
+    expect_fail "qrun -p '$bad'" "not valid UTF-8" bash -c \
+      "exec '$qrun' p.yaml -m m.gguf --device cpu -n 4 --seed 1 -p \"\$(printf '$bad')\""
+    printf "$bad" >"$work/prompt.txt"
+    expect_fail "qrun -f with '$bad'" "not valid UTF-8" \
+      "$qrun" p.yaml -m m.gguf --device cpu -n 4 --seed 1 -f prompt.txt
+  done
+  # Valid UTF-8 of every length, and generated text: valid UTF-8 out.
+  checks=$((checks + 1))
+  (cd "$work" && "$qrun" p.yaml -m m.gguf --device cpu -n 64 --seed 2 --temp 1 --top-k 0 \
+     --top-p 1 --min-p 0 -p "$(printf 'a\xc3\xa9\xe4\xbd\xa0\xf0\x9f\x98\x80')") \
+     >"$work/out.txt" 2>"$work/err.txt" || fail "valid UTF-8 prompt refused: $(cat "$work/err.txt")"
+  expect_utf8_out "random tokens of a byte-level vocabulary"
+}
+
+# SIGINT during generation: a clean stop, exit 130, stdout valid UTF-8 up to the stop, the
+# reason on stderr. A model big enough that generation is still running when the signal comes;
+# a run that ends by itself first (an end-of-generation token) is retried with another seed.
+case_qrun_sigint() {
+  "$qplan" synth --arch qwen2 --n-layer 4 --n-embd 256 --n-head 4 --n-head-kv 2 --n-ff 512 \
+    --n-vocab 300 --n-ctx 8192 -o "$work/big.gguf" >/dev/null || fail "synth"
+  "$qplan" compile "$work/big.gguf" -o "$work/big.yaml" >/dev/null || fail "compile"
+  local seed rc interrupted=0
+  checks=$((checks + 1))
+  for seed in 1 2 3 4 5 6 7 8; do
+    (cd "$work" && exec "$qrun" big.yaml --device cpu -p "Once upon a time" -n -1 --seed "$seed" \
+       --temp 1 --top-k 0 --top-p 1 --min-p 0) >"$work/out.txt" 2>"$work/err.txt" &
+    local pid=$! i
+    for i in $(seq 100); do
+      [ -s "$work/out.txt" ] && break
+      sleep 0.1
+    done
+    sleep 0.3
+    kill -INT "$pid" 2>/dev/null
+    wait "$pid"
+    rc=$?
+    if [ $rc -eq 130 ]; then
+      interrupted=1
+      break
+    fi
+    echo "note: seed $seed: exit $rc before the signal ($(grep -o 'stop: .*' "$work/err.txt"))"
+  done
+  if [ $interrupted = 0 ]; then
+    fail "SIGINT: no run was interrupted (last exit $rc): $(tail -3 "$work/err.txt")"
+    return
+  fi
+  grep -q "stop: interrupted\|stop: interrupt" "$work/err.txt" ||
+    fail "SIGINT: the stop reason is not reported: $(tail -2 "$work/err.txt")"
+  expect_utf8_out "SIGINT"
+  echo "ok: SIGINT: exit 130 after $(wc -c <"$work/out.txt") bytes: $(grep -o 'generated [0-9]* tokens' "$work/err.txt")"
 }
 
 if ! declare -F "case_$case_name" >/dev/null; then
