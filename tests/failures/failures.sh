@@ -14,7 +14,7 @@ work=$(mktemp -d "$build/failures_${case_name}.XXXXXX")
 failures=0
 checks=0
 cleanup() {
-  mountpoint -q "$work/full" 2>/dev/null && umount "$work/full"
+  [ -d "$work/full" ] && umount "$work/full" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -199,30 +199,37 @@ case_missing_files() {
 case_disk_full() {
   synth m.gguf 128
   mkdir "$work/full"
-  local how
+  local how limit
   if mount -t tmpfs -o size=8k qplan-test "$work/full" 2>/dev/null; then
     how="tmpfs of 8 KiB"
-    echo "old plan" >"$work/full/p.yaml"
-    expect_fail "compile onto a full disk ($how)" "No space left on device" \
-      "$qplan" compile m.gguf -o full/p.yaml
+    limit=":" # the disk itself is full
   else
     how="ulimit -f 4 (4 KiB)"
-    echo "old plan" >"$work/full/p.yaml"
-    expect_fail "compile past the file size limit ($how)" "File too large" \
-      bash -c "trap '' XFSZ; ulimit -f 4; exec '$qplan' compile m.gguf -o full/p.yaml"
+    limit="trap '' XFSZ; ulimit -f 4"
   fi
+  local want="No space left on device|File too large"
+  run_limited() { bash -c "$limit; exec $*"; }
+  # onto an existing plan: the write fails, the old plan stays as it was
+  echo "old plan" >"$work/full/p.yaml"
+  expect_fail "compile onto a full disk ($how)" "write failed" \
+    run_limited "'$qplan' compile m.gguf -o full/p.yaml"
+  checks=$((checks + 1))
+  grep -Eq "$want" "$work/err.txt" || fail "no errno text in: $(cat "$work/err.txt")"
   checks=$((checks + 1))
   [ "$(cat "$work/full/p.yaml")" = "old plan" ] || fail "the old plan was changed ($how)"
+  checks=$((checks + 1))
   compgen -G "$work/full/p.yaml.tmp.*" >/dev/null && fail "temporary file left ($how)"
   rm -f "$work/full/p.yaml"
-  expect_fail "compile to a new file ($how)" "p2.yaml" \
-    bash -c "trap '' XFSZ; ulimit -f 4; exec '$qplan' compile m.gguf -o full/p2.yaml"
+  # a new plan: nothing left at all
+  expect_fail "compile to a new file ($how)" "write failed" \
+    run_limited "'$qplan' compile m.gguf -o full/p2.yaml"
   expect_no_file "$work/full/p2.yaml"
-  # A synthetic model is written the same way (atomically).
-  expect_fail "synth onto a full disk ($how)" "s.gguf" bash -c "trap '' XFSZ; ulimit -f 4; exec \
-    '$qplan' synth --arch qwen2 --n-layer 1 --n-embd 64 --n-head 4 --n-head-kv 2 --n-ff 128 \
-    --n-vocab 300 -o full/s.gguf"
+  # a synthetic model is written the same way (atomically)
+  expect_fail "synth onto a full disk ($how)" "full/s.gguf" run_limited "'$qplan' synth --arch \
+    qwen2 --n-layer 1 --n-embd 64 --n-head 4 --n-head-kv 2 --n-ff 128 --n-vocab 300 -o full/s.gguf"
   expect_no_file "$work/full/s.gguf"
+  checks=$((checks + 1))
+  [ -z "$(ls -A "$work/full")" ] || fail "files left on the full disk: $(ls -A "$work/full")"
 }
 
 # Not a failure: the tools' ordinary runs end to end (synth, header, inspect, compile,
