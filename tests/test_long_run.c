@@ -28,7 +28,23 @@
 #include "qp_tokenizer.h"
 #include "qrun.h"
 
-enum { N_TOKENS = 8000, WARMUP = 500, EVERY = 100, BOUND_KIB = 256 };
+/* Under AddressSanitizer (the ASan stage of scripts/test.sh) freed blocks sit in ASan's
+ * quarantine, so RSS grows by design and says nothing about leaks, and -O0 + ASan runs at
+ * ~45 tok/s here (8,000 tokens: 3 minutes). There the run is 1,000 tokens, the RSS numbers are
+ * printed but not bounded, and LeakSanitizer checks for leaks at exit instead; the RSS bound
+ * is checked by the normal build's run of this test. */
+#if defined(__SANITIZE_ADDRESS__)
+#define QP_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define QP_UNDER_ASAN 1
+#endif
+#endif
+#ifdef QP_UNDER_ASAN
+enum { N_TOKENS = 1000, WARMUP = 500, EVERY = 100, BOUND_KIB = 256, CHECK_RSS = 0 };
+#else
+enum { N_TOKENS = 8000, WARMUP = 500, EVERY = 100, BOUND_KIB = 256, CHECK_RSS = 1 };
+#endif
 
 static long rss_kib(void) {
     FILE *f = fopen("/proc/self/status", "r");
@@ -138,7 +154,9 @@ int main(void) {
     printf("long run: RSS after open %ld KiB, at token 1 %ld KiB, at token %d %ld KiB, max after "
            "warm-up %ld KiB over %d samples: growth %ld KiB (bound %d KiB)\n",
            open_kib, r.first_kib, WARMUP, r.base_kib, r.max_kib, r.samples, growth, BOUND_KIB);
-    if (!failed && (r.samples < (N_TOKENS - WARMUP) / EVERY || growth > BOUND_KIB)) {
+    if (!CHECK_RSS) printf("long run: under AddressSanitizer: RSS not bounded (quarantine); "
+                           "LeakSanitizer checks leaks at exit\n");
+    if (!failed && CHECK_RSS && (r.samples < (N_TOKENS - WARMUP) / EVERY || growth > BOUND_KIB)) {
         printf("FAIL: host memory grew by %ld KiB after warm-up (bound %d KiB)\n", growth,
                BOUND_KIB);
         failed = 1;
