@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "compile_internal.h"
+#include "qp_cuda.h"
 #include "qp_ggml.h"
 
 #define GEMM_CHUNK_BYTES (16u << 20) /* f16 dequant chunk: 16 MiB (LM head of 152k x 896 = 260 MiB) */
@@ -100,12 +101,60 @@ static enum qp_status select_node(struct qp_plan *p, struct qp_plan_node *n, boo
     return qp_error_set(err, QP_ERR_INVALID, "internal: node with no op");
 }
 
+/* The scratch the CUDA op needs for this node (qp_cuda_scratch_plan, the layout the CUDA
+ * launchers use), maximised over every n_tok the node can run with: 1 in decode and for
+ * last-row nodes, 1..max_chunk in prefill. */
+static enum qp_status cuda_scratch_need(const struct qp_plan *p, const struct qp_plan_node *n,
+                                        bool prefill, uint64_t *need, struct qp_error *err) {
+    struct qp_op_args a;
+    memset(&a, 0, sizeof a);
+    a.op = n->op;
+    a.prologue = n->prologue;
+    a.epilogue = n->epilogue;
+    a.n_head = (int32_t)n->params.n_head;
+    a.n_head_kv = (int32_t)n->params.n_head_kv;
+    a.head_dim = (int32_t)n->params.head_dim;
+    a.kv.ctx = p->kv.ctx;
+    a.kv.kv_dim = p->kv.kv_dim;
+    a.kv.type = p->kv.type;
+    a.launch = n->launch;
+    if (n->n_in > 0) a.in_w = p->buffers[n->in[0]].cols;
+    if (n->out >= 0) a.out_w = p->buffers[n->out].cols;
+    struct qp_plan_part parts[QP_OP_MAX_PARTS];
+    int np = n->n_weights > 0 ? qp_plan_node_parts(p, n, false, parts) : 0;
+    if (np < 0) return qp_error_set(err, QP_ERR_INVALID, "internal: node with too many weight parts");
+    a.n_parts = np;
+    for (int i = 0; i < np; i++) {
+        const struct qp_plan_weight *w = &p->weights[parts[i].weight];
+        a.w[i].type = w->type;
+        a.w[i].rows = parts[i].rows;
+        a.w[i].cols = w->cols;
+        if (!qp_ggml_row_bytes(w->type, w->cols, &a.w[i].row_bytes))
+            return qp_error_set(err, QP_ERR_INVALID, "weight '%s': bad row size", w->name);
+    }
+    int64_t max_tok = prefill && n->rows == QP_PLAN_ROWS_ALL ? p->limits.max_chunk : 1;
+    *need = 0;
+    for (int64_t t = 1; t <= max_tok; t++) {
+        a.n_tok = (int32_t)t;
+        struct qp_cuda_scratch_layout l;
+        enum qp_status st = qp_cuda_scratch_plan(&a, &l, err);
+        if (st != QP_OK) return st;
+        if (l.total > *need) *need = l.total;
+    }
+    return QP_OK;
+}
+
 enum qp_status qp_select_kernels(struct qp_plan *p, struct qp_error *err) {
     for (int k = 0; k < QP_PLAN_N_PROGRAMS; k++) {
         struct qp_plan_program *g = &p->programs[k];
         for (int32_t i = 0; i < g->n_nodes; i++) {
-            enum qp_status st = select_node(p, &g->nodes[i], k == QP_PLAN_PREFILL, err);
+            struct qp_plan_node *n = &g->nodes[i];
+            enum qp_status st = select_node(p, n, k == QP_PLAN_PREFILL, err);
             if (st != QP_OK) return st;
+            uint64_t need;
+            st = cuda_scratch_need(p, n, k == QP_PLAN_PREFILL, &need, err);
+            if (st != QP_OK) return st;
+            if (align_up(need) > n->scratch_bytes) n->scratch_bytes = align_up(need);
         }
     }
     return QP_OK;

@@ -14,8 +14,7 @@
  *                              then weights_sync
  *   if (vt->host_memory):      the executor points weights straight into the GGUF mmap and
  *                              assembles stacked weights in host memory itself (no hook)
- *   per step:                  write(step state) when the host changed it; run(program, n_tok)
- *                              or replay(); read(next token / logits)
+ *   per step:                  write(step state) when the host changed it; run(program) or replay(); read(next token / logits)
  *   free
  *
  * Guarantees every hook must give:
@@ -100,11 +99,11 @@ struct qp_backend_vtbl {
     /* Waits for every upload. After it, runs may start. */
     enum qp_status (*weights_sync)(struct qp_backend *b, struct qp_error *err);
 
-    /* Runs every node of prog in order with n_tok activation rows (1 <= n_tok <= max_chunk;
-     * the backend uses n_tok in place of args[i].n_tok). Synchronous for the caller: when it
-     * returns QP_OK, the results are readable with read(). Eager: no capture. */
+    /* Runs every node of prog in order, eagerly, with the args exactly as prepared (the executor
+     * sets each node's n_tok and, for last-row nodes, its in0/in1 before the call). Synchronous
+     * for the caller: when it returns QP_OK, the results are readable with read(). */
     enum qp_status (*run)(struct qp_backend *b, const struct qp_backend_program *prog,
-                          int32_t n_tok, struct qp_error *err);
+                          struct qp_error *err);
 
     /* Decode graph: replay prog (n_tok = 1) from a captured graph, capturing it on the first
      * call after a warm-up eager run. Same contract as run. NULL when unsupported (CPU): the

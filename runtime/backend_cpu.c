@@ -71,10 +71,9 @@ static enum qp_status cpu_weights_sync(struct qp_backend *b, struct qp_error *er
 }
 
 static enum qp_status cpu_run(struct qp_backend *b, const struct qp_backend_program *prog,
-                              int32_t n_tok, struct qp_error *err) {
+                              struct qp_error *err) {
     for (int32_t i = 0; i < prog->n_nodes; i++) {
-        struct qp_op_args a = prog->args[i];
-        a.n_tok = n_tok;
+        const struct qp_op_args a = prog->args[i];
         if ((unsigned)a.op >= QP_OP_COUNT || !b->ops[a.op])
             return qp_error_set(err, QP_ERR_UNSUPPORTED, "%s node %d '%s': op %d has no cpu function",
                                 prog->name, i, prog->node_names[i], (int)a.op);

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The main job, from a fresh clone: installs the Debian packages the project needs, builds,
-# fetches the default model (Qwen2.5-Coder-0.5B-Instruct Q4_K_M, cached in ~/.cache/qplan), and
-# runs what the project can do with it so far: `qplan inspect`. The next steps (compile the plan,
-# generate text on the GPU, or on the CPU backend where there is none) are added here as they
-# land.
+# fetches the default model (Qwen2.5-Coder-0.5B-Instruct Q4_K_M, cached in ~/.cache/qplan),
+# compiles its plan when plans/ has none (plans/<model name>.yaml), and generates text with
+# qrun on the default device (cuda where built and a GPU is present, else cpu).
 #
-#   QP_MODEL=/path/to/model.gguf scripts/run.sh   uses another Qwen2 GGUF instead
-#   QP_BUILD_DIR (default ./build)                where the build goes
+#   scripts/run.sh                                 a greedy haiku, 64 tokens
+#   scripts/run.sh --device cpu -p "..." -n 32     any qrun options replace the defaults
+#   QP_MODEL=/path/to/model.gguf scripts/run.sh    uses another Qwen2 GGUF instead
+#   QP_BUILD_DIR (default ./build)                 where the build goes
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${QP_BUILD_DIR:-$root/build}
@@ -17,5 +18,17 @@ if [ -n "${QP_MODEL:-}" ]; then
 else
   model=$("$root/scripts/fetch-model.sh")
 fi
-echo "run: qplan inspect $model" >&2
-"$build/compiler/qplan" inspect "$model"
+plan=$root/plans/$(basename "${model%.gguf}").yaml
+if [ ! -f "$plan" ]; then
+  mkdir -p "$root/plans"
+  echo "run: qplan compile $model -o $plan" >&2
+  "$build/compiler/qplan" compile "$model" -o "$plan"
+fi
+if [ $# -eq 0 ]; then
+  set -- -p "<|im_start|>user
+Write a haiku about the sea.<|im_end|>
+<|im_start|>assistant
+" -n 64 --temp 0
+fi
+echo "run: qrun $plan -m $model $*" >&2
+exec "$build/runtime/qrun" "$plan" -m "$model" "$@"

@@ -13,7 +13,7 @@ build=${QP_BUILD_DIR:-$root/build}
 
 echo "== sanitizers: ASan + UBSan build of the CPU suites =="
 asan=${QP_ASAN_BUILD_DIR:-$root/build-asan}
-cmake -S "$root" -B "$asan" -DQP_SANITIZE=ON -DQP_CUDA=OFF -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake -S "$root" -B "$asan" -DQP_SANITIZE=ON -DQP_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$asan" -j"$(nproc)" >/dev/null
 (cd "$asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --output-on-failure -j"$(nproc)" -L "cpu|fuzz")

@@ -34,8 +34,11 @@ static __global__ void embed_kernel(const uint8_t *__restrict__ w, size_t row_by
 
 enum qp_status qp_cuda_embed(const struct qp_op_args *a, struct qp_error *err) {
     const struct qp_weight *w = &a->w[0];
-    const int vec = w->cols % 32 == 0 && w->row_bytes % 16 == 0 && (uintptr_t)w->data % 16 == 0 &&
-                    (uintptr_t)a->out % 16 == 0;
+    /* Quantized rows are whole blocks, so a row starts at the block alignment the decoder's
+     * loads need whenever the table does (quant_blocks.cuh): only float rows need row_bytes % 16. */
+    const bool qrow = !(w->type == QP_GGML_F32 || w->type == QP_GGML_F16 || w->type == QP_GGML_BF16);
+    const int vec = w->cols % 32 == 0 && (qrow || w->row_bytes % 16 == 0) &&
+                    (uintptr_t)w->data % 16 == 0 && (uintptr_t)a->out % 16 == 0;
     enum qp_status s = QP_OK;
     cudaStream_t st = QP_STREAM(a);
     bool ok = qp_type_dispatch(w->type, [&](auto tc_) {

@@ -1,0 +1,133 @@
+/* qrun.h — libqrun, the runtime as a C library (what the qrun CLI itself uses): open a
+ * compiled plan with its GGUF weights, generate text with a token callback, close.
+ *
+ *   struct qrun *q; struct qp_error e;
+ *   struct qrun_options o = qrun_options_default();
+ *   if (qrun_open("plans/qwen2.5-0.5b.yaml", &o, &q, &e)) { fprintf(stderr, "%s\n", e.msg); ... }
+ *   struct qrun_gen_options g = qrun_gen_options_default();
+ *   qrun_generate(q, "Write a haiku about the sea", &g, on_text, user, &stats, &e);
+ *   qrun_close(q);
+ *
+ * Memory: qrun_open allocates everything (one backend arena of the plan's arena_bytes holding
+ * activations, KV cache and step state; the sampler's buffers sized by the vocabulary); a
+ * generation allocates only the prompt's token array, never per token.
+ * Threads: one struct qrun is used by one thread at a time.
+ */
+#pragma once
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qp_sampler.h"
+#include "qp_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct qrun_options {
+    const char *model_path; /* -m: the GGUF; NULL = the plan's model.file next to the plan,
+                               then in $QP_MODEL's folder and ~/.cache/qplan */
+    const char *device;     /* "cpu", "cuda"; NULL = cuda when built and a GPU is present,
+                               else cpu */
+    int64_t n_ctx;          /* -c: positions usable (<= the plan's max_ctx); 0 = max_ctx */
+    bool no_graph;          /* --no-graph: launch decode eagerly */
+    bool progress;          /* progress bar on stderr while weights load */
+    bool verbose;
+};
+struct qrun_options qrun_options_default(void);
+
+enum qrun_stop {
+    QRUN_STOP_NONE,      /* still running (never returned) */
+    QRUN_STOP_EOG,       /* the model emitted an end-of-generation token */
+    QRUN_STOP_LENGTH,    /* -n tokens generated */
+    QRUN_STOP_STRING,    /* a stop string appeared (it is not printed) */
+    QRUN_STOP_CONTEXT,   /* the context is full: stopped before writing past the KV cache */
+    QRUN_STOP_INTERRUPT, /* *interrupt became nonzero (Ctrl-C) */
+    QRUN_STOP_CALLBACK,  /* the callback returned nonzero */
+};
+const char *qrun_stop_str(enum qrun_stop r); /* "end of generation", "context full", ... */
+
+struct qrun_gen_options {
+    struct qp_sampler_params sampling;
+    int64_t n_predict;               /* -n: tokens to generate at most; < 0 = no limit */
+    const char *const *stop;         /* [n_stop] stop strings (not printed) */
+    int n_stop;
+    bool parse_special;              /* special-token text in the prompt becomes those tokens */
+    bool keep_context;               /* continue the conversation in the KV cache (chat turns);
+                                        false: start at position 0 */
+    bool greedy_on_device;           /* greedy sampling reads the backend's argmax (default
+                                        true); false reads the logits and argmaxes on the host */
+    volatile sig_atomic_t *interrupt;/* stop cleanly when it becomes nonzero; may be NULL */
+};
+struct qrun_gen_options qrun_gen_options_default(void);
+
+/* Called for every generated token: token id (-1 for a final flush of held text) and the
+ * bytes now printable (valid UTF-8, possibly empty: text is held while it may be the start of
+ * a stop string or of an unfinished character). Return nonzero to stop. */
+typedef int (*qrun_token_fn)(void *user, int32_t token, const char *text, size_t len);
+
+struct qrun_stats {
+    int64_t n_prompt;      /* prompt tokens evaluated */
+    int64_t n_gen;         /* tokens generated (the EOG token not counted) */
+    int64_t pos;           /* positions in the KV cache afterwards */
+    double t_prompt_s;     /* prefill time */
+    int64_t n_decode;      /* decode steps run (generated tokens fed back) */
+    double t_gen_s;        /* time of those decode steps, each with its sampling */
+    double t_first_s;      /* time to first token, from the call */
+    enum qrun_stop stop;
+};
+
+struct qrun;
+
+/* Opens a plan: reads and validates it (the shared validator), finds its GGUF (see
+ * model_path), checks the file's identity against the plan, maps it, binds the weights on the
+ * chosen device, allocates the arena, loads the tokenizer. Errors name the file and problem. */
+enum qp_status qrun_open(const char *plan_path, const struct qrun_options *o, struct qrun **out,
+                         struct qp_error *err);
+void qrun_close(struct qrun *q); /* NULL is fine */
+
+/* Generates from a text prompt (tokenized with the model's tokenizer). Streams through cb;
+ * fills stats (may be NULL). QP_ERR_RANGE when the prompt does not fit the context. A stop of
+ * any kind (including interrupt and full context) is QP_OK with stats->stop saying which. */
+enum qp_status qrun_generate(struct qrun *q, const char *prompt, const struct qrun_gen_options *g,
+                             qrun_token_fn cb, void *user, struct qrun_stats *stats,
+                             struct qp_error *err);
+
+/* Same from token ids. */
+enum qp_status qrun_generate_tokens(struct qrun *q, const int32_t *ids, size_t n,
+                                    const struct qrun_gen_options *g, qrun_token_fn cb, void *user,
+                                    struct qrun_stats *stats, struct qp_error *err);
+
+/* Evaluates ids at positions pos..pos+n-1 (in chunks) and returns the logits of the last one
+ * ([n_vocab], owned by q, valid until the next call). For tests and tools. */
+enum qp_status qrun_eval(struct qrun *q, const int32_t *ids, size_t n, int64_t pos,
+                         const float **logits, struct qp_error *err);
+
+/* Chat: one user turn rendered with the model's ChatML template (system message on the first
+ * turn: system, or the template's default when NULL), generated with keep_context so earlier
+ * turns stay in the KV cache. QP_ERR_UNSUPPORTED when the model's template is not ChatML. */
+enum qp_status qrun_chat_turn(struct qrun *q, const char *system, const char *user_msg,
+                              const struct qrun_gen_options *g, qrun_token_fn cb, void *user,
+                              struct qrun_stats *stats, struct qp_error *err);
+
+/* The GGUF path a plan resolves to (model_override, else the plan's model.file next to the
+ * plan, in $QP_MODEL's folder, in ~/.cache/qplan). *out is malloc'd. Reads the plan only. */
+enum qp_status qrun_find_model(const char *plan_path, const char *model_override, char **out,
+                               struct qp_error *err);
+
+/* Forgets the conversation (position 0, chat turns, sampler window). */
+void qrun_reset(struct qrun *q);
+
+int64_t qrun_n_ctx(const struct qrun *q);          /* usable positions */
+int64_t qrun_pos(const struct qrun *q);            /* positions used */
+int32_t qrun_n_vocab(const struct qrun *q);
+const char *qrun_device(const struct qrun *q);     /* "cpu", "cuda" */
+const char *qrun_model_path(const struct qrun *q);
+struct qp_tokenizer *qrun_tokenizer(struct qrun *q);
+double qrun_load_seconds(const struct qrun *q);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,403 @@
+/* bench.c — `qrun PLAN --bench` (bench.h): loads a plan on a backend through the executor,
+ * times prefill (ppN, TTFT) and greedy decode at several KV depths (tgN @ dD), and prints a
+ * table in llama-bench's shape plus the device memory the process holds; optionally JSON.
+ *
+ * Owns only its own loading (plan, GGUF mapping, executor: the same steps as qrun_open) and
+ * the token buffers, all allocated before timing: nothing is allocated inside a timed loop.
+ * Times are host wall-clock (CLOCK_MONOTONIC) around work that ends in a device read (the
+ * picked token), so they include every launch and the token's copy back, as a user sees them.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "bench.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "executor.h"
+#include "qp_gguf.h"
+#include "qp_plan.h"
+
+#ifdef QP_HAVE_CUDA_BACKEND
+#include <cuda_runtime_api.h>
+#endif
+
+struct qrun_bench_options qrun_bench_options_default(void) {
+    struct qrun_bench_options o;
+    memset(&o, 0, sizeof o);
+    o.reps = 5;
+    o.n_prompt = 512;
+    o.n_gen = 128;
+    o.n_depths = 3;
+    o.depths[0] = 0;
+    o.depths[1] = 4096;
+    o.depths[2] = 16384;
+    o.seed = 42;
+    return o;
+}
+
+enum qp_status qrun_bench_parse_depths(const char *s, struct qrun_bench_options *o,
+                                       struct qp_error *err) {
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || errno || v < 0 || v > INT32_MAX || (*end && *end != ','))
+            return qp_error_set(err, QP_ERR_INVALID, "--bench-depths '%s': expected comma-separated integers >= 0", s);
+        if (n == QRUN_BENCH_MAX_DEPTHS)
+            return qp_error_set(err, QP_ERR_INVALID, "--bench-depths '%s': at most %d depths", s,
+                                QRUN_BENCH_MAX_DEPTHS);
+        o->depths[n++] = v;
+        p = *end ? end + 1 : end;
+    }
+    if (n == 0) return qp_error_set(err, QP_ERR_INVALID, "--bench-depths '%s': no depth", s);
+    o->n_depths = n;
+    return QP_OK;
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static uint64_t xorshift(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+#define MAX_REPS 100
+#define MAX_TESTS (1 + QRUN_BENCH_MAX_DEPTHS)
+
+struct test_result {
+    char name[48];
+    int n_prompt, n_gen;
+    int64_t depth;
+    bool skipped;
+    char why[96];
+    int reps;
+    double ts[MAX_REPS]; /* tokens per second per repetition */
+    double sec[MAX_REPS];
+};
+
+static void mean_sd(const double *v, int n, double *mean, double *sd) {
+    double s = 0, q = 0;
+    for (int i = 0; i < n; i++) s += v[i];
+    *mean = n ? s / n : 0;
+    for (int i = 0; i < n; i++) q += (v[i] - *mean) * (v[i] - *mean);
+    *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
+}
+
+struct bench {
+    const struct qp_plan *p;
+    struct qp_exec *x;
+    int32_t chunk;
+    int32_t *ids; /* [max(n_prompt, depth max)] random */
+    bool argmax;  /* the backend picks the token */
+};
+
+/* Prefills ids[0..n) at position 0.. in chunks; picks the next token (device or host argmax). */
+static enum qp_status prefill(struct bench *B, const int32_t *ids, int64_t n, int32_t *next,
+                              struct qp_error *err) {
+    for (int64_t off = 0; off < n; off += B->chunk) {
+        int32_t k = (int32_t)(n - off < B->chunk ? n - off : B->chunk);
+        enum qp_status s = qp_exec_forward(B->x, ids + off, k, off, err);
+        if (s != QP_OK) return s;
+    }
+    if (B->argmax) return qp_exec_argmax(B->x, next, err);
+    const float *l;
+    enum qp_status s = qp_exec_logits(B->x, &l, err);
+    if (s != QP_OK) return s;
+    int32_t best = 0;
+    for (int32_t i = 1; i < (int32_t)B->p->hparams.n_vocab; i++)
+        if (l[i] > l[best]) best = i;
+    *next = best;
+    return QP_OK;
+}
+
+/* n greedy decode steps from position pos, starting with token tok. */
+static enum qp_status decode(struct bench *B, int32_t tok, int64_t pos, int n, struct qp_error *err) {
+    for (int i = 0; i < n; i++) {
+        enum qp_status s = qp_exec_forward(B->x, &tok, 1, pos + i, err);
+        if (s != QP_OK) return s;
+        if (B->argmax) {
+            s = qp_exec_argmax(B->x, &tok, err);
+        } else {
+            const float *l;
+            s = qp_exec_logits(B->x, &l, err);
+            if (s == QP_OK) {
+                int32_t best = 0;
+                for (int32_t j = 1; j < (int32_t)B->p->hparams.n_vocab; j++)
+                    if (l[j] > l[best]) best = j;
+                tok = best;
+            }
+        }
+        if (s != QP_OK) return s;
+    }
+    return QP_OK;
+}
+
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        if ((unsigned char)*s < 0x20) fprintf(f, "\\u%04x", *s);
+        else fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+struct memory {
+    bool known;
+    char device[256];
+    double total, context, used, weights, arena, kv, other; /* MiB */
+};
+
+enum qp_status qrun_bench(const char *plan_path, const struct qrun_options *o,
+                          const struct qrun_bench_options *bo, FILE *out, struct qp_error *err) {
+    if (bo->reps < 1 || bo->reps > MAX_REPS || bo->n_prompt < 0 || bo->n_gen < 0)
+        return qp_error_set(err, QP_ERR_INVALID, "--bench: repetitions must be 1..%d, token counts >= 0", MAX_REPS);
+    struct qp_plan *p = NULL;
+    struct qp_gguf *g = NULL;
+    struct qp_exec *x = NULL;
+    char *model = NULL;
+    struct bench B;
+    memset(&B, 0, sizeof B);
+    struct test_result *res = calloc(MAX_TESTS, sizeof *res);
+    struct memory mem;
+    memset(&mem, 0, sizeof mem);
+    int n_res = 0;
+    if (!res) return qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+
+    const char *dev = o->device ? o->device : "cuda";
+    const struct qp_backend_vtbl *vt = qp_backend_find(dev);
+    enum qp_status s = QP_OK;
+    if (!vt) {
+        if (o->device) {
+            s = qp_error_set(err, QP_ERR_UNSUPPORTED, "--device %s: not built into this qrun", dev);
+            goto done;
+        }
+        vt = &qp_backend_cpu;
+    }
+#ifdef QP_HAVE_CUDA_BACKEND
+    size_t free0 = 0, total = 0;
+    if (vt == &qp_backend_cuda) {
+        int nd = 0;
+        if (cudaGetDeviceCount(&nd) != cudaSuccess || nd == 0) {
+            if (o->device) {
+                s = qp_error_set(err, QP_ERR_DEVICE, "no CUDA device; run with --device cpu");
+                goto done;
+            }
+            vt = &qp_backend_cpu;
+        } else if (cudaFree(0) == cudaSuccess && cudaMemGetInfo(&free0, &total) == cudaSuccess) {
+            struct cudaDeviceProp prop;
+            if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
+                snprintf(mem.device, sizeof mem.device, "%s", prop.name);
+            mem.known = true;
+        }
+    }
+#endif
+    double t_load = now_s();
+    s = qp_plan_read(plan_path, &p, err);
+    if (s == QP_OK) s = qp_plan_validate(p, err);
+    if (s == QP_OK) s = qrun_find_model(plan_path, o->model_path, &model, err);
+    if (s == QP_OK) s = qp_gguf_open(model, QP_GGUF_DEFAULT, &g, err);
+    if (s == QP_OK) s = qp_plan_check_model(p, g, err);
+    if (s != QP_OK) goto done;
+    struct qp_exec_config xc;
+    memset(&xc, 0, sizeof xc);
+    xc.backend = vt;
+    xc.use_graph = !o->no_graph;
+    xc.verbose = o->verbose;
+    s = qp_exec_init(p, g, &xc, &x, err);
+    if (s != QP_OK) goto done;
+    t_load = now_s() - t_load;
+
+    int64_t max_depth = 0;
+    for (int i = 0; i < bo->n_depths; i++)
+        if (bo->depths[i] > max_depth) max_depth = bo->depths[i];
+    int64_t n_ids = max_depth > bo->n_prompt ? max_depth : bo->n_prompt;
+    if (n_ids > p->limits.max_ctx) n_ids = p->limits.max_ctx;
+    B.p = p;
+    B.x = x;
+    B.chunk = (int32_t)p->limits.max_chunk;
+    B.argmax = qp_exec_has_argmax(x);
+    B.ids = malloc((size_t)(n_ids > 0 ? n_ids : 1) * sizeof *B.ids);
+    if (!B.ids) {
+        s = qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    uint64_t rng = bo->seed ? bo->seed : 1;
+    for (int64_t i = 0; i < n_ids; i++) B.ids[i] = (int32_t)(xorshift(&rng) % (uint64_t)p->hparams.n_vocab);
+
+    /* ppN: prefill until the first token (also the TTFT); one warm-up first */
+    if (bo->n_prompt > 0) {
+        struct test_result *r = &res[n_res++];
+        snprintf(r->name, sizeof r->name, "pp%d", bo->n_prompt);
+        r->n_prompt = bo->n_prompt;
+        if (bo->n_prompt > p->limits.max_ctx) {
+            r->skipped = true;
+            snprintf(r->why, sizeof r->why, "the plan's context is %lld", (long long)p->limits.max_ctx);
+        } else {
+            int32_t next;
+            for (int rep = -1; rep < bo->reps; rep++) {
+                double t0 = now_s();
+                s = prefill(&B, B.ids, bo->n_prompt, &next, err);
+                if (s != QP_OK) goto done;
+                double t = now_s() - t0;
+                if (rep >= 0) {
+                    r->sec[rep] = t;
+                    r->ts[rep] = bo->n_prompt / t;
+                }
+            }
+            r->reps = bo->reps;
+        }
+    }
+    /* tgN @ dD: depth prefilled untimed, warm-up (captures the decode graph), then reps */
+    for (int d = 0; bo->n_gen > 0 && d < bo->n_depths; d++) {
+        int64_t depth = bo->depths[d];
+        struct test_result *r = &res[n_res++];
+        if (depth) snprintf(r->name, sizeof r->name, "tg%d @ d%lld", bo->n_gen, (long long)depth);
+        else snprintf(r->name, sizeof r->name, "tg%d", bo->n_gen);
+        r->n_gen = bo->n_gen;
+        r->depth = depth;
+        if (depth + bo->n_gen > p->limits.max_ctx) {
+            r->skipped = true;
+            snprintf(r->why, sizeof r->why, "needs %lld positions, the plan's context is %lld",
+                     (long long)(depth + bo->n_gen), (long long)p->limits.max_ctx);
+            continue;
+        }
+        int32_t tok = B.ids[0];
+        if (depth > 0) {
+            s = prefill(&B, B.ids, depth, &tok, err);
+            if (s != QP_OK) goto done;
+        }
+        int warm = bo->n_gen < 8 ? bo->n_gen : 8;
+        s = decode(&B, tok, depth, warm, err);
+        if (s != QP_OK) goto done;
+        for (int rep = 0; rep < bo->reps; rep++) {
+            double t0 = now_s();
+            s = decode(&B, B.ids[(rep + 1) % (n_ids > 0 ? n_ids : 1)], depth, bo->n_gen, err);
+            if (s != QP_OK) goto done;
+            double t = now_s() - t0;
+            r->sec[rep] = t;
+            r->ts[rep] = bo->n_gen / t;
+        }
+        r->reps = bo->reps;
+    }
+
+    /* memory: what the process holds on the device, against the plan's parts */
+    mem.weights = (double)p->memory.weight_bytes / 1048576.0;
+    mem.arena = (double)p->memory.arena_bytes / 1048576.0;
+    mem.kv = (double)p->memory.kv_bytes / 1048576.0;
+#ifdef QP_HAVE_CUDA_BACKEND
+    if (mem.known) {
+        size_t free1 = 0, t1 = 0;
+        if (cudaMemGetInfo(&free1, &t1) == cudaSuccess) {
+            mem.total = (double)total / 1048576.0;
+            mem.context = (double)(total - free0) / 1048576.0;
+            mem.used = (double)(free0 - free1) / 1048576.0;
+            mem.other = mem.used - mem.weights - mem.arena;
+        } else {
+            mem.known = false;
+        }
+    }
+#endif
+
+    /* the table */
+    double params = 0;
+    for (int32_t i = 0; i < p->n_weights; i++) params += (double)p->weights[i].rows * (double)p->weights[i].cols;
+    char backend[64];
+    snprintf(backend, sizeof backend, "%s%s", qp_exec_backend_name(x),
+             vt->replay ? (o->no_graph ? " eager" : " graph") : "");
+    const char *mname = p->model.file ? p->model.file : model;
+    fprintf(out, "\n| model | size | params | backend | test | t/s |\n");
+    fprintf(out, "| --- | ---: | ---: | --- | --- | ---: |\n");
+    for (int i = 0; i < n_res; i++) {
+        struct test_result *r = &res[i];
+        fprintf(out, "| %s | %.2f MiB | %.2f M | %s | %s | ", mname, mem.weights, params / 1e6, backend, r->name);
+        if (r->skipped) {
+            fprintf(out, "skipped: %s |\n", r->why);
+        } else {
+            double m, sd;
+            mean_sd(r->ts, r->reps, &m, &sd);
+            fprintf(out, "%.2f ± %.2f |\n", m, sd);
+        }
+    }
+    double ttft = 0, ttft_sd = 0;
+    if (n_res > 0 && bo->n_prompt > 0 && !res[0].skipped) {
+        mean_sd(res[0].sec, res[0].reps, &ttft, &ttft_sd);
+        fprintf(out, "\nTTFT (%d-token prompt, prefill + first token): %.2f ± %.2f ms\n", bo->n_prompt,
+                ttft * 1e3, ttft_sd * 1e3);
+    }
+    fprintf(out, "load: %.2f s (plan, mapping, weights to the backend); %d repetitions per test, "
+            "random token ids (seed %llu)\n", t_load, bo->reps, (unsigned long long)bo->seed);
+    if (mem.known)
+        fprintf(out, "device memory (%s): %.1f MiB held = weights %.1f + arena %.1f (of which KV cache %.1f) "
+                "+ other %.1f (cuBLAS workspace, decode graph, staging); CUDA context %.1f; card %.1f\n",
+                mem.device, mem.used, mem.weights, mem.arena, mem.kv, mem.other, mem.context, mem.total);
+    else
+        fprintf(out, "memory: weights %.1f MiB, arena %.1f MiB (of which KV cache %.1f)\n", mem.weights, mem.arena,
+                mem.kv);
+
+    if (bo->json_path) {
+        FILE *f = fopen(bo->json_path, "w");
+        if (!f) {
+            s = qp_error_set(err, QP_ERR_IO, "%s: cannot write: %s", bo->json_path, strerror(errno));
+            goto done;
+        }
+        fprintf(f, "{\n  \"model\": ");
+        json_str(f, mname);
+        fprintf(f, ",\n  \"plan\": ");
+        json_str(f, plan_path);
+        fprintf(f, ",\n  \"model_size\": %llu,\n  \"model_n_params\": %.0f,\n  \"backend\": ",
+                (unsigned long long)p->memory.weight_bytes, params);
+        json_str(f, backend);
+        fprintf(f, ",\n  \"device\": ");
+        json_str(f, mem.known ? mem.device : "");
+        fprintf(f, ",\n  \"n_ctx\": %lld,\n  \"chunk\": %d,\n  \"reps\": %d,\n  \"seed\": %llu,\n",
+                (long long)p->limits.max_ctx, B.chunk, bo->reps, (unsigned long long)bo->seed);
+        fprintf(f, "  \"load_s\": %.6f,\n  \"ttft_ms\": %.6f,\n  \"ttft_sd_ms\": %.6f,\n", t_load, ttft * 1e3,
+                ttft_sd * 1e3);
+        fprintf(f, "  \"memory_mib\": {\"known\": %s, \"held\": %.3f, \"weights\": %.3f, \"arena\": %.3f, "
+                "\"kv\": %.3f, \"other\": %.3f, \"context\": %.3f, \"total\": %.3f},\n",
+                mem.known ? "true" : "false", mem.used, mem.weights, mem.arena, mem.kv, mem.other, mem.context,
+                mem.total);
+        fprintf(f, "  \"tests\": [");
+        for (int i = 0; i < n_res; i++) {
+            struct test_result *r = &res[i];
+            double m = 0, sd = 0;
+            if (!r->skipped) mean_sd(r->ts, r->reps, &m, &sd);
+            fprintf(f, "%s\n    {\"test\": ", i ? "," : "");
+            json_str(f, r->name);
+            fprintf(f, ", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %lld, \"skipped\": %s, \"avg_ts\": %.6f, "
+                    "\"stddev_ts\": %.6f, \"samples_ts\": [", r->n_prompt, r->n_gen, (long long)r->depth,
+                    r->skipped ? "true" : "false", m, sd);
+            for (int k = 0; k < r->reps; k++) fprintf(f, "%s%.6f", k ? ", " : "", r->ts[k]);
+            fprintf(f, "], \"samples_ns\": [");
+            for (int k = 0; k < r->reps; k++) fprintf(f, "%s%.0f", k ? ", " : "", r->sec[k] * 1e9);
+            fprintf(f, "]}");
+        }
+        fprintf(f, "\n  ]\n}\n");
+        if (fclose(f) != 0) {
+            s = qp_error_set(err, QP_ERR_IO, "%s: write failed: %s", bo->json_path, strerror(errno));
+            goto done;
+        }
+        fprintf(out, "wrote %s\n", bo->json_path);
+    }
+done:
+    free(B.ids);
+    free(res);
+    qp_exec_free(x);
+    qp_gguf_close(g);
+    qp_plan_free(p);
+    free(model);
+    return s;
+}

@@ -1,0 +1,47 @@
+/* bench.h — `qrun PLAN --bench` (runtime/bench.c): llama-bench's measurements on a compiled plan.
+ *
+ * Tests, each repeated reps times after one warm-up: ppN (prefill of n_prompt random token
+ * ids at position 0, in the plan's chunks, until the first token is picked: its time is also
+ * the TTFT), and tgN @ dD for each depth D (D random tokens prefilled untimed, then n_gen
+ * greedy decode steps, each feeding back the token the backend picked: the decode graph on
+ * CUDA). Token ids are random valid ids (no tokenizer). Rows whose positions exceed the plan's
+ * context are reported as skipped. Prints a table in llama-bench's shape (model, size,
+ * params, backend, test, t/s ± sd), the TTFT and the device memory the process holds, and
+ * writes the same as JSON when json_path is set.
+ */
+#pragma once
+#include <stdint.h>
+#include <stdio.h>
+
+#include "qp_status.h"
+#include "qrun.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QRUN_BENCH_MAX_DEPTHS 8
+
+struct qrun_bench_options {
+    int reps;          /* timed repetitions per test (>= 1; default 5) */
+    int n_prompt;      /* ppN: tokens (default 512; 0 = no pp test) */
+    int n_gen;         /* tgN: tokens (default 128; 0 = no tg tests) */
+    int n_depths;      /* entries of depths (default 3: 0, 4096, 16384) */
+    int64_t depths[QRUN_BENCH_MAX_DEPTHS];
+    uint64_t seed;     /* token ids */
+    const char *json_path; /* --bench-json PATH, or NULL */
+};
+struct qrun_bench_options qrun_bench_options_default(void);
+
+/* Parses "0,4096,16384" into o->depths. QP_ERR_INVALID with a message when malformed. */
+enum qp_status qrun_bench_parse_depths(const char *s, struct qrun_bench_options *o,
+                                       struct qp_error *err);
+
+/* Opens plan_path as qrun_open does (o: device, model, --no-graph), runs the tests, prints the
+ * table to out and writes the JSON. Errors name the file and problem. */
+enum qp_status qrun_bench(const char *plan_path, const struct qrun_options *o,
+                          const struct qrun_bench_options *bo, FILE *out, struct qp_error *err);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,380 @@
+/* executor.c — the plan executor: weight binding, op-args preparation, running programs.
+ *
+ * Owns the backend, the host copy of stacked weights (host-memory backends only), the
+ * prepared programs (struct qp_op_args per node, built once at load) and one host buffer of
+ * n_vocab logits. Per forward it only patches each node's n_tok (and a last-row node's input
+ * pointers), writes the step state when the backend does not already hold it, and runs:
+ * nothing is allocated per token or per chunk.
+ */
+#include "executor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qp_ggml.h"
+
+#define NODE_NAME_MAX 96
+
+struct exec_program {
+    struct qp_backend_program prog;
+    struct qp_op_args *args;  /* [n_nodes] */
+    const char **names;       /* [n_nodes] -> name_buf */
+    char *name_buf;           /* [n_nodes][NODE_NAME_MAX] */
+    const float **in0_base;   /* [n_nodes] row 0 of in0 (last-row nodes advance from it) */
+    const float **in1_base;   /* [n_nodes] */
+    int64_t *in0_w;           /* [n_nodes] row stride to advance in0 by (0: not advanced) */
+    int64_t *in1_w;           /* [n_nodes] same for in1 */
+    uint8_t *last_row;        /* [n_nodes] node runs on the last row only */
+    int32_t logits_node;      /* last node writing an n_vocab-wide buffer; -1 when none */
+    bool has_argmax;
+    bool has_advance;         /* ends with step_advance: the backend moves the step itself */
+};
+
+struct qp_exec {
+    const struct qp_plan *plan;
+    struct qp_backend *b;
+    void *stacked;                /* host copies of stacked weights (host-memory backends) */
+    const void **wptr;            /* [n_weights] backend pointers of plan weights */
+    struct exec_program progs[QP_PLAN_N_PROGRAMS];
+    float *logits;                /* [n_vocab] host */
+    int32_t *step_host;           /* [4 + max_chunk] staging for step writes */
+    /* last forward */
+    int32_t last_prog;
+    int32_t last_n;
+    /* what the backend's step state holds after the last run (see forward) */
+    bool dev_known;
+    int64_t dev_pos;
+    int32_t dev_tok0;
+    bool dev_tok0_known;
+};
+
+static size_t align_up(size_t n) { return (n + QP_BACKEND_ALIGN - 1) / QP_BACKEND_ALIGN * QP_BACKEND_ALIGN; }
+
+static enum qp_status bind_weights(struct qp_exec *x, const struct qp_gguf *g,
+                                   const struct qp_exec_config *cfg, struct qp_error *err) {
+    const struct qp_plan *p = x->plan;
+    bool host = x->b->vt->host_memory;
+    size_t pool = 0, total = 0;
+    for (int32_t i = 0; i < p->n_weights; i++) {
+        const struct qp_plan_weight *w = &p->weights[i];
+        total += w->bytes;
+        if (!host || w->n_from > 1) pool += align_up(w->bytes);
+    }
+    char *base = NULL;
+    if (pool) {
+        if (host) {
+            x->stacked = aligned_alloc(QP_BACKEND_ALIGN, pool);
+            if (!x->stacked)
+                return qp_error_set(err, QP_ERR_NOMEM, "cannot allocate %zu bytes for stacked weights",
+                                    pool);
+            base = x->stacked;
+        } else {
+            enum qp_status s = x->b->vt->weights_alloc(x->b, pool, err);
+            if (s != QP_OK) return s;
+            base = x->b->weights;
+        }
+    }
+    size_t off = 0;
+    uint64_t done = 0;
+    for (int32_t i = 0; i < p->n_weights; i++) {
+        const struct qp_plan_weight *w = &p->weights[i];
+        if (host && w->n_from == 1) {
+            const struct qp_gguf_tensor *t = qp_gguf_find_tensor(g, w->from[0]);
+            if (!t || !t->data || t->bytes != w->bytes)
+                return qp_error_set(err, QP_ERR_INVALID, "%s: plan weight '%s' does not match tensor '%s' of %s",
+                                    p->source ? p->source : "plan", w->name, w->from[0], qp_gguf_path(g));
+            x->wptr[i] = t->data;
+        } else {
+            char *dst = base + off;
+            size_t sum = 0;
+            for (int32_t j = 0; j < w->n_from; j++) {
+                const struct qp_gguf_tensor *t = qp_gguf_find_tensor(g, w->from[j]);
+                if (!t || !t->data || sum + t->bytes > w->bytes)
+                    return qp_error_set(err, QP_ERR_INVALID,
+                                        "%s: plan weight '%s': source tensor '%s' missing in %s or larger than the weight",
+                                        p->source ? p->source : "plan", w->name, w->from[j], qp_gguf_path(g));
+                enum qp_status s = host ? (memcpy(dst + sum, t->data, t->bytes), QP_OK)
+                                        : x->b->vt->upload(x->b, dst + sum, t->data, t->bytes, err);
+                if (s != QP_OK) return s;
+                sum += t->bytes;
+            }
+            if (sum != w->bytes)
+                return qp_error_set(err, QP_ERR_INVALID, "%s: plan weight '%s' is %llu bytes, its sources %zu",
+                                    p->source ? p->source : "plan", w->name, (unsigned long long)w->bytes, sum);
+            x->wptr[i] = dst;
+            off += align_up(w->bytes);
+        }
+        done += w->bytes;
+        if (cfg->progress) cfg->progress(cfg->progress_user, done, total);
+    }
+    if (!host) return x->b->vt->weights_sync(x->b, err);
+    return QP_OK;
+}
+
+/* An op part: rows [row0, row0 + rows) of a bound plan weight. */
+static enum qp_status set_weight(struct qp_exec *x, const struct qp_plan_part *part,
+                                 struct qp_weight *out, struct qp_error *err) {
+    const struct qp_plan_weight *w = &x->plan->weights[part->weight];
+    size_t rb;
+    if (!qp_ggml_row_bytes(w->type, w->cols, &rb))
+        return qp_error_set(err, QP_ERR_INVALID, "plan weight '%s': bad type %s for %lld columns",
+                            w->name, qp_ggml_type_name(w->type), (long long)w->cols);
+    out->type = w->type;
+    out->data = (const char *)x->wptr[part->weight] + (size_t)part->row0 * rb;
+    out->rows = part->rows;
+    out->cols = w->cols;
+    out->row_bytes = rb;
+    return QP_OK;
+}
+
+static enum qp_status prepare_program(struct qp_exec *x, enum qp_plan_program_id id,
+                                      struct qp_error *err) {
+    const struct qp_plan *p = x->plan;
+    const struct qp_plan_program *pp = &p->programs[id];
+    struct exec_program *e = &x->progs[id];
+    size_t n = (size_t)(pp->n_nodes > 0 ? pp->n_nodes : 1);
+    e->args = calloc(n, sizeof *e->args);
+    e->names = calloc(n, sizeof *e->names);
+    e->name_buf = calloc(n, NODE_NAME_MAX);
+    e->in0_base = calloc(n, sizeof *e->in0_base);
+    e->in1_base = calloc(n, sizeof *e->in1_base);
+    e->in0_w = calloc(n, sizeof *e->in0_w);
+    e->in1_w = calloc(n, sizeof *e->in1_w);
+    e->last_row = calloc(n, 1);
+    if (!e->args || !e->names || !e->name_buf || !e->in0_base || !e->in1_base || !e->in0_w || !e->in1_w ||
+        !e->last_row)
+        return qp_error_set(err, QP_ERR_NOMEM, "out of memory preparing the %s program",
+                            qp_plan_program_name(id));
+    char *arena = x->b->arena;
+    e->logits_node = -1;
+    for (int32_t i = 0; i < pp->n_nodes; i++) {
+        const struct qp_plan_node *nd = &pp->nodes[i];
+        struct qp_op_args *a = &e->args[i];
+        const struct qp_op_desc *d = qp_op_desc(nd->op);
+        char *name = e->name_buf + (size_t)i * NODE_NAME_MAX;
+        snprintf(name, NODE_NAME_MAX, "%s%s%s (plan line %d)", d ? d->name : "?",
+                 nd->out >= 0 ? " -> " : "", nd->out >= 0 ? p->buffers[nd->out].name : "",
+                 nd->line);
+        e->names[i] = name;
+        a->op = nd->op;
+        a->n_tok = 1;
+        a->step = x->b->step;
+        /* A last-row node reads row n_tok-1 of a per-token input ([max_chunk] rows), but row 0
+         * of an input that is itself last-row only ([1] row, written by an earlier last-row
+         * node): only the former is advanced per chunk (in*_w = 0 keeps the latter). */
+        if (nd->n_in > 0) {
+            a->in0 = (const float *)(arena + p->buffers[nd->in[0]].offset);
+            a->in_w = p->buffers[nd->in[0]].cols;
+            e->in0_w[i] = p->buffers[nd->in[0]].rows > 1 ? a->in_w : 0;
+        }
+        if (nd->n_in > 1) {
+            a->in1 = (const float *)(arena + p->buffers[nd->in[1]].offset);
+            e->in1_w[i] = p->buffers[nd->in[1]].rows > 1 ? p->buffers[nd->in[1]].cols : 0;
+        }
+        if (nd->out >= 0) {
+            a->out = (float *)(arena + p->buffers[nd->out].offset);
+            a->out_w = p->buffers[nd->out].cols;
+            if (p->buffers[nd->out].cols == p->hparams.n_vocab) e->logits_node = i;
+        }
+        struct qp_plan_part parts[QP_OP_MAX_PARTS], bparts[QP_OP_MAX_PARTS];
+        int np = qp_plan_node_parts(p, nd, false, parts);
+        int nb = qp_plan_node_parts(p, nd, true, bparts);
+        if (np < 0 || nb < 0 || (nb > 0 && nb != np))
+            return qp_error_set(err, QP_ERR_INVALID, "%s: %s node %d '%s': %d weight parts and %d bias parts",
+                                p->source ? p->source : "plan", qp_plan_program_name(id), i, name, np, nb);
+        a->n_parts = np;
+        for (int k = 0; k < np; k++) {
+            enum qp_status s = set_weight(x, &parts[k], &a->w[k], err);
+            if (s != QP_OK) return s;
+        }
+        for (int k = 0; k < nb; k++)
+            a->bias[k] = (const float *)x->wptr[bparts[k].weight] + bparts[k].row0;
+        a->prologue = nd->prologue;
+        a->epilogue = nd->epilogue;
+        if (nd->norm >= 0) a->norm = x->wptr[nd->norm];
+        a->eps = (float)nd->params.eps;
+        a->n_head = (int32_t)nd->params.n_head;
+        a->n_head_kv = (int32_t)nd->params.n_head_kv;
+        a->head_dim = (int32_t)nd->params.head_dim;
+        a->rope_base = (float)nd->params.rope_base;
+        if (nd->params.layer >= 0) {
+            uint64_t lo = (uint64_t)nd->params.layer * p->kv.layer_stride;
+            a->kv.k = arena + p->kv.k_offset + lo;
+            a->kv.v = arena + p->kv.v_offset + lo;
+            a->kv.type = p->kv.type;
+            a->kv.ctx = p->kv.ctx;
+            a->kv.kv_dim = p->kv.kv_dim;
+        }
+        if (nd->scratch_bytes) {
+            a->scratch = arena + nd->scratch_offset;
+            a->scratch_bytes = nd->scratch_bytes;
+        }
+        a->launch = nd->launch;
+        a->stream = x->b->stream;
+        e->in0_base[i] = a->in0;
+        e->in1_base[i] = a->in1;
+        e->last_row[i] = nd->rows == QP_PLAN_ROWS_LAST;
+        if (nd->op == QP_OP_ARGMAX || nd->epilogue == QP_EPILOGUE_ARGMAX) e->has_argmax = true;
+        if (nd->op == QP_OP_STEP_ADVANCE) e->has_advance = true;
+    }
+    if (e->logits_node < 0)
+        return qp_error_set(err, QP_ERR_INVALID, "%s: the %s program writes no buffer of n_vocab (%lld) columns: no logits",
+                            p->source ? p->source : "plan", qp_plan_program_name(id),
+                            (long long)p->hparams.n_vocab);
+    e->prog.name = qp_plan_program_name(id);
+    e->prog.n_nodes = pp->n_nodes;
+    e->prog.args = e->args;
+    e->prog.node_names = e->names;
+    e->prog.capture = pp->capture;
+    return QP_OK;
+}
+
+enum qp_status qp_exec_init(const struct qp_plan *p, const struct qp_gguf *g,
+                            const struct qp_exec_config *cfg, struct qp_exec **out,
+                            struct qp_error *err) {
+    *out = NULL;
+    struct qp_exec *x = calloc(1, sizeof *x);
+    if (!x) return qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+    x->plan = p;
+    x->last_prog = -1;
+    enum qp_status s = QP_OK;
+    struct qp_backend_config bc = {
+        .arena_bytes = (size_t)p->memory.arena_bytes,
+        .step_offset = (size_t)p->step.offset,
+        .max_chunk = (int32_t)p->limits.max_chunk,
+        .device = cfg->device,
+        .use_graph = cfg->use_graph,
+        .verbose = cfg->verbose,
+    };
+    x->wptr = calloc((size_t)(p->n_weights > 0 ? p->n_weights : 1), sizeof *x->wptr);
+    x->logits = malloc((size_t)p->hparams.n_vocab * sizeof *x->logits);
+    x->step_host = calloc((size_t)p->limits.max_chunk + 4, sizeof *x->step_host);
+    if (!x->wptr || !x->logits || !x->step_host) {
+        s = qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    s = cfg->backend->init(&bc, &x->b, err);
+    if (s != QP_OK) goto fail;
+    s = bind_weights(x, g, cfg, err);
+    if (s != QP_OK) goto fail;
+    for (int id = 0; id < QP_PLAN_N_PROGRAMS; id++) {
+        s = prepare_program(x, (enum qp_plan_program_id)id, err);
+        if (s != QP_OK) goto fail;
+    }
+    *out = x;
+    return QP_OK;
+fail:
+    qp_exec_free(x);
+    return s;
+}
+
+void qp_exec_free(struct qp_exec *x) {
+    if (!x) return;
+    for (int id = 0; id < QP_PLAN_N_PROGRAMS; id++) {
+        struct exec_program *e = &x->progs[id];
+        free(e->args);
+        free(e->names);
+        free(e->name_buf);
+        free(e->in0_base);
+        free(e->in1_base);
+        free(e->in0_w);
+        free(e->in1_w);
+        free(e->last_row);
+    }
+    if (x->b) x->b->vt->free(x->b);
+    free(x->stacked);
+    free(x->wptr);
+    free(x->logits);
+    free(x->step_host);
+    free(x);
+}
+
+enum qp_status qp_exec_forward(struct qp_exec *x, const int32_t *tokens, int32_t n, int64_t pos,
+                               struct qp_error *err) {
+    const struct qp_plan *p = x->plan;
+    if (n < 1 || n > p->limits.max_chunk)
+        return qp_error_set(err, QP_ERR_RANGE, "forward: %d tokens, the plan's chunk is 1..%lld", n,
+                            (long long)p->limits.max_chunk);
+    if (pos < 0 || pos + n > p->limits.max_ctx)
+        return qp_error_set(err, QP_ERR_RANGE,
+                            "forward: positions %lld..%lld are past the KV cache (%lld positions)",
+                            (long long)pos, (long long)(pos + n - 1), (long long)p->limits.max_ctx);
+    int32_t id = n == 1 ? QP_PLAN_DECODE : QP_PLAN_PREFILL;
+    struct exec_program *e = &x->progs[id];
+    for (int32_t i = 0; i < e->prog.n_nodes; i++) {
+        struct qp_op_args *a = &e->args[i];
+        if (e->last_row[i]) {
+            a->n_tok = 1;
+            a->in0 = e->in0_base[i] ? e->in0_base[i] + (int64_t)(n - 1) * e->in0_w[i] : NULL;
+            a->in1 = e->in1_base[i] ? e->in1_base[i] + (int64_t)(n - 1) * e->in1_w[i] : NULL;
+        } else {
+            a->n_tok = n;
+        }
+    }
+    /* The step state: skip the write when the backend already holds it (a decode program that
+     * advanced the step itself and picked this very token): that is what lets a replayed
+     * decode graph run with no host-to-device copy per token. */
+    bool skip = n == 1 && x->dev_known && x->dev_pos == pos && x->dev_tok0_known &&
+                x->dev_tok0 == tokens[0];
+    enum qp_status s;
+    if (!skip) {
+        x->step_host[0] = (int32_t)pos;
+        x->step_host[1] = n;
+        x->step_host[2] = -1;
+        x->step_host[3] = 0;
+        memcpy(x->step_host + 4, tokens, (size_t)n * sizeof *tokens);
+        s = x->b->vt->write(x->b, x->b->step, x->step_host, (size_t)(4 + n) * sizeof(int32_t), err);
+        if (s != QP_OK) return s;
+    }
+    x->dev_known = false;
+    x->dev_tok0_known = false;
+    if (id == QP_PLAN_DECODE && x->b->vt->replay)
+        s = x->b->vt->replay(x->b, &e->prog, err);
+    else
+        s = x->b->vt->run(x->b, &e->prog, err);
+    if (s != QP_OK) return s;
+    x->last_prog = id;
+    x->last_n = n;
+    if (e->has_advance) {
+        x->dev_known = true;
+        x->dev_pos = pos + n;
+    }
+    return QP_OK;
+}
+
+enum qp_status qp_exec_logits(struct qp_exec *x, const float **logits, struct qp_error *err) {
+    if (x->last_prog < 0) return qp_error_set(err, QP_ERR_INVALID, "logits read before any forward");
+    const struct exec_program *e = &x->progs[x->last_prog];
+    const struct qp_op_args *a = &e->args[e->logits_node];
+    int64_t row = e->last_row[e->logits_node] ? 0 : x->last_n - 1;
+    const float *src = a->out + row * a->out_w;
+    enum qp_status s = x->b->vt->read(x->b, x->logits, src,
+                                      (size_t)x->plan->hparams.n_vocab * sizeof(float), err);
+    if (s != QP_OK) return s;
+    *logits = x->logits;
+    return QP_OK;
+}
+
+bool qp_exec_has_argmax(const struct qp_exec *x) {
+    return x->progs[QP_PLAN_PREFILL].has_argmax && x->progs[QP_PLAN_DECODE].has_argmax;
+}
+
+enum qp_status qp_exec_argmax(struct qp_exec *x, int32_t *token, struct qp_error *err) {
+    if (x->last_prog < 0 || !x->progs[x->last_prog].has_argmax)
+        return qp_error_set(err, QP_ERR_INVALID, "argmax read without an argmax in the program");
+    int32_t hdr[4];
+    enum qp_status s = x->b->vt->read(x->b, hdr, x->b->step, sizeof hdr, err);
+    if (s != QP_OK) return s;
+    if (hdr[2] < 0 || hdr[2] >= x->plan->hparams.n_vocab)
+        return qp_error_set(err, QP_ERR_DEVICE, "the backend's argmax wrote token %d (vocabulary %lld)",
+                            hdr[2], (long long)x->plan->hparams.n_vocab);
+    *token = hdr[2];
+    if (x->dev_known) { /* step_advance copied next_token into tokens[0] */
+        x->dev_tok0 = hdr[2];
+        x->dev_tok0_known = true;
+    }
+    return QP_OK;
+}
+
+const char *qp_exec_backend_name(const struct qp_exec *x) { return x->b->vt->name; }

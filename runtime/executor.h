@@ -1,0 +1,51 @@
+/* executor.h — runs a validated plan on a backend (runtime/executor.c): binds weights, turns
+ * every plan node into a struct qp_op_args once at load, and runs a program on a chunk of
+ * tokens. Internal to libqrun (the public API is include/qrun.h).
+ */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "qp_gguf.h"
+#include "qp_plan.h"
+#include "qp_status.h"
+
+struct qp_exec_config {
+    const struct qp_backend_vtbl *backend;
+    int32_t device;
+    bool use_graph;
+    bool verbose;
+    /* Called as weights are bound (done of total bytes); may be NULL. */
+    void (*progress)(void *user, uint64_t done, uint64_t total);
+    void *progress_user;
+};
+
+struct qp_exec;
+
+/* Creates the backend (one arena of the plan's arena_bytes), binds every plan weight to its
+ * GGUF tensor(s) (the mmap of g, which must outlive the executor; stacked weights assembled
+ * here) and prepares both programs' op args. p must be validated and checked against g. */
+enum qp_status qp_exec_init(const struct qp_plan *p, const struct qp_gguf *g,
+                            const struct qp_exec_config *cfg, struct qp_exec **out,
+                            struct qp_error *err);
+void qp_exec_free(struct qp_exec *x); /* NULL is fine */
+
+/* Runs tokens[0..n) at positions pos .. pos+n-1 (their K and V go to the cache there):
+ * decode (graph replay where the backend has it) for n == 1, prefill otherwise.
+ * QP_ERR_RANGE when n is not in [1, max_chunk] or pos + n > max_ctx (nothing is written). */
+enum qp_status qp_exec_forward(struct qp_exec *x, const int32_t *tokens, int32_t n, int64_t pos,
+                               struct qp_error *err);
+
+/* The last forward's logits of its last token: [n_vocab] host floats owned by x, valid until
+ * the next forward. */
+enum qp_status qp_exec_logits(struct qp_exec *x, const float **logits, struct qp_error *err);
+
+/* True when both programs pick the argmax on the backend (argmax op or epilogue). */
+bool qp_exec_has_argmax(const struct qp_exec *x);
+
+/* The last forward's argmax, picked on the backend (one small read). Requires has_argmax. */
+enum qp_status qp_exec_argmax(struct qp_exec *x, int32_t *token, struct qp_error *err);
+
+const char *qp_exec_backend_name(const struct qp_exec *x);

@@ -1,0 +1,351 @@
+/* main.c — the qrun command line (llama.cpp conventions) over libqrun (include/qrun.h):
+ * one-shot generation (-p / -f), interactive chat (--chat), --tokenize / --detokenize.
+ * Text streams to stdout; the seed (when random), messages and timings go to stderr.
+ * SIGINT stops a generation cleanly (exit 130); in --chat it stops the reply and the
+ * conversation goes on.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "qp_tokenizer.h"
+#include "qrun.h"
+
+#define MAX_STOP 16
+
+static volatile sig_atomic_t g_interrupt;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    g_interrupt = 1;
+}
+
+static void usage(FILE *f) {
+    fputs("usage: qrun PLAN.yaml [options]\n"
+          "  -p, --prompt TEXT       prompt (special tokens like <|im_start|> are parsed)\n"
+          "  -f, --file FILE         read the prompt from FILE\n"
+          "  -n, --n-predict N       tokens to generate (default -1: until end or full context)\n"
+          "  -c, --ctx-size N        context positions (default: the plan's max_ctx)\n"
+          "  --temp T                temperature (default 0.8; 0 = greedy)\n"
+          "  --top-k N               top-k (default 40; 0 = off)\n"
+          "  --top-p P               top-p (default 0.95; 1 = off)\n"
+          "  --min-p P               min-p (default 0.05; 0 = off)\n"
+          "  --repeat-penalty F      repetition penalty (default 1.0 = off)\n"
+          "  --repeat-last-n N       tokens the penalty looks back (default 64)\n"
+          "  --seed N                sampling seed (default: random, printed)\n"
+          "  --device cpu|cuda       backend (default: cuda when built and a GPU is present)\n"
+          "  --chat                  interactive chat (ChatML); -p gives the first message\n"
+          "  --system TEXT           system message for --chat (default: the template's)\n"
+          "  --stop TEXT             stop when TEXT appears (repeatable, up to 16)\n"
+          "  -m, --model FILE        the GGUF (default: the plan's model.file next to the plan)\n"
+          "  --tokenize TEXT         print the token ids of TEXT and exit (-v: one per line)\n"
+          "  --detokenize IDS        print the text of ids \"1,2,3\" and exit\n"
+          "  --no-graph              launch the decode step eagerly (no CUDA graph)\n"
+          "  --bench                 benchmark (llama-bench's table: pp512, tg128 at depths 0,\n"
+          "                          4096, 16384; TTFT; device memory) instead of generating\n"
+          "  --bench-json PATH       also write the benchmark as JSON\n"
+          "  --bench-reps N          repetitions per test (default 5)\n"
+          "  --bench-depths LIST     tg depths, e.g. 0,4096,16384 (tokens already in the KV cache)\n"
+          "  --bench-pp N, --bench-tg N  tokens of the pp and tg tests (default 512, 128)\n"
+          "  -v, --verbose           more messages on stderr\n"
+          "  -h, --help              this text\n",
+          f);
+}
+
+static int on_token(void *user, int32_t token, const char *text, size_t len) {
+    (void)user;
+    (void)token;
+    if (len) {
+        fwrite(text, 1, len, stdout);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+static void print_timings(const struct qrun *q, const struct qrun_stats *st) {
+    fprintf(stderr, "\n\nqrun: %s | load %.2f s | prompt %lld tokens in %.3f s (%.1f tok/s) | "
+                    "first token %.3f s | generated %lld tokens, %lld decode steps in %.3f s (%.2f tok/s)"
+                    " | stop: %s\n",
+            qrun_device(q), qrun_load_seconds(q), (long long)st->n_prompt, st->t_prompt_s,
+            st->t_prompt_s > 0 ? (double)st->n_prompt / st->t_prompt_s : 0.0, st->t_first_s,
+            (long long)st->n_gen, (long long)st->n_decode, st->t_gen_s,
+            st->t_gen_s > 0 ? (double)st->n_decode / st->t_gen_s : 0.0, qrun_stop_str(st->stop));
+    if (st->stop == QRUN_STOP_CONTEXT)
+        fprintf(stderr, "qrun: the context is full (%lld positions): stopped cleanly; raise -c or "
+                        "compile the plan with a larger context\n",
+                (long long)qrun_n_ctx(q));
+}
+
+static char *read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "qrun: -f %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, n = 0;
+    char *b = malloc(cap);
+    for (;;) {
+        if (!b) break;
+        if (n + 1 >= cap) {
+            char *nb = realloc(b, cap *= 2);
+            if (!nb) {
+                free(b);
+                b = NULL;
+                break;
+            }
+            b = nb;
+        }
+        size_t r = fread(b + n, 1, cap - n - 1, f);
+        if (r == 0) break;
+        n += r;
+    }
+    fclose(f);
+    if (!b) fprintf(stderr, "qrun: -f %s: out of memory\n", path);
+    else b[n] = 0;
+    return b;
+}
+
+static int parse_int(const char *opt, const char *v, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "qrun: %s '%s': expected an integer in [%lld, %lld]\n", opt, v, lo, hi);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static int parse_float(const char *opt, const char *v, float *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end) {
+        fprintf(stderr, "qrun: %s '%s': expected a number\n", opt, v);
+        return -1;
+    }
+    *out = (float)x;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *plan = NULL, *prompt = NULL, *file = NULL, *system = NULL, *tokenize = NULL,
+               *detokenize = NULL;
+    const char *stops[MAX_STOP];
+    int n_stop = 0;
+    bool chat = false, seed_given = false, bench = false;
+    struct qrun_bench_options bo = qrun_bench_options_default();
+    struct qrun_options o = qrun_options_default();
+    struct qrun_gen_options g = qrun_gen_options_default();
+    g.parse_special = true;
+    long long v;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_VAL                                                                               \
+    do {                                                                                       \
+        if (!val) {                                                                            \
+            fprintf(stderr, "qrun: %s needs a value (see --help)\n", a);                      \
+            return 2;                                                                          \
+        }                                                                                      \
+        i++;                                                                                   \
+    } while (0)
+#define IS(s1, s2) (strcmp(a, s1) == 0 || strcmp(a, s2) == 0)
+        if (IS("-h", "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (IS("-p", "--prompt")) { NEED_VAL; prompt = val; }
+        else if (IS("-f", "--file")) { NEED_VAL; file = val; }
+        else if (IS("-n", "--n-predict")) { NEED_VAL; if (parse_int(a, val, -1, INT32_MAX, &v)) return 2; g.n_predict = v; }
+        else if (IS("-c", "--ctx-size")) { NEED_VAL; if (parse_int(a, val, 0, INT32_MAX, &v)) return 2; o.n_ctx = v; }
+        else if (IS("--temp", "--temp")) { NEED_VAL; if (parse_float(a, val, &g.sampling.temp)) return 2; }
+        else if (IS("--top-k", "--top-k")) { NEED_VAL; if (parse_int(a, val, 0, INT32_MAX, &v)) return 2; g.sampling.top_k = (int32_t)v; }
+        else if (IS("--top-p", "--top-p")) { NEED_VAL; if (parse_float(a, val, &g.sampling.top_p)) return 2; }
+        else if (IS("--min-p", "--min-p")) { NEED_VAL; if (parse_float(a, val, &g.sampling.min_p)) return 2; }
+        else if (IS("--repeat-penalty", "--repeat-penalty")) { NEED_VAL; if (parse_float(a, val, &g.sampling.repeat_penalty)) return 2; }
+        else if (IS("--repeat-last-n", "--repeat-last-n")) { NEED_VAL; if (parse_int(a, val, 0, 1 << 20, &v)) return 2; g.sampling.repeat_last_n = (int32_t)v; }
+        else if (IS("--seed", "--seed")) {
+            NEED_VAL;
+            char *end;
+            errno = 0;
+            unsigned long long s = strtoull(val, &end, 10);
+            if (errno || end == val || *end) {
+                fprintf(stderr, "qrun: --seed '%s': expected a non-negative integer\n", val);
+                return 2;
+            }
+            g.sampling.seed = s;
+            seed_given = true;
+        }
+        else if (IS("--device", "--device")) { NEED_VAL; o.device = val; }
+        else if (IS("--chat", "--chat")) chat = true;
+        else if (IS("--system", "--system")) { NEED_VAL; system = val; }
+        else if (IS("--stop", "--stop")) {
+            NEED_VAL;
+            if (n_stop == MAX_STOP) {
+                fprintf(stderr, "qrun: at most %d --stop strings\n", MAX_STOP);
+                return 2;
+            }
+            stops[n_stop++] = val;
+        }
+        else if (IS("-m", "--model")) { NEED_VAL; o.model_path = val; }
+        else if (IS("--tokenize", "--tokenize")) { NEED_VAL; tokenize = val; }
+        else if (IS("--detokenize", "--detokenize")) { NEED_VAL; detokenize = val; }
+        else if (IS("--no-graph", "--no-graph")) o.no_graph = true;
+        else if (IS("--bench", "--bench")) bench = true;
+        else if (IS("--bench-json", "--bench-json")) { NEED_VAL; bo.json_path = val; bench = true; }
+        else if (IS("--bench-reps", "--bench-reps")) { NEED_VAL; if (parse_int(a, val, 1, 100, &v)) return 2; bo.reps = (int)v; }
+        else if (IS("--bench-pp", "--bench-pp")) { NEED_VAL; if (parse_int(a, val, 0, 1 << 20, &v)) return 2; bo.n_prompt = (int)v; }
+        else if (IS("--bench-tg", "--bench-tg")) { NEED_VAL; if (parse_int(a, val, 0, 1 << 20, &v)) return 2; bo.n_gen = (int)v; }
+        else if (IS("--bench-depths", "--bench-depths")) {
+            NEED_VAL;
+            struct qp_error be = {{0}};
+            if (qrun_bench_parse_depths(val, &bo, &be) != QP_OK) {
+                fprintf(stderr, "qrun: %s\n", be.msg);
+                return 2;
+            }
+        }
+        else if (IS("-v", "--verbose")) o.verbose = true;
+        else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "qrun: unknown option %s (see --help)\n", a);
+            return 2;
+        } else if (!plan) plan = a;
+        else {
+            fprintf(stderr, "qrun: unexpected argument '%s' (the plan is %s)\n", a, plan);
+            return 2;
+        }
+#undef NEED_VAL
+#undef IS
+    }
+    struct qp_error err = {{0}};
+
+    if (tokenize || detokenize) {
+        if (!plan && !o.model_path) {
+            fprintf(stderr, "qrun: --tokenize/--detokenize need a plan or -m MODEL.gguf\n");
+            return 2;
+        }
+        char *mp = NULL;
+        struct qp_tokenizer *t = NULL;
+        enum qp_status s = plan ? qrun_find_model(plan, o.model_path, &mp, &err) : QP_OK;
+        if (s == QP_OK) s = qp_tokenizer_load_file(mp ? mp : o.model_path, &t, &err);
+        if (s == QP_OK)
+            s = tokenize ? qp_tokenize_cmd(t, tokenize, true, o.verbose, stdout, &err)
+                         : qp_detokenize_cmd(t, detokenize, stdout, &err);
+        qp_tokenizer_free(t);
+        free(mp);
+        if (s != QP_OK) {
+            fprintf(stderr, "qrun: %s\n", err.msg);
+            return 1;
+        }
+        return 0;
+    }
+    if (!plan) {
+        usage(stderr);
+        return 2;
+    }
+    if (bench) {
+        enum qp_status bs = qrun_bench(plan, &o, &bo, stdout, &err);
+        if (bs != QP_OK) fprintf(stderr, "qrun: %s\n", err.msg);
+        return bs == QP_OK ? 0 : 1;
+    }
+    if (prompt && file) {
+        fprintf(stderr, "qrun: give the prompt with -p or -f, not both\n");
+        return 2;
+    }
+    char *file_text = NULL;
+    if (file && !(file_text = read_file(file))) return 1;
+    if (file_text) prompt = file_text;
+    if (!prompt && !chat) {
+        fprintf(stderr, "qrun: no prompt: give -p TEXT, -f FILE or --chat (see --help)\n");
+        free(file_text);
+        return 2;
+    }
+    if (!seed_given) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        g.sampling.seed = ((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid()) & 0xffffffffu;
+        fprintf(stderr, "qrun: seed %llu\n", (unsigned long long)g.sampling.seed);
+    }
+    g.stop = stops;
+    g.n_stop = n_stop;
+    g.interrupt = &g_interrupt;
+    o.progress = isatty(2);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: Ctrl-C at the chat prompt ends the read */
+    sigaction(SIGINT, &sa, NULL);
+
+    struct qrun *q = NULL;
+    enum qp_status s = qrun_open(plan, &o, &q, &err);
+    if (s != QP_OK) {
+        fprintf(stderr, "qrun: %s\n", err.msg);
+        free(file_text);
+        return 1;
+    }
+    if (o.verbose)
+        fprintf(stderr, "qrun: %s on %s, context %lld\n", qrun_model_path(q), qrun_device(q),
+                (long long)qrun_n_ctx(q));
+    struct qrun_stats st;
+    int rc = 0;
+    if (!chat) {
+        s = qrun_generate(q, prompt, &g, on_token, NULL, &st, &err);
+        if (s != QP_OK) {
+            fprintf(stderr, "\nqrun: %s\n", err.msg);
+            rc = 1;
+        } else {
+            print_timings(q, &st);
+            if (st.stop == QRUN_STOP_INTERRUPT) rc = 130;
+        }
+    } else {
+        bool tty = isatty(0);
+        char *line = NULL;
+        size_t cap = 0;
+        const char *msg = prompt;
+        for (;;) {
+            if (!msg) {
+                if (tty) {
+                    fputs("\n> ", stdout);
+                    fflush(stdout);
+                }
+                g_interrupt = 0;
+                errno = 0;
+                ssize_t r = getline(&line, &cap, stdin);
+                if (r < 0) {
+                    if (errno == EINTR || g_interrupt) rc = 130;
+                    break;
+                }
+                while (r > 0 && (line[r - 1] == '\n' || line[r - 1] == '\r')) line[--r] = 0;
+                if (r == 0) continue;
+                msg = line;
+            }
+            g_interrupt = 0;
+            s = qrun_chat_turn(q, system, msg, &g, on_token, NULL, &st, &err);
+            msg = NULL;
+            if (s != QP_OK) {
+                fprintf(stderr, "\nqrun: %s\n", err.msg);
+                rc = 1;
+                break;
+            }
+            fputc('\n', stdout);
+            if (o.verbose || !tty) print_timings(q, &st);
+            if (st.stop == QRUN_STOP_CONTEXT) {
+                fprintf(stderr, "qrun: the conversation filled the context (%lld positions)\n",
+                        (long long)qrun_n_ctx(q));
+                break;
+            }
+        }
+        free(line);
+    }
+    qrun_close(q);
+    free(file_text);
+    return rc;
+}

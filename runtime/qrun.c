@@ -1,0 +1,503 @@
+/* qrun.c — libqrun (include/qrun.h): plan + GGUF loading, the generation loop (prefill in
+ * chunks, decode, sampling, stop conditions, streaming UTF-8 text), chat turns, timings.
+ *
+ * Owns the plan, the GGUF mapping, the executor (and through it the backend and its arena),
+ * the tokenizer and the chat state. Invariants: pos <= n_ctx <= plan max_ctx, and no forward
+ * is ever asked to write a position >= n_ctx (a full context is a clean stop).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "qrun.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "executor.h"
+#include "qp_chat.h"
+#include "qp_gguf.h"
+#include "qp_plan.h"
+#include "qp_tokenizer.h"
+
+struct qrun {
+    struct qp_plan *plan;
+    struct qp_gguf *gguf;
+    struct qp_exec *exec;
+    struct qp_tokenizer *tok;
+    struct qp_chat *chat;
+    char *chat_template; /* copy; NULL when the model has none */
+    char *model_path;
+    int64_t n_ctx;
+    int64_t pos;
+    int32_t pending;     /* a generated token not yet fed to the cache (chat), -1 none */
+    double load_s;
+    bool progress_shown;
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s);
+    char *d = malloc(n + 1);
+    if (d) memcpy(d, s, n + 1);
+    return d;
+}
+
+struct qrun_options qrun_options_default(void) {
+    struct qrun_options o = {0};
+    return o;
+}
+
+struct qrun_gen_options qrun_gen_options_default(void) {
+    struct qrun_gen_options g = {0};
+    g.sampling = qp_sampler_defaults();
+    g.n_predict = -1;
+    g.greedy_on_device = true;
+    return g;
+}
+
+const char *qrun_stop_str(enum qrun_stop r) {
+    switch (r) {
+    case QRUN_STOP_NONE: return "running";
+    case QRUN_STOP_EOG: return "end of generation";
+    case QRUN_STOP_LENGTH: return "token limit (-n) reached";
+    case QRUN_STOP_STRING: return "stop string";
+    case QRUN_STOP_CONTEXT: return "context full";
+    case QRUN_STOP_INTERRUPT: return "interrupted";
+    case QRUN_STOP_CALLBACK: return "stopped by the caller";
+    }
+    return "unknown";
+}
+
+static void progress_bar(void *user, uint64_t done, uint64_t total) {
+    struct qrun *q = user;
+    int w = 30, f = total ? (int)((double)done / (double)total * w) : w;
+    char bar[31];
+    for (int i = 0; i < w; i++) bar[i] = i < f ? '#' : ' ';
+    bar[w] = 0;
+    fprintf(stderr, "\rloading weights [%s] %3d%% %6.1f / %.1f MiB", bar,
+            total ? (int)(100.0 * (double)done / (double)total) : 100, (double)done / 1048576.0,
+            (double)total / 1048576.0);
+    if (done >= total) fputc('\n', stderr);
+    q->progress_shown = true;
+}
+
+static bool file_exists(const char *p) { return access(p, R_OK) == 0; }
+
+/* The GGUF for a plan: -m, else model.file next to the plan, in $QP_MODEL's folder, then in
+ * ~/.cache/qplan. */
+static enum qp_status find_model(const char *plan_path, const struct qp_plan *p,
+                                 const char *given, char **out, struct qp_error *err) {
+    if (given) {
+        *out = dup_str(given);
+        return *out ? QP_OK : qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+    }
+    const char *file = p->model.file;
+    if (!file || !*file || strchr(file, '/'))
+        return qp_error_set(err, QP_ERR_INVALID, "%s: model.file '%s' must be a plain file name",
+                            plan_path, file ? file : "");
+    char cand[3][4096];
+    int n = 0;
+    const char *slash = strrchr(plan_path, '/');
+    int dl = slash ? (int)(slash - plan_path) : 1;
+    snprintf(cand[n++], sizeof cand[0], "%.*s/%s", dl, slash ? plan_path : ".", file);
+    const char *env = getenv("QP_MODEL");
+    if (env && *env) {
+        const char *es = strrchr(env, '/');
+        int el = es ? (int)(es - env) : 1;
+        snprintf(cand[n++], sizeof cand[0], "%.*s/%s", el, es ? env : ".", file);
+    }
+    const char *home = getenv("HOME");
+    if (home) snprintf(cand[n++], sizeof cand[0], "%s/.cache/qplan/%s", home, file);
+    for (int i = 0; i < n; i++)
+        if (file_exists(cand[i])) {
+            *out = dup_str(cand[i]);
+            return *out ? QP_OK : qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+        }
+    return qp_error_set(err, QP_ERR_IO,
+                        "%s: its model '%s' is not next to the plan (%s)%s%s nor in ~/.cache/qplan: "
+                        "give the GGUF with -m",
+                        plan_path, file, cand[0], n > 2 ? " nor at " : "", n > 2 ? cand[1] : "");
+}
+
+enum qp_status qrun_find_model(const char *plan_path, const char *model_override, char **out,
+                               struct qp_error *err) {
+    *out = NULL;
+    if (model_override) return find_model(plan_path, NULL, model_override, out, err);
+    struct qp_plan *p = NULL;
+    enum qp_status s = qp_plan_read(plan_path, &p, err);
+    if (s == QP_OK) s = find_model(plan_path, p, NULL, out, err);
+    qp_plan_free(p);
+    return s;
+}
+
+enum qp_status qrun_open(const char *plan_path, const struct qrun_options *o, struct qrun **out,
+                         struct qp_error *err) {
+    *out = NULL;
+    double t0 = now_s();
+    struct qrun *q = calloc(1, sizeof *q);
+    if (!q) return qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+    q->pending = -1;
+    enum qp_status s = qp_plan_read(plan_path, &q->plan, err);
+    if (s == QP_OK) s = qp_plan_validate(q->plan, err);
+    if (s == QP_OK) s = find_model(plan_path, q->plan, o->model_path, &q->model_path, err);
+    if (s == QP_OK) s = qp_gguf_open(q->model_path, QP_GGUF_DEFAULT, &q->gguf, err);
+    if (s == QP_OK) s = qp_plan_check_model(q->plan, q->gguf, err);
+    if (s == QP_OK) s = qp_tokenizer_load(q->gguf, &q->tok, err);
+    if (s != QP_OK) goto fail;
+    if (qp_tokenizer_n_vocab(q->tok) > q->plan->hparams.n_vocab) {
+        s = qp_error_set(err, QP_ERR_INVALID, "%s: the tokenizer has %d tokens, the plan's LM head %lld",
+                         q->model_path, qp_tokenizer_n_vocab(q->tok), (long long)q->plan->hparams.n_vocab);
+        goto fail;
+    }
+    if (qp_gguf_find(q->gguf, "tokenizer.chat_template")) {
+        const char *t = NULL;
+        struct qp_error e2;
+        if (qp_gguf_get_str(q->gguf, "tokenizer.chat_template", &t, &e2) == QP_OK && t)
+            q->chat_template = dup_str(t);
+    }
+    q->n_ctx = q->plan->limits.max_ctx;
+    if (o->n_ctx > 0) {
+        if (o->n_ctx > q->plan->limits.max_ctx) {
+            s = qp_error_set(err, QP_ERR_RANGE,
+                             "-c %lld is larger than the plan's KV cache (%lld positions): compile "
+                             "the plan with a larger context",
+                             (long long)o->n_ctx, (long long)q->plan->limits.max_ctx);
+            goto fail;
+        }
+        q->n_ctx = o->n_ctx;
+    }
+    struct qp_exec_config xc = {
+        .device = 0,
+        .use_graph = !o->no_graph,
+        .verbose = o->verbose,
+        .progress = o->progress ? progress_bar : NULL,
+        .progress_user = q,
+    };
+    if (o->device) {
+        xc.backend = qp_backend_find(o->device);
+        if (!xc.backend) {
+            s = qp_error_set(err, QP_ERR_UNSUPPORTED, "--device %s: %s", o->device,
+                             strcmp(o->device, "cuda") == 0
+                                 ? "this build has no CUDA backend: use --device cpu"
+                                 : "unknown device (cpu or cuda)");
+            goto fail;
+        }
+        s = qp_exec_init(q->plan, q->gguf, &xc, &q->exec, err);
+    } else {
+        xc.backend = qp_backend_find("cuda");
+        s = xc.backend ? qp_exec_init(q->plan, q->gguf, &xc, &q->exec, err) : QP_ERR_UNSUPPORTED;
+        if (s != QP_OK) {
+            if (xc.backend && o->verbose) fprintf(stderr, "qrun: cuda unavailable (%s): using cpu\n", err->msg);
+            xc.backend = &qp_backend_cpu;
+            s = qp_exec_init(q->plan, q->gguf, &xc, &q->exec, err);
+        }
+    }
+    if (s != QP_OK) goto fail;
+    q->load_s = now_s() - t0;
+    *out = q;
+    return QP_OK;
+fail:
+    qrun_close(q);
+    return s;
+}
+
+void qrun_close(struct qrun *q) {
+    if (!q) return;
+    qp_exec_free(q->exec);
+    qp_tokenizer_free(q->tok);
+    qp_chat_free(q->chat);
+    qp_gguf_close(q->gguf);
+    qp_plan_free(q->plan);
+    free(q->chat_template);
+    free(q->model_path);
+    free(q);
+}
+
+void qrun_reset(struct qrun *q) {
+    q->pos = 0;
+    q->pending = -1;
+    qp_chat_free(q->chat);
+    q->chat = NULL;
+}
+
+int64_t qrun_n_ctx(const struct qrun *q) { return q->n_ctx; }
+int64_t qrun_pos(const struct qrun *q) { return q->pos; }
+int32_t qrun_n_vocab(const struct qrun *q) { return (int32_t)q->plan->hparams.n_vocab; }
+const char *qrun_device(const struct qrun *q) { return qp_exec_backend_name(q->exec); }
+const char *qrun_model_path(const struct qrun *q) { return q->model_path; }
+struct qp_tokenizer *qrun_tokenizer(struct qrun *q) { return q->tok; }
+double qrun_load_seconds(const struct qrun *q) { return q->load_s; }
+
+/* Feeds ids at positions q->pos.. in chunks of max_chunk. */
+static enum qp_status feed(struct qrun *q, const int32_t *ids, size_t n,
+                           volatile sig_atomic_t *interrupt, bool *interrupted,
+                           struct qp_error *err) {
+    int64_t chunk = q->plan->limits.max_chunk;
+    for (size_t i = 0; i < n;) {
+        if (interrupt && *interrupt) {
+            *interrupted = true;
+            return QP_OK;
+        }
+        int32_t m = (int32_t)((int64_t)(n - i) < chunk ? (int64_t)(n - i) : chunk);
+        enum qp_status s = qp_exec_forward(q->exec, ids + i, m, q->pos, err);
+        if (s != QP_OK) return s;
+        q->pos += m;
+        i += (size_t)m;
+    }
+    return QP_OK;
+}
+
+enum qp_status qrun_eval(struct qrun *q, const int32_t *ids, size_t n, int64_t pos,
+                         const float **logits, struct qp_error *err) {
+    if (n == 0) return qp_error_set(err, QP_ERR_INVALID, "eval: no tokens");
+    if (pos < 0 || pos > q->n_ctx || (int64_t)n > q->n_ctx - pos)
+        return qp_error_set(err, QP_ERR_RANGE, "eval: %zu tokens at position %lld do not fit the context (%lld)",
+                            n, (long long)pos, (long long)q->n_ctx);
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= q->plan->hparams.n_vocab)
+            return qp_error_set(err, QP_ERR_RANGE, "eval: token %d at %zu is outside the vocabulary", ids[i], i);
+    q->pos = pos;
+    q->pending = -1;
+    bool intr = false;
+    enum qp_status s = feed(q, ids, n, NULL, &intr, err);
+    if (s != QP_OK) return s;
+    return qp_exec_logits(q->exec, logits, err);
+}
+
+/* Text held back while it may be the start of a stop string. */
+struct holdbuf {
+    char *buf;
+    size_t len, cap, max_stop;
+};
+
+static bool hold_append(struct holdbuf *h, const char *s, size_t n) {
+    if (h->len + n + 1 > h->cap) {
+        size_t cap = (h->len + n + 1) * 2;
+        char *b = realloc(h->buf, cap);
+        if (!b) return false;
+        h->buf = b;
+        h->cap = cap;
+    }
+    memcpy(h->buf + h->len, s, n);
+    h->len += n;
+    return true;
+}
+
+/* Returns the number of bytes of h that may be printed now; *found = a stop string starts at
+ * that point. */
+static size_t hold_release(const struct holdbuf *h, const struct qrun_gen_options *g, bool *found) {
+    *found = false;
+    size_t best = h->len;
+    for (int i = 0; i < g->n_stop; i++) {
+        size_t sl = strlen(g->stop[i]);
+        if (!sl || sl > h->len) continue;
+        for (size_t p = 0; p + sl <= h->len && p < best; p++)
+            if (memcmp(h->buf + p, g->stop[i], sl) == 0) {
+                best = p;
+                *found = true;
+                break;
+            }
+    }
+    if (*found) return best;
+    /* keep the longest suffix that is a proper prefix of a stop string */
+    size_t keep = 0;
+    for (int i = 0; i < g->n_stop; i++) {
+        size_t sl = strlen(g->stop[i]);
+        for (size_t k = sl > 0 ? sl - 1 : 0; k > keep; k--)
+            if (k <= h->len && memcmp(h->buf + h->len - k, g->stop[i], k) == 0) {
+                keep = k;
+                break;
+            }
+    }
+    return h->len - keep;
+}
+
+enum qp_status qrun_generate_tokens(struct qrun *q, const int32_t *ids_in, size_t n_in,
+                                    const struct qrun_gen_options *g, qrun_token_fn cb, void *user,
+                                    struct qrun_stats *stats, struct qp_error *err) {
+    struct qrun_stats st = {0};
+    double t0 = now_s();
+    if (!g->keep_context) {
+        q->pos = 0;
+        q->pending = -1;
+    }
+    /* a chat reply stopped before its end token left its last token unfed: feed it first */
+    int32_t pend = q->pending;
+    q->pending = -1;
+    size_t n = n_in + (pend >= 0 ? 1 : 0);
+    if (n == 0) return qp_error_set(err, QP_ERR_INVALID, "empty prompt: nothing to generate from");
+    if ((int64_t)n > q->n_ctx - q->pos)
+        return qp_error_set(err, QP_ERR_RANGE,
+                            "the prompt (%zu tokens) does not fit the context: %lld positions, %lld "
+                            "used; raise -c (up to the plan's %lld) or shorten the prompt",
+                            n, (long long)q->n_ctx, (long long)q->pos,
+                            (long long)q->plan->limits.max_ctx);
+    int32_t nv = (int32_t)q->plan->hparams.n_vocab;
+    for (size_t i = 0; i < n_in; i++)
+        if (ids_in[i] < 0 || ids_in[i] >= nv)
+            return qp_error_set(err, QP_ERR_RANGE, "prompt token %d at %zu is outside the vocabulary (%d)",
+                                ids_in[i], i, nv);
+    int32_t *ids = NULL;
+    struct qp_sampler *smp = NULL;
+    struct qp_detok *dt = NULL;
+    struct holdbuf h = {0};
+    int64_t n_decode_total = 0;
+    enum qp_status s = QP_OK;
+    ids = malloc(n * sizeof *ids);
+    if (!ids) return qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+    if (pend >= 0) ids[0] = pend;
+    if (n_in) memcpy(ids + (pend >= 0), ids_in, n_in * sizeof *ids);
+    s = qp_sampler_init(&g->sampling, nv, &smp, err);
+    if (s == QP_OK) s = qp_detok_new(q->tok, QP_DETOK_HIDE_SPECIAL, &dt, err);
+    if (s != QP_OK) goto done;
+    for (size_t i = 0; i < n; i++) qp_sampler_accept(smp, ids[i]);
+    for (int i = 0; i < g->n_stop; i++) {
+        size_t l = strlen(g->stop[i]);
+        if (l > h.max_stop) h.max_stop = l;
+    }
+
+    bool intr = false;
+    s = feed(q, ids, n, g->interrupt, &intr, err);
+    if (s != QP_OK) goto done;
+    st.n_prompt = (int64_t)n;
+    st.t_prompt_s = now_s() - t0;
+    if (intr) {
+        st.stop = QRUN_STOP_INTERRUPT;
+        goto done;
+    }
+    if (g->n_predict == 0) {
+        st.stop = QRUN_STOP_LENGTH;
+        goto done;
+    }
+    bool device_greedy = g->greedy_on_device && qp_sampler_params_greedy(&g->sampling) &&
+                         qp_exec_has_argmax(q->exec);
+    double tg0 = 0.0;
+    int64_t n_decode = 0;
+    for (;;) {
+        int32_t tok;
+        if (device_greedy) {
+            s = qp_exec_argmax(q->exec, &tok, err);
+        } else {
+            const float *lg;
+            s = qp_exec_logits(q->exec, &lg, err);
+            if (s == QP_OK) tok = qp_sampler_sample(smp, lg);
+        }
+        if (s != QP_OK) goto done;
+        if (st.n_gen == 0 && n_decode == 0) {
+            st.t_first_s = now_s() - t0;
+            tg0 = now_s();
+        }
+        if (qp_tokenizer_is_eog(q->tok, tok)) {
+            st.stop = QRUN_STOP_EOG;
+            break;
+        }
+        qp_sampler_accept(smp, tok);
+        st.n_gen++;
+        const char *txt;
+        size_t tl;
+        s = qp_detok_push(dt, tok, &txt, &tl, err);
+        if (s != QP_OK) goto done;
+        if (!hold_append(&h, txt, tl)) {
+            s = qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        bool found;
+        size_t rel = hold_release(&h, g, &found);
+        int rc = cb ? cb(user, tok, h.buf, rel) : 0;
+        memmove(h.buf, h.buf + rel, h.len - rel);
+        h.len -= rel;
+        q->pending = tok; /* not yet in the cache */
+        if (found) {
+            h.len = 0; /* the stop string and what follows are not printed */
+            st.stop = QRUN_STOP_STRING;
+            break;
+        }
+        if (rc) {
+            st.stop = QRUN_STOP_CALLBACK;
+            break;
+        }
+        if (g->n_predict > 0 && st.n_gen >= g->n_predict) {
+            st.stop = QRUN_STOP_LENGTH;
+            break;
+        }
+        if (g->interrupt && *g->interrupt) {
+            st.stop = QRUN_STOP_INTERRUPT;
+            break;
+        }
+        if (q->pos >= q->n_ctx) {
+            st.stop = QRUN_STOP_CONTEXT;
+            break;
+        }
+        s = qp_exec_forward(q->exec, &tok, 1, q->pos, err);
+        if (s != QP_OK) goto done;
+        q->pos++;
+        q->pending = -1;
+        n_decode++;
+        n_decode_total = n_decode;
+    }
+    st.t_gen_s = n_decode ? now_s() - tg0 : 0.0;
+    {
+        /* flush: an unfinished character, then held text that turned out not to be a stop */
+        const char *txt;
+        size_t tl;
+        qp_detok_flush(dt, &txt, &tl);
+        if (st.stop != QRUN_STOP_STRING && hold_append(&h, txt, tl) && h.len && cb)
+            cb(user, -1, h.buf, h.len);
+    }
+done:
+    st.pos = q->pos;
+    st.n_decode = n_decode_total;
+    if (stats) *stats = st;
+    free(ids);
+    free(h.buf);
+    qp_sampler_free(smp);
+    qp_detok_free(dt);
+    return s;
+}
+
+enum qp_status qrun_generate(struct qrun *q, const char *prompt, const struct qrun_gen_options *g,
+                             qrun_token_fn cb, void *user, struct qrun_stats *stats,
+                             struct qp_error *err) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    enum qp_status s = qp_tokenizer_encode(q->tok, prompt, strlen(prompt), g->parse_special, &ids, &n, err);
+    if (s != QP_OK) return s;
+    if (qp_tokenizer_add_bos(q->tok) && qp_tokenizer_bos(q->tok) >= 0 && !g->keep_context) {
+        int32_t *b = malloc((n + 1) * sizeof *b);
+        if (!b) {
+            free(ids);
+            return qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+        }
+        b[0] = qp_tokenizer_bos(q->tok);
+        if (n) memcpy(b + 1, ids, n * sizeof *b);
+        free(ids);
+        ids = b;
+        n++;
+    }
+    s = qrun_generate_tokens(q, ids, n, g, cb, user, stats, err);
+    free(ids);
+    return s;
+}
+
+enum qp_status qrun_chat_turn(struct qrun *q, const char *system, const char *user_msg,
+                              const struct qrun_gen_options *g, qrun_token_fn cb, void *user,
+                              struct qrun_stats *stats, struct qp_error *err) {
+    if (!q->chat) {
+        enum qp_status s = qp_chat_init(q->chat_template, system, &q->chat, err);
+        if (s != QP_OK) return s;
+        q->pos = 0;
+        q->pending = -1;
+    }
+    const char *text = qp_chat_next_turn(q->chat, user_msg, err);
+    if (!text) return QP_ERR_NOMEM;
+    struct qrun_gen_options gg = *g;
+    gg.parse_special = true;
+    gg.keep_context = qp_chat_turns(q->chat) > 1;
+    return qrun_generate(q, text, &gg, cb, user, stats, err);
+}

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Runs ON the GPU machine (docs/device.md): the CUDA backend end to end, one command.
+#   1. build (scripts/device-build.sh: .deps carried, sm_90a, Release)
+#   2. the same-shape synthetic model from the real model's carried header
+#      (qplan synth --like $QP_HEADER), and its plan (qplan compile, context $QP_CTX)
+#   3. the GPU tests (ctest -L gpu): the CUDA ops vs the CPU ops, and test_cuda_backend (CUDA
+#      vs CPU logits at every position of a 64-token greedy run, graph == eager) on a small
+#      synthetic model and on the same-shape one (QP_E2E_MODEL / QP_E2E_PLAN)
+#   4. qrun --bench (graph; and tg128 eager for comparison), JSON and table
+#   5. device-to-device copy bandwidth (the decode floor's denominator), via PyTorch if present
+#   6. compute-sanitizer memcheck and racecheck on a short generation (qrun, graph replay), last
+#      because slowest (QP_SAN_TIMEOUT seconds each, default 150)
+# Logs go to $OUT (the device tool's folder) or ./device-out. Each step's status is listed at
+# the end; the script exits nonzero when any step failed.
+#   QP_HEADER  the header (default: <repo>/../model-header.gguf, i.e. .device/model-header.gguf)
+#   QP_CTX     plan context (default 16640 = 16384 + 256: enough for tg128 @ d16384)
+#   QP_STEPS   steps to run (default "build synth test sanitize bench bw")
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+final=${OUT:-$root/device-out}
+mkdir -p "$final"
+# Everything is logged under $work/logs; the few files the device tool can bring back (8 at
+# most, with the caller's own log) are copied to $OUT at the end.
+out=${TMPDIR:-/tmp}/qp-e2e/logs
+mkdir -p "$out"
+header=${QP_HEADER:-$root/../model-header.gguf}
+ctx=${QP_CTX:-16640}
+steps=${QP_STEPS:-build synth test sanitize bench bw}
+export QP_BUILD_DIR=${QP_BUILD_DIR:-$root/build-device}
+b=$QP_BUILD_DIR
+export PATH=/usr/local/cuda/bin:$PATH
+work=${TMPDIR:-/tmp}/qp-e2e
+mkdir -p "$work"
+model=$work/synth.gguf
+plan=$work/synth.yaml
+summary=()
+note() { summary+=("$1"); echo "== $1"; }
+want() { [[ " $steps " == *" $1 "* ]]; }
+t0=$(date +%s)
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
+
+if want build; then
+  if "$root/scripts/device-build.sh" > "$out/build.log" 2>&1; then note "build: ok ($(( $(date +%s) - t0 )) s)"
+  else tail -40 "$out/build.log"; note "build: FAILED (build.log)"; printf '%s\n' "${summary[@]}"; exit 1; fi
+fi
+if want synth; then
+  if "$b/compiler/qplan" synth --like "$header" -o "$model" > "$out/synth.log" 2>&1 &&
+     "$b/compiler/qplan" compile "$model" -o "$plan" --ctx "$ctx" >> "$out/synth.log" 2>&1; then
+    cp "$plan" "$out/synth-plan.yaml"
+    note "synth + compile: ok ($(grep -c '^  - op:\|^    - op:' "$plan" || true) node lines, ctx $ctx)"
+  else tail -20 "$out/synth.log"; note "synth + compile: FAILED (synth.log)"; fi
+fi
+if want test; then
+  ( cd "$b" && QP_E2E_MODEL=$model QP_E2E_PLAN=$plan timeout 300 ctest -L gpu --output-on-failure -V ) > "$out/test.log" 2>&1
+  rc=$?
+  grep -E '^(ok|FAIL)|rel |identical|DIFFERENT|tests passed|tests failed|Test +#|skip' "$out/test.log" | grep -v '^ok ' | tail -40
+  note "gpu tests: $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc") ($(grep -c '^ok ' "$out/test.log") op checks ok)"
+fi
+prompt='<|im_start|>user
+Write a haiku about the sea.<|im_end|>
+<|im_start|>assistant
+'
+want bench && [ ! -x "$b/runtime/qrun" ] && note "bench: NOT RUN (no qrun in this build)"
+if want bench && [ -x "$b/runtime/qrun" ]; then
+  timeout 300 "$b/runtime/qrun" "$plan" -m "$model" --device cuda --bench --bench-json "$out/bench.json" \
+    > "$out/bench.txt" 2>&1
+  rc=$?
+  cat "$out/bench.txt"
+  note "bench (graph): $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc")"
+  timeout 120 "$b/runtime/qrun" "$plan" -m "$model" --device cuda --no-graph --bench --bench-depths 0 \
+    --bench-json "$out/bench-eager.json" > "$out/bench-eager.txt" 2>&1
+  rc=$?
+  grep -E '^\| .*tg|^\| .*pp' "$out/bench-eager.txt"
+  note "bench (eager): $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc")"
+fi
+if want bw; then
+  python3 - > "$out/bandwidth.txt" 2>&1 <<'PY'
+import torch
+n = 1 << 30
+a = torch.empty(n, dtype=torch.uint8, device="cuda"); a.random_(0, 255)
+b = torch.empty_like(a)
+for _ in range(3): b.copy_(a)
+s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+ts = []
+for _ in range(10):
+    s.record(); b.copy_(a); e.record(); torch.cuda.synchronize(); ts.append(s.elapsed_time(e))
+ts.sort(); ms = ts[len(ts) // 2]
+print(f"d2d copy of 1 GiB: median {ms:.3f} ms = {2 * n / (ms * 1e-3) / 1e9:.0f} GB/s (read + write)")
+PY
+  cat "$out/bandwidth.txt"
+  note "bandwidth: $(tail -1 "$out/bandwidth.txt")"
+fi
+want sanitize && [ ! -x "$b/runtime/qrun" ] && note "sanitizers: NOT RUN (no qrun in this build)"
+if want sanitize && [ -x "$b/runtime/qrun" ]; then
+  for tool in memcheck racecheck; do
+    timeout ${QP_SAN_TIMEOUT:-150} compute-sanitizer --tool $tool --error-exitcode 3 "$b/runtime/qrun" "$plan" -m "$model" \
+      --device cuda -p "$prompt" -n 6 --temp 0 > "$out/sanitizer-$tool.log" 2>&1
+    rc=$?
+    tail -3 "$out/sanitizer-$tool.log"
+    note "compute-sanitizer $tool: $([ $rc = 0 ] && echo clean || echo "rc=$rc") ($(grep -m1 'ERROR SUMMARY' "$out/sanitizer-$tool.log"))"
+  done
+fi
+echo "---- summary ($(( $(date +%s) - t0 )) s) ----"
+printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
+cat "$out/bench-eager.txt" >> "$out/bench.txt" 2>/dev/null
+for f in summary.txt test.log bench.txt bench.json bench-eager.json sanitizer-memcheck.log sanitizer-racecheck.log; do
+  [ -f "$out/$f" ] && cp "$out/$f" "$final/"
+done
+! grep -q 'FAILED\|rc=' "$out/summary.txt"
