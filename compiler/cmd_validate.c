@@ -38,9 +38,10 @@ int qp_cmd_validate(int argc, char **argv) {
         return 2;
     }
     struct qp_error err;
-    struct qp_plan *p;
+    struct qp_plan *p = NULL;
     if (qp_plan_read(plan, &p, &err) != QP_OK || qp_plan_validate(p, &err) != QP_OK) {
         fprintf(stderr, "qplan validate: %s\n", err.msg);
+        qp_plan_free(p); /* read but invalid (LeakSanitizer: the plan was leaked here) */
         return 1;
     }
     if (model) {

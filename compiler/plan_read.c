@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #include "qp_ggml.h"
@@ -602,6 +603,11 @@ enum qp_status qp_plan_read(const char *path, struct qp_plan **out, struct qp_er
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return qp_error_set(err, QP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return qp_error_set(err, QP_ERR_IO, "%s: not a regular file", path);
+    }
     char *buf = NULL;
     size_t len = 0, cap = 0;
     for (;;) {
@@ -621,10 +627,11 @@ enum qp_status qp_plan_read(const char *path, struct qp_plan **out, struct qp_er
         if (got == 0) break;
     }
     bool bad = ferror(f);
+    int read_errno = errno;
     fclose(f);
     if (bad) {
         free(buf);
-        return qp_error_set(err, QP_ERR_IO, "%s: read error", path);
+        return qp_error_set(err, QP_ERR_IO, "%s: read error: %s", path, strerror(read_errno));
     }
     enum qp_status st = qp_plan_read_memory(buf, len, path, out, err);
     free(buf);

@@ -617,12 +617,15 @@ enum qp_status qp_plan_check_model(const struct qp_plan *p, const struct qp_gguf
     struct vd v = {p, err};
     const char *gp = qp_gguf_path(g);
     if (qp_gguf_file_size(g) != p->model.size)
-        return bad(&v, 1, "model.size %" PRIu64 " but %s is %zu bytes: the plan was compiled "
-                   "from another file", p->model.size, gp, qp_gguf_file_size(g));
+        return bad(&v, 1, "the plan was compiled from %s (%" PRIu64 " bytes) but %s is %zu "
+                   "bytes: it is another file",
+                   p->model.file ? p->model.file : "(unnamed)", p->model.size, gp,
+                   qp_gguf_file_size(g));
     uint64_t hh = qp_gguf_header_hash(g);
     if (hh != p->model.header_hash)
-        return bad(&v, 1, "model.header_hash 0x%016" PRIx64 " but %s hashes to 0x%016" PRIx64
-                   ": the plan was compiled from another file", p->model.header_hash, gp, hh);
+        return bad(&v, 1, "the plan was compiled from %s (header hash 0x%016" PRIx64 ") but %s "
+                   "hashes to 0x%016" PRIx64 ": it is another file",
+                   p->model.file ? p->model.file : "(unnamed)", p->model.header_hash, gp, hh);
     for (int32_t i = 0; i < p->n_weights; i++) {
         const struct qp_plan_weight *w = &p->weights[i];
         bool vec = w->rows == 1; /* vectors (stacked: entries end to end) */

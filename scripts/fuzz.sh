@@ -2,15 +2,17 @@
 # Builds the libFuzzer targets with clang (ASan + UBSan) into build-fuzz/ and runs each for a
 # bounded time over a scratch copy of its checked-in seed corpus. A crash stops the run and
 # leaves its input in build-fuzz/crashes/: add it to tests/fuzz/corpus/<target>/ with the fix.
-#   QP_FUZZ_SECONDS  seconds per target (default 60; run longer by hand)
+# A dictionary tests/fuzz/<target>.dict, when present, is passed to libFuzzer.
+#   QP_FUZZ_SECONDS  seconds per target (default 45: three targets; run longer by hand)
+#   QP_FUZZ_TARGETS  targets to run (default: every tests/fuzz/fuzz_*.c)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/deps.sh"
 build=${QP_FUZZ_BUILD_DIR:-$root/build-fuzz}
-secs=${QP_FUZZ_SECONDS:-60}
+secs=${QP_FUZZ_SECONDS:-45}
 CC=clang cmake -S "$root" -B "$build" -DQP_FUZZ=ON -DQP_SANITIZE=ON -DQP_CUDA=OFF \
   -DQP_WERROR=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-targets=$(cd "$root/tests/fuzz" && ls fuzz_*.c | sed 's/^fuzz_//; s/\.c$//')
+targets=${QP_FUZZ_TARGETS:-$(cd "$root/tests/fuzz" && ls fuzz_*.c | sed 's/^fuzz_//; s/\.c$//')}
 for t in $targets; do cmake --build "$build" -j"$(nproc)" --target "fuzz_$t" >/dev/null; done
 mkdir -p "$build/crashes"
 status=0
@@ -18,8 +20,10 @@ for t in $targets; do
   work=$(mktemp -d)
   cp -r "$root/tests/fuzz/corpus/$t/." "$work/"
   echo "fuzz: $t for ${secs}s"
+  dict=()
+  [ -f "$root/tests/fuzz/$t.dict" ] && dict=(-dict="$root/tests/fuzz/$t.dict")
   if ! "$build/tests/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-       -artifact_prefix="$build/crashes/${t}-" -print_final_stats=1 "$work" \
+       -artifact_prefix="$build/crashes/${t}-" -print_final_stats=1 "${dict[@]}" "$work" \
        >"$build/fuzz_$t.log" 2>&1; then
     echo "fuzz: $t FAILED — see $build/fuzz_$t.log and $build/crashes/" >&2
     tail -40 "$build/fuzz_$t.log" >&2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds, and runs every ctest suite; then the
 # CPU suites again under AddressSanitizer + UndefinedBehaviorSanitizer, then each fuzz target
-# for a bounded time (QP_FUZZ_SECONDS, default 60). Tests that need a GPU or the real model
+# for a bounded time (QP_FUZZ_SECONDS, default 45). Tests that need a GPU or the real model
 # skip with the reason printed.
 #   QP_TEST_QUICK=1  only the first stage (a developer's quick loop)
 set -euo pipefail
