@@ -10,6 +10,15 @@
  *      the block writes {m, l, o[head_dim]} to scratch.
  *   2. attn_combine_kernel, grid (n_head, n_tok): out = sum_s e^(m_s-M) o_s / sum_s e^(m_s-M) l_s.
  * Query head h reads KV head h / (n_head / n_head_kv). head_dim <= 256 (8 values per lane).
+ *
+ * Step 1 for an f16 cache with head_dim 64 or 128 and G = n_head / n_head_kv <= 8 query heads per
+ * KV head (Qwen2.5-0.5B: 14 / 2 = 7) is attn_gqa_kernel instead: grid (split, n_head_kv, n_tok),
+ * one block per (chunk, KV head) computing ALL G query heads of the group, so each K/V row is
+ * read once instead of G times; a position's row is held by head_dim / 8 lanes with one 16-byte
+ * load each (64: 8 lanes, 4 positions per warp per step), two steps' loads issued before any
+ * math; online softmax per (lane group, head), merged over the warp by shuffles and over the 8
+ * warps through shared memory into the same {m, l, o} partials, so step 2 is unchanged.
+ * QP_CUDA_ATTN_GQA=0 in the environment selects the per-head kernel (a measurement knob).
  */
 #include "cuda_common.cuh"
 #include "qp_cuda.h"
@@ -104,6 +113,129 @@ static __global__ void __launch_bounds__(QP_ATTN_WARPS * 32)
     }
 }
 
+#define QP_GQA_WARPS 8
+#define QP_GQA_GMAX 8
+
+/* 8 halves (one 16-byte load) to floats. */
+static __device__ __forceinline__ void qp_h8(const uint4 &r, float (&f)[8]) {
+    const __half2 *h = (const __half2 *)&r;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const float2 v = __half22float2(h[i]);
+        f[2 * i] = v.x;
+        f[2 * i + 1] = v.y;
+    }
+}
+
+template <int HD>
+static __global__ void __launch_bounds__(QP_GQA_WARPS * 32)
+    attn_gqa_kernel(const float *__restrict__ q, const __half *__restrict__ kc, const __half *__restrict__ vc,
+                    int64_t kv_dim, int64_t ctx, int n_head, int n_head_kv, float scale,
+                    const struct qp_step *__restrict__ step, float *__restrict__ part) {
+    qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
+    qp_pdl_trigger();
+    constexpr int LPP = HD / 8, PPW = 32 / LPP, NG = QP_GQA_WARPS * PPW; /* lanes/position, positions/warp */
+    __shared__ float sm_m[QP_GQA_GMAX][QP_GQA_WARPS], sm_l[QP_GQA_GMAX][QP_GQA_WARPS];
+    __shared__ float so[QP_GQA_GMAX][QP_GQA_WARPS][HD];
+    const int s = blockIdx.x, kvh = blockIdx.y, t = blockIdx.z, S = gridDim.x;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int G = n_head / n_head_kv, grp = lane / LPP, d0 = (lane % LPP) * 8;
+    int64_t L = (int64_t)step->pos + t + 1;
+    if (L > ctx) L = ctx;
+    const int64_t chunk = qp_attn_chunk(L, S), p0 = (int64_t)s * chunk;
+    const int64_t p1 = p0 + chunk < L ? p0 + chunk : L;
+    float qr[QP_GQA_GMAX][8], o[QP_GQA_GMAX][8], m[QP_GQA_GMAX], l[QP_GQA_GMAX];
+#pragma unroll
+    for (int g = 0; g < QP_GQA_GMAX; g++) {
+        m[g] = -INFINITY;
+        l[g] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            o[g][i] = 0.0f;
+            qr[g][i] = g < G ? q[((int64_t)t * n_head + (int64_t)kvh * G + g) * HD + d0 + i] * scale : 0.0f;
+        }
+    }
+    const __half *kb = kc + (int64_t)kvh * HD + d0, *vb = vc + (int64_t)kvh * HD + d0;
+    /* warp-uniform trip count; lane groups past p1 load nothing and update nothing */
+    for (int64_t pb = p0 + (int64_t)warp * PPW; pb < p1; pb += 2 * NG) {
+        uint4 kr[2], vr[2];
+        bool ok[2];
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            const int64_t p = pb + (int64_t)u * NG + grp;
+            ok[u] = p < p1;
+            kr[u] = ok[u] ? __ldg((const uint4 *)(kb + p * kv_dim)) : make_uint4(0, 0, 0, 0);
+            vr[u] = ok[u] ? __ldg((const uint4 *)(vb + p * kv_dim)) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            float kf[8], vf[8];
+            qp_h8(kr[u], kf);
+            qp_h8(vr[u], vf);
+#pragma unroll
+            for (int g = 0; g < QP_GQA_GMAX; g++) {
+                if (g >= G) break; /* G is uniform over the block */
+                float sc = 0.0f;
+#pragma unroll
+                for (int i = 0; i < 8; i++) sc += qr[g][i] * kf[i];
+#pragma unroll
+                for (int off = LPP / 2; off > 0; off >>= 1) sc += __shfl_xor_sync(0xffffffffu, sc, off);
+                if (ok[u]) {
+                    const float mn = fmaxf(m[g], sc), c = expf(m[g] - mn), e = expf(sc - mn);
+                    l[g] = l[g] * c + e;
+#pragma unroll
+                    for (int i = 0; i < 8; i++) o[g][i] = o[g][i] * c + e * vf[i];
+                    m[g] = mn;
+                }
+            }
+        }
+    }
+    /* merge the warp's lane groups (same dims, different positions), then the warps */
+#pragma unroll
+    for (int g = 0; g < QP_GQA_GMAX; g++) {
+        if (g >= G) break;
+        float M = m[g];
+#pragma unroll
+        for (int off = LPP; off < 32; off <<= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
+        const float c = m[g] == -INFINITY ? 0.0f : expf(m[g] - M);
+        float lg = l[g] * c;
+#pragma unroll
+        for (int off = LPP; off < 32; off <<= 1) lg += __shfl_xor_sync(0xffffffffu, lg, off);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            float v = o[g][i] * c;
+#pragma unroll
+            for (int off = LPP; off < 32; off <<= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+            if (grp == 0) so[g][warp][d0 + i] = v;
+        }
+        if (lane == 0) {
+            sm_m[g][warp] = M;
+            sm_l[g][warp] = lg;
+        }
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < G * HD; idx += blockDim.x) {
+        const int g = idx / HD, d = idx % HD;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < QP_GQA_WARPS; w++) M = fmaxf(M, sm_m[g][w]);
+        float acc = 0.0f, lt = 0.0f;
+        if (M != -INFINITY)
+#pragma unroll
+            for (int w = 0; w < QP_GQA_WARPS; w++) {
+                const float c = sm_m[g][w] == -INFINITY ? 0.0f : expf(sm_m[g][w] - M);
+                acc += so[g][w][d] * c;
+                lt += sm_l[g][w] * c;
+            }
+        float *out = part + (((int64_t)t * n_head + (int64_t)kvh * G + g) * S + s) * (HD + 2);
+        out[2 + d] = acc;
+        if (d == 0) {
+            out[0] = M;
+            out[1] = lt;
+        }
+    }
+}
+
 static __global__ void attn_combine_kernel(const float *__restrict__ part, int n_head, int hd, const int gridS,
                                            int64_t ctx, const struct qp_step *__restrict__ step,
                                            float *__restrict__ out) {
@@ -141,7 +273,25 @@ enum qp_status qp_cuda_attention(const struct qp_op_args *a, struct qp_error *er
     cudaStream_t st = QP_STREAM(a);
     const dim3 grid((unsigned)l.attn_split, (unsigned)a->n_head, (unsigned)a->n_tok);
     const float scale = 1.0f / sqrtf((float)a->head_dim);
-    if (a->kv.type == QP_GGML_F16)
+    static int gqa_env = -1;
+    if (gqa_env < 0) {
+        const char *e = getenv("QP_CUDA_ATTN_GQA");
+        gqa_env = !(e && e[0] == '0');
+    }
+    const int G = a->n_head_kv > 0 && a->n_head % a->n_head_kv == 0 ? a->n_head / a->n_head_kv : 0;
+    const bool gqa = gqa_env && a->kv.type == QP_GGML_F16 && (a->head_dim == 64 || a->head_dim == 128) &&
+                     G >= 1 && G <= QP_GQA_GMAX && a->kv.kv_dim % 8 == 0 && (uintptr_t)a->kv.k % 16 == 0 &&
+                     (uintptr_t)a->kv.v % 16 == 0;
+    const dim3 gg((unsigned)l.attn_split, (unsigned)a->n_head_kv, (unsigned)a->n_tok);
+    if (gqa && a->head_dim == 64)
+        QP_CUDA_LAUNCH(err, attn_gqa_kernel<64>, gg, QP_GQA_WARPS * 32, 0, st, a->in0, (const __half *)a->kv.k,
+                       (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx, a->n_head, a->n_head_kv, scale, a->step,
+                       part);
+    else if (gqa)
+        QP_CUDA_LAUNCH(err, attn_gqa_kernel<128>, gg, QP_GQA_WARPS * 32, 0, st, a->in0, (const __half *)a->kv.k,
+                       (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx, a->n_head, a->n_head_kv, scale, a->step,
+                       part);
+    else if (a->kv.type == QP_GGML_F16)
         QP_CUDA_LAUNCH(err, attn_partial_kernel<__half>, grid, QP_ATTN_WARPS * 32, 0, st, a->in0,
                        (const __half *)a->kv.k, (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx,
                        a->n_head, a->n_head_kv, a->head_dim, scale, a->step, part);
