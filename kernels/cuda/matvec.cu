@@ -8,7 +8,8 @@
  * warp reduction. Long rows (more than 64 sub-chunks: ffn_down's 4864 columns) are split over
  * ks = 2..8 warps of the block (split-K: warp kp takes sub-chunks kp*32 + lane, step 32*ks), the
  * ks warp sums added in warp order through shared memory. Rows of Q4_0/Q5_0/Q8_0 up to 1 KiB are
- * read by the warp with coalesced 4-byte loads into shared memory first ("coop", below). The RMS-norm prologue is folded in: each block computes 1/rms of its token's
+ * read by the warp with coalesced 4-byte loads into shared memory first ("coop", below; opt-in,
+ * measured slower). The RMS-norm prologue is folded in: each block computes 1/rms of its token's
  * input, and the product uses x * norm, scaled by 1/rms after the reduction. x * norm is staged
  * once per block in shared memory (padded, conflict-free; QP_XS_STRIDE), never re-read per lane
  * from global memory.
@@ -264,8 +265,27 @@ static __global__ void __launch_bounds__(256, QP_MMV_MIN_BLOCKS)
     const float *xs = NULL;
     if (p.cols % 32 == 0) { /* stage x (x * norm) once per block; see QP_XS_STRIDE */
         float *w = (float *)qp_xs4;
-        for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x)
-            w[(c >> 5) * QP_XS_STRIDE + (c & 31)] = p.norm ? x[c] * p.norm[c] : x[c];
+        if (((uintptr_t)x & 15) == 0 && ((uintptr_t)p.norm & 15) == 0) {
+            /* 16-byte loads, 4 in flight per thread: float4 c holds elements 4c..4c+3 of sub-chunk
+             * c / 8 (a 4864-column row is 19 KB: scalar loads were ~19 dependent L2 round trips) */
+            const float4 *x4 = (const float4 *)x, *n4 = (const float4 *)p.norm;
+            const int64_t nc4 = p.cols / 4;
+#pragma unroll 4
+            for (int64_t c = threadIdx.x; c < nc4; c += blockDim.x) {
+                float4 v = x4[c];
+                if (n4) {
+                    const float4 n = n4[c];
+                    v.x *= n.x;
+                    v.y *= n.y;
+                    v.z *= n.z;
+                    v.w *= n.w;
+                }
+                *(float4 *)(w + (c >> 3) * QP_XS_STRIDE + (c & 7) * 4) = v;
+            }
+        } else {
+            for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x)
+                w[(c >> 5) * QP_XS_STRIDE + (c & 31)] = p.norm ? x[c] * p.norm[c] : x[c];
+        }
         __syncthreads();
         xs = w;
     }
@@ -364,8 +384,8 @@ static enum qp_status launch_mmv(const qp_lin_params &p, dim3 grid, int threads,
     return QP_OK;
 }
 
-/* An experiment knob read once: QP_CUDA_MMV_KS=<n> forces the split (1 = off), QP_CUDA_MMV_COOP=0
- * turns the cooperative row staging off; unset = the defaults chosen below. */
+/* Experiment knobs read once: QP_CUDA_MMV_KS=<n> forces the split (1 = off), QP_CUDA_MMV_COOP=1
+ * turns the cooperative row staging on; unset = the defaults chosen below. */
 static int qp_mmv_env(const char *name, int dflt) {
     const char *e = getenv(name);
     return e && e[0] ? atoi(e) : dflt;
@@ -403,7 +423,8 @@ enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err) 
             while (warps % (ks * 2) == 0 && nsub > 64 * ks) ks *= 2;
         }
     }
-    if (ks > 1 || env_coop == 0) coop = false;
+    /* coop measured slower on an H100 (tg128 626 -> 613 t/s, docs/performance.md): opt-in only */
+    if (ks > 1 || env_coop != 1) coop = false;
     const int gpb = warps / ks;
     int64_t blocks = (p.units + gpb - 1) / gpb;
     qp_amax *part = NULL;
