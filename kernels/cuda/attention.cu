@@ -18,6 +18,7 @@
  * load each (64: 8 lanes, 4 positions per warp per step), two steps' loads issued before any
  * math; online softmax per (lane group, head), merged over the warp by shuffles and over the 8
  * warps through shared memory into the same {m, l, o} partials, so step 2 is unchanged.
+ * Decode only (n_tok <= QP_CUDA_MATVEC_MAX_TOK); prefill keeps the per-head kernel.
  * QP_CUDA_ATTN_GQA=0 in the environment selects the per-head kernel (a measurement knob).
  */
 #include "cuda_common.cuh"
@@ -279,7 +280,8 @@ enum qp_status qp_cuda_attention(const struct qp_op_args *a, struct qp_error *er
         gqa_env = !(e && e[0] == '0');
     }
     const int G = a->n_head_kv > 0 && a->n_head % a->n_head_kv == 0 ? a->n_head / a->n_head_kv : 0;
-    const bool gqa = gqa_env && a->kv.type == QP_GGML_F16 && (a->head_dim == 64 || a->head_dim == 128) &&
+    /* decode only (n_tok <= QP_CUDA_MATVEC_MAX_TOK): with it, pp512 measured 43.3k -> 41.4k t/s */
+    const bool gqa = gqa_env && a->n_tok <= QP_CUDA_MATVEC_MAX_TOK && a->kv.type == QP_GGML_F16 && (a->head_dim == 64 || a->head_dim == 128) &&
                      G >= 1 && G <= QP_GQA_GMAX && a->kv.kv_dim % 8 == 0 && (uintptr_t)a->kv.k % 16 == 0 &&
                      (uintptr_t)a->kv.v % 16 == 0;
     const dim3 gg((unsigned)l.attn_split, (unsigned)a->n_head_kv, (unsigned)a->n_tok);
