@@ -6,8 +6,9 @@
  * data precisely so that tuning is a plan edit:
  *  - mmv (decode matvec on quantized weights): 256 threads = 8 warps, one warp per output row
  *    (rows_per_block 8) so each warp streams whole rows; split 1.
- *  - mmv_argmax (decode LM head + argmax): as mmv, plus one (max, index) partial per block in
- *    scratch (8 bytes each, split = number of blocks), reduced by the last block.
+ *  - mmv_argmax (decode LM head + argmax): as mmv, but at most QP_CUDA_ARGMAX_BLOCKS blocks
+ *    (grid stride over rows), one (max, index) partial per block in scratch (8 bytes each,
+ *    split = number of blocks), reduced by the last block done: one launch, no second pass.
  *  - gemm (prefill linear): dequantize rows_per_block stacked weight rows (across parts) at a
  *    time into f16 scratch (<= QP_CUDA_GEMM_CHUNK_BYTES, never the whole LM head), convert the
  *    activations to f16 once, one cuBLAS call per chunk (split = chunks); swiglu and rope_kv
@@ -67,9 +68,12 @@ static enum qp_status select_linear(struct qp_plan *p, struct qp_plan_node *n, b
          * cuda_scratch_need from qp_cuda_scratch_plan */
         cpu *= (uint64_t)R; /* the CPU op tiles tokens through the scratch */
     } else if (n->epilogue == QP_EPILOGUE_ARGMAX) {
+        /* kernels/cuda/matvec.cu: at most QP_CUDA_ARGMAX_BLOCKS blocks walk the rows with a grid
+         * stride, one (max, index) partial each; the last block done reduces them */
         int64_t blocks = (rows + 7) / 8;
+        if (blocks > QP_CUDA_ARGMAX_BLOCKS) blocks = QP_CUDA_ARGMAX_BLOCKS;
         st = set_kernel(n, "mmv_argmax", 256, 8, (int32_t)blocks, err);
-        cuda = 8 * (uint64_t)blocks;
+        cuda = 8 * (uint64_t)QP_CUDA_ARGMAX_BLOCKS;
     } else {
         st = set_kernel(n, "mmv", 256, 8, 1, err);
     }
@@ -97,7 +101,9 @@ static enum qp_status select_node(struct qp_plan *p, struct qp_plan_node *n, boo
         }
     case QP_OP_SWIGLU: return set_kernel(n, "swiglu", 256, 0, 0, err);
     case QP_OP_ADD: return set_kernel(n, "add", 256, 0, 0, err);
-    case QP_OP_ARGMAX: return set_kernel(n, "argmax", 1024, 0, 0, err);
+    case QP_OP_ARGMAX:
+        n->scratch_bytes = align_up(8 * (uint64_t)QP_CUDA_ARGMAX_BLOCKS); /* stage-1 partials */
+        return set_kernel(n, "argmax", 256, 0, 0, err);
     case QP_OP_STEP_ADVANCE: return set_kernel(n, "step_advance", 32, 0, 0, err);
     case QP_OP_COUNT: break;
     }

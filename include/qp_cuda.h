@@ -21,8 +21,10 @@ extern "C" {
 /* LINEAR with n_tok <= this runs the quantized matvec (weights read per token); above it the
  * weights are dequantized to f16 in row chunks and multiplied by cuBLAS (prefill). */
 #define QP_CUDA_MATVEC_MAX_TOK 8
-/* Blocks of argmax's first stage: partials of (value, index) pairs in scratch. */
-#define QP_CUDA_ARGMAX_BLOCKS 256
+/* Most blocks of argmax's first stage, and of the decode matvec with the fused ARGMAX epilogue
+ * (its warps then walk the rows with a grid stride): one (value, index) partial per block in
+ * scratch, 8 bytes each. */
+#define QP_CUDA_ARGMAX_BLOCKS 1024
 /* Bytes of f16 weight rows dequantized per cuBLAS call (the chunk, over the parts' stacked rows),
  * unless launch.rows_per_block of a GEMM node names the rows per chunk. 24 MiB holds every
  * per-layer matrix of Qwen2.5-0.5B (ffn gate+up: 9728 x 896 x 2 B = 17 MiB) in one chunk. */

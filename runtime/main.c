@@ -176,7 +176,8 @@ int main(int argc, char **argv) {
             char *end;
             errno = 0;
             unsigned long long s = strtoull(val, &end, 10);
-            if (errno || end == val || *end) {
+            /* strtoull takes "-1" as 2^64 - 1: refuse a sign instead of wrapping silently */
+            if (errno || end == val || *end || strchr(val, '-')) {
                 fprintf(stderr, "qrun: --seed '%s': expected a non-negative integer\n", val);
                 return 2;
             }

@@ -4,12 +4,16 @@
 
 static __global__ void swiglu_kernel(const float *__restrict__ g, const float *__restrict__ u,
                                      int64_t n, float *__restrict__ out) {
+    qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
+    qp_pdl_trigger();
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
 /* out may alias in0 or in1 (each element read then written by one thread). */
 static __global__ void add_kernel(const float *a, const float *b, int64_t n, float *out) {
+    qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
+    qp_pdl_trigger();
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] = a[i] + b[i];
 }

@@ -6,42 +6,10 @@
 #include "cuda_common.cuh"
 #include "qp_cuda.h"
 
-struct qp_amax {
-    float v;
-    int32_t i;
-};
-
-static __device__ __forceinline__ void qp_amax_merge(float *v, int32_t *i, float v2, int32_t i2) {
-    if (v2 > *v || (v2 == *v && i2 < *i)) {
-        *v = v2;
-        *i = i2;
-    }
-}
-
-/* Block-wide merge; thread 0 gets the result. */
-static __device__ __forceinline__ void qp_amax_block(float *v, int32_t *i) {
-    __shared__ float sv[32];
-    __shared__ int32_t si[32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        qp_amax_merge(v, i, __shfl_xor_sync(0xffffffffu, *v, o), __shfl_xor_sync(0xffffffffu, *i, o));
-    if (lane == 0) {
-        sv[warp] = *v;
-        si[warp] = *i;
-    }
-    __syncthreads();
-    if (warp == 0) {
-        *v = lane < nw ? sv[lane] : -INFINITY;
-        *i = lane < nw ? si[lane] : INT32_MAX;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
-            qp_amax_merge(v, i, __shfl_xor_sync(0xffffffffu, *v, o), __shfl_xor_sync(0xffffffffu, *i, o));
-    }
-}
-
 static __global__ void argmax_stage1_kernel(const float *__restrict__ x, int64_t n,
                                             qp_amax *__restrict__ part) {
+    qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
+    qp_pdl_trigger();
     float v = -INFINITY;
     int32_t i = INT32_MAX;
     for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < n;
@@ -53,6 +21,8 @@ static __global__ void argmax_stage1_kernel(const float *__restrict__ x, int64_t
 
 static __global__ void argmax_stage2_kernel(const qp_amax *__restrict__ part, int n,
                                             struct qp_step *__restrict__ step) {
+    qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
+    qp_pdl_trigger();
     float v = -INFINITY;
     int32_t i = INT32_MAX;
     for (int k = threadIdx.x; k < n; k += blockDim.x) qp_amax_merge(&v, &i, part[k].v, part[k].i);

@@ -17,6 +17,15 @@
 #define QP_ATTN_WARPS 4
 #define QP_ATTN_MAX_HD 256
 
+/* Positions per chunk: ceil(L / S), but at least QP_ATTN_MIN_CHUNK, so that at a short live
+ * length only the first few chunks have work and the combine reads only those (the split S is
+ * fixed by the plan's context, e.g. 64 at 16k, while L grows from 1). */
+#define QP_ATTN_MIN_CHUNK 16
+static __device__ __forceinline__ int64_t qp_attn_chunk(int64_t L, int S) {
+    const int64_t c = (L + S - 1) / S;
+    return c > QP_ATTN_MIN_CHUNK ? c : QP_ATTN_MIN_CHUNK;
+}
+
 template <typename C> static __device__ __forceinline__ float qp_ld_kv(const C *p) {
     if constexpr (sizeof(C) == 2) return __half2float(*(const __half *)p);
     else return *p;
@@ -27,13 +36,15 @@ static __global__ void __launch_bounds__(QP_ATTN_WARPS * 32)
     attn_partial_kernel(const float *__restrict__ q, const C *__restrict__ kc, const C *__restrict__ vc,
                         int64_t kv_dim, int64_t ctx, int n_head, int n_head_kv, int hd, float scale,
                         const struct qp_step *__restrict__ step, float *__restrict__ part) {
+    qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
+    qp_pdl_trigger();
     constexpr int NJ = QP_ATTN_MAX_HD / 32;
     __shared__ float sm[QP_ATTN_WARPS], sl[QP_ATTN_WARPS], so[QP_ATTN_WARPS][QP_ATTN_MAX_HD];
     const int s = blockIdx.x, h = blockIdx.y, t = blockIdx.z, S = gridDim.x;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int64_t L = (int64_t)step->pos + t + 1;
     if (L > ctx) L = ctx;
-    const int64_t chunk = (L + S - 1) / S, p0 = (int64_t)s * chunk;
+    const int64_t chunk = qp_attn_chunk(L, S), p0 = (int64_t)s * chunk;
     const int64_t p1 = p0 + chunk < L ? p0 + chunk : L;
     const int kvh = h / (n_head / n_head_kv);
     const float *qh = q + ((int64_t)t * n_head + h) * hd;
@@ -93,10 +104,20 @@ static __global__ void __launch_bounds__(QP_ATTN_WARPS * 32)
     }
 }
 
-static __global__ void attn_combine_kernel(const float *__restrict__ part, int n_head, int hd, int S,
+static __global__ void attn_combine_kernel(const float *__restrict__ part, int n_head, int hd, const int gridS,
+                                           int64_t ctx, const struct qp_step *__restrict__ step,
                                            float *__restrict__ out) {
+    qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
+    qp_pdl_trigger();
     const int h = blockIdx.x, t = blockIdx.y;
-    const float *pp = part + ((int64_t)t * n_head + h) * S * (hd + 2);
+    int S = gridS;
+    int64_t L = (int64_t)step->pos + t + 1;
+    if (L > ctx) L = ctx;
+    { /* only the chunks that hold positions (the others are empty: M = -inf) */
+        const int64_t used = (L + qp_attn_chunk(L, S) - 1) / qp_attn_chunk(L, S);
+        if (used < S) S = used < 1 ? 1 : (int)used;
+    }
+    const float *pp = part + ((int64_t)t * n_head + h) * gridS * (hd + 2);
     float M = -INFINITY;
     for (int s = 0; s < S; s++) M = fmaxf(M, pp[s * (hd + 2)]);
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
@@ -131,6 +152,6 @@ enum qp_status qp_cuda_attention(const struct qp_op_args *a, struct qp_error *er
     const dim3 g2((unsigned)a->n_head, (unsigned)a->n_tok);
     const int threads = ((a->head_dim + 31) / 32) * 32;
     QP_CUDA_LAUNCH(err, attn_combine_kernel, g2, threads, 0, st, part, a->n_head, a->head_dim,
-                   l.attn_split, a->out);
+                   (int)l.attn_split, a->kv.ctx, (const struct qp_step *)a->step, a->out);
     return QP_OK;
 }

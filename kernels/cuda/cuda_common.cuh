@@ -13,6 +13,10 @@
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <utility>
 
 #include "qp_ggml.h"
 #include "qp_ops.h"
@@ -37,11 +41,59 @@
                                 __LINE__, #stmt, cublasGetStatusString(qp_s_));                 \
     } while (0)
 
+/* Programmatic Dependent Launch (PDL, sm_90). Every kernel of kernels/cuda/ can be launched with
+ * cudaLaunchAttributeProgrammaticStreamSerialization (when QP_CUDA_PDL=1 in the environment),
+ * so it may start while the previous kernel in the stream is still running. The rule that keeps
+ * this correct: every kernel calls qp_pdl_wait() before it reads anything an earlier kernel wrote
+ * or writes anything (only immutable data, the weights, may be touched before), then
+ * qp_pdl_trigger() to let the next kernel start. Since every kernel waits for its predecessor's
+ * completion before it completes, completion is transitive along the stream. Both are no-ops
+ * when the kernel was launched without the attribute (or a cuBLAS kernel precedes it). */
+static __device__ __forceinline__ void qp_pdl_wait(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void qp_pdl_trigger(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+/* Whether launches carry the PDL attribute: OFF unless the environment says QP_CUDA_PDL=1 (read
+ * once per translation unit). Measured on an H100 (docs/performance.md): with PDL on, tg128 ran
+ * at 725 t/s against 817 t/s off, so it stays an experiment until the kernels are arranged for it. */
+static inline bool qp_cuda_pdl_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("QP_CUDA_PDL");
+        on = e && e[0] == '1';
+    }
+    return on != 0;
+}
+
+/* Launches kernel k with PDL allowed (see above); returns the launch's error. */
+template <typename... KArgs, typename... Args>
+static cudaError_t qp_cuda_launch_k(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                                    cudaStream_t st, Args &&...args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = qp_cuda_pdl_on() ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, k, std::forward<Args>(args)...);
+}
+
 /* Launch and check the launch (configuration errors show at once; faults show at the next
- * synchronising call, which the runtime attributes to the node). */
+ * synchronising call, which the runtime attributes to the node). A kernel name with template
+ * arguments separated by commas goes in parentheses. */
 #define QP_CUDA_LAUNCH(err, kernel, grid, block, smem, stream, ...)                            \
     do {                                                                                       \
-        kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__);                            \
+        QP_CUDA_CHECK(err, qp_cuda_launch_k(kernel, (grid), (block), (smem), (stream), __VA_ARGS__)); \
         QP_CUDA_CHECK(err, cudaPeekAtLastError());                                             \
     } while (0)
 
@@ -69,6 +121,42 @@ static __device__ __forceinline__ float qp_block_sum(float v, float *red) {
     __syncthreads();
     v = lane < nw ? red[lane] : 0.0f;
     return qp_warp_sum(v);
+}
+
+/* (value, index) pairs of an argmax: ties go to the smaller index, NaN never wins. */
+struct qp_amax {
+    float v;
+    int32_t i;
+};
+
+static __device__ __forceinline__ void qp_amax_merge(float *v, int32_t *i, float v2, int32_t i2) {
+    if (v2 > *v || (v2 == *v && i2 < *i)) {
+        *v = v2;
+        *i = i2;
+    }
+}
+
+/* Block-wide merge; thread 0 gets the result. Contains __syncthreads(): call from all threads. */
+static __device__ __forceinline__ void qp_amax_block(float *v, int32_t *i) {
+    __shared__ float sv[32];
+    __shared__ int32_t si[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        qp_amax_merge(v, i, __shfl_xor_sync(0xffffffffu, *v, o), __shfl_xor_sync(0xffffffffu, *i, o));
+    __syncthreads(); /* sv/si may still be read by a previous call */
+    if (lane == 0) {
+        sv[warp] = *v;
+        si[warp] = *i;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        *v = lane < nw ? sv[lane] : -INFINITY;
+        *i = lane < nw ? si[lane] : INT32_MAX;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            qp_amax_merge(v, i, __shfl_xor_sync(0xffffffffu, *v, o), __shfl_xor_sync(0xffffffffu, *i, o));
+    }
 }
 
 static __device__ __forceinline__ float qp_h2f(uint16_t h) {

@@ -10,6 +10,8 @@ template <int T>
 static __global__ void embed_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows,
                                     int64_t cols, int vec, const struct qp_step *__restrict__ step,
                                     float *__restrict__ out) {
+    qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
+    qp_pdl_trigger();
     const int t = blockIdx.x;
     const int32_t tok = step->tokens[t];
     float *o = out + (int64_t)t * cols;
@@ -48,9 +50,9 @@ enum qp_status qp_cuda_embed(const struct qp_op_args *a, struct qp_error *err) {
                              qp_ggml_type_name(T));
             return;
         }
-        embed_kernel<T><<<a->n_tok, 128, 0, st>>>((const uint8_t *)w->data, w->row_bytes, w->rows,
-                                                  w->cols, vec, a->step, a->out);
-        cudaError_t e = cudaPeekAtLastError();
+        cudaError_t e = qp_cuda_launch_k(embed_kernel<T>, a->n_tok, 128, 0, st, (const uint8_t *)w->data,
+                                         w->row_bytes, w->rows, w->cols, vec, a->step, a->out);
+        if (e == cudaSuccess) e = cudaPeekAtLastError();
         if (e != cudaSuccess)
             s = qp_error_set(err, QP_ERR_DEVICE, "%s:%d: embed_kernel<%s>: %s", __FILE__, __LINE__,
                              qp_ggml_type_name(T), cudaGetErrorString(e));

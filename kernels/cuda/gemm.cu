@@ -32,6 +32,8 @@
 
 static __global__ void gemm_prep_x_kernel(const float *__restrict__ x, const float *__restrict__ norm,
                                           float eps, int64_t cols, __half *__restrict__ xh) {
+    qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
+    qp_pdl_trigger();
     __shared__ float red[32];
     const int t = blockIdx.x;
     const float *xr = x + (int64_t)t * cols;
@@ -48,6 +50,8 @@ template <int T>
 static __global__ void dequant_rows_kernel(const uint8_t *__restrict__ w, size_t row_bytes,
                                            int64_t row0, int64_t nrows, int64_t cols, int vec,
                                            __half *__restrict__ wh) {
+    qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
+    qp_pdl_trigger();
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (vec || !qp_is_float<T>::value) {
         using Q = qp_qt<T>;
@@ -72,6 +76,8 @@ static __global__ void dequant_rows_kernel(const uint8_t *__restrict__ w, size_t
 template <int EPI>
 static __global__ void linear_epilogue_kernel(const qp_lin_params p, const float *__restrict__ y,
                                               int64_t rows_total) {
+    qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
+    qp_pdl_trigger();
     const int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     const int t = blockIdx.y;
     if (u >= p.units) return;
@@ -89,8 +95,8 @@ enum qp_status qp_cuda_linear_epilogue(const struct qp_op_args *a, const float *
     enum qp_status s = QP_OK;
     qp_epi_dispatch(a->epilogue, [&](auto te_) {
                     constexpr int EPI = decltype(te_)::value;
-        linear_epilogue_kernel<EPI><<<grid, 256, 0, st>>>(p, y, p.row0[a->n_parts]);
-        cudaError_t e = cudaPeekAtLastError();
+        cudaError_t e = qp_cuda_launch_k(linear_epilogue_kernel<EPI>, grid, 256, 0, st, p, y, p.row0[a->n_parts]);
+        if (e == cudaSuccess) e = cudaPeekAtLastError();
         if (e != cudaSuccess)
             s = qp_error_set(err, QP_ERR_DEVICE, "%s:%d: linear_epilogue_kernel<%s>: %s", __FILE__,
                              __LINE__, qp_epilogue_name((enum qp_epilogue)EPI), cudaGetErrorString(e));
@@ -100,6 +106,8 @@ enum qp_status qp_cuda_linear_epilogue(const struct qp_op_args *a, const float *
 
 /* out[t][r] += bias of stacked row r (the direct path: cuBLAS wrote the products into out). */
 static __global__ void gemm_bias_kernel(const qp_lin_params p, int64_t rows_total) {
+    qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
+    qp_pdl_trigger();
     const int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (r >= rows_total) return;
     p.out[(int64_t)blockIdx.y * p.out_w + r] += qp_lin_bias(p, r);
@@ -178,9 +186,9 @@ enum qp_status qp_cuda_gemm(const struct qp_op_args *a, struct qp_error *err) {
                 constexpr int T = decltype(tc_)::value;
                 const int64_t items = (vec || !qp_is_float<T>::value) ? (hi - lo) * (cols / 32) : (hi - lo) * cols;
                 const unsigned blocks = (unsigned)((items + 255) / 256);
-                dequant_rows_kernel<T><<<blocks, 256, 0, st>>>(g->data, g->row_bytes, lo - g->row0, hi - lo,
-                                                               cols, vec, wh + (lo - r0) * cols);
-                cudaError_t e = cudaPeekAtLastError();
+                cudaError_t e = qp_cuda_launch_k(dequant_rows_kernel<T>, blocks, 256, 0, st, g->data, g->row_bytes,
+                                                 lo - g->row0, hi - lo, cols, vec, wh + (lo - r0) * cols);
+                if (e == cudaSuccess) e = cudaPeekAtLastError();
                 if (e != cudaSuccess)
                     s = qp_error_set(err, QP_ERR_DEVICE, "%s:%d: dequant_rows_kernel<%s>: %s", __FILE__,
                                      __LINE__, qp_ggml_type_name(T), cudaGetErrorString(e));

@@ -9,6 +9,8 @@ static __global__ void kv_write_kernel(const float *__restrict__ k, const float 
                                        int64_t kv_dim, int64_t ctx,
                                        const struct qp_step *__restrict__ step, C *__restrict__ kc,
                                        C *__restrict__ vc) {
+    qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
+    qp_pdl_trigger();
     const int t = blockIdx.y;
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     const int64_t pos = (int64_t)step->pos + t;

@@ -17,6 +17,7 @@
 
 struct qp_lin_params {
     const uint8_t *w[QP_OP_MAX_PARTS]; /* part weights, [rows][row_bytes] */
+    int type[QP_OP_MAX_PARTS];         /* enum qp_ggml_type of each part */
     size_t row_bytes[QP_OP_MAX_PARTS];
     int64_t row0[QP_OP_MAX_PARTS + 1]; /* stacked row offsets; row0[n_parts] = rows_total */
     const float *bias[QP_OP_MAX_PARTS];
@@ -45,6 +46,7 @@ static inline qp_lin_params qp_lin_params_make(const struct qp_op_args *a) {
     p.row0[0] = 0;
     for (int i = 0; i < a->n_parts; i++) {
         p.w[i] = (const uint8_t *)a->w[i].data;
+        p.type[i] = a->w[i].type;
         p.row_bytes[i] = a->w[i].row_bytes;
         p.bias[i] = a->bias[i];
         p.row0[i + 1] = p.row0[i] + a->w[i].rows;
@@ -118,9 +120,9 @@ static __device__ __forceinline__ void qp_kv_store(void *cache, int f16, int64_t
 }
 
 /* Writes unit u of token t from its raw products a (row ra) and b (row rb), biases not yet
- * added. */
+ * added. Returns a + bias (for NONE / ARGMAX: exactly the value written). */
 template <int EPI>
-static __device__ __forceinline__ void qp_unit_store(const qp_lin_params &p, int t, int64_t u,
+static __device__ __forceinline__ float qp_unit_store(const qp_lin_params &p, int t, int64_t u,
                                                      int64_t ra, int64_t rb, float a, float b) {
     a += qp_lin_bias(p, ra);
     if (rb >= 0) b += qp_lin_bias(p, rb);
@@ -153,6 +155,7 @@ static __device__ __forceinline__ void qp_unit_store(const qp_lin_params &p, int
     } else {
         o[u] = a;
     }
+    return a; /* the value written by NONE / ARGMAX (the logit the argmax epilogue compares) */
 }
 
 /* Dispatches a runtime epilogue to a template instantiation: f(std::integral_constant<int, EPI>{}). */

@@ -1,54 +1,202 @@
 /* matvec.cu — LINEAR for a few tokens (decode; n_tok <= QP_CUDA_MATVEC_MAX_TOK): reads the
- * quantized weight blocks directly, no dequantized copy.
+ * quantized weight blocks directly, no dequantized copy. One launch per node.
  *
  * Mapping: one warp per epilogue unit (linear_common.cuh), a block of launch.block threads
- * (default 256 = 8 units), grid.y = token. Each lane takes 32-element sub-chunks of the row in
- * turn (qp_row_dot_lane), fp32 accumulation, then a warp reduction. The RMS-norm prologue is
- * folded in: each block computes 1/rms of its token's input, and the product uses x * norm,
- * scaled by 1/rms after the reduction. Parts of different types (e.g. q/k Q5_0, v Q8_0) run as
- * separate launches over their unit ranges, so each launch is specialised on one block type.
+ * (default 256 = 8 units), grid.y = token, warps walk units with a grid stride (the ARGMAX
+ * epilogue caps the grid at QP_CUDA_ARGMAX_BLOCKS blocks; otherwise one unit per warp). Each lane
+ * takes 32-element sub-chunks of the row in turn (qp_row_dot_lane), fp32 accumulation, then a
+ * warp reduction. The RMS-norm prologue is folded in: each block computes 1/rms of its token's
+ * input, and the product uses x * norm, scaled by 1/rms after the reduction. x * norm is staged
+ * once per block in shared memory (padded, conflict-free; QP_XS_STRIDE), never re-read per lane
+ * from global memory.
+ *
+ * Parts of one type (the usual case) run a kernel specialised on that block type. Parts of
+ * different types (e.g. q/k Q5_0 with v Q8_0) run ONE launch of the "mixed" kernel (T = -1),
+ * which picks the decoder per row at run time (the switch is per row, outside the inner loop).
+ *
+ * PDL (cuda_common.cuh): before qp_pdl_wait() each warp prefetches its first unit's weight rows
+ * into L2 (weights are immutable), so the weight stream of this kernel overlaps the tail of the
+ * previous one; everything else happens after the wait.
+ *
+ * ARGMAX epilogue, fused: each block merges the (logit, row) pairs of its warps into one partial
+ * in scratch; the last block to finish (a device counter, reset by that block) merges the
+ * partials and writes step->next_token. Ties go to the first index, NaN never wins, as in
+ * argmax.cu. The counter is module memory (qp_mmv_argmax_done): kernels in one stream never
+ * overlap their use of it (PDL: the next kernel touches it only after its wait).
  */
 #include "linear_common.cuh"
 #include "qp_cuda.h"
 #include "quant_blocks.cuh"
 
-static __device__ __forceinline__ const uint8_t *qp_lin_row(const qp_lin_params &p, int64_t r) {
+#define QP_MMV_MIXED (-1)
+
+static __device__ unsigned int qp_mmv_argmax_done;
+
+/* Row r of the stacked matrix and the part it lies in. */
+static __device__ __forceinline__ const uint8_t *qp_lin_row(const qp_lin_params &p, int64_t r, int *part) {
     int i = 0;
     while (i + 1 < p.n_parts && r >= p.row0[i + 1]) i++;
+    *part = i;
     return p.w[i] + (size_t)(r - p.row0[i]) * p.row_bytes[i];
 }
 
-template <int T, int EPI>
-static __global__ void __launch_bounds__(256)
-    matvec_kernel(const qp_lin_params p, const int64_t u0, const int64_t u1, const int vec) {
-    __shared__ float red[32];
-    const int t = blockIdx.y;
-    const float *x = p.x + (int64_t)t * p.cols;
-    const float inv = p.norm ? qp_block_inv_rms(x, p.cols, p.eps, red) : 1.0f;
-    const int lane = threadIdx.x & 31;
-    const int64_t u = u0 + (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (u >= u1) return;
-    int64_t ra, rb;
-    qp_unit_rows<EPI>(p, u, &ra, &rb);
-    const float a = qp_warp_sum(qp_row_dot_lane<T>(qp_lin_row(p, ra), p.cols, x, p.norm, vec, lane));
-    float b = 0.0f;
-    if (rb >= 0) b = qp_warp_sum(qp_row_dot_lane<T>(qp_lin_row(p, rb), p.cols, x, p.norm, vec, lane));
-    if (lane == 0) qp_unit_store<EPI>(p, t, u, ra, rb, a * inv, b * inv);
+static __device__ __forceinline__ void qp_prefetch_l2(const void *ptr) {
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr));
 }
 
-/* Unit range of part i (for epilogues whose units do not straddle parts). */
-static void part_units(const struct qp_op_args *a, const qp_lin_params &p, int i, int64_t *u0,
-                       int64_t *u1) {
-    if (a->epilogue == QP_EPILOGUE_ROPE_KV) {
-        const int64_t nq = (int64_t)a->n_head * a->head_dim / 2;
-        const int64_t nk = (int64_t)a->n_head_kv * a->head_dim / 2;
-        const int64_t b[4] = {0, nq, nq + nk, p.units};
-        *u0 = b[i];
-        *u1 = b[i + 1];
-    } else {
-        *u0 = p.row0[i];
-        *u1 = p.row0[i + 1];
+/* The row's bytes into L2, a warp's lanes striding 128-byte lines. */
+static __device__ __forceinline__ void qp_prefetch_row(const uint8_t *row, size_t bytes, int lane) {
+    const uintptr_t a0 = (uintptr_t)row & ~(uintptr_t)127, end = (uintptr_t)row + bytes;
+    for (uintptr_t a = a0 + 128u * (uintptr_t)lane; a < end; a += 128u * 32u) qp_prefetch_l2((const void *)a);
+}
+
+/* xs: the block's token input (times norm when the prologue is on) staged in shared memory,
+ * sub-chunk s of 32 floats at xs + s * QP_XS_STRIDE. The 4-float pad puts the 8 lanes of each
+ * 16-byte load phase in different banks; reading x straight from global memory instead (each lane
+ * a different 128-byte line per float4) cost 32 L1 wavefronts per load and was what held the
+ * decode matvec to 2-14% of bandwidth (docs/performance.md). */
+#define QP_XS_STRIDE 36
+
+/* As qp_row_dot_lane (quant_blocks.cuh) but x (x*norm) from xs: the same products, summed in
+ * the same order. */
+template <int T>
+static __device__ __forceinline__ float qp_row_dot_lane_xs(const uint8_t *__restrict__ row, int64_t cols,
+                                                           const float *__restrict__ xs, int lane) {
+    using Q = qp_qt<T>;
+    float acc = 0.0f;
+    const int64_t nsub = cols / 32;
+    for (int64_t s = lane; s < nsub; s += 32) {
+        float v[32];
+        qp_dec32<T>(row + (s / Q::SUBS) * Q::BYTES, (int)(s % Q::SUBS), v);
+        const float4 *x4 = (const float4 *)(xs + s * QP_XS_STRIDE);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const float4 a = x4[i];
+            acc += v[4 * i] * a.x + v[4 * i + 1] * a.y + v[4 * i + 2] * a.z + v[4 * i + 3] * a.w;
+        }
     }
+    return acc;
+}
+
+/* One lane's share of row . x: from the staged xs when the block staged it (xs != NULL; float
+ * rows only when `vec`), else from global memory. */
+template <int T>
+static __device__ __forceinline__ float qp_dot_lane(const uint8_t *__restrict__ row, const qp_lin_params &p,
+                                                    const float *x, const float *xs, int vec, int lane) {
+    if (xs && (vec || !qp_is_float<T>::value)) return qp_row_dot_lane_xs<T>(row, p.cols, xs, lane);
+    return qp_row_dot_lane<T>(row, p.cols, x, p.norm, vec, lane);
+}
+
+/* Runtime-type dot for the mixed kernel: the same decoders as the specialised kernels. */
+static __device__ __noinline__ float qp_row_dot_lane_any(int type, const uint8_t *__restrict__ row,
+                                                         const qp_lin_params &p, const float *x,
+                                                         const float *xs, int vec, int lane) {
+#define QP_DOT_CASE(T_) \
+    case T_: return qp_dot_lane<T_>(row, p, x, xs, vec, lane);
+    switch (type) {
+        QP_DOT_CASE(QP_GGML_F32) QP_DOT_CASE(QP_GGML_F16) QP_DOT_CASE(QP_GGML_BF16)
+        QP_DOT_CASE(QP_GGML_Q4_0) QP_DOT_CASE(QP_GGML_Q4_1) QP_DOT_CASE(QP_GGML_Q5_0)
+        QP_DOT_CASE(QP_GGML_Q5_1) QP_DOT_CASE(QP_GGML_Q8_0) QP_DOT_CASE(QP_GGML_Q2_K)
+        QP_DOT_CASE(QP_GGML_Q3_K) QP_DOT_CASE(QP_GGML_Q4_K) QP_DOT_CASE(QP_GGML_Q5_K)
+        QP_DOT_CASE(QP_GGML_Q6_K)
+    default: return __int_as_float(0x7fc00000); /* ops.cu admits no other type */
+    }
+#undef QP_DOT_CASE
+}
+
+template <int T>
+static __device__ __forceinline__ float qp_mmv_dot(const qp_lin_params &p, int64_t r, const float *x,
+                                                   const float *xs, int vec, int lane) {
+    int part;
+    const uint8_t *row = qp_lin_row(p, r, &part);
+    if constexpr (T == QP_MMV_MIXED)
+        return qp_row_dot_lane_any(p.type[part], row, p, x, xs, vec, lane);
+    else
+        return qp_dot_lane<T>(row, p, x, xs, vec, lane);
+}
+
+template <int T, int EPI, bool AM>
+static __global__ void __launch_bounds__(256)
+    matvec_kernel(const qp_lin_params p, const int vec, qp_amax *__restrict__ part) {
+    __shared__ float red[32];
+    __shared__ bool last;
+    const int t = blockIdx.y;
+    const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+    const int64_t stride = (int64_t)gridDim.x * nw;
+    const int64_t ufirst = (int64_t)blockIdx.x * nw + (threadIdx.x >> 5);
+    if (t == 0 && ufirst < p.units) { /* weights only: safe before the wait */
+        int64_t ra, rb;
+        int pi;
+        qp_unit_rows<EPI>(p, ufirst, &ra, &rb);
+        qp_prefetch_row(qp_lin_row(p, ra, &pi), p.row_bytes[pi], lane);
+        if (rb >= 0) qp_prefetch_row(qp_lin_row(p, rb, &pi), p.row_bytes[pi], lane);
+    }
+    qp_pdl_wait();
+    qp_pdl_trigger();
+    const float *x = p.x + (int64_t)t * p.cols;
+    const float inv = p.norm ? qp_block_inv_rms(x, p.cols, p.eps, red) : 1.0f;
+    extern __shared__ float4 qp_xs4[];
+    const float *xs = NULL;
+    if (p.cols % 32 == 0) { /* stage x (x * norm) once per block; see QP_XS_STRIDE */
+        float *w = (float *)qp_xs4;
+        for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x)
+            w[(c >> 5) * QP_XS_STRIDE + (c & 31)] = p.norm ? x[c] * p.norm[c] : x[c];
+        __syncthreads();
+        xs = w;
+    }
+    float bv = -INFINITY;
+    int32_t bi = INT32_MAX;
+    for (int64_t u = ufirst; u < p.units; u += stride) {
+        int64_t ra, rb;
+        qp_unit_rows<EPI>(p, u, &ra, &rb);
+        const float a = qp_warp_sum(qp_mmv_dot<T>(p, ra, x, xs, vec, lane));
+        float b = 0.0f;
+        if (rb >= 0) b = qp_warp_sum(qp_mmv_dot<T>(p, rb, x, xs, vec, lane));
+        if (lane == 0) {
+            const float val = qp_unit_store<EPI>(p, t, u, ra, rb, a * inv, b * inv);
+            if constexpr (AM) qp_amax_merge(&bv, &bi, val, (int32_t)u);
+        }
+    }
+    if constexpr (AM) {
+        if (t != (int)gridDim.y - 1) return; /* argmax of the last token's row only */
+        qp_amax_block(&bv, &bi);
+        if (threadIdx.x == 0) {
+            part[blockIdx.x] = qp_amax{bv, bi};
+            __threadfence();
+            last = atomicAdd(&qp_mmv_argmax_done, 1u) == gridDim.x - 1;
+        }
+        __syncthreads();
+        if (!last) return;
+        __threadfence();
+        bv = -INFINITY;
+        bi = INT32_MAX;
+        for (int k = threadIdx.x; k < (int)gridDim.x; k += blockDim.x) {
+            const float2 pk = __ldcg((const float2 *)(part + k));
+            qp_amax_merge(&bv, &bi, pk.x, __float_as_int(pk.y));
+        }
+        qp_amax_block(&bv, &bi);
+        if (threadIdx.x == 0) {
+            ((struct qp_step *)p.step)->next_token = bi == INT32_MAX ? 0 : bi;
+            qp_mmv_argmax_done = 0;
+        }
+    }
+}
+
+template <int T, int EPI, bool AM>
+static enum qp_status launch_mmv(const qp_lin_params &p, dim3 grid, int threads, int vec, qp_amax *part,
+                                 cudaStream_t st, struct qp_error *err) {
+    const size_t smem = p.cols % 32 == 0 ? (size_t)(p.cols / 32) * QP_XS_STRIDE * sizeof(float) : 0;
+    cudaError_t e = cudaSuccess;
+    if (smem > 48 * 1024) /* beyond the default dynamic limit: opt in (not a stream operation) */
+        e = cudaFuncSetAttribute(matvec_kernel<T, EPI, AM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e == cudaSuccess) e = qp_cuda_launch_k(matvec_kernel<T, EPI, AM>, grid, threads, smem, st, p, vec, part);
+    if (e == cudaSuccess) e = cudaPeekAtLastError();
+    if (e != cudaSuccess)
+        return qp_error_set(err, QP_ERR_DEVICE, "%s:%d: matvec_kernel<%s, %s%s><<<%u x %u, %d>>>: %s", __FILE__,
+                            __LINE__, T == QP_MMV_MIXED ? "mixed" : qp_ggml_type_name(T),
+                            qp_epilogue_name((enum qp_epilogue)EPI), AM ? " + argmax" : "", grid.x, grid.y,
+                            threads, cudaGetErrorString(e));
+    return QP_OK;
 }
 
 enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err) {
@@ -57,51 +205,51 @@ enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err) 
     const int threads = a->launch.block > 0 ? a->launch.block : 256;
     const int warps = threads / 32;
     bool vec = a->in_w % 32 == 0;
-    for (int i = 0; i < a->n_parts; i++)
+    bool mixed = false;
+    for (int i = 0; i < a->n_parts; i++) {
         vec = vec && a->w[i].row_bytes % 16 == 0 && (uintptr_t)a->w[i].data % 16 == 0;
-
-    /* Segments: runs of parts of one type (SWIGLU: one segment, its parts share a type). */
-    const int nseg_parts = a->epilogue == QP_EPILOGUE_SWIGLU ? 1 : a->n_parts;
-    for (int i = 0; i < nseg_parts;) {
-        int j = i + 1;
-        while (j < nseg_parts && a->w[j].type == a->w[i].type) j++;
-        int64_t u0, u1, tmp;
-        if (a->epilogue == QP_EPILOGUE_SWIGLU) {
-            u0 = 0;
-            u1 = p.units;
-        } else {
-            part_units(a, p, i, &u0, &tmp);
-            part_units(a, p, j - 1, &tmp, &u1);
-        }
-        if (u1 > u0) {
-            const dim3 grid((unsigned)((u1 - u0 + warps - 1) / warps), (unsigned)a->n_tok);
-            enum qp_status s = QP_OK;
-            bool ok = qp_type_dispatch(a->w[i].type, [&](auto tc_) {
-                constexpr int T = decltype(tc_)::value;
-                qp_epi_dispatch(a->epilogue, [&](auto te_) {
-                    constexpr int EPI = decltype(te_)::value;
-                    matvec_kernel<T, EPI><<<grid, threads, 0, st>>>(p, u0, u1, vec ? 1 : 0);
-                    cudaError_t e = cudaPeekAtLastError();
-                    if (e != cudaSuccess)
-                        s = qp_error_set(err, QP_ERR_DEVICE, "%s:%d: matvec_kernel<%s, %s><<<%u, %d>>>: %s",
-                                         __FILE__, __LINE__, qp_ggml_type_name(T),
-                                         qp_epilogue_name((enum qp_epilogue)EPI), grid.x, threads,
-                                         cudaGetErrorString(e));
-                });
-            });
-            if (!ok)
-                return qp_error_set(err, QP_ERR_UNSUPPORTED, "cuda matvec: weight type %s has no kernel",
-                                    qp_ggml_type_name(a->w[i].type));
-            if (s != QP_OK) return s;
-        }
-        i = j;
+        mixed = mixed || a->w[i].type != a->w[0].type;
     }
-    if (a->epilogue == QP_EPILOGUE_ARGMAX) {
+    const bool am = a->epilogue == QP_EPILOGUE_ARGMAX;
+    int64_t blocks = (p.units + warps - 1) / warps;
+    qp_amax *part = NULL;
+    if (am) {
         struct qp_cuda_scratch_layout l;
         enum qp_status s = qp_cuda_scratch_plan(a, &l, err);
         if (s != QP_OK) return s;
-        return qp_cuda_argmax_row(a->out + (int64_t)(a->n_tok - 1) * a->out_w, a->out_w, a->step,
-                                  (char *)a->scratch + l.argmax_off, st, err);
+        part = (qp_amax *)((char *)a->scratch + l.argmax_off);
+        if (blocks > QP_CUDA_ARGMAX_BLOCKS) blocks = QP_CUDA_ARGMAX_BLOCKS;
     }
-    return QP_OK;
+    if (blocks < 1) return QP_OK;
+    const dim3 grid((unsigned)blocks, (unsigned)a->n_tok);
+    const int v = vec ? 1 : 0;
+    enum qp_status s = QP_OK;
+    if (mixed) {
+        qp_epi_dispatch(a->epilogue, [&](auto te_) {
+            constexpr int EPI = decltype(te_)::value;
+            if constexpr (EPI == QP_EPILOGUE_NONE) /* ARGMAX dispatches as NONE */
+                if (am) {
+                    s = launch_mmv<QP_MMV_MIXED, EPI, true>(p, grid, threads, v, part, st, err);
+                    return;
+                }
+            s = launch_mmv<QP_MMV_MIXED, EPI, false>(p, grid, threads, v, part, st, err);
+        });
+        return s;
+    }
+    bool ok = qp_type_dispatch(a->w[0].type, [&](auto tc_) {
+        constexpr int T = decltype(tc_)::value;
+        qp_epi_dispatch(a->epilogue, [&](auto te_) {
+            constexpr int EPI = decltype(te_)::value;
+            if constexpr (EPI == QP_EPILOGUE_NONE) /* ARGMAX dispatches as NONE */
+                if (am) {
+                    s = launch_mmv<T, EPI, true>(p, grid, threads, v, part, st, err);
+                    return;
+                }
+            s = launch_mmv<T, EPI, false>(p, grid, threads, v, part, st, err);
+        });
+    });
+    if (!ok)
+        return qp_error_set(err, QP_ERR_UNSUPPORTED, "cuda matvec: weight type %s has no kernel",
+                            qp_ggml_type_name(a->w[0].type));
+    return s;
 }

@@ -4,6 +4,8 @@
 
 static __global__ void rms_norm_kernel(const float *__restrict__ x, const float *__restrict__ w,
                                        float eps, int64_t n, float *__restrict__ out) {
+    qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
+    qp_pdl_trigger();
     __shared__ float red[32];
     const float *xr = x + (int64_t)blockIdx.x * n;
     float *o = out + (int64_t)blockIdx.x * n;

@@ -6,6 +6,8 @@
 
 static __global__ void rope_kernel(const float *src, float *dst, int n_head, int hd, float base,
                                    const struct qp_step *__restrict__ step) {
+    qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
+    qp_pdl_trigger();
     const int t = blockIdx.y, half = hd / 2;
     const int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (u >= (int64_t)n_head * half) return;

@@ -3,6 +3,8 @@
 #include "cuda_common.cuh"
 
 static __global__ void step_advance_kernel(struct qp_step *s) {
+    qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
+    qp_pdl_trigger();
     s->pos += s->n_tok;
     s->tokens[0] = s->next_token;
     s->n_tok = 1;

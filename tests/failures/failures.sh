@@ -312,7 +312,7 @@ case_qrun_args() {
   "$qplan" compile "$work/m.gguf" -o "$work/p.yaml" --ctx 64 >/dev/null || fail "compile"
   local a
   for a in "-n -5" "-n -2147483649" "-n 99999999999" "-n abc" "-n 1e3" "-n ''" "-c -1" \
-           "-c 99999999999999999999" "-c abc" "-c 12x" "--temp abc" "--top-k -3" "--seed abc" \
+           "-c 99999999999999999999" "-c abc" "-c 12x" "--temp abc" "--top-k -3" "--seed abc" "--seed -1" \
            "--repeat-last-n 9999999"; do
     expect_fail "qrun $a" "qrun: ${a%% *}" bash -c "exec '$qrun' p.yaml -m m.gguf --device cpu -p hi $a"
   done

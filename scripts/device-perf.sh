@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Runs ON the GPU machine: decode-speed work (issue 8) in one command, this tree against a
+# baseline tree, same machine, same synthetic model:
+#   1. builds this tree and the baseline tree ($QP_BASE, a copy of the previous commit) in
+#      parallel (qplan, qrun, and the GPU tests of this tree)
+#   2. the same-shape synthetic model from the real model's header, a plan from each tree
+#   3. the GPU tests of this tree (ctest -L gpu: every CUDA op vs the CPU op, and CUDA vs CPU
+#      logits over a 64-token greedy run, graph == eager, on the same-shape model)
+#   4. qrun --bench of both trees (graph replay), and this tree with QP_CUDA_PDL=1
+#   5. ncu (--clock-control none): per-kernel durations of ~2 decode steps of each tree
+# Logs to $OUT (at most 8 files come back) or ./device-out.
+#   QP_BASE    baseline source tree (default <repo>/../perf-base)
+#   QP_HEADER  model header (default <repo>/../model-header.gguf)
+#   QP_CTX     plan context (default 16640); QP_REPS bench repetitions (default 3)
+#   QP_STEPS   default "build test bench ncu"; QP_NCU_TREES default "base new"
+#   QP_BENCH_PDL=0 skips the QP_CUDA_PDL=1 run
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+base=${QP_BASE:-$root/../perf-base}
+out=${OUT:-$root/device-out}
+mkdir -p "$out"
+header=${QP_HEADER:-$root/../model-header.gguf}
+ctx=${QP_CTX:-16640}
+reps=${QP_REPS:-3}
+steps=${QP_STEPS:-build test bench ncu}
+want() { [[ " $steps " == *" $1 "* ]]; }
+export PATH=/usr/local/cuda/bin:$PATH
+work=/tmp/qp-perf
+mkdir -p "$work"
+log=$out/perf.log
+exec > >(tee -a "$log") 2>&1
+t0=$(date +%s)
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
+echo "tree $(cat "$root/.commit" 2>/dev/null), base $(cat "$base/.commit" 2>/dev/null)"
+
+if want build; then
+  QP_BUILD_DIR=$root/build-device QP_TARGET="qplan qrun test_gpu_ops test_cuda_backend" \
+    "$root/scripts/device-build.sh" > "$work/build-new.log" 2>&1 &
+  pn=$!
+  if [ -d "$base" ]; then
+    QP_DEPS=$root/../../.deps QP_BUILD_DIR=$base/build-device QP_TARGET="qplan qrun" \
+      "$base/scripts/device-build.sh" > "$work/build-base.log" 2>&1 &
+    pb=$!
+    wait $pb || { tail -30 "$work/build-base.log"; echo "BASE BUILD FAILED"; }
+  fi
+  wait $pn || { tail -60 "$work/build-new.log"; echo "BUILD FAILED"; exit 1; }
+  grep -i "warning" "$work/build-new.log" | grep -i "kernels/cuda" | head -10
+  echo "== build: $(( $(date +%s) - t0 )) s"
+fi
+
+model=$work/synth.gguf
+"$root/build-device/compiler/qplan" synth --like "$header" -o "$model" > "$work/synth.log" 2>&1 || { cat "$work/synth.log"; exit 1; }
+for t in new base; do
+  d=$root; [ $t = base ] && d=$base
+  [ -x "$d/build-device/compiler/qplan" ] || continue
+  "$d/build-device/compiler/qplan" compile "$model" -o "$work/plan-$t.yaml" --ctx "$ctx" >> "$work/synth.log" 2>&1 ||
+    { cat "$work/synth.log"; echo "PLAN $t FAILED"; }
+done
+echo "== synth + plans: $(( $(date +%s) - t0 )) s"
+
+if want test; then
+  ( cd "$root/build-device" && QP_E2E_MODEL=$model QP_E2E_PLAN=$work/plan-new.yaml timeout 240 \
+      ctest -L gpu --output-on-failure -V ) > "$out/test.log" 2>&1
+  rc=$?
+  grep -E '^FAIL|rel |identical|DIFFERENT|tests passed|tests failed|skip|NaN' "$out/test.log" | grep -v '^ok ' | tail -25
+  echo "== gpu tests: $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc") ($(grep -c '^ok ' "$out/test.log") op checks ok), $(( $(date +%s) - t0 )) s"
+fi
+
+bench() { # name dir plan [env...]
+  local name=$1 d=$2 plan=$3; shift 3
+  [ -x "$d/build-device/runtime/qrun" ] || { echo "no qrun for $name"; return; }
+  env "$@" timeout 200 "$d/build-device/runtime/qrun" "$plan" -m "$model" --device cuda --bench --bench-reps "$reps" \
+    ${QP_BENCH_ARGS:-} --bench-json "$out/bench-$name.json" > "$work/bench-$name.txt" 2>&1
+  echo "-- $name (rc=$?)"; grep -E '^\|' "$work/bench-$name.txt" || tail -5 "$work/bench-$name.txt"
+}
+if want bench; then
+  bench base "$base" "$work/plan-base.yaml"
+  bench new "$root" "$work/plan-new.yaml"
+  [ "${QP_BENCH_PDL:-1}" = 0 ] || QP_BENCH_ARGS="--bench-depths 0 --bench-pp 0" bench new-pdl "$root" "$work/plan-new.yaml" QP_CUDA_PDL=1
+  echo "== bench: $(( $(date +%s) - t0 )) s"
+fi
+
+if want ncu; then
+  for t in ${QP_NCU_TREES:-base new}; do
+    d=$root; [ $t = base ] && d=$base
+    [ -x "$d/build-device/runtime/qrun" ] || continue
+    timeout 150 ncu --clock-control none --metrics gpu__time_duration.sum --csv --launch-skip ${QP_NCU_SKIP:-1500} \
+      --launch-count ${QP_NCU_COUNT:-330} "$d/build-device/runtime/qrun" "$work/plan-$t.yaml" -m "$model" \
+      --device cuda -p "hello" -n 40 --temp 0 > "$work/ncu-$t.csv" 2> "$work/ncu-$t.err"
+    echo "ncu $t rc=$? lines $(wc -l < "$work/ncu-$t.csv")"
+    grep -E '^"' "$work/ncu-$t.csv" | gzip > "$out/ncu-$t.csv.gz"
+  done
+  echo "== ncu: $(( $(date +%s) - t0 )) s"
+fi
+echo "== total $(( $(date +%s) - t0 )) s"
