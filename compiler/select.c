@@ -9,9 +9,10 @@
  *  - mmv_argmax (decode LM head + argmax): as mmv, but at most QP_CUDA_ARGMAX_BLOCKS blocks
  *    (grid stride over rows), one (max, index) partial per block in scratch (8 bytes each,
  *    split = number of blocks), reduced by the last block done: one launch, no second pass.
- *  - gemm (prefill linear): dequantize rows_per_block weight rows at a time into f16 scratch
- *    (<= GEMM_CHUNK_BYTES, never the whole LM head), convert the activations to f16 once, call
- *    cuBLAS per chunk (split = chunks); swiglu and rope_kv stage the f32 product in scratch.
+ *  - gemm (prefill linear): dequantize rows_per_block stacked weight rows (across parts) at a
+ *    time into f16 scratch (<= QP_CUDA_GEMM_CHUNK_BYTES, never the whole LM head), convert the
+ *    activations to f16 once, one cuBLAS call per chunk (split = chunks); swiglu and rope_kv
+ *    stage the f32 product in scratch, the other epilogues let cuBLAS write out directly.
  *  - attn_decode: flash-decoding, split = KV chunks of ATTN_SPLIT_POS positions (<= 64), each
  *    writing a partial (head_dim outputs + max + sum) per head to scratch.
  *  - attn_prefill: 128 threads, 16 query rows per block, keys streamed from the cache.
@@ -24,7 +25,6 @@
 #include "qp_cuda.h"
 #include "qp_ggml.h"
 
-#define GEMM_CHUNK_BYTES (16u << 20) /* f16 dequant chunk: 16 MiB (LM head of 152k x 896 = 260 MiB) */
 #define ATTN_SPLIT_POS 256
 #define ATTN_MAX_SPLIT 64
 
@@ -55,14 +55,17 @@ static enum qp_status select_linear(struct qp_plan *p, struct qp_plan_node *n, b
     uint64_t cuda = 0;
     enum qp_status st;
     if (prefill && n->rows == QP_PLAN_ROWS_ALL) {
-        int64_t chunk = (int64_t)(GEMM_CHUNK_BYTES / (2 * (uint64_t)cols)) / 256 * 256;
-        if (chunk < 256) chunk = 256;
+        /* balanced chunks over the stacked rows of all parts (one cuBLAS call each), at most
+         * QP_CUDA_GEMM_CHUNK_BYTES of f16 rows, 64-row multiples */
+        int64_t per = (int64_t)(QP_CUDA_GEMM_CHUNK_BYTES / (2 * (uint64_t)cols));
+        if (per < 64) per = 64;
+        int64_t n_chunks = (rows + per - 1) / per;
+        int64_t chunk = ((rows + n_chunks - 1) / n_chunks + 63) / 64 * 64;
         if (chunk > rows) chunk = rows;
-        int64_t n_chunks = (rows + chunk - 1) / chunk;
+        n_chunks = (rows + chunk - 1) / chunk;
         st = set_kernel(n, "gemm", 256, (int32_t)chunk, (int32_t)n_chunks, err);
-        cuda = align_up(2 * (uint64_t)chunk * (uint64_t)cols) + align_up(2 * (uint64_t)R * cols);
-        if (n->epilogue == QP_EPILOGUE_SWIGLU || n->epilogue == QP_EPILOGUE_ROPE_KV)
-            cuda += align_up(4 * (uint64_t)R * (uint64_t)rows);
+        /* the CUDA scratch (y, x and weight rows in f16, cuBLAS workspace) is sized below by
+         * cuda_scratch_need from qp_cuda_scratch_plan */
         cpu *= (uint64_t)R; /* the CPU op tiles tokens through the scratch */
     } else if (n->epilogue == QP_EPILOGUE_ARGMAX) {
         /* kernels/cuda/matvec.cu: at most QP_CUDA_ARGMAX_BLOCKS blocks walk the rows with a grid

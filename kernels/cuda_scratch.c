@@ -50,19 +50,26 @@ enum qp_status qp_cuda_scratch_plan(const struct qp_op_args *a, struct qp_cuda_s
             return qp_error_set(err, QP_ERR_INVALID, "cuda scratch: linear with %lld rows x %lld cols",
                                 (long long)rows, (long long)a->in_w);
         l->gemm = true;
-        int64_t chunk = a->launch.rows_per_block > 0
-                            ? a->launch.rows_per_block
-                            : (int64_t)(QP_CUDA_GEMM_CHUNK_BYTES / (2u * (size_t)a->in_w)) & ~(int64_t)63;
-        if (chunk < 64) chunk = 64;
+        int64_t chunk = a->launch.rows_per_block;
+        if (chunk <= 0) { /* balanced chunks of at most QP_CUDA_GEMM_CHUNK_BYTES, 64-row multiples */
+            int64_t per = (int64_t)(QP_CUDA_GEMM_CHUNK_BYTES / (2u * (size_t)a->in_w));
+            if (per < 64) per = 64;
+            int64_t n_chunks = (rows + per - 1) / per;
+            chunk = ((rows + n_chunks - 1) / n_chunks + 63) / 64 * 64;
+        }
         if (chunk > rows) chunk = rows;
         l->chunk_rows = chunk;
-        if (!qp_mul_size(n, (size_t)rows, &b) || !qp_mul_size(b, 4, &b) || !align_add(&off, b, &l->y_off))
+        l->gemm_direct = a->epilogue == QP_EPILOGUE_NONE || a->epilogue == QP_EPILOGUE_ARGMAX ||
+                         a->epilogue == QP_EPILOGUE_RESIDUAL;
+        if (!l->gemm_direct &&
+            (!qp_mul_size(n, (size_t)rows, &b) || !qp_mul_size(b, 4, &b) || !align_add(&off, b, &l->y_off)))
             goto overflow;
         if (!qp_mul_size(n, (size_t)a->in_w, &b) || !qp_mul_size(b, 2, &b) || !align_add(&off, b, &l->xh_off))
             goto overflow;
         if (!qp_mul_size((size_t)chunk, (size_t)a->in_w, &b) || !qp_mul_size(b, 2, &b) ||
             !align_add(&off, b, &l->wh_off))
             goto overflow;
+        if (!align_add(&off, QP_CUDA_GEMM_WS_BYTES, &l->ws_off)) goto overflow;
     }
     if (a->op == QP_OP_ATTENTION) {
         if (a->n_head <= 0 || a->head_dim <= 0)

@@ -341,7 +341,8 @@ enum qp_status qrun_bench(const char *plan_path, const struct qrun_options *o,
             "random token ids (seed %llu)\n", t_load, bo->reps, (unsigned long long)bo->seed);
     if (mem.known)
         fprintf(out, "device memory (%s): %.1f MiB held = weights %.1f + arena %.1f (of which KV cache %.1f) "
-                "+ other %.1f (cuBLAS workspace, decode graph, staging); CUDA context %.1f; card %.1f\n",
+                "+ other %.1f (cuBLAS handle, kernel modules, decode graph, allocation rounding; qrun -v "
+                "itemises); CUDA context %.1f; card %.1f\n",
                 mem.device, mem.used, mem.weights, mem.arena, mem.kv, mem.other, mem.context, mem.total);
     else
         fprintf(out, "memory: weights %.1f MiB, arena %.1f MiB (of which KV cache %.1f)\n", mem.weights, mem.arena,

@@ -8,13 +8,14 @@
 #      synthetic model and on the same-shape one (QP_E2E_MODEL / QP_E2E_PLAN)
 #   4. qrun --bench (graph; and tg128 eager for comparison), JSON and table
 #   5. device-to-device copy bandwidth (the decode floor's denominator), via PyTorch if present
-#   6. compute-sanitizer memcheck and racecheck on a short generation (qrun, graph replay), last
-#      because slowest (QP_SAN_TIMEOUT seconds each, default 150)
+#   6. compute-sanitizer memcheck and racecheck on a short generation (qrun, graph replay)
+#      (QP_SAN_TIMEOUT seconds each, default 150)
+#   7. a long run: 8,000 decode tokens, device memory sampled with nvidia-smi (constant?)
 # Logs go to $OUT (the device tool's folder) or ./device-out. Each step's status is listed at
 # the end; the script exits nonzero when any step failed.
 #   QP_HEADER  the header (default: <repo>/../model-header.gguf, i.e. .device/model-header.gguf)
 #   QP_CTX     plan context (default 16640 = 16384 + 256: enough for tg128 @ d16384)
-#   QP_STEPS   steps to run (default "build synth test sanitize bench bw")
+#   QP_STEPS   steps to run (default "build synth test sanitize bench bw longrun")
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 final=${OUT:-$root/device-out}
@@ -25,7 +26,7 @@ out=${TMPDIR:-/tmp}/qp-e2e/logs
 mkdir -p "$out"
 header=${QP_HEADER:-$root/../model-header.gguf}
 ctx=${QP_CTX:-16640}
-steps=${QP_STEPS:-build synth test sanitize bench bw}
+steps=${QP_STEPS:-build synth test sanitize bench bw longrun}
 export QP_BUILD_DIR=${QP_BUILD_DIR:-$root/build-device}
 b=$QP_BUILD_DIR
 export PATH=/usr/local/cuda/bin:$PATH
@@ -92,18 +93,39 @@ PY
 fi
 want sanitize && [ ! -x "$b/runtime/qrun" ] && note "sanitizers: NOT RUN (no qrun in this build)"
 if want sanitize && [ -x "$b/runtime/qrun" ]; then
-  for tool in memcheck racecheck; do
+  # memcheck over the whole path (cuBLAS prefill of the 16-token ChatML prompt, graph decode);
+  # racecheck twice: on a 6-token prompt, whose prefill runs only the project's own kernels
+  # (matvec path, n_tok <= 8), and on the 16-token prompt, whose prefill goes through cuBLAS.
+  short='Write a haiku about'
+  for run in "memcheck full" "racecheck short" "racecheck full"; do
+    set -- $run
+    tool=$1; p=$prompt; [ "$2" = short ] && p=$short
     timeout ${QP_SAN_TIMEOUT:-150} compute-sanitizer --tool $tool --error-exitcode 3 "$b/runtime/qrun" "$plan" -m "$model" \
-      --device cuda -p "$prompt" -n 6 --temp 0 > "$out/sanitizer-$tool.log" 2>&1
+      --device cuda -p "$p" -n 6 --temp 0 > "$out/sanitizer-$tool-$2.log" 2>&1
     rc=$?
-    tail -3 "$out/sanitizer-$tool.log"
-    note "compute-sanitizer $tool: $([ $rc = 0 ] && echo clean || echo "rc=$rc") ($(grep -m1 'ERROR SUMMARY' "$out/sanitizer-$tool.log"))"
+    tail -3 "$out/sanitizer-$tool-$2.log"
+    hazards=$(grep -o 'in [A-Za-z_0-9]*' "$out/sanitizer-$tool-$2.log" | sort | uniq -c | sort -rn | head -3 | tr '\n' ' ')
+    note "compute-sanitizer $tool ($2 prompt): $([ $rc = 0 ] && echo clean || echo "rc=$rc") ($(grep -m1 'ERROR SUMMARY\|RACECHECK SUMMARY' "$out/sanitizer-$tool-$2.log")) ${hazards}"
   done
+fi
+if want longrun && [ -x "$b/runtime/qrun" ]; then
+  # 8,000 decode tokens through the captured graph, device memory sampled every 0.2 s.
+  ( while :; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; sleep 0.2; done ) \
+    > "$out/longrun-mem.txt" 2>/dev/null &
+  sampler=$!
+  timeout 200 "$b/runtime/qrun" "$plan" -m "$model" --device cuda --bench --bench-pp 16 --bench-tg 8000 \
+    --bench-depths 0 --bench-reps 1 > "$out/longrun.txt" 2>&1
+  rc=$?
+  kill $sampler 2>/dev/null; wait $sampler 2>/dev/null
+  # Drop the samples before the model was loaded (the first third of a run is load + warm-up).
+  mem=$(awk 'NF { v[n++] = $1 } END { lo = 1e18; hi = 0; for (i = int(n / 3); i < n; i++) { if (v[i] < lo) lo = v[i]; if (v[i] > hi) hi = v[i] } printf "%d samples, after warm-up min %d MiB max %d MiB", n, lo, hi }' "$out/longrun-mem.txt")
+  grep -E 'tg8000' "$out/longrun.txt"
+  note "long run (8,000 tokens, graph): $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc"); device memory $mem"
 fi
 echo "---- summary ($(( $(date +%s) - t0 )) s) ----"
 printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
 cat "$out/bench-eager.txt" >> "$out/bench.txt" 2>/dev/null
-for f in summary.txt test.log bench.txt bench.json bench-eager.json sanitizer-memcheck.log sanitizer-racecheck.log; do
+for f in summary.txt test.log bench.txt bench.json sanitizer-memcheck-full.log sanitizer-racecheck-short.log sanitizer-racecheck-full.log; do
   [ -f "$out/$f" ] && cp "$out/$f" "$final/"
 done
 ! grep -q 'FAILED\|rc=' "$out/summary.txt"

@@ -657,6 +657,10 @@ int main(void) {
         test_attention(40, 100, 512, 14, 2, 64, kvt);
         test_attention(3, 17, 64, 3, 1, 32, kvt);
         test_attention(1, 200, 300, 4, 4, 128, kvt);
+        /* attn_prefill.cu: head_dim 128 with a token count that is not a multiple of its 16
+         * rows per block, and a whole 512-token chunk from position 0 (16 key tiles) */
+        test_attention(37, 100, 512, 8, 2, 128, kvt);
+        test_attention(512, 0, 512, 14, 2, 64, kvt);
     }
     test_argmax(1, 151936, false);
     test_argmax(2, 151936, true);

@@ -194,6 +194,9 @@ enum qp_status qp_cuda_gemm(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_rope(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_kv_write(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_attention(const struct qp_op_args *a, struct qp_error *err);
+/* attn_prefill.cu: the prefill attention kernel (n_tok > 1), for the nodes it takes */
+bool qp_cuda_attn_prefill_ok(const struct qp_op_args *a);
+enum qp_status qp_cuda_attn_prefill(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_swiglu(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_add(const struct qp_op_args *a, struct qp_error *err);
 /* Two-stage argmax of logits[n_cols) into step->next_token; scratch >= QP_CUDA_ARGMAX_SCRATCH. */

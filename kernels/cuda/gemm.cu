@@ -1,12 +1,17 @@
 /* gemm.cu — LINEAR for many tokens (prefill; n_tok > QP_CUDA_MATVEC_MAX_TOK) through cuBLAS.
  *
  * Steps, all on a->stream, all buffers in the node's scratch (include/qp_cuda.h):
- *   1. xh [n][in_w] f16 = prologue(x) (RMS norm applied here, once per token).
- *   2. For each part, in chunks of chunk_rows weight rows: dequantize the rows into
- *      wh [chunk][in_w] f16, then one cublasGemmEx (f16 inputs, fp32 accumulation and output)
- *      into y [n][rows_total] f32 at the chunk's stacked row.
- *   3. The epilogue kernel turns y into out (bias, residual, SwiGLU, RoPE + KV write), shared
- *      with the matvec through linear_common.cuh; ARGMAX then runs the two-stage argmax.
+ *   1. xh [n][in_w] f16 = prologue(x) (RMS norm applied here, once per token and node).
+ *   2. In chunks of chunk_rows stacked rows (a chunk spans parts: q, k and v are one chunk):
+ *      dequantize the rows into wh [chunk][in_w] f16 (one launch per run of parts of one type
+ *      that lie back to back in memory), then one cublasGemmEx (f16 inputs, fp32 accumulation
+ *      and output) at the chunk's stacked row.
+ *   3. SWIGLU and ROPE_KV: the products go to y [n][rows_total] f32 and the epilogue kernel
+ *      turns y into out (bias, SwiGLU, RoPE + KV write), shared with the matvec through
+ *      linear_common.cuh. NONE, ARGMAX and RESIDUAL ("direct"): cuBLAS writes out itself
+ *      (ld = out_w; RESIDUAL with beta = 1 over out holding in1, copied there first unless
+ *      in1 is out), then biases, if any, are added by gemm_bias_kernel. ARGMAX then runs the
+ *      two-stage argmax on the last row.
  *
  * Layout in cuBLAS's column-major terms (the classic trap): a row-major [R][C] buffer is the
  * column-major C x R matrix, i.e. its transpose. We want Y = X W^T with X [n][in_w] and
@@ -17,8 +22,9 @@
  * ldc = rows_total, m = chunk rows, n = n_tok, k = in_w. Only the weight is transposed: it is
  * the operand whose row-major rows are the dot-product vectors.
  *
- * a->blas is the cublasHandle_t (the backend creates it, gives it a workspace with
- * cublasSetWorkspace so that graph capture never allocates, and keeps the math mode default).
+ * a->blas is the cublasHandle_t (the backend creates it and keeps the math mode default). Its
+ * workspace is this node's scratch (QP_CUDA_GEMM_WS_BYTES at l.ws_off), set after every
+ * cublasSetStream (which resets it to cuBLAS's own pool, an allocation outside the arena).
  */
 #include "linear_common.cuh"
 #include "qp_cuda.h"
@@ -98,6 +104,41 @@ enum qp_status qp_cuda_linear_epilogue(const struct qp_op_args *a, const float *
     return s;
 }
 
+/* out[t][r] += bias of stacked row r (the direct path: cuBLAS wrote the products into out). */
+static __global__ void gemm_bias_kernel(const qp_lin_params p, int64_t rows_total) {
+    qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
+    qp_pdl_trigger();
+    const int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= rows_total) return;
+    p.out[(int64_t)blockIdx.y * p.out_w + r] += qp_lin_bias(p, r);
+}
+
+/* Parts whose rows are back to back in memory with one type (a stacked weight such as
+ * ffn_gate_up) dequantize as one segment: one launch per segment and chunk. */
+struct gemm_seg {
+    const uint8_t *data;
+    size_t row_bytes;
+    int32_t type; /* GGML type */
+    int64_t row0, rows; /* stacked */
+};
+
+static int gemm_segments(const struct qp_op_args *a, struct gemm_seg *sg) {
+    int n = 0;
+    int64_t row0 = 0;
+    for (int pi = 0; pi < a->n_parts; pi++) {
+        const struct qp_weight *w = &a->w[pi];
+        if (n > 0 && sg[n - 1].type == w->type && sg[n - 1].row_bytes == w->row_bytes &&
+            sg[n - 1].data + (size_t)sg[n - 1].rows * sg[n - 1].row_bytes == (const uint8_t *)w->data) {
+            sg[n - 1].rows += w->rows;
+        } else {
+            sg[n] = (struct gemm_seg){(const uint8_t *)w->data, w->row_bytes, w->type, row0, w->rows};
+            n++;
+        }
+        row0 += w->rows;
+    }
+    return n;
+}
+
 enum qp_status qp_cuda_gemm(const struct qp_op_args *a, struct qp_error *err) {
     struct qp_cuda_scratch_layout l;
     enum qp_status s = qp_cuda_scratch_plan(a, &l, err);
@@ -105,26 +146,48 @@ enum qp_status qp_cuda_gemm(const struct qp_op_args *a, struct qp_error *err) {
     cudaStream_t st = QP_STREAM(a);
     cublasHandle_t h = (cublasHandle_t)a->blas;
     char *sc = (char *)a->scratch;
-    float *y = (float *)(sc + l.y_off);
     __half *xh = (__half *)(sc + l.xh_off), *wh = (__half *)(sc + l.wh_off);
     const int64_t rows_total = qp_cuda_rows_total(a), cols = a->in_w;
-
+    const size_t out_bytes = (size_t)a->n_tok * (size_t)a->out_w * sizeof(float);
+    /* the products' destination: y (staged for the epilogue kernel) or out itself */
+    float *y = l.gemm_direct ? a->out : (float *)(sc + l.y_off);
+    const int64_t ldy = l.gemm_direct ? a->out_w : rows_total;
     QP_CUDA_LAUNCH(err, gemm_prep_x_kernel, a->n_tok, 256, 0, st, a->in0,
                    a->prologue == QP_PROLOGUE_RMS_NORM ? a->norm : (const float *)NULL, a->eps, cols, xh);
+    float beta = 0.0f;
+    if (l.gemm_direct && a->epilogue == QP_EPILOGUE_RESIDUAL) {
+        beta = 1.0f; /* out = in1 + W x: cuBLAS accumulates onto out, holding in1 (copied
+                      * after the prologue has read in0, which may be out) */
+        if (a->in1 != a->out) {
+            const char *o = (const char *)a->out, *i1 = (const char *)a->in1;
+            if (o < i1 + out_bytes && i1 < o + out_bytes)
+                return qp_error_set(err, QP_ERR_INVALID,
+                                    "cuda gemm: residual input and output overlap without being the same buffer");
+            QP_CUDA_CHECK(err, cudaMemcpyAsync(a->out, a->in1, out_bytes, cudaMemcpyDeviceToDevice, st));
+        }
+    }
+
+    /* cublasSetStream resets the workspace to cuBLAS's own pool (which it would allocate):
+     * set ours, in this node's scratch, after it, every call. */
     QP_CUBLAS_CHECK(err, cublasSetStream(h, st));
-    const float one = 1.0f, zero = 0.0f;
-    int64_t stacked = 0;
-    for (int pi = 0; pi < a->n_parts; pi++) {
-        const struct qp_weight *w = &a->w[pi];
-        const int vec = cols % 32 == 0 && w->row_bytes % 16 == 0 && (uintptr_t)w->data % 16 == 0;
-        for (int64_t r0 = 0; r0 < w->rows; r0 += l.chunk_rows) {
-            const int64_t nr = w->rows - r0 < l.chunk_rows ? w->rows - r0 : l.chunk_rows;
-            bool ok = qp_type_dispatch(w->type, [&](auto tc_) {
+    QP_CUBLAS_CHECK(err, cublasSetWorkspace(h, sc + l.ws_off, QP_CUDA_GEMM_WS_BYTES));
+    const float one = 1.0f;
+    struct gemm_seg sg[QP_OP_MAX_PARTS];
+    const int n_seg = gemm_segments(a, sg);
+    for (int64_t r0 = 0; r0 < rows_total; r0 += l.chunk_rows) {
+        const int64_t nr = rows_total - r0 < l.chunk_rows ? rows_total - r0 : l.chunk_rows;
+        for (int si = 0; si < n_seg; si++) { /* the part of each segment inside [r0, r0 + nr) */
+            const struct gemm_seg *g = &sg[si];
+            const int64_t lo = g->row0 > r0 ? g->row0 : r0;
+            const int64_t hi = g->row0 + g->rows < r0 + nr ? g->row0 + g->rows : r0 + nr;
+            if (lo >= hi) continue;
+            const int vec = cols % 32 == 0 && g->row_bytes % 16 == 0 && (uintptr_t)g->data % 16 == 0;
+            bool ok = qp_type_dispatch(g->type, [&](auto tc_) {
                 constexpr int T = decltype(tc_)::value;
-                const int64_t items = (vec || !qp_is_float<T>::value) ? nr * (cols / 32) : nr * cols;
+                const int64_t items = (vec || !qp_is_float<T>::value) ? (hi - lo) * (cols / 32) : (hi - lo) * cols;
                 const unsigned blocks = (unsigned)((items + 255) / 256);
-                cudaError_t e = qp_cuda_launch_k(dequant_rows_kernel<T>, blocks, 256, 0, st,
-                                                 (const uint8_t *)w->data, w->row_bytes, r0, nr, cols, vec, wh);
+                cudaError_t e = qp_cuda_launch_k(dequant_rows_kernel<T>, blocks, 256, 0, st, g->data, g->row_bytes,
+                                                 lo - g->row0, hi - lo, cols, vec, wh + (lo - r0) * cols);
                 if (e == cudaSuccess) e = cudaPeekAtLastError();
                 if (e != cudaSuccess)
                     s = qp_error_set(err, QP_ERR_DEVICE, "%s:%d: dequant_rows_kernel<%s>: %s", __FILE__,
@@ -132,17 +195,24 @@ enum qp_status qp_cuda_gemm(const struct qp_op_args *a, struct qp_error *err) {
             });
             if (!ok)
                 return qp_error_set(err, QP_ERR_UNSUPPORTED, "cuda gemm: weight type %s has no kernel",
-                                    qp_ggml_type_name(w->type));
+                                    qp_ggml_type_name(g->type));
             if (s != QP_OK) return s;
-            QP_CUBLAS_CHECK(err, cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, a->n_tok, (int)cols,
-                                              &one, wh, CUDA_R_16F, (int)cols, xh, CUDA_R_16F, (int)cols,
-                                              &zero, y + stacked + r0, CUDA_R_32F, (int)rows_total,
-                                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         }
-        stacked += w->rows;
+        QP_CUBLAS_CHECK(err, cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, a->n_tok, (int)cols, &one, wh,
+                                          CUDA_R_16F, (int)cols, xh, CUDA_R_16F, (int)cols, &beta, y + r0,
+                                          CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
-    s = qp_cuda_linear_epilogue(a, y, err);
-    if (s != QP_OK) return s;
+    if (l.gemm_direct) {
+        bool bias = false;
+        for (int pi = 0; pi < a->n_parts; pi++) bias = bias || a->bias[pi];
+        if (bias) {
+            const dim3 grid((unsigned)((rows_total + 255) / 256), (unsigned)a->n_tok);
+            QP_CUDA_LAUNCH(err, gemm_bias_kernel, grid, 256, 0, st, qp_lin_params_make(a), rows_total);
+        }
+    } else {
+        s = qp_cuda_linear_epilogue(a, y, err);
+        if (s != QP_OK) return s;
+    }
     if (a->epilogue == QP_EPILOGUE_ARGMAX)
         return qp_cuda_argmax_row(a->out + (int64_t)(a->n_tok - 1) * a->out_w, a->out_w, a->step,
                                   sc + l.argmax_off, st, err);

@@ -175,6 +175,7 @@ static enum qp_status op_attention(const struct qp_op_args *a, struct qp_error *
              a->n_head_kv, a->head_dim, (long long)a->kv.kv_dim);
     s = check_scratch(a, "attention", err);
     if (s != QP_OK) return s;
+    if (qp_cuda_attn_prefill_ok(a)) return qp_cuda_attn_prefill(a, err);
     return qp_cuda_attention(a, err);
 }
 

@@ -6,8 +6,9 @@
  *     state and per-node scratch at the plan's offsets;
  *   - one cudaMalloc'd weight pool (weights_alloc), filled by upload from two pinned staging
  *     buffers used in turn (the host copies into one while the other's DMA runs);
- *   - one non-blocking stream, one cuBLAS handle bound to it with its own workspace (so that
- *     cuBLAS never allocates, also not inside graph capture), passed to every op as args.blas;
+ *   - one non-blocking stream, one cuBLAS handle bound to it, passed to every op as args.blas;
+ *     its workspace is not ours to hold: each GEMM node sets its own, in the node's scratch in
+ *     the arena (kernels/cuda/gemm.cu), so cuBLAS never allocates one;
  *   - two small pinned bounce buffers for read (results, next token) and write (step state);
  *   - the decode graph: captured once, after one warm-up eager run, then launched per token.
  *
@@ -31,14 +32,12 @@
 #define STAGING_BYTES ((size_t)8 << 20)     /* each of the two pinned upload buffers */
 #define READ_BOUNCE_BYTES ((size_t)1 << 20) /* pinned; larger reads go in pieces */
 #define WRITE_BOUNCE_BYTES ((size_t)64 << 10)
-#define BLAS_WORKSPACE_BYTES ((size_t)32 << 20) /* cuBLAS's advice for Hopper */
 
 struct cuda_impl {
     int device;
     bool use_graph, verbose, sync_each;
     cudaStream_t stream;
     cublasHandle_t blas;
-    void *blas_ws;
     /* upload: two pinned buffers used in turn */
     void *staging[2];
     cudaEvent_t staging_free[2]; /* recorded after the last copy out of the buffer */
@@ -54,8 +53,11 @@ struct cuda_impl {
     const struct qp_backend_program *graph_prog; /* the program the graph was captured from */
     int32_t graph_nodes;
     bool warmed; /* one eager replay done (modules loaded, kernels checked) */
-    /* memory accounting */
+    /* memory accounting: cudaMemGetInfo's free bytes after each step (verbose prints deltas) */
     size_t total_mem, free_at_start, free_after_init;
+    size_t free_after_arena, free_after_stream, free_after_blas, free_after_weights;
+    /* QP_CUDA_PROFILE=1: device time of each node of eager runs (events), printed per run */
+    bool profile;
     char name[256];
     int cc_major, cc_minor, sms;
 };
@@ -116,22 +118,28 @@ static enum qp_status cuda_init_impl(const struct qp_backend_config *cfg, struct
     m->cc_minor = prop.minor;
     m->sms = prop.multiProcessorCount;
     CK(cudaMemGetInfo(&m->free_at_start, &m->total_mem));
-    size_t need = cfg->arena_bytes + BLAS_WORKSPACE_BYTES;
-    if (need > m->free_at_start)
+    if (cfg->arena_bytes > m->free_at_start)
         return qp_error_set(err, QP_ERR_DEVICE,
-                            "not enough device memory on %s: the arena needs %zu bytes (+%zu for cuBLAS), "
+                            "not enough device memory on %s: the arena needs %zu bytes, "
                             "%zu of %zu are free; compile the plan with a smaller context, or run with --device cpu",
-                            m->name, cfg->arena_bytes, BLAS_WORKSPACE_BYTES, m->free_at_start, m->total_mem);
+                            m->name, cfg->arena_bytes, m->free_at_start, m->total_mem);
+    size_t tot;
     CK(cudaMalloc(&b->arena, cfg->arena_bytes));
     CK(cudaMemset(b->arena, 0, cfg->arena_bytes));
     b->arena_bytes = cfg->arena_bytes;
     b->step = (struct qp_step *)((char *)b->arena + cfg->step_offset);
+    CK(cudaMemGetInfo(&m->free_after_arena, &tot));
     CK(cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking));
     b->stream = m->stream;
+    CK(cudaMemGetInfo(&m->free_after_stream, &tot));
+    /* cublasCreate allocates a default workspace pool, measured 64 MiB on an H100 (bench_gemm),
+     * that this program never uses: every GEMM node sets its own workspace in the arena
+     * (kernels/cuda/gemm.cu). CUBLAS_WORKSPACE_CONFIG (cuBLAS's documented knob, read when the
+     * handle is made) shrinks the pool to 8 x 16 KiB, unless the user has set it. */
+    setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8", 0);
     CKB(cublasCreate(&m->blas));
-    CK(cudaMalloc(&m->blas_ws, BLAS_WORKSPACE_BYTES));
-    CKB(cublasSetWorkspace(m->blas, m->blas_ws, BLAS_WORKSPACE_BYTES));
     CKB(cublasSetStream(m->blas, m->stream));
+    CK(cudaMemGetInfo(&m->free_after_blas, &tot));
     for (int i = 0; i < 2; i++) {
         CK(cudaHostAlloc(&m->staging[i], STAGING_BYTES, cudaHostAllocDefault));
         CK(cudaEventCreateWithFlags(&m->staging_free[i], cudaEventDisableTiming));
@@ -140,7 +148,6 @@ static enum qp_status cuda_init_impl(const struct qp_backend_config *cfg, struct
     CK(cudaHostAlloc(&m->wr, WRITE_BOUNCE_BYTES, cudaHostAllocDefault));
     CK(cudaEventCreateWithFlags(&m->wr_free, cudaEventDisableTiming));
     CK(cudaDeviceSynchronize()); /* the memset: the arena is zero when init returns */
-    size_t tot;
     CK(cudaMemGetInfo(&m->free_after_init, &tot));
     return QP_OK;
 }
@@ -172,14 +179,19 @@ static enum qp_status cuda_init(const struct qp_backend_config *cfg, struct qp_b
     m->verbose = cfg->verbose;
     const char *se = getenv("QP_CUDA_SYNC_EACH");
     m->sync_each = se && strcmp(se, "0") != 0 && se[0];
+    const char *pe = getenv("QP_CUDA_PROFILE");
+    m->profile = pe && strcmp(pe, "0") != 0 && pe[0];
     enum qp_status s = cuda_init_impl(cfg, b, m, err);
     if (s != QP_OK) {
         cuda_free(b);
         return s;
     }
     if (m->verbose)
-        fprintf(stderr, "cuda: %s (sm_%d%d, %d SMs): arena %.1f MiB, cuBLAS workspace %.1f MiB, %.1f of %.1f MiB free\n",
-                m->name, m->cc_major, m->cc_minor, m->sms, mib(b->arena_bytes), mib(BLAS_WORKSPACE_BYTES),
+        fprintf(stderr, "cuda: %s (sm_%d%d, %d SMs): arena %.1f MiB; device memory taken by init: arena %.1f, "
+                "stream %.1f, cuBLAS handle %.1f, pinned buffers and events %.1f MiB; %.1f of %.1f MiB free\n",
+                m->name, m->cc_major, m->cc_minor, m->sms, mib(b->arena_bytes),
+                mib(m->free_at_start - m->free_after_arena), mib(m->free_after_arena - m->free_after_stream),
+                mib(m->free_after_stream - m->free_after_blas), mib(m->free_after_blas - m->free_after_init),
                 mib(m->free_after_init), mib(m->total_mem));
     *out = b;
     return QP_OK;
@@ -243,22 +255,25 @@ static enum qp_status cuda_weights_sync(struct qp_backend *b, struct qp_error *e
     m->cur = 0;
     size_t fr, tot;
     CK(cudaMemGetInfo(&fr, &tot));
+    m->free_after_weights = fr;
     size_t used = m->free_at_start - fr;
     size_t other = used > b->arena_bytes + b->weights_bytes ? used - b->arena_bytes - b->weights_bytes : 0;
     /* One line, always: what this process holds on the device. */
     fprintf(stderr,
-            "cuda: %s: device memory %.1f MiB = weights %.1f + arena %.1f (activations, KV cache) + "
-            "other %.1f (cuBLAS workspace %.1f); context %.1f; %.1f of %.1f MiB free\n",
+            "cuda: %s: device memory %.1f MiB = weights %.1f + arena %.1f (activations, KV cache, scratch "
+            "with the cuBLAS workspaces) + other %.1f (cuBLAS handle, allocation rounding); context %.1f; "
+            "%.1f of %.1f MiB free\n",
             m->name, mib(used), mib(b->weights_bytes), mib(b->arena_bytes), mib(other),
-            mib(BLAS_WORKSPACE_BYTES), mib(m->total_mem - m->free_at_start), mib(fr), mib(tot));
+            mib(m->total_mem - m->free_at_start), mib(fr), mib(tot));
     return QP_OK;
 }
 
 /* Enqueues every node of prog; with check, checks the last error after each node (and
  * synchronises with sync_each). Inside capture, check is false: nothing may synchronise. */
 static enum qp_status enqueue(struct qp_backend *b, const struct qp_backend_program *prog, bool check,
-                              struct qp_error *err) {
+                              cudaEvent_t *ev, struct qp_error *err) {
     struct cuda_impl *m = I(b);
+    if (ev) CK(cudaEventRecord(ev[0], m->stream));
     for (int32_t i = 0; i < prog->n_nodes; i++) {
         struct qp_op_args a = prog->args[i];
         a.stream = m->stream;
@@ -276,16 +291,65 @@ static enum qp_status enqueue(struct qp_backend *b, const struct qp_backend_prog
             CKW(where, cudaGetLastError());
             if (m->sync_each) CKW(where, cudaStreamSynchronize(m->stream));
         }
+        if (ev) CKW(where, cudaEventRecord(ev[i + 1], m->stream));
     }
     return QP_OK;
+}
+
+/* QP_CUDA_PROFILE=1: the device time between the events around each node, summed by op and
+ * epilogue, one table per eager run on stderr (a diagnostic: the events cost a little). */
+static void profile_print(const struct qp_backend_program *prog, cudaEvent_t *ev) {
+    struct row { int op, epi; double ms; int n; } rows[64];
+    int nr = 0;
+    float total = 0;
+    cudaEventElapsedTime(&total, ev[0], ev[prog->n_nodes]);
+    for (int32_t i = 0; i < prog->n_nodes; i++) {
+        float t = 0;
+        if (cudaEventElapsedTime(&t, ev[i], ev[i + 1]) != cudaSuccess) return;
+        const struct qp_op_args *a = &prog->args[i];
+        int op = (int)a->op, epi = a->op == QP_OP_LINEAR ? (int)a->epilogue : -1, k = 0;
+        while (k < nr && (rows[k].op != op || rows[k].epi != epi)) k++;
+        if (k == nr) {
+            if (nr == 64) continue;
+            rows[nr++] = (struct row){op, epi, 0.0, 0};
+        }
+        rows[k].ms += t;
+        rows[k].n++;
+    }
+    fprintf(stderr, "cuda profile: %s program, %d nodes, n_tok %d: %.3f ms\n", prog->name, prog->n_nodes,
+            prog->n_nodes ? prog->args[0].n_tok : 0, total);
+    for (int k = 0; k < nr; k++) {
+        const struct qp_op_desc *d = qp_op_desc((enum qp_op)rows[k].op);
+        fprintf(stderr, "cuda profile:   %-10s %-9s x%-4d %8.3f ms  %5.1f%%\n", d ? d->name : "?",
+                rows[k].epi >= 0 ? qp_epilogue_name((enum qp_epilogue)rows[k].epi) : "", rows[k].n, rows[k].ms,
+                total > 0 ? 100.0 * rows[k].ms / total : 0.0);
+    }
 }
 
 static enum qp_status cuda_run(struct qp_backend *b, const struct qp_backend_program *prog,
                                struct qp_error *err) {
     struct cuda_impl *m = I(b);
-    enum qp_status s = enqueue(b, prog, true, err);
+    cudaEvent_t *ev = NULL;
+    if (m->profile) {
+        ev = (cudaEvent_t *)calloc((size_t)prog->n_nodes + 1, sizeof *ev);
+        for (int32_t i = 0; ev && i <= prog->n_nodes; i++)
+            if (cudaEventCreate(&ev[i]) != cudaSuccess) ev[i] = NULL;
+        for (int32_t i = 0; ev && i <= prog->n_nodes; i++)
+            if (!ev[i]) {
+                for (int32_t j = 0; j <= prog->n_nodes; j++)
+                    if (ev[j]) cudaEventDestroy(ev[j]);
+                free(ev);
+                ev = NULL;
+            }
+    }
+    enum qp_status s = enqueue(b, prog, true, ev, err);
+    cudaError_t e = s == QP_OK ? cudaStreamSynchronize(m->stream) : cudaSuccess;
+    if (ev) {
+        if (s == QP_OK && e == cudaSuccess) profile_print(prog, ev);
+        for (int32_t i = 0; i <= prog->n_nodes; i++) cudaEventDestroy(ev[i]);
+        free(ev);
+    }
     if (s != QP_OK) return s;
-    cudaError_t e = cudaStreamSynchronize(m->stream);
     if (e != cudaSuccess)
         return qp_error_set(err, QP_ERR_DEVICE,
                             "%s program: a kernel failed: %s (%s); run with QP_CUDA_SYNC_EACH=1 to name the node",
@@ -298,7 +362,7 @@ static enum qp_status capture(struct qp_backend *b, const struct qp_backend_prog
                               struct qp_error *err) {
     struct cuda_impl *m = I(b);
     CK(cudaStreamBeginCapture(m->stream, cudaStreamCaptureModeThreadLocal));
-    enum qp_status s = enqueue(b, prog, false, err);
+    enum qp_status s = enqueue(b, prog, false, NULL, err);
     cudaGraph_t g = NULL;
     cudaError_t e = cudaStreamEndCapture(m->stream, &g);
     if (s != QP_OK) {
@@ -407,8 +471,14 @@ static void cuda_free(struct qp_backend *b) {
     if (m) {
         if (m->stream) cudaStreamSynchronize(m->stream);
         if (m->exec) cudaGraphExecDestroy(m->exec);
+        if (m->verbose && m->free_after_weights) {
+            size_t fr = 0, tot = 0;
+            if (cudaMemGetInfo(&fr, &tot) == cudaSuccess)
+                fprintf(stderr, "cuda: device memory taken since the weights were loaded: %.1f MiB (kernel "
+                        "modules loaded on first use, cuBLAS kernels, decode graph)\n",
+                        m->free_after_weights >= fr ? mib(m->free_after_weights - fr) : 0.0);
+        }
         if (m->blas) cublasDestroy(m->blas);
-        cudaFree(m->blas_ws);
         for (int i = 0; i < 2; i++) {
             if (m->staging[i]) cudaFreeHost(m->staging[i]);
             if (m->staging_free[i]) cudaEventDestroy(m->staging_free[i]);
