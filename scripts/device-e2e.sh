@@ -117,8 +117,9 @@ if want longrun && [ -x "$b/runtime/qrun" ]; then
     --bench-depths 0 --bench-reps 1 > "$out/longrun.txt" 2>&1
   rc=$?
   kill $sampler 2>/dev/null; wait $sampler 2>/dev/null
-  # Drop the samples before the model was loaded (the first third of a run is load + warm-up).
-  mem=$(awk 'NF { v[n++] = $1 } END { lo = 1e18; hi = 0; for (i = int(n / 3); i < n; i++) { if (v[i] < lo) lo = v[i]; if (v[i] > hi) hi = v[i] } printf "%d samples, after warm-up min %d MiB max %d MiB", n, lo, hi }' "$out/longrun-mem.txt")
+  # Run-length encoded samples ("533x3 1247x55"): memory must rise once, during load, and then
+  # stay flat through the 8,000 tokens.
+  mem=$(awk 'NF { if ($1 == last) n++; else { if (NR > 1) printf "%sx%d ", last, n; last = $1; n = 1 } } END { printf "%sx%d MiB", last, n }' "$out/longrun-mem.txt")
   grep -E 'tg8000' "$out/longrun.txt"
   note "long run (8,000 tokens, graph): $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc"); device memory $mem"
 fi
