@@ -605,6 +605,10 @@ int main(void) {
         test_linear(t, &real);
         struct lin_case res = {1, {k ? 896 : 896, 0, 0}, cols, 3, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0};
         test_linear(t, &res);
+        if (!fl) { /* long rows, residual: the matvec's split-K instance (37 rows: a partial last block) */
+            struct lin_case lng = {1, {37, 0, 0}, 4864, 2, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0};
+            test_linear(t, &lng);
+        }
         struct lin_case odd = {2, {1, 37, 0}, k ? 256 : 96, 2, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, true, 0};
         test_linear(t, &odd);
         struct lin_case gm = {1, {k ? 896 : 4864, 0, 0}, cols, 33, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, true, 0};

@@ -59,13 +59,13 @@ static __device__ __forceinline__ void qp_prefetch_row(const uint8_t *row, size_
 
 /* As qp_row_dot_lane (quant_blocks.cuh) but x (x*norm) from xs: the same products, summed in
  * the same order. */
-template <int T>
+template <int T, int STEP = 32>
 static __device__ __forceinline__ float qp_row_dot_lane_xs(const uint8_t *__restrict__ row, int64_t cols,
                                                            const float *__restrict__ xs, int lane) {
     using Q = qp_qt<T>;
     float acc = 0.0f;
     const int64_t nsub = cols / 32;
-    for (int64_t s = lane; s < nsub; s += 32) {
+    for (int64_t s = lane; s < nsub; s += STEP) {
         float v[32];
         qp_dec32<T>(row + (s / Q::SUBS) * Q::BYTES, (int)(s % Q::SUBS), v);
         const float4 *x4 = (const float4 *)(xs + s * QP_XS_STRIDE);
@@ -115,7 +115,11 @@ static __device__ __forceinline__ float qp_mmv_dot(const qp_lin_params &p, int64
         return qp_dot_lane<T>(row, p, x, xs, vec, lane);
 }
 
-template <int T, int EPI, bool AM>
+/* KS > 1 (long rows, quantized, x staged, no argmax): KS warps of the block share one unit, warp k
+ * of the group taking sub-chunks k*32 + lane, k*32 + lane + 32*KS, ...; the KS warp sums are
+ * added in warp order through shared memory. One staged x serves the block's nw/KS units. A
+ * separate template instance, so the KS = 1 kernel keeps its registers (docs/performance.md). */
+template <int T, int EPI, bool AM, int KS>
 static __global__ void __launch_bounds__(256)
     matvec_kernel(const qp_lin_params p, const int vec, qp_amax *__restrict__ part) {
     __shared__ float red[32];
@@ -143,6 +147,39 @@ static __global__ void __launch_bounds__(256)
             w[(c >> 5) * QP_XS_STRIDE + (c & 31)] = p.norm ? x[c] * p.norm[c] : x[c];
         __syncthreads();
         xs = w;
+    }
+    if constexpr (KS > 1) {
+        static_assert(!AM && !qp_is_float<T>::value && T != QP_MMV_MIXED, "split-K: quantized rows only");
+        __shared__ float kred[2][32];
+        const int w = threadIdx.x >> 5, g = w / KS, k = w % KS, upb = nw / KS;
+        for (int64_t u0 = (int64_t)blockIdx.x * upb; u0 < p.units; u0 += (int64_t)gridDim.x * upb) {
+            const int64_t u = u0 + g;
+            int64_t ra = -1, rb = -1;
+            float a = 0.0f, b = 0.0f;
+            if (u < p.units) {
+                int pi;
+                qp_unit_rows<EPI>(p, u, &ra, &rb);
+                a = qp_warp_sum(qp_row_dot_lane_xs<T, 32 * KS>(qp_lin_row(p, ra, &pi), p.cols, xs, k * 32 + lane));
+                if (rb >= 0)
+                    b = qp_warp_sum(qp_row_dot_lane_xs<T, 32 * KS>(qp_lin_row(p, rb, &pi), p.cols, xs, k * 32 + lane));
+            }
+            if (lane == 0) {
+                kred[0][w] = a;
+                kred[1][w] = b;
+            }
+            __syncthreads();
+            if (k == 0 && lane == 0 && u < p.units) {
+                float sa = 0.0f, sb = 0.0f;
+#pragma unroll
+                for (int j = 0; j < KS; j++) {
+                    sa += kred[0][w + j];
+                    sb += kred[1][w + j];
+                }
+                qp_unit_store<EPI>(p, t, u, ra, rb, sa * inv, sb * inv);
+            }
+            __syncthreads();
+        }
+        return;
     }
     float bv = -INFINITY;
     int32_t bi = INT32_MAX;
@@ -182,21 +219,29 @@ static __global__ void __launch_bounds__(256)
     }
 }
 
-template <int T, int EPI, bool AM>
+template <int T, int EPI, bool AM, int KS = 1>
 static enum qp_status launch_mmv(const qp_lin_params &p, dim3 grid, int threads, int vec, qp_amax *part,
                                  cudaStream_t st, struct qp_error *err) {
     const size_t smem = p.cols % 32 == 0 ? (size_t)(p.cols / 32) * QP_XS_STRIDE * sizeof(float) : 0;
     cudaError_t e = cudaSuccess;
     if (smem > 48 * 1024) /* beyond the default dynamic limit: opt in (not a stream operation) */
-        e = cudaFuncSetAttribute(matvec_kernel<T, EPI, AM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (e == cudaSuccess) e = qp_cuda_launch_k(matvec_kernel<T, EPI, AM>, grid, threads, smem, st, p, vec, part);
+        e = cudaFuncSetAttribute(matvec_kernel<T, EPI, AM, KS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e == cudaSuccess) e = qp_cuda_launch_k(matvec_kernel<T, EPI, AM, KS>, grid, threads, smem, st, p, vec, part);
     if (e == cudaSuccess) e = cudaPeekAtLastError();
     if (e != cudaSuccess)
-        return qp_error_set(err, QP_ERR_DEVICE, "%s:%d: matvec_kernel<%s, %s%s><<<%u x %u, %d>>>: %s", __FILE__,
+        return qp_error_set(err, QP_ERR_DEVICE, "%s:%d: matvec_kernel<%s, %s%s, ks %d><<<%u x %u, %d>>>: %s", __FILE__,
                             __LINE__, T == QP_MMV_MIXED ? "mixed" : qp_ggml_type_name(T),
-                            qp_epilogue_name((enum qp_epilogue)EPI), AM ? " + argmax" : "", grid.x, grid.y,
+                            qp_epilogue_name((enum qp_epilogue)EPI), AM ? " + argmax" : "", KS, grid.x, grid.y,
                             threads, cudaGetErrorString(e));
     return QP_OK;
+}
+
+/* Warps per long row (QP_CUDA_MMV_KS: 1 = the one-warp-per-row kernel everywhere). */
+static int qp_mmv_ks(void) {
+    const char *e = getenv("QP_CUDA_MMV_KS");
+    if (e && e[0] == '1' && !e[1]) return 1;
+    if (e && e[0] == '2' && !e[1]) return 2;
+    return 4;
 }
 
 enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err) {
@@ -235,6 +280,24 @@ enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err) 
             s = launch_mmv<QP_MMV_MIXED, EPI, false>(p, grid, threads, v, part, st, err);
         });
         return s;
+    }
+    /* Long quantized rows with the residual epilogue (ffn_down: 4864 columns, 152 sub-chunks, ~5
+     * per lane with one warp per row) take the split-K instance: QP_CUDA_MMV_KS (1, 2 or 4;
+     * default 4) warps per row, nw/KS rows per block. */
+    const int ks = qp_mmv_ks();
+    if (ks > 1 && a->epilogue == QP_EPILOGUE_RESIDUAL && a->in_w % 32 == 0 && a->in_w / 32 >= 128 &&
+        warps % ks == 0 && a->w[0].type != QP_GGML_F32 && a->w[0].type != QP_GGML_F16 &&
+        a->w[0].type != QP_GGML_BF16) {
+        const int upb = warps / ks;
+        const dim3 gk((unsigned)((p.units + upb - 1) / upb), (unsigned)a->n_tok);
+        bool ok = qp_type_dispatch(a->w[0].type, [&](auto tc_) {
+            constexpr int T = decltype(tc_)::value;
+            if constexpr (!qp_is_float<T>::value) {
+                if (ks == 2) s = launch_mmv<T, QP_EPILOGUE_RESIDUAL, false, 2>(p, gk, threads, v, part, st, err);
+                else s = launch_mmv<T, QP_EPILOGUE_RESIDUAL, false, 4>(p, gk, threads, v, part, st, err);
+            }
+        });
+        if (ok) return s;
     }
     bool ok = qp_type_dispatch(a->w[0].type, [&](auto tc_) {
         constexpr int T = decltype(tc_)::value;
