@@ -57,6 +57,40 @@ static __device__ __forceinline__ void qp_prefetch_row(const uint8_t *row, size_
  * decode matvec to 2-14% of bandwidth (docs/performance.md). */
 #define QP_XS_STRIDE 36
 
+/* Stages x (times norm when norm != NULL) into w, sub-chunk s of 32 floats at w + s *
+ * QP_XS_STRIDE, with 16-byte loads, QP_STAGE_BATCH of them (and of norm) issued per thread before
+ * any is used: the scalar load-store loop this replaces made a 4864-float x ~19 serial L2 round
+ * trips per thread (docs/performance.md, perf4). Returns this thread's sum of x^2 (the RMS norm's
+ * input, so x is read once). Requires cols % 32 == 0 and x, norm 16-byte aligned. */
+#define QP_STAGE_BATCH 4
+static __device__ __forceinline__ float qp_stage_x4(float *w, const float *x, const float *norm, int64_t cols) {
+    const float4 *x4 = (const float4 *)x, *n4 = (const float4 *)norm;
+    const int64_t n = cols / 4, step = blockDim.x;
+    float ss = 0.0f;
+    for (int64_t c0 = threadIdx.x; c0 < n; c0 += QP_STAGE_BATCH * step) {
+        float4 a[QP_STAGE_BATCH], g[QP_STAGE_BATCH];
+#pragma unroll
+        for (int j = 0; j < QP_STAGE_BATCH; j++) {
+            const int64_t c = c0 + j * step;
+            if (c < n) {
+                a[j] = x4[c];
+                g[j] = norm ? __ldg(n4 + c) : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < QP_STAGE_BATCH; j++) {
+            const int64_t c = c0 + j * step;
+            if (c < n) {
+                const float4 v = a[j];
+                ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+                *(float4 *)(w + (c >> 3) * QP_XS_STRIDE + 4 * (c & 7)) =
+                    norm ? make_float4(v.x * g[j].x, v.y * g[j].y, v.z * g[j].z, v.w * g[j].w) : v;
+            }
+        }
+    }
+    return ss;
+}
+
 /* As qp_row_dot_lane (quant_blocks.cuh) but x (x*norm) from xs: the same products, summed in
  * the same order. */
 template <int T, int STEP = 32>
@@ -138,15 +172,26 @@ static __global__ void __launch_bounds__(256)
     qp_pdl_wait();
     qp_pdl_trigger();
     const float *x = p.x + (int64_t)t * p.cols;
-    const float inv = p.norm ? qp_block_inv_rms(x, p.cols, p.eps, red) : 1.0f;
+    float inv = 1.0f;
     extern __shared__ float4 qp_xs4[];
     const float *xs = NULL;
     if (p.cols % 32 == 0) { /* stage x (x * norm) once per block; see QP_XS_STRIDE */
         float *w = (float *)qp_xs4;
-        for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x)
-            w[(c >> 5) * QP_XS_STRIDE + (c & 31)] = p.norm ? x[c] * p.norm[c] : x[c];
+        float ss = 0.0f; /* this thread's sum of x^2, for the norm */
+        if ((((uintptr_t)x | (uintptr_t)p.norm) & 15u) == 0) {
+            ss = qp_stage_x4(w, x, p.norm, p.cols);
+        } else {
+            for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
+                const float xv = x[c];
+                ss += xv * xv;
+                w[(c >> 5) * QP_XS_STRIDE + (c & 31)] = p.norm ? xv * p.norm[c] : xv;
+            }
+        }
+        if (p.norm) inv = 1.0f / sqrtf(qp_block_sum(ss, red) / (float)p.cols + p.eps);
         __syncthreads();
         xs = w;
+    } else if (p.norm) {
+        inv = qp_block_inv_rms(x, p.cols, p.eps, red);
     }
     if constexpr (KS > 1) {
         static_assert(!AM && !qp_is_float<T>::value && T != QP_MMV_MIXED, "split-K: quantized rows only");
