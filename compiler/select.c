@@ -13,7 +13,7 @@
  *    time into f16 scratch (<= QP_CUDA_GEMM_CHUNK_BYTES, never the whole LM head), convert the
  *    activations to f16 once, one cuBLAS call per chunk (split = chunks); swiglu and rope_kv
  *    stage the f32 product in scratch, the other epilogues let cuBLAS write out directly.
- *  - attn_decode: flash-decoding, split = KV chunks of ATTN_SPLIT_POS positions (<= 128), each
+ *  - attn_decode: flash-decoding, split = KV chunks of ATTN_SPLIT_POS positions (<= 64), each
  *    writing a partial (head_dim outputs + max + sum) per head to scratch.
  *  - attn_prefill: 128 threads, 16 query rows per block, keys streamed from the cache.
  *  - elementwise ops: 256 threads; rms_norm one block per row; argmax one block of 1024.
@@ -25,10 +25,8 @@
 #include "qp_cuda.h"
 #include "qp_ggml.h"
 
-/* 128 x 128: at 16k, 128 chunks x 2 KV heads = 256 blocks of the GQA kernel (~2 per SM; 64 gave
- * ~1 per SM and the KV read at ~1/3 of bandwidth; docs/performance.md, perf4). */
-#define ATTN_SPLIT_POS 128
-#define ATTN_MAX_SPLIT 128
+#define ATTN_SPLIT_POS 256
+#define ATTN_MAX_SPLIT 64
 
 static uint64_t align_up(uint64_t v) {
     return (v + QP_PLAN_ALIGNMENT - 1) / QP_PLAN_ALIGNMENT * QP_PLAN_ALIGNMENT;

@@ -24,11 +24,10 @@ int64_t qp_cuda_rows_total(const struct qp_op_args *a) {
 
 static int32_t attn_split(const struct qp_op_args *a) {
     if (a->launch.split > 0) return a->launch.split;
-    /* Decode: enough chunks that the blocks fill 132 SMs at long contexts (~128 positions per
-     * chunk, at most 128 chunks, as compiler/select.c); prefill has n_tok x n_head blocks
-     * already, so fewer. */
+    /* Decode: enough chunks that 14 heads fill 132 SMs at long contexts (~128 positions per
+     * chunk, at most 64 chunks); prefill has n_tok x n_head blocks already, so fewer. */
     int64_t s = a->n_tok <= 1 ? (a->kv.ctx + 127) / 128 : (a->kv.ctx + 1023) / 1024;
-    int64_t cap = a->n_tok <= 1 ? 128 : 8;
+    int64_t cap = a->n_tok <= 1 ? 64 : 8;
     if (s < 1) s = 1;
     if (s > cap) s = cap;
     return (int32_t)s;
