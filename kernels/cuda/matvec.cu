@@ -285,8 +285,8 @@ static enum qp_status launch_mmv(const qp_lin_params &p, dim3 grid, int threads,
 static int qp_mmv_ks(void) {
     const char *e = getenv("QP_CUDA_MMV_KS");
     if (e && e[0] == '1' && !e[1]) return 1;
-    if (e && e[0] == '2' && !e[1]) return 2;
-    return 4;
+    if (e && e[0] == '4' && !e[1]) return 4;
+    return 2; /* measured best (tg128, H100: KS 1 972, 2 983, 4 969 t/s; docs/performance.md) */
 }
 
 enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err) {
@@ -328,7 +328,7 @@ enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err) 
     }
     /* Long quantized rows with the residual epilogue (ffn_down: 4864 columns, 152 sub-chunks, ~5
      * per lane with one warp per row) take the split-K instance: QP_CUDA_MMV_KS (1, 2 or 4;
-     * default 4) warps per row, nw/KS rows per block. */
+     * default 2) warps per row, nw/KS rows per block. */
     const int ks = qp_mmv_ks();
     if (ks > 1 && a->epilogue == QP_EPILOGUE_RESIDUAL && a->in_w % 32 == 0 && a->in_w / 32 >= 128 &&
         warps % ks == 0 && a->w[0].type != QP_GGML_F32 && a->w[0].type != QP_GGML_F16 &&
