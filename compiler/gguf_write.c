@@ -8,12 +8,10 @@
 #define _POSIX_C_SOURCE 200809L
 #include "qp_gguf_write.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "qp_atomic_file.h"
 #include "qp_ggml.h"
 
 struct buf {
@@ -237,48 +235,19 @@ enum qp_status qp_gguf_writer_write_path(struct qp_gguf_writer *w, const char *p
     size_t hdr_len = 0;
     enum qp_status st = qp_gguf_writer_header(w, header_only, &hdr, &hdr_len, err);
     if (st) return st;
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp) {
-        free(hdr);
-        return qp_error_set(err, QP_ERR_NOMEM, "%s: out of memory", path);
-    }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = qp_error_set(err, QP_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(errno));
-        free(tmp);
-        free(hdr);
-        return st;
-    }
-    /* mkstemp makes the file 0600; a model file is an ordinary file: 0666 less the umask. */
-    mode_t mask = umask(0);
-    umask(mask);
-    if (fchmod(fd, 0666 & ~mask) != 0) {
-        st = qp_error_set(err, QP_ERR_IO, "%s: cannot set permissions: %s", path, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        free(tmp);
-        free(hdr);
-        return st;
-    }
-    FILE *f = fdopen(fd, "wb");
+    struct qp_atomic_file f;
     void *data = NULL;
     size_t data_cap = 0;
-    if (!f) {
-        st = qp_error_set(err, QP_ERR_IO, "%s: %s", path, strerror(errno));
-        close(fd);
-        goto fail;
-    }
-    if (fwrite(hdr, 1, hdr_len, f) != hdr_len) goto write_error;
+    static const uint8_t zeros[256];
+    if ((st = qp_atomic_file_open(&f, path, err)) != QP_OK) goto done;
+    if ((st = qp_atomic_file_write(&f, hdr, hdr_len, err)) != QP_OK) goto done;
     if (!header_only) {
         uint64_t written = 0;
         for (int64_t i = 0; i < w->n_tensors; i++) {
             const struct tensor *t = &w->tensors[i];
-            static const uint8_t zeros[256];
             while (written < t->offset) {
                 size_t n = t->offset - written < sizeof zeros ? (size_t)(t->offset - written) : sizeof zeros;
-                if (fwrite(zeros, 1, n, f) != n) goto write_error;
+                if ((st = qp_atomic_file_write(&f, zeros, n, err)) != QP_OK) goto done;
                 written += n;
             }
             if (t->bytes > data_cap) {
@@ -286,42 +255,24 @@ enum qp_status qp_gguf_writer_write_path(struct qp_gguf_writer *w, const char *p
                 if (!p) {
                     st = qp_error_set(err, QP_ERR_NOMEM, "%s: out of memory for tensor #%lld (%zu bytes)",
                                       path, (long long)i, t->bytes);
-                    goto fail;
+                    qp_atomic_file_abort(&f);
+                    goto done;
                 }
                 data = p;
                 data_cap = t->bytes;
             }
             if (!fill(ctx, i, data, t->bytes, err)) {
                 st = QP_ERR_INVALID;
-                goto fail;
+                qp_atomic_file_abort(&f);
+                goto done;
             }
-            if (fwrite(data, 1, t->bytes, f) != t->bytes) goto write_error;
+            if ((st = qp_atomic_file_write(&f, data, t->bytes, err)) != QP_OK) goto done;
             written += t->bytes;
         }
     }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) goto write_error;
-    if (fclose(f) != 0) {
-        f = NULL;
-        goto write_error;
-    }
-    f = NULL;
-    if (rename(tmp, path) != 0) {
-        st = qp_error_set(err, QP_ERR_IO, "%s: cannot rename the temporary file into place: %s", path,
-                          strerror(errno));
-        goto fail;
-    }
+    st = qp_atomic_file_commit(&f, err);
+done:
     free(data);
-    free(tmp);
-    free(hdr);
-    return QP_OK;
-
-write_error:
-    st = qp_error_set(err, QP_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-fail:
-    if (f) fclose(f);
-    unlink(tmp);
-    free(data);
-    free(tmp);
     free(hdr);
     return st;
 }

@@ -10,16 +10,14 @@
  * Files are written atomically: a temporary file in the target's directory, fsync, rename.
  * On any failure the temporary file is removed and the target is left as it was.
  */
-#define _POSIX_C_SOURCE 200809L /* mkstemp, fsync, fdopen */
+#define _POSIX_C_SOURCE 200809L
+#include "qp_atomic_file.h"
 #include "qp_plan.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <yaml.h>
 
 #include "qp_ggml.h"
@@ -359,43 +357,11 @@ enum qp_status qp_plan_write(const struct qp_plan *p, const char *path, struct q
     size_t len;
     enum qp_status st = qp_plan_write_memory(p, &text, &len, err);
     if (st != QP_OK) return st;
-    /* temp file beside the target so that rename() stays on one file system */
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 16);
-    if (!tmp) {
-        free(text);
-        return qp_error_set(err, QP_ERR_NOMEM, "%s: out of memory", path);
+    struct qp_atomic_file f;
+    if ((st = qp_atomic_file_open(&f, path, err)) == QP_OK &&
+        (st = qp_atomic_file_write(&f, text, len, err)) == QP_OK) {
+        st = qp_atomic_file_commit(&f, err);
     }
-    snprintf(tmp, pl + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = qp_error_set(err, QP_ERR_IO, "%s: cannot create a temporary file %s: %s", path, tmp,
-                          strerror(errno));
-        free(tmp);
-        free(text);
-        return st;
-    }
-    /* mkstemp makes the file 0600; a plan is an ordinary file: 0666 less the umask */
-    mode_t mask = umask(0);
-    umask(mask);
-    if (fchmod(fd, 0666 & ~mask) != 0)
-        st = qp_error_set(err, QP_ERR_IO, "%s: chmod failed: %s", tmp, strerror(errno));
-    size_t done = 0;
-    while (done < len && st == QP_OK) {
-        ssize_t w = write(fd, text + done, len - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) st = qp_error_set(err, QP_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-        else done += (size_t)w;
-    }
-    if (st == QP_OK && fsync(fd) != 0)
-        st = qp_error_set(err, QP_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-    if (close(fd) != 0 && st == QP_OK)
-        st = qp_error_set(err, QP_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (st == QP_OK && rename(tmp, path) != 0)
-        st = qp_error_set(err, QP_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp,
-                          strerror(errno));
-    if (st != QP_OK) unlink(tmp);
-    free(tmp);
     free(text);
     return st;
 }

@@ -9,7 +9,7 @@
 
 #include "qp_chat.h"
 
-static int failures;
+#include "check.h"
 #define CHECK_STR(got, want)                                                                   \
     do {                                                                                       \
         const char *g_ = (got), *w_ = (want);                                                  \
@@ -17,15 +17,6 @@ static int failures;
             failures++;                                                                        \
             printf("FAIL %s:%d:\n  got  [%s]\n  want [%s]\n", __FILE__, __LINE__,              \
                    g_ ? g_ : "(null)", w_);                                                    \
-        }                                                                                      \
-    } while (0)
-#define CHECK(c, ...)                                                                          \
-    do {                                                                                       \
-        if (!(c)) {                                                                            \
-            failures++;                                                                        \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                       \
-            printf(__VA_ARGS__);                                                               \
-            printf("\n");                                                                      \
         }                                                                                      \
     } while (0)
 

@@ -38,16 +38,7 @@
 #define TOL_FP32 2e-3
 #define TOL_GEMM 3e-2
 
-static int failures;
-#define CHECK(c, ...)                                                                          \
-    do {                                                                                       \
-        if (!(c)) {                                                                            \
-            failures++;                                                                        \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                       \
-            printf(__VA_ARGS__);                                                               \
-            printf("\n");                                                                      \
-        }                                                                                      \
-    } while (0)
+#include "check.h"
 
 static void sh(const char *cmd) {
     printf("$ %s\n", cmd);

@@ -16,15 +16,7 @@
 #include "qp_ggml.h"
 #include "qp_gguf.h"
 
-static int failures;
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                  \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 /* Stop the test when a precondition of the following checks fails (e.g. open failed). */
 #define REQUIRE(c)                                                                                 \

@@ -22,7 +22,7 @@
 
 #define QPLAN QP_BUILD_DIR "/compiler/qplan"
 
-static int failures;
+#include "check.h"
 static char tmpdir[] = "/tmp/qp_test_inspect_XXXXXX";
 
 struct result {
@@ -91,13 +91,6 @@ static void expect_line(const struct result *r, const char *want, int line) {
 }
 #define LINE(r, want) expect_line(&(r), (want), __LINE__)
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                  \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 static void write_file(const char *path, const void *p, size_t n) {
     FILE *f = fopen(path, "wb");

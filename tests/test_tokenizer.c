@@ -15,15 +15,7 @@
 
 #include "qp_tokenizer.h"
 
-static int failures;
-
-#define CHECK(c)                                                                               \
-    do {                                                                                       \
-        if (!(c)) {                                                                            \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);              \
-            failures++;                                                                        \
-        }                                                                                      \
-    } while (0)
+#include "check.h"
 
 static const char *find_vocab(char *buf, size_t cap) {
     const char *env = getenv("QP_VOCAB");

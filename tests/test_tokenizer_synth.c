@@ -13,15 +13,7 @@
 #include "qp_gguf_write.h"
 #include "qp_tokenizer.h"
 
-static int failures;
-
-#define CHECK(c)                                                                               \
-    do {                                                                                       \
-        if (!(c)) {                                                                            \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);              \
-            failures++;                                                                        \
-        }                                                                                      \
-    } while (0)
+#include "check.h"
 
 /* GPT-2 byte-level character for byte b, as UTF-8 (written from the spec in
  * reference-facts.md, independently of runtime/tokenizer.c). */
