@@ -8,7 +8,8 @@
  *   1. attn_partial_kernel, grid (split, n_head, n_tok), 4 warps: each warp walks positions of
  *      the chunk with an online softmax (running max m, sum l, output o); the 4 warps merge;
  *      the block writes {m, l, o[head_dim]} to scratch.
- *   2. attn_combine_kernel, grid (n_head, n_tok): out = sum_s e^(m_s-M) o_s / sum_s e^(m_s-M) l_s.
+ *   2. attn_combine_kernel, grid (n_head, n_tok), 256 threads: out = sum_s e^(m_s-M) o_s / sum_s e^(m_s-M) l_s,
+ *      the chunks split over the threads (see the kernel).
  * Query head h reads KV head h / (n_head / n_head_kv). head_dim <= 256 (8 values per lane).
  *
  * Step 1 for an f16 cache with head_dim 64 or 128 and G = n_head / n_head_kv <= 8 query heads per
@@ -237,12 +238,24 @@ static __global__ void __launch_bounds__(QP_GQA_WARPS * 32)
     }
 }
 
-static __global__ void attn_combine_kernel(const float *__restrict__ part, int n_head, int hd, const int gridS,
-                                           int64_t ctx, const struct qp_step *__restrict__ step,
-                                           float *__restrict__ out) {
+/* Parallel combine: one block of QP_COMB_THREADS per (head, token). (1) the threads split the
+ * used chunks: each loads m_s, a block max M (warp shuffles + shared memory), then w_s = e^(m_s-M)
+ * (0 for an empty chunk) into shared memory and the block sum lt = sum_s w_s l_s; (2) the
+ * threads are NG = blockDim / hd groups of hd: group g sums w_s o_s[d] over s = g, g+NG, ...
+ * (coalesced rows, independent loads, no expf in the loop); (3) the NG group sums are added in
+ * order through shared memory. Cost per step ~ S / NG loads per thread instead of S serial
+ * {m, l, o} round trips with an expf each. Dynamic shared memory: gridS floats of weights. */
+#define QP_COMB_THREADS 256
+static __global__ void __launch_bounds__(QP_COMB_THREADS)
+    attn_combine_kernel(const float *__restrict__ part, int n_head, int hd, const int gridS, int64_t ctx,
+                        const struct qp_step *__restrict__ step, float *__restrict__ out) {
     qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
     qp_pdl_trigger();
-    const int h = blockIdx.x, t = blockIdx.y;
+    extern __shared__ float sw[]; /* gridS weights */
+    __shared__ float red[QP_COMB_THREADS / 32];
+    __shared__ float acc_s[QP_COMB_THREADS];
+    const int h = blockIdx.x, t = blockIdx.y, tid = threadIdx.x, nt = blockDim.x;
+    const int lane = tid & 31, warp = tid >> 5, nw = nt >> 5;
     int S = gridS;
     int64_t L = (int64_t)step->pos + t + 1;
     if (L > ctx) L = ctx;
@@ -250,19 +263,51 @@ static __global__ void attn_combine_kernel(const float *__restrict__ part, int n
         const int64_t used = (L + qp_attn_chunk(L, S) - 1) / qp_attn_chunk(L, S);
         if (used < S) S = used < 1 ? 1 : (int)used;
     }
-    const float *pp = part + ((int64_t)t * n_head + h) * gridS * (hd + 2);
+    const int64_t stride = hd + 2;
+    const float *pp = part + ((int64_t)t * n_head + h) * gridS * stride;
+    /* (1) block max of m_s */
     float M = -INFINITY;
-    for (int s = 0; s < S; s++) M = fmaxf(M, pp[s * (hd + 2)]);
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        float acc = 0.0f, lt = 0.0f;
-        for (int s = 0; s < S; s++) {
-            const float *ps = pp + s * (hd + 2);
-            if (ps[0] == -INFINITY) continue;
-            const float c = expf(ps[0] - M);
-            lt += ps[1] * c;
-            acc += ps[2 + d] * c;
+    for (int s = tid; s < S; s += nt) M = fmaxf(M, pp[s * stride]);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
+    if (lane == 0) red[warp] = M;
+    __syncthreads();
+    M = -INFINITY;
+    for (int w = 0; w < nw; w++) M = fmaxf(M, red[w]);
+    __syncthreads(); /* red is reused below */
+    float lp = 0.0f;
+    for (int s = tid; s < S; s += nt) {
+        const float ms = pp[s * stride];
+        const float w = ms == -INFINITY ? 0.0f : expf(ms - M);
+        sw[s] = w;
+        lp += w * pp[s * stride + 1];
+    }
+    lp = qp_warp_sum(lp);
+    if (lane == 0) red[warp] = lp;
+    __syncthreads();
+    float lt = 0.0f;
+    for (int w = 0; w < nw; w++) lt += red[w];
+    /* (2) group g of hd threads: dims d, chunks g, g + NG, ... */
+    const int NG = nt / hd, g = tid / hd, d = tid % hd;
+    float acc = 0.0f;
+    if (g < NG) {
+        const float *po = pp + 2 + d;
+        int s = g;
+        float a1 = 0.0f;
+        for (; s + NG < S; s += 2 * NG) { /* two independent loads in flight */
+            acc += sw[s] * po[s * stride];
+            a1 += sw[s + NG] * po[(s + NG) * stride];
         }
-        out[((int64_t)t * n_head + h) * hd + d] = acc / lt;
+        if (s < S) acc += sw[s] * po[s * stride];
+        acc += a1;
+    }
+    acc_s[tid] = acc;
+    __syncthreads();
+    /* (3) the NG group sums in order */
+    if (tid < hd) {
+        float r = 0.0f;
+        for (int k = 0; k < NG; k++) r += acc_s[k * hd + tid];
+        out[((int64_t)t * n_head + h) * hd + tid] = r / lt;
     }
 }
 
@@ -302,8 +347,8 @@ enum qp_status qp_cuda_attention(const struct qp_op_args *a, struct qp_error *er
                        (const float *)a->kv.k, (const float *)a->kv.v, a->kv.kv_dim, a->kv.ctx,
                        a->n_head, a->n_head_kv, a->head_dim, scale, a->step, part);
     const dim3 g2((unsigned)a->n_head, (unsigned)a->n_tok);
-    const int threads = ((a->head_dim + 31) / 32) * 32;
-    QP_CUDA_LAUNCH(err, attn_combine_kernel, g2, threads, 0, st, part, a->n_head, a->head_dim,
+    QP_CUDA_LAUNCH(err, attn_combine_kernel, g2, QP_COMB_THREADS, (size_t)l.attn_split * sizeof(float), st, part,
+                   a->n_head, a->head_dim,
                    (int)l.attn_split, a->kv.ctx, (const struct qp_step *)a->step, a->out);
     return QP_OK;
 }
