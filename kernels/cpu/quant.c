@@ -429,6 +429,21 @@ QP_DOT_CLONES static float dot_q3_k(const uint8_t *row, const float *x, int64_t 
     return hsum(acc);
 }
 
+/* Q4_K/Q5_K: chunk c (64 elements: sub-blocks 2c and 2c+1) of a block, whose unscaled quants
+ * are q[0..64) and inputs x[0..64): adds d·scale·Σq·x − dmin·min·Σx of each sub-block to acc. */
+__attribute__((always_inline)) static inline void kq_chunk_acc(const float q[64], const float *x,
+                                                               const uint8_t *s6, int c, float d,
+                                                               float dmin, float acc[LANES]) {
+    for (int h = 0; h < 2; h++) {
+        uint8_t sc, m;
+        scale_min_k4(2 * c + h, s6, &sc, &m);
+        const float dl = d * (float)sc, ml = dmin * (float)m;
+        float s[LANES] = {0}, xs[LANES] = {0};
+        lane_dot_sum(q + 32 * h, x + 32 * h, 32, s, xs);
+        for (int l = 0; l < LANES; l++) acc[l] += dl * s[l] - ml * xs[l];
+    }
+}
+
 QP_DOT_CLONES static float dot_q4_k(const uint8_t *row, const float *x, int64_t nb) {
     float acc[LANES] = {0};
     for (int64_t ib = 0; ib < nb; ib++, row += 144, x += QK_K) {
@@ -441,14 +456,7 @@ QP_DOT_CLONES static float dot_q4_k(const uint8_t *row, const float *x, int64_t 
                 q[l] = (float)(qc[l] & 0xF);
                 q[l + 32] = (float)(qc[l] >> 4);
             }
-            for (int h = 0; h < 2; h++) {
-                uint8_t sc, m;
-                scale_min_k4(2 * c + h, s6, &sc, &m);
-                const float dl = d * (float)sc, ml = dmin * (float)m;
-                float s[LANES] = {0}, xs[LANES] = {0};
-                lane_dot_sum(q + 32 * h, x + 64 * c + 32 * h, 32, s, xs);
-                for (int l = 0; l < LANES; l++) acc[l] += dl * s[l] - ml * xs[l];
-            }
+            kq_chunk_acc(q, x + 64 * c, s6, c, d, dmin, acc);
         }
     }
     return hsum(acc);
@@ -466,14 +474,7 @@ QP_DOT_CLONES static float dot_q5_k(const uint8_t *row, const float *x, int64_t 
                 q[l] = (float)((qc[l] & 0xF) | (((qh[l] >> (2 * c)) & 1) << 4));
                 q[l + 32] = (float)((qc[l] >> 4) | (((qh[l] >> (2 * c + 1)) & 1) << 4));
             }
-            for (int h = 0; h < 2; h++) {
-                uint8_t sc, m;
-                scale_min_k4(2 * c + h, s6, &sc, &m);
-                const float dl = d * (float)sc, ml = dmin * (float)m;
-                float s[LANES] = {0}, xs[LANES] = {0};
-                lane_dot_sum(q + 32 * h, x + 64 * c + 32 * h, 32, s, xs);
-                for (int l = 0; l < LANES; l++) acc[l] += dl * s[l] - ml * xs[l];
-            }
+            kq_chunk_acc(q, x + 64 * c, s6, c, d, dmin, acc);
         }
     }
     return hsum(acc);
