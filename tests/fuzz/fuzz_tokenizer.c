@@ -17,6 +17,7 @@
 
 #include "qp_gguf.h"
 #include "qp_gguf_write.h"
+#include "../gpt2_bytes.h"
 #include "qp_tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -28,25 +29,6 @@ static void *small_blob; /* the in-memory vocabulary's bytes, kept for the proce
 static void die(const char *what, const char *msg) {
     fprintf(stderr, "fuzz_tokenizer: %s: %s\n", what, msg ? msg : "");
     abort();
-}
-
-/* GPT-2 byte-level character of byte b as UTF-8 (the byte ▸ unicode table of GPT-2). */
-static void byte_char(int b, char out[3]) {
-    int cp = b;
-    if (!((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE)) {
-        int k = 0;
-        for (int x = 0; x < b; x++)
-            if (!((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || x >= 0xAE)) k++;
-        cp = 256 + k;
-    }
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        out[1] = 0;
-    } else {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        out[2] = 0;
-    }
 }
 
 static struct qp_tokenizer *small_vocab(void) {
