@@ -9,11 +9,15 @@
 #   4. qrun --bench of both trees (graph replay), and this tree with QP_CUDA_PDL=1
 #   5. ncu (--clock-control none): per-kernel durations of ~2 decode steps of each tree
 # Logs to $OUT (at most 8 files come back) or ./device-out.
-#   QP_BASE    baseline source tree (default <repo>/../perf-base)
+#   QP_BASE    baseline source tree (default <repo>/../perf-base); QP_BASE_DEPS its .deps
 #   QP_HEADER  model header (default <repo>/../model-header.gguf)
 #   QP_CTX     plan context (default 16640); QP_REPS bench repetitions (default 3)
 #   QP_STEPS   default "build test bench ncu"; QP_NCU_TREES default "base new"
 #   QP_BENCH_PDL=0 skips the QP_CUDA_PDL=1 run
+#   QP_EARLY=1 also builds this tree with -DQP_PDL_EARLY (trigger before wait) into build-early
+#   QP_MATRIX  "name:VAR=v,VAR=v name2:..." extra runs of this tree (tg only, args
+#              $QP_MATRIX_ARGS, default --bench-depths 0 --bench-pp 0); a name starting with
+#              "early" runs the build-early qrun
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 base=${QP_BASE:-$root/../perf-base}
@@ -38,12 +42,18 @@ if want build; then
     "$root/scripts/device-build.sh" > "$work/build-new.log" 2>&1 &
   pn=$!
   if [ -d "$base" ]; then
-    QP_DEPS=$root/../../.deps QP_BUILD_DIR=$base/build-device QP_TARGET="qplan qrun" \
+    QP_DEPS=${QP_BASE_DEPS:-$root/../../.deps} QP_BUILD_DIR=$base/build-device QP_TARGET="qplan qrun" \
       "$base/scripts/device-build.sh" > "$work/build-base.log" 2>&1 &
     pb=$!
     wait $pb || { tail -30 "$work/build-base.log"; echo "BASE BUILD FAILED"; }
   fi
+  if [ "${QP_EARLY:-0}" = 1 ]; then
+    QP_BUILD_DIR=$root/build-early QP_TARGET="qrun" "$root/scripts/device-build.sh" \
+      -DCMAKE_CUDA_FLAGS=-DQP_PDL_EARLY > "$work/build-early.log" 2>&1 &
+    pe=$!
+  fi
   wait $pn || { tail -60 "$work/build-new.log"; echo "BUILD FAILED"; exit 1; }
+  [ "${QP_EARLY:-0}" = 1 ] && { wait $pe || { tail -30 "$work/build-early.log"; echo "EARLY BUILD FAILED"; }; }
   grep -i "warning" "$work/build-new.log" | grep -i "kernels/cuda" | head -10
   echo "== build: $(( $(date +%s) - t0 )) s"
 fi
@@ -59,9 +69,10 @@ done
 echo "== synth + plans: $(( $(date +%s) - t0 )) s"
 
 if want test; then
-  ( cd "$root/build-device" && QP_E2E_MODEL=$model QP_E2E_PLAN=$work/plan-new.yaml timeout 240 \
+  ( cd "$root/build-device" && QP_E2E_MODEL=$model QP_E2E_PLAN=$work/plan-new.yaml timeout ${QP_TEST_TIMEOUT:-240} \
       ctest -L gpu --output-on-failure -V ) > "$out/test.log" 2>&1
   rc=$?
+  grep -E '^ *[0-9]+/[0-9]+ Test' "$out/test.log"
   grep -E '^FAIL|rel |identical|DIFFERENT|tests passed|tests failed|skip|NaN' "$out/test.log" | grep -v '^ok ' | tail -25
   echo "== gpu tests: $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc") ($(grep -c '^ok ' "$out/test.log") op checks ok), $(( $(date +%s) - t0 )) s"
 fi
@@ -77,6 +88,12 @@ if want bench; then
   bench base "$base" "$work/plan-base.yaml"
   bench new "$root" "$work/plan-new.yaml"
   [ "${QP_BENCH_PDL:-1}" = 0 ] || QP_BENCH_ARGS="--bench-depths 0 --bench-pp 0" bench new-pdl "$root" "$work/plan-new.yaml" QP_CUDA_PDL=1
+  for m in ${QP_MATRIX:-}; do
+    name=${m%%:*}
+    envs=$(echo "${m#*:}" | tr ',' ' ')
+    d=$root; [[ $name == early* ]] && { mkdir -p "$root/.early/build-device"; ln -sfn "$root/build-early/runtime" "$root/.early/build-device/runtime"; d=$root/.early; }
+    QP_BENCH_ARGS="${QP_MATRIX_ARGS:---bench-depths 0 --bench-pp 0}" bench "$name" "$d" "$work/plan-new.yaml" $envs
+  done
   echo "== bench: $(( $(date +%s) - t0 )) s"
 fi
 
