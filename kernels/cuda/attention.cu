@@ -141,16 +141,22 @@ static __global__ void __launch_bounds__(QP_ATTN_WARPS * 32)
  * order through shared memory. Cost per step ~ S / NG loads per thread instead of S serial
  * {m, l, o} round trips with an expf each.
  *
- * qp_attn_combine_head is that body for one (head h, token t) with live length L; called by
- * every thread of a block of QP_COMB_THREADS (it has barriers), by attn_combine_kernel and by the
- * last block of attn_gqa_kernel<HD, true>, so both give the same bits. Shared memory from the
- * caller: sw[gridS] weights, red[QP_COMB_THREADS / 32], acc_s[QP_COMB_THREADS]; the function
- * ends with a barrier, so a caller may call it again at once with the same arrays. Partials are
- * read with ld.global.cg (L2): in the fused kernel other blocks wrote them during this launch. */
+ * qp_attn_combine_heads is that body for the heads h0 .. h0+G-1 (G <= GM) of token t at live
+ * length L, the heads side by side: every thread does, for each head, exactly the operations
+ * (same values, same order, same thread and lane) it does for one head alone, so a head's result
+ * does not depend on G; the heads share the barriers and their loads are in flight together (the
+ * fused kernel's last block combines its G = 7 heads in about the latency of one). Callers:
+ * attn_combine_kernel (GM = 1, one head per block) and the last block of attn_gqa_kernel<HD, true>
+ * (GM = QP_GQA_GMAX), both with QP_COMB_THREADS threads: the same bits. Every thread of the block
+ * must call it (barriers). Shared memory from the caller: sw[G][gridS] weights,
+ * red[G][QP_COMB_THREADS / 32], acc_s[G][QP_COMB_THREADS]. Partials are read with ld.global.cg
+ * (L2): in the fused kernel other blocks wrote them during this launch. */
 #define QP_COMB_THREADS 256
-static __device__ __forceinline__ void qp_attn_combine_head(const float *part, int n_head, int hd, int gridS,
-                                                            int64_t L, int h, int t, float *__restrict__ out,
-                                                            float *sw, float *red, float *acc_s) {
+template <int GM>
+static __device__ __forceinline__ void qp_attn_combine_heads(const float *part, int n_head, int hd, int gridS,
+                                                             int64_t L, int h0, int G, int t,
+                                                             float *__restrict__ out, float *sw, float *red,
+                                                             float *acc_s) {
     const int tid = threadIdx.x, nt = blockDim.x;
     const int lane = tid & 31, warp = tid >> 5, nw = nt >> 5;
     int S = gridS;
@@ -159,52 +165,98 @@ static __device__ __forceinline__ void qp_attn_combine_head(const float *part, i
         if (used < S) S = used < 1 ? 1 : (int)used;
     }
     const int64_t stride = hd + 2;
-    const float *pp = part + ((int64_t)t * n_head + h) * gridS * stride;
+    const float *pp0 = part + ((int64_t)t * n_head + h0) * gridS * stride; /* head h0 + g: + g * gridS * stride */
+    const int64_t hs = (int64_t)gridS * stride;
     /* (1) block max of m_s */
-    float M = -INFINITY;
-    for (int s = tid; s < S; s += nt) M = fmaxf(M, __ldcg(pp + s * stride));
+    float M[GM];
 #pragma unroll
-    for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
-    if (lane == 0) red[warp] = M;
-    __syncthreads();
-    M = -INFINITY;
-    for (int w = 0; w < nw; w++) M = fmaxf(M, red[w]);
-    __syncthreads(); /* red is reused below */
-    float lp = 0.0f;
+    for (int g = 0; g < GM; g++) M[g] = -INFINITY;
     for (int s = tid; s < S; s += nt) {
-        const float ms = __ldcg(pp + s * stride);
-        const float w = ms == -INFINITY ? 0.0f : expf(ms - M);
-        sw[s] = w;
-        lp += w * __ldcg(pp + s * stride + 1);
+#pragma unroll
+        for (int g = 0; g < GM; g++)
+            if (g < G) M[g] = fmaxf(M[g], __ldcg(pp0 + g * hs + s * stride));
     }
-    lp = qp_warp_sum(lp);
-    if (lane == 0) red[warp] = lp;
+#pragma unroll
+    for (int g = 0; g < GM; g++) {
+        if (g >= G) break;
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) M[g] = fmaxf(M[g], __shfl_xor_sync(0xffffffffu, M[g], off));
+        if (lane == 0) red[g * nw + warp] = M[g];
+    }
     __syncthreads();
-    float lt = 0.0f;
-    for (int w = 0; w < nw; w++) lt += red[w];
-    /* (2) group g of hd threads: dims d, chunks g, g + NG, ... */
-    const int NG = nt / hd, g = tid / hd, d = tid % hd;
-    float acc = 0.0f;
-    if (g < NG) {
-        const float *po = pp + 2 + d;
-        int s = g;
-        float a1 = 0.0f;
-        for (; s + NG < S; s += 2 * NG) { /* two independent loads in flight */
-            acc += sw[s] * __ldcg(po + s * stride);
-            a1 += sw[s + NG] * __ldcg(po + (s + NG) * stride);
-        }
-        if (s < S) acc += sw[s] * __ldcg(po + s * stride);
-        acc += a1;
+#pragma unroll
+    for (int g = 0; g < GM; g++) {
+        if (g >= G) break;
+        M[g] = -INFINITY;
+        for (int w = 0; w < nw; w++) M[g] = fmaxf(M[g], red[g * nw + w]);
     }
-    acc_s[tid] = acc;
+    __syncthreads(); /* red is reused below */
+    float lp[GM];
+#pragma unroll
+    for (int g = 0; g < GM; g++) lp[g] = 0.0f;
+    for (int s = tid; s < S; s += nt) {
+#pragma unroll
+        for (int g = 0; g < GM; g++) {
+            if (g >= G) break;
+            const float ms = __ldcg(pp0 + g * hs + s * stride);
+            const float w = ms == -INFINITY ? 0.0f : expf(ms - M[g]);
+            sw[g * gridS + s] = w;
+            lp[g] += w * __ldcg(pp0 + g * hs + s * stride + 1);
+        }
+    }
+#pragma unroll
+    for (int g = 0; g < GM; g++) {
+        if (g >= G) break;
+        lp[g] = qp_warp_sum(lp[g]);
+        if (lane == 0) red[g * nw + warp] = lp[g];
+    }
+    __syncthreads();
+    float lt[GM];
+#pragma unroll
+    for (int g = 0; g < GM; g++) {
+        lt[g] = 0.0f;
+        if (g >= G) break;
+        for (int w = 0; w < nw; w++) lt[g] += red[g * nw + w];
+    }
+    /* (2) group k of hd threads: dims d, chunks k, k + NG, ... */
+    const int NG = nt / hd, k = tid / hd, d = tid % hd;
+    float acc[GM], a1[GM];
+#pragma unroll
+    for (int g = 0; g < GM; g++) acc[g] = a1[g] = 0.0f;
+    if (k < NG) {
+        const float *po = pp0 + 2 + d;
+        int s = k;
+        for (; s + NG < S; s += 2 * NG) { /* two independent loads per head in flight */
+#pragma unroll
+            for (int g = 0; g < GM; g++) {
+                if (g >= G) break;
+                acc[g] += sw[g * gridS + s] * __ldcg(po + g * hs + s * stride);
+                a1[g] += sw[g * gridS + s + NG] * __ldcg(po + g * hs + (s + NG) * stride);
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < GM; g++) {
+            if (g >= G) break;
+            if (s < S) acc[g] += sw[g * gridS + s] * __ldcg(po + g * hs + s * stride);
+            acc[g] += a1[g];
+        }
+    }
+#pragma unroll
+    for (int g = 0; g < GM; g++) {
+        if (g >= G) break;
+        acc_s[g * nt + tid] = acc[g];
+    }
     __syncthreads();
     /* (3) the NG group sums in order */
     if (tid < hd) {
-        float r = 0.0f;
-        for (int k = 0; k < NG; k++) r += acc_s[k * hd + tid];
-        out[((int64_t)t * n_head + h) * hd + tid] = r / lt;
+#pragma unroll
+        for (int g = 0; g < GM; g++) {
+            if (g >= G) break;
+            float r = 0.0f;
+            for (int j = 0; j < NG; j++) r += acc_s[g * nt + j * hd + tid];
+            out[((int64_t)t * n_head + h0 + g) * hd + tid] = r / lt[g];
+        }
     }
-    __syncthreads(); /* sw, red, acc_s free for the next call */
 }
 
 /* Dynamic shared memory: gridS floats of weights. */
@@ -219,7 +271,7 @@ static __global__ void __launch_bounds__(QP_COMB_THREADS)
     const int h = blockIdx.x, t = blockIdx.y;
     int64_t L = (int64_t)step->pos + t + 1;
     if (L > ctx) L = ctx;
-    qp_attn_combine_head(part, n_head, hd, gridS, L, h, t, out, sw, red, acc_s);
+    qp_attn_combine_heads<1>(part, n_head, hd, gridS, L, h, 1, t, out, sw, red, acc_s);
 }
 
 #define QP_GQA_WARPS 8
@@ -364,7 +416,7 @@ static __global__ void __launch_bounds__(QP_GQA_WARPS * 32)
     }
     if constexpr (FUSED) {
         __shared__ bool last;
-        __shared__ float red[QP_COMB_THREADS / 32], acc_s[QP_COMB_THREADS];
+        __shared__ float red[QP_GQA_GMAX * QP_COMB_THREADS / 32], acc_s[QP_GQA_GMAX * QP_COMB_THREADS];
         unsigned int *done = &qp_attn_done[t * n_head_kv + kvh];
         __syncthreads(); /* the block's partial stores (all threads) before thread 0's release */
         if (threadIdx.x == 0) {
@@ -375,9 +427,8 @@ static __global__ void __launch_bounds__(QP_GQA_WARPS * 32)
         __syncthreads();
         if (!last) return;
         __threadfence();
-        float *sw = &so[0][0][0]; /* the partial merge is over: so holds the combine weights */
-        for (int g = 0; g < G; g++)
-            qp_attn_combine_head(part, n_head, HD, S, L, kvh * G + g, t, out, sw, red, acc_s);
+        /* the partial merge is over: so holds the G x S combine weights (launcher: G * S fits) */
+        qp_attn_combine_heads<QP_GQA_GMAX>(part, n_head, HD, S, L, kvh * G, G, t, out, &so[0][0][0], red, acc_s);
         if (threadIdx.x == 0) *done = 0; /* no other block touches it again in this launch */
     }
 }
@@ -420,12 +471,12 @@ enum qp_status qp_cuda_attention(const struct qp_op_args *a, struct qp_error *er
                      a->kv.type == QP_GGML_F16 && (a->head_dim == 64 || a->head_dim == 128) &&
                      G >= 1 && G <= QP_GQA_GMAX && a->kv.kv_dim % 8 == 0 && (uintptr_t)a->kv.k % 16 == 0 &&
                      (uintptr_t)a->kv.v % 16 == 0;
-    /* fused combine: a counter per (token, KV head) must exist, and the combine weights of
-     * attn_split chunks must fit the kernel's `so` array (QP_GQA_GMAX x QP_GQA_WARPS x 64 floats
-     * at least); otherwise the two-launch form (same results) */
+    /* fused combine: a counter per (token, KV head) must exist, and the combine weights of G
+     * heads x attn_split chunks must fit the kernel's `so` array (QP_GQA_GMAX x QP_GQA_WARPS x
+     * head_dim floats); otherwise the two-launch form (same results) */
     const bool fused = gqa && qp_cuda_attn_knob(QP_CUDA_ATTN_KNOB_FUSED) &&
                        (int64_t)a->n_tok * a->n_head_kv <= QP_ATTN_DONE_MAX &&
-                       l.attn_split <= QP_GQA_GMAX * QP_GQA_WARPS * 64;
+                       (int64_t)l.attn_split * G <= QP_GQA_GMAX * QP_GQA_WARPS * a->head_dim;
     const dim3 gg((unsigned)l.attn_split, (unsigned)a->n_head_kv, (unsigned)a->n_tok);
 #define QP_GQA_LAUNCH(HD, F)                                                                                \
     QP_CUDA_LAUNCH(err, (attn_gqa_kernel<HD, F>), gg, QP_GQA_WARPS * 32, 0, st, a->in0, (const __half *)a->kv.k, \
