@@ -515,6 +515,151 @@ static void test_attention(int n, int pos, int ctx, int n_head, int n_kv, int hd
     free(kh); free(vh); free(q); free(k); free(v); free(sp.h);
 }
 
+/* The decode attention paths on one f16 cache filled with random rows (no kv_write): the GQA
+ * kernel with the combine fused into it (one launch) and the two-launch form (GQA kernel +
+ * attn_combine_kernel), selected with qp_cuda_attn_paths_force (prefill forced off, so that n > 1
+ * reaches the decode kernels too). Checks:
+ *   - which path ran: captured into a CUDA graph, fused holds 1 kernel, two launches 2;
+ *   - fused against the CPU op (TOL_F32, as test_attention);
+ *   - fused replayed twice from the graph, then launched eagerly twice, on the same buffers,
+ *     output and scratch poisoned again before each run: all bit-identical. A counter not
+ *     returned to 0 by a run makes no block (or the wrong block) combine in the next one,
+ *     leaving NaN or reading poisoned partials;
+ *   - two-launch form == fused, bit for bit (same partials, same combine function, same thread
+ *     count: only the launch differs).
+ * Every case also leaves the counters as the next case needs them, so the sequence of cases
+ * (several live lengths, n 1 and > 1, both head dims) tests the reset across launches. */
+/* Runs the attention node g on the decode paths (fused or two launches) `reps` times; output and
+ * scratch are poisoned (0xFF: NaN) before each run; run r's output goes to outs[r]. graph: the
+ * node is captured once into a CUDA graph (like the runtime's decode step) and the graph is
+ * replayed; the capture must hold 1 kernel fused, 2 in two launches (proves which path ran).
+ * Returns false (and prints why) on any error. */
+static bool attn_gpu_run(struct qp_op_args *g, size_t n_out, bool fused, bool graph, int reps, float **outs) {
+    const char *how = fused ? "fused" : "two launches";
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    g->stream = st;
+    struct qp_cuda_attn_paths p = {0, 1, fused ? 1 : 0};
+    struct qp_error err = {{0}};
+    enum qp_status s = QP_OK;
+    cudaGraph_t gr = NULL;
+    cudaGraphExec_t ge = NULL;
+    bool ok = true;
+    if (graph) {
+        qp_cuda_attn_paths_force(&p);
+        CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+        s = qp_cuda_ops[QP_OP_ATTENTION](g, &err);
+        cudaError_t e = cudaStreamEndCapture(st, &gr);
+        qp_cuda_attn_paths_force(NULL);
+        if (s != QP_OK || e != cudaSuccess) {
+            printf("FAIL attention (%s, capture): %s %s\n", how, s != QP_OK ? err.msg : "", cudaGetErrorString(e));
+            ok = false;
+        } else {
+            size_t nodes = 0;
+            CK(cudaGraphGetNodes(gr, NULL, &nodes));
+            const size_t want = fused ? 1 : 2;
+            printf("%-4s   %-56s %zu (want %zu)\n", nodes == want ? "ok" : "FAIL", fused ? "fused: kernels in the graph" : "two launches: kernels in the graph", nodes, want);
+            nodes == want ? g_pass++ : g_fail++;
+            CK(cudaGraphInstantiate(&ge, gr, 0));
+        }
+    }
+    for (int r = 0; ok && r < reps; r++) {
+        if (g->scratch_bytes) CK(cudaMemsetAsync(g->scratch, 0xFF, g->scratch_bytes, st));
+        CK(cudaMemsetAsync(g->out, 0xFF, n_out * sizeof(float), st));
+        if (graph) {
+            CK(cudaGraphLaunch(ge, st));
+        } else {
+            qp_cuda_attn_paths_force(&p);
+            s = qp_cuda_ops[QP_OP_ATTENTION](g, &err);
+            qp_cuda_attn_paths_force(NULL);
+        }
+        cudaError_t e = cudaStreamSynchronize(st);
+        if (s != QP_OK || e != cudaSuccess) {
+            printf("FAIL attention (%s): %s %s\n", how, s != QP_OK ? err.msg : "", cudaGetErrorString(e));
+            ok = false;
+            break;
+        }
+        CK(cudaMemcpy(outs[r], g->out, n_out * sizeof(float), cudaMemcpyDeviceToHost));
+    }
+    if (ge) CK(cudaGraphExecDestroy(ge));
+    if (gr) CK(cudaGraphDestroy(gr));
+    g->stream = NULL;
+    CK(cudaStreamDestroy(st));
+    return ok;
+}
+
+static void test_attention_paths(int n, int pos, int ctx, int n_head, int n_kv, int hd) {
+    char what[160];
+    snprintf(what, sizeof what, "attention decode paths n=%d pos=%d ctx=%d heads %d/%d hd %d", n, pos, ctx, n_head, n_kv,
+             hd);
+    struct step_pair sp = step_new();
+    step_set(&sp, pos, n, 0);
+    const int64_t kvd = (int64_t)n_kv * hd, qw = (int64_t)n_head * hd;
+    const size_t kvn = (size_t)ctx * kvd, nout = (size_t)n * qw;
+    uint16_t *kh = malloc(kvn * 2), *vh = malloc(kvn * 2);
+    for (size_t i = 0; i < kvn; i++) {
+        kh[i] = rand_f16(12, 15, true);
+        vh[i] = rand_f16(12, 15, true);
+    }
+    float *q = frand_buf(nout);
+    for (size_t i = 0; i < nout; i++) q[i] *= 2.0f;
+    struct qp_op_args c = {0}, g;
+    c.op = QP_OP_ATTENTION;
+    c.n_tok = n;
+    c.step = sp.h;
+    c.in0 = q;
+    c.in_w = c.out_w = qw;
+    c.n_head = n_head;
+    c.n_head_kv = n_kv;
+    c.head_dim = hd;
+    c.kv = (struct qp_kv_ref){kh, vh, QP_GGML_F16, ctx, kvd};
+    float *oc = malloc(nout * 4), *o1 = malloc(nout * 4), *o2 = malloc(nout * 4), *o3 = malloc(nout * 4);
+    float *o4 = malloc(nout * 4), *o5 = malloc(nout * 4);
+    c.out = oc;
+    struct qp_error err = {{0}};
+    if (qp_cpu_ops[QP_OP_ATTENTION](&c, &err) != QP_OK) {
+        printf("FAIL %-58s CPU op: %s\n", what, err.msg);
+        g_fail++;
+        goto done_host;
+    }
+    g = c;
+    g.step = sp.d;
+    g.kv.k = dup_to_dev(kh, kvn * 2);
+    g.kv.v = dup_to_dev(vh, kvn * 2);
+    g.in0 = dup_to_dev(q, nout * 4);
+    g.out = dalloc(nout * 4);
+    struct qp_cuda_scratch_layout l;
+    if (qp_cuda_scratch_plan(&g, &l, &err) != QP_OK) {
+        printf("FAIL %-58s scratch plan: %s\n", what, err.msg);
+        g_fail++;
+    } else {
+        g.scratch = l.total ? dalloc(l.total) : NULL;
+        g.scratch_bytes = l.total;
+        float *gr_out[2] = {o1, o2}, *eg_out[2] = {o4, o5};
+        char w2[200];
+        snprintf(w2, sizeof w2, "%s split %d", what, (int)l.attn_split);
+        if (!attn_gpu_run(&g, nout, true, true, 2, gr_out) || !attn_gpu_run(&g, nout, true, false, 2, eg_out) ||
+            !attn_gpu_run(&g, nout, false, true, 1, &o3)) {
+            printf("FAIL %-58s\n", w2);
+            g_fail++;
+        } else {
+            check(w2, o1, oc, nout, TOL_F32);
+            const size_t nb = nout * 4;
+            bool again = !memcmp(o1, o2, nb) && !memcmp(o1, o4, nb) && !memcmp(o1, o5, nb);
+            bool same = !memcmp(o1, o3, nb);
+            printf("%-4s   %-56s\n", again ? "ok" : "FAIL", "fused: graph replayed twice, eager twice: same bits");
+            again ? g_pass++ : g_fail++;
+            printf("%-4s   %-56s\n", same ? "ok" : "FAIL", "fused == two launches, bit for bit");
+            same ? g_pass++ : g_fail++;
+        }
+        if (g.scratch) CK(cudaFree(g.scratch));
+    }
+    CK(cudaFree(g.kv.k)); CK(cudaFree(g.kv.v)); CK(cudaFree((void *)g.in0)); CK(cudaFree(g.out));
+done_host:
+    CK(cudaFree(sp.d));
+    free(kh); free(vh); free(q); free(oc); free(o1); free(o2); free(o3); free(o4); free(o5); free(sp.h);
+}
+
 static void test_argmax(int n, int64_t vocab, bool plant_tie) {
     char what[160];
     snprintf(what, sizeof what, "argmax n=%d vocab=%lld%s", n, (long long)vocab, plant_tie ? " (planted tie)" : "");
@@ -665,6 +810,24 @@ int main(void) {
          * rows per block, and a whole 512-token chunk from position 0 (16 key tiles) */
         test_attention(37, 100, 512, 8, 2, 128, kvt);
         test_attention(512, 0, 512, 14, 2, 64, kvt);
+    }
+    /* decode attention, fused combine vs CPU and vs the two-launch form. Split S (cuda_scratch.c):
+     * ctx 4096 -> 32 chunks for n = 1, 4 for n > 1; ctx 16384 -> 64; chunk = max(ceil(L/S), 16).
+     * Live lengths L = pos + t + 1: 1 (one chunk, 31 empty blocks still arriving), 5, 16 and 17
+     * (one min chunk exactly, one past it), 512 (32 chunks of 16: all live), 2001 (many chunks),
+     * the whole context (all chunks live, the largest split). */
+    {
+        const int pos1[] = {0, 4, 15, 16, 511, 2000, 4095};
+        for (int i = 0; i < (int)(sizeof pos1 / sizeof pos1[0]); i++) test_attention_paths(1, pos1[i], 4096, 14, 2, 64);
+        const int pos3[] = {0, 2, 13, 61, 1000, 4093};
+        for (int i = 0; i < (int)(sizeof pos3 / sizeof pos3[0]); i++) test_attention_paths(3, pos3[i], 4096, 14, 2, 64);
+        test_attention_paths(8, 4088, 4096, 14, 2, 64);
+        test_attention_paths(1, 16383, 16384, 14, 2, 64);
+        test_attention_paths(1, 700, 16384, 14, 2, 64);
+        test_attention_paths(1, 0, 2048, 16, 2, 128); /* G = 8: the most query heads per group */
+        test_attention_paths(1, 1500, 2048, 16, 2, 128);
+        test_attention_paths(2, 2046, 2048, 8, 4, 128);
+        test_attention_paths(5, 37, 300, 4, 4, 64); /* G = 1, a split of 1 (n > 1: ctx < 1024) */
     }
     test_argmax(1, 151936, false);
     test_argmax(2, 151936, true);
