@@ -57,19 +57,6 @@ enum qp_status qp_cuda_scratch_plan(const struct qp_op_args *a, struct qp_cuda_s
 /* Total rows of the parts of a linear, stacked (0 when a count is negative). */
 int64_t qp_cuda_rows_total(const struct qp_op_args *a);
 
-/* Attention path overrides, so that a test can compare paths in one process. Defined in
- * kernels/cuda/attention.cu: only in builds with the CUDA backend (link qpcuda). Each field:
- * -1 = the environment knob decides (the default; QP_CUDA_ATTN_PREFILL, QP_CUDA_ATTN_GQA,
- * QP_CUDA_ATTN_FUSED, each on unless it is "0"), 0 = off, 1 = on where the path's shape rules
- * allow it. prefill: attn_prefill.cu for n_tok > 1; gqa: the decode GQA kernel (n_tok <=
- * QP_CUDA_MATVEC_MAX_TOK, f16 cache); fused: that kernel also combines (one launch, not two).
- * p == NULL restores the defaults. Applies to launches enqueued after the call (a captured graph
- * keeps its kernels). Not thread-safe: call it between launches, from one thread. */
-struct qp_cuda_attn_paths {
-    int prefill, gqa, fused;
-};
-void qp_cuda_attn_paths_force(const struct qp_cuda_attn_paths *p);
-
 #ifdef __cplusplus
 }
 #endif

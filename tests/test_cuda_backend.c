@@ -201,11 +201,7 @@ int main(void) {
              "ffn_gate=q4_k,ffn_up=q4_k,ffn_down=q6_k,token_embd=q5_0,output=q8_0' -o %s",
              QPLAN, m);
     sh(cmd);
-    /* ctx 1024: the decode attention node gets split 4 (compiler/select.c: ctx / 256), so the
-     * fused combine of attention.cu sees 1 to 4 live chunks as the 72 positions fill (several
-     * blocks arriving at its counter, empty chunks included) and graph replay reuses the
-     * counters every step; at ctx 128 the split would be 1 */
-    snprintf(cmd, sizeof cmd, "%s compile %s -o %s --ctx 1024 --chunk 16", QPLAN, m, p);
+    snprintf(cmd, sizeof cmd, "%s compile %s -o %s --ctx 128 --chunk 16", QPLAN, m, p);
     sh(cmd);
     check_model("small synthetic, mixed types", p, m);
     const char *em = getenv("QP_E2E_MODEL"), *ep = getenv("QP_E2E_PLAN");

@@ -14,8 +14,7 @@
  *   output: lane owns head dims lane + 32 j; p of each key broadcast by a shuffle.
  * head_dim must be 32, 64 or 128 (NJ = head_dim / 32 values per lane); qp_cuda_attn_prefill_ok
  * says whether a node qualifies, else attention.cu runs it. QP_CUDA_ATTN_PREFILL=0 in the
- * environment (or qp_cuda_attn_paths_force, include/qp_cuda.h) sends every node to
- * attention.cu (for comparison).
+ * environment sends every node to attention.cu (for comparison).
  */
 #include "cuda_common.cuh"
 #include "qp_cuda.h"
@@ -114,7 +113,12 @@ static __global__ void __launch_bounds__(QP_AP_WARPS * 32)
 }
 
 bool qp_cuda_attn_prefill_ok(const struct qp_op_args *a) {
-    return qp_cuda_attn_knob(QP_CUDA_ATTN_KNOB_PREFILL) && a->n_tok > 1 && (a->head_dim == 32 || a->head_dim == 64 || a->head_dim == 128) &&
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("QP_CUDA_ATTN_PREFILL");
+        on = !(e && strcmp(e, "0") == 0);
+    }
+    return on && a->n_tok > 1 && (a->head_dim == 32 || a->head_dim == 64 || a->head_dim == 128) &&
            (a->kv.type == QP_GGML_F16 || a->kv.type == QP_GGML_F32);
 }
 

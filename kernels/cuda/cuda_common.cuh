@@ -200,12 +200,6 @@ enum qp_status qp_cuda_gemm(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_rope(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_kv_write(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_attention(const struct qp_op_args *a, struct qp_error *err);
-/* attention.cu: whether an attention path is on: qp_cuda_attn_paths_force (include/qp_cuda.h)
- * if it forced one, else its environment knob (read once; on unless "0"). */
-#define QP_CUDA_ATTN_KNOB_PREFILL 0 /* QP_CUDA_ATTN_PREFILL: attn_prefill.cu for n_tok > 1 */
-#define QP_CUDA_ATTN_KNOB_GQA 1     /* QP_CUDA_ATTN_GQA: the decode GQA kernel */
-#define QP_CUDA_ATTN_KNOB_FUSED 2   /* QP_CUDA_ATTN_FUSED: its fused combine */
-int qp_cuda_attn_knob(int which);
 /* attn_prefill.cu: the prefill attention kernel (n_tok > 1), for the nodes it takes */
 bool qp_cuda_attn_prefill_ok(const struct qp_op_args *a);
 enum qp_status qp_cuda_attn_prefill(const struct qp_op_args *a, struct qp_error *err);
