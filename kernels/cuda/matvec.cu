@@ -153,8 +153,8 @@ static __device__ __forceinline__ float qp_mmv_dot(const qp_lin_params &p, int64
  * of the group taking sub-chunks k*32 + lane, k*32 + lane + 32*KS, ...; the KS warp sums are
  * added in warp order through shared memory. One staged x serves the block's nw/KS units. A
  * separate template instance, so the KS = 1 kernel keeps its registers (docs/performance.md). */
-template <int T, int EPI, bool AM, int KS, int R>
-static __global__ void __launch_bounds__(256, R > 1 ? 2 : 1)
+template <int T, int EPI, bool AM, int KS>
+static __global__ void __launch_bounds__(256)
     matvec_kernel(const qp_lin_params p, const int vec, qp_amax *__restrict__ part) {
     __shared__ float red[32];
     __shared__ bool last;
@@ -162,15 +162,12 @@ static __global__ void __launch_bounds__(256, R > 1 ? 2 : 1)
     const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
     const int64_t stride = (int64_t)gridDim.x * nw;
     const int64_t ufirst = (int64_t)blockIdx.x * nw + (threadIdx.x >> 5);
-    if (t == 0) { /* weights only: safe before the wait. The warp's first batch of R units only:
-                   * prefetching every unit of a grid-strided LM head (138 MiB) thrashes L2. */
-        for (int64_t u = ufirst * R; u < p.units && u < (ufirst + 1) * R; u++) {
-            int64_t ra, rb;
-            int pi;
-            qp_unit_rows<EPI>(p, u, &ra, &rb);
-            qp_prefetch_row(qp_lin_row(p, ra, &pi), p.row_bytes[pi], lane);
-            if (rb >= 0) qp_prefetch_row(qp_lin_row(p, rb, &pi), p.row_bytes[pi], lane);
-        }
+    if (t == 0 && ufirst < p.units) { /* weights only: safe before the wait */
+        int64_t ra, rb;
+        int pi;
+        qp_unit_rows<EPI>(p, ufirst, &ra, &rb);
+        qp_prefetch_row(qp_lin_row(p, ra, &pi), p.row_bytes[pi], lane);
+        if (rb >= 0) qp_prefetch_row(qp_lin_row(p, rb, &pi), p.row_bytes[pi], lane);
     }
     qp_pdl_wait();
     qp_pdl_trigger();
@@ -231,66 +228,15 @@ static __global__ void __launch_bounds__(256, R > 1 ? 2 : 1)
     }
     float bv = -INFINITY;
     int32_t bi = INT32_MAX;
-    if constexpr (R > 1) {
-        static_assert(KS == 1 && !qp_is_float<T>::value && T != QP_MMV_MIXED, "R units per warp: quantized rows");
-        /* R consecutive units per warp at once (RB rows each): every row's loads of a sub-chunk
-         * step are independent, so they are all in flight before any is decoded. Each row's
-         * products are summed in the same order as qp_row_dot_lane_xs (results identical to R = 1).
-         * A unit past the end repeats unit u0 (always valid); its result is dropped. */
-        constexpr int RB = (EPI == QP_EPILOGUE_SWIGLU || EPI == QP_EPILOGUE_ROPE_KV) ? 2 : 1;
-        using Q = qp_qt<T>;
-        const int64_t nsub = p.cols / 32;
-        for (int64_t u0 = ufirst * R; u0 < p.units; u0 += stride * R) {
-            const uint8_t *rows[R * RB];
-            int64_t ra[R], rb[R];
-#pragma unroll
-            for (int j = 0; j < R; j++) {
-                int pi;
-                qp_unit_rows<EPI>(p, u0 + j < p.units ? u0 + j : u0, &ra[j], &rb[j]);
-                rows[j * RB] = qp_lin_row(p, ra[j], &pi);
-                if constexpr (RB == 2) rows[j * RB + 1] = rb[j] >= 0 ? qp_lin_row(p, rb[j], &pi) : rows[j * RB];
-            }
-            float acc[R * RB];
-#pragma unroll
-            for (int k = 0; k < R * RB; k++) acc[k] = 0.0f;
-            for (int64_t s = lane; s < nsub; s += 32) {
-                const float4 *x4 = (const float4 *)(xs + s * QP_XS_STRIDE);
-                const int64_t boff = (s / Q::SUBS) * Q::BYTES;
-                const int sub = (int)(s % Q::SUBS);
-#pragma unroll
-                for (int k = 0; k < R * RB; k++) {
-                    float v[32];
-                    qp_dec32<T>(rows[k] + boff, sub, v);
-#pragma unroll
-                    for (int i = 0; i < 8; i++) {
-                        const float4 a = x4[i];
-                        acc[k] += v[4 * i] * a.x + v[4 * i + 1] * a.y + v[4 * i + 2] * a.z + v[4 * i + 3] * a.w;
-                    }
-                }
-            }
-#pragma unroll
-            for (int k = 0; k < R * RB; k++) acc[k] = qp_warp_sum(acc[k]);
-            if (lane == 0) {
-#pragma unroll
-                for (int j = 0; j < R; j++) {
-                    if (u0 + j >= p.units) break;
-                    const float b = RB == 2 && rb[j] >= 0 ? acc[j * RB + RB - 1] * inv : 0.0f;
-                    const float val = qp_unit_store<EPI>(p, t, u0 + j, ra[j], rb[j], acc[j * RB] * inv, b);
-                    if constexpr (AM) qp_amax_merge(&bv, &bi, val, (int32_t)(u0 + j));
-                }
-            }
-        }
-    } else {
-        for (int64_t u = ufirst; u < p.units; u += stride) {
-            int64_t ra, rb;
-            qp_unit_rows<EPI>(p, u, &ra, &rb);
-            const float a = qp_warp_sum(qp_mmv_dot<T>(p, ra, x, xs, vec, lane));
-            float b = 0.0f;
-            if (rb >= 0) b = qp_warp_sum(qp_mmv_dot<T>(p, rb, x, xs, vec, lane));
-            if (lane == 0) {
-                const float val = qp_unit_store<EPI>(p, t, u, ra, rb, a * inv, b * inv);
-                if constexpr (AM) qp_amax_merge(&bv, &bi, val, (int32_t)u);
-            }
+    for (int64_t u = ufirst; u < p.units; u += stride) {
+        int64_t ra, rb;
+        qp_unit_rows<EPI>(p, u, &ra, &rb);
+        const float a = qp_warp_sum(qp_mmv_dot<T>(p, ra, x, xs, vec, lane));
+        float b = 0.0f;
+        if (rb >= 0) b = qp_warp_sum(qp_mmv_dot<T>(p, rb, x, xs, vec, lane));
+        if (lane == 0) {
+            const float val = qp_unit_store<EPI>(p, t, u, ra, rb, a * inv, b * inv);
+            if constexpr (AM) qp_amax_merge(&bv, &bi, val, (int32_t)u);
         }
     }
     if constexpr (AM) {
@@ -318,19 +264,19 @@ static __global__ void __launch_bounds__(256, R > 1 ? 2 : 1)
     }
 }
 
-template <int T, int EPI, bool AM, int KS = 1, int R = 1>
+template <int T, int EPI, bool AM, int KS = 1>
 static enum qp_status launch_mmv(const qp_lin_params &p, dim3 grid, int threads, int vec, qp_amax *part,
                                  cudaStream_t st, struct qp_error *err) {
     const size_t smem = p.cols % 32 == 0 ? (size_t)(p.cols / 32) * QP_XS_STRIDE * sizeof(float) : 0;
     cudaError_t e = cudaSuccess;
     if (smem > 48 * 1024) /* beyond the default dynamic limit: opt in (not a stream operation) */
-        e = cudaFuncSetAttribute(matvec_kernel<T, EPI, AM, KS, R>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (e == cudaSuccess) e = qp_cuda_launch_k(matvec_kernel<T, EPI, AM, KS, R>, grid, threads, smem, st, p, vec, part);
+        e = cudaFuncSetAttribute(matvec_kernel<T, EPI, AM, KS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e == cudaSuccess) e = qp_cuda_launch_k(matvec_kernel<T, EPI, AM, KS>, grid, threads, smem, st, p, vec, part);
     if (e == cudaSuccess) e = cudaPeekAtLastError();
     if (e != cudaSuccess)
-        return qp_error_set(err, QP_ERR_DEVICE, "%s:%d: matvec_kernel<%s, %s%s, ks %d, r %d><<<%u x %u, %d>>>: %s",
-                            __FILE__, __LINE__, T == QP_MMV_MIXED ? "mixed" : qp_ggml_type_name(T),
-                            qp_epilogue_name((enum qp_epilogue)EPI), AM ? " + argmax" : "", KS, R, grid.x, grid.y,
+        return qp_error_set(err, QP_ERR_DEVICE, "%s:%d: matvec_kernel<%s, %s%s, ks %d><<<%u x %u, %d>>>: %s", __FILE__,
+                            __LINE__, T == QP_MMV_MIXED ? "mixed" : qp_ggml_type_name(T),
+                            qp_epilogue_name((enum qp_epilogue)EPI), AM ? " + argmax" : "", KS, grid.x, grid.y,
                             threads, cudaGetErrorString(e));
     return QP_OK;
 }
@@ -343,18 +289,9 @@ static int qp_mmv_ks(void) {
     return 2; /* measured best (tg128, H100: KS 1 972, 2 983, 4 969 t/s; docs/performance.md) */
 }
 
-/* Units per warp at once for quantized rows (QP_CUDA_MMV_R: 1, 2 or 4; see the kernel). */
-static int qp_mmv_r(void) {
-    static int r = 0;
-    if (!r) {
-        const char *e = getenv("QP_CUDA_MMV_R");
-        r = e && (e[0] == '2' || e[0] == '4') && !e[1] ? e[0] - '0' : 1;
-    }
-    return r;
-}
-
-/* Grid cap in blocks per SM (QP_CUDA_MMV_BPS, 0 = none: one unit batch per warp), so that a
- * kernel is one wave and, with PDL, leaves SM room for the next kernel's blocks to wait resident. */
+/* Grid cap in blocks per SM (QP_CUDA_MMV_BPS, default 0 = none: one unit per warp), a
+ * measurement knob: capped, warps take several units with the grid stride and the kernel is one
+ * wave. */
 static int64_t qp_mmv_max_blocks(void) {
     static int64_t cap = -1;
     if (cap < 0) {
@@ -428,32 +365,6 @@ enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err) 
             }
         });
         if (ok) return s;
-    }
-    const int r = qp_mmv_r();
-    if (r > 1 && a->in_w % 32 == 0) { /* R units per warp (quantized rows; x staged) */
-        int64_t br = (p.units + (int64_t)warps * r - 1) / ((int64_t)warps * r);
-        if (am && br > QP_CUDA_ARGMAX_BLOCKS) br = QP_CUDA_ARGMAX_BLOCKS;
-        if (cap > 0 && br > cap) br = cap;
-        const dim3 gr((unsigned)br, (unsigned)a->n_tok);
-        bool launched = false;
-        qp_type_dispatch(a->w[0].type, [&](auto tc_) {
-            constexpr int T = decltype(tc_)::value;
-            if constexpr (!qp_is_float<T>::value) {
-                launched = true;
-                qp_epi_dispatch(a->epilogue, [&](auto te_) {
-                    constexpr int EPI = decltype(te_)::value;
-                    if constexpr (EPI == QP_EPILOGUE_NONE) /* ARGMAX dispatches as NONE */
-                        if (am) {
-                            s = r == 2 ? launch_mmv<T, EPI, true, 1, 2>(p, gr, threads, v, part, st, err)
-                                       : launch_mmv<T, EPI, true, 1, 4>(p, gr, threads, v, part, st, err);
-                            return;
-                        }
-                    s = r == 2 ? launch_mmv<T, EPI, false, 1, 2>(p, gr, threads, v, part, st, err)
-                               : launch_mmv<T, EPI, false, 1, 4>(p, gr, threads, v, part, st, err);
-                });
-            }
-        });
-        if (launched) return s;
     }
     bool ok = qp_type_dispatch(a->w[0].type, [&](auto tc_) {
         constexpr int T = decltype(tc_)::value;
