@@ -14,10 +14,11 @@
 #   QP_CTX     plan context (default 16640); QP_REPS bench repetitions (default 3)
 #   QP_STEPS   default "build test bench ncu"; QP_NCU_TREES default "base new"
 #   QP_BENCH_PDL=0 skips the QP_CUDA_PDL=1 run
-#   QP_EARLY=1 also builds this tree with -DQP_PDL_EARLY (trigger before wait) into build-early
+#   QP_VARIANTS "name:-DFLAG,-DFLAG name2:..." also builds this tree with those CUDA flags into
+#              build-<name> (qrun + test_gpu_ops; the GPU op tests of each variant run too)
 #   QP_MATRIX  "name:VAR=v,VAR=v name2:..." extra runs of this tree (tg only, args
-#              $QP_MATRIX_ARGS, default --bench-depths 0 --bench-pp 0); a name starting with
-#              "early" runs the build-early qrun
+#              $QP_MATRIX_ARGS, default --bench-depths 0 --bench-pp 0); a name "variant-..."
+#              runs that variant's qrun
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 base=${QP_BASE:-$root/../perf-base}
@@ -47,13 +48,15 @@ if want build; then
     pb=$!
     wait $pb || { tail -30 "$work/build-base.log"; echo "BASE BUILD FAILED"; }
   fi
-  if [ "${QP_EARLY:-0}" = 1 ]; then
-    QP_BUILD_DIR=$root/build-early QP_TARGET="qrun" "$root/scripts/device-build.sh" \
-      -DCMAKE_CUDA_FLAGS=-DQP_PDL_EARLY > "$work/build-early.log" 2>&1 &
-    pe=$!
-  fi
+  pv=()
+  for v in ${QP_VARIANTS:-}; do
+    vn=${v%%:*}
+    QP_BUILD_DIR=$root/build-$vn QP_TARGET="qrun test_gpu_ops" "$root/scripts/device-build.sh" \
+      "-DCMAKE_CUDA_FLAGS=$(echo "${v#*:}" | tr ',' ' ')" > "$work/build-$vn.log" 2>&1 &
+    pv+=($!)
+  done
   wait $pn || { tail -60 "$work/build-new.log"; echo "BUILD FAILED"; exit 1; }
-  [ "${QP_EARLY:-0}" = 1 ] && { wait $pe || { tail -30 "$work/build-early.log"; echo "EARLY BUILD FAILED"; }; }
+  for p in "${pv[@]}"; do wait $p || echo "A VARIANT BUILD FAILED"; done
   grep -i "warning" "$work/build-new.log" | grep -i "kernels/cuda" | head -10
   echo "== build: $(( $(date +%s) - t0 )) s"
 fi
@@ -73,6 +76,13 @@ if want test; then
       ctest -L gpu --output-on-failure -V ) > "$out/test.log" 2>&1
   rc=$?
   grep -E '^ *[0-9]+/[0-9]+ Test' "$out/test.log"
+  for v in ${QP_VARIANTS:-}; do
+    vn=${v%%:*}
+    timeout 120 "$root/build-$vn/tests/test_gpu_ops" > "$work/test-$vn.log" 2>&1
+    vr=$?
+    echo "test_gpu_ops [$vn]: rc=$vr, $(grep -c '^ok ' "$work/test-$vn.log") ok, $(grep -c '^FAIL' "$work/test-$vn.log") FAIL"
+    [ $vr = 0 ] || { grep '^FAIL' "$work/test-$vn.log" | head -5; rc=1; }
+  done
   grep -E '^FAIL|rel |identical|DIFFERENT|tests passed|tests failed|skip|NaN' "$out/test.log" | grep -v '^ok ' | tail -25
   echo "== gpu tests: $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc") ($(grep -c '^ok ' "$out/test.log") op checks ok), $(( $(date +%s) - t0 )) s"
 fi
@@ -91,7 +101,11 @@ if want bench; then
   for m in ${QP_MATRIX:-}; do
     name=${m%%:*}
     envs=$(echo "${m#*:}" | tr ',' ' ')
-    d=$root; [[ $name == early* ]] && { mkdir -p "$root/.early/build-device"; ln -sfn "$root/build-early/runtime" "$root/.early/build-device/runtime"; d=$root/.early; }
+    d=$root
+    vn=${name%%-*}
+    if [ "$vn" != "$name" ] && [ -d "$root/build-$vn" ]; then
+      mkdir -p "$root/.v-$vn/build-device"; ln -sfn "$root/build-$vn/runtime" "$root/.v-$vn/build-device/runtime"; d=$root/.v-$vn
+    fi
     QP_BENCH_ARGS="${QP_MATRIX_ARGS:---bench-depths 0 --bench-pp 0}" bench "$name" "$d" "$work/plan-new.yaml" $envs
   done
   echo "== bench: $(( $(date +%s) - t0 )) s"
