@@ -49,19 +49,13 @@
  * qp_pdl_trigger() to let the next kernel start. Since every kernel waits for its predecessor's
  * completion before it completes, completion is transitive along the stream. Both are no-ops
  * when the kernel was launched without the attribute (or a cuBLAS kernel precedes it). */
-/* Built with -DQP_PDL_EARLY, the trigger moves before the wait (a measurement build): the next
- * kernel's blocks may then start as soon as every block of this one has started, so several
- * kernels ahead can sit resident, prefetching their weights, as SM room allows. */
 static __device__ __forceinline__ void qp_pdl_wait(void) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#ifdef QP_PDL_EARLY
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }
 static __device__ __forceinline__ void qp_pdl_trigger(void) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(QP_PDL_EARLY)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }

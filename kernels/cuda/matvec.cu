@@ -101,21 +101,8 @@ static __device__ __forceinline__ float qp_row_dot_lane_xs(const uint8_t *__rest
     const int64_t nsub = cols / 32;
     for (int64_t s = lane; s < nsub; s += STEP) {
         float v[32];
-        const float4 *x4 = (const float4 *)(xs + s * QP_XS_STRIDE);
-#ifdef QP_DEC_FOLD
-        if constexpr (qp_has_unscaled<T>::value) { /* d once per block (quant_blocks.cuh) */
-            const float d = qp_dec32u<T>(row + s * Q::BYTES, v);
-            float part = 0.0f;
-#pragma unroll
-            for (int i = 0; i < 8; i++) {
-                const float4 a = x4[i];
-                part += v[4 * i] * a.x + v[4 * i + 1] * a.y + v[4 * i + 2] * a.z + v[4 * i + 3] * a.w;
-            }
-            acc = fmaf(d, part, acc);
-            continue;
-        }
-#endif
         qp_dec32<T>(row + (s / Q::SUBS) * Q::BYTES, (int)(s % Q::SUBS), v);
+        const float4 *x4 = (const float4 *)(xs + s * QP_XS_STRIDE);
 #pragma unroll
         for (int i = 0; i < 8; i++) {
             const float4 a = x4[i];
@@ -165,14 +152,11 @@ static __device__ __forceinline__ float qp_mmv_dot(const qp_lin_params &p, int64
 /* KS > 1 (long rows, quantized, x staged, no argmax): KS warps of the block share one unit, warp k
  * of the group taking sub-chunks k*32 + lane, k*32 + lane + 32*KS, ...; the KS warp sums are
  * added in warp order through shared memory. One staged x serves the block's nw/KS units. A
- * separate template instance, so the KS = 1 kernel keeps its registers (docs/performance.md). */
-/* Blocks per SM the compiler must fit (registers; a measurement build may set QP_MMV_MINB=4 to
- * cap the kernel at 64 registers: more warps per SM, possibly spills). */
-#ifndef QP_MMV_MINB
-#define QP_MMV_MINB 1
-#endif
+ * separate template instance, so the KS = 1 kernel keeps its registers (docs/performance.md).
+ * __launch_bounds__(256) with no minimum of blocks per SM: spelling the minimum as 1 let ptxas
+ * take ~122 registers instead of ~78 (2 blocks per SM instead of 3), 6% slower (round 6). */
 template <int T, int EPI, bool AM, int KS>
-static __global__ void __launch_bounds__(256, QP_MMV_MINB)
+static __global__ void __launch_bounds__(256)
     matvec_kernel(const qp_lin_params p, const int vec, qp_amax *__restrict__ part) {
     __shared__ float red[32];
     __shared__ bool last;

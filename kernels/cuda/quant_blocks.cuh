@@ -182,55 +182,6 @@ __device__ __forceinline__ void qp_dec32<QP_GGML_Q8_0>(const uint8_t *__restrict
     for (int j = 0; j < 32; j++) v[j] = (float)(int8_t)q[j] * d;
 }
 
-/* Unscaled decoders (QP_DEC_FOLD builds): the 32 integer quants of a Q4_0 / Q5_0 / Q8_0 block as
- * exact floats, and the block scale d apart, so a dot multiplies by d once per 32 products
- * instead of once per element. The 4- and 5-bit quants become floats without a conversion
- * instruction: OR-ing q (< 2^23) into the bit pattern of 2^23 gives the float 2^23 + q, and one
- * subtraction of 2^23 + offset leaves q - offset exactly. */
-template <int T> struct qp_has_unscaled {
-    static constexpr bool value = T == QP_GGML_Q4_0 || T == QP_GGML_Q5_0 || T == QP_GGML_Q8_0;
-};
-static __device__ __forceinline__ float qp_magic_int(uint32_t q, float off) {
-    return __uint_as_float(0x4B000000u | q) - (8388608.0f + off);
-}
-template <int T>
-static __device__ __forceinline__ float qp_dec32u(const uint8_t *__restrict__ b, float (&v)[32]);
-template <>
-__device__ __forceinline__ float qp_dec32u<QP_GGML_Q4_0>(const uint8_t *__restrict__ b, float (&v)[32]) {
-    uint8_t q[16];
-    const float d = qp_h2f(__ldg((const unsigned short *)b));
-    qp_ldb<16, 2>(b + 2, q);
-#pragma unroll
-    for (int j = 0; j < 16; j++) {
-        v[j] = qp_magic_int(q[j] & 0xFu, 8.0f);
-        v[j + 16] = qp_magic_int(q[j] >> 4, 8.0f);
-    }
-    return d;
-}
-template <>
-__device__ __forceinline__ float qp_dec32u<QP_GGML_Q5_0>(const uint8_t *__restrict__ b, float (&v)[32]) {
-    uint8_t h[4], q[16];
-    const float d = qp_h2f(__ldg((const unsigned short *)b));
-    qp_ldb<4, 2>(b + 2, h);
-    qp_ldb<16, 2>(b + 6, q);
-    const uint32_t qh = qp_u32(h);
-#pragma unroll
-    for (int j = 0; j < 16; j++) {
-        v[j] = qp_magic_int((q[j] & 0xFu) | (((qh >> j) << 4) & 0x10u), 16.0f);
-        v[j + 16] = qp_magic_int((uint32_t)(q[j] >> 4) | ((qh >> (j + 12)) & 0x10u), 16.0f);
-    }
-    return d;
-}
-template <>
-__device__ __forceinline__ float qp_dec32u<QP_GGML_Q8_0>(const uint8_t *__restrict__ b, float (&v)[32]) {
-    uint8_t q[32];
-    const float d = qp_h2f(__ldg((const unsigned short *)b));
-    qp_ldb<32, 2>(b + 2, q);
-#pragma unroll
-    for (int j = 0; j < 32; j++) v[j] = (float)(int8_t)q[j];
-    return d;
-}
-
 /* Q2_K: scales[16] (low nibble scale, high nibble min), qs[64], d, dmin. Sub-chunk s: half
  * s/4 of qs (32 bytes), 2-bit field s%4; scale 2s for elements 0..15, 2s+1 for 16..31. */
 template <>
