@@ -87,26 +87,23 @@ if want test; then
   echo "== gpu tests: $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc") ($(grep -c '^ok ' "$out/test.log") op checks ok), $(( $(date +%s) - t0 )) s"
 fi
 
-bench() { # name dir plan [env...]
-  local name=$1 d=$2 plan=$3; shift 3
-  [ -x "$d/build-device/runtime/qrun" ] || { echo "no qrun for $name"; return; }
-  env "$@" timeout 200 "$d/build-device/runtime/qrun" "$plan" -m "$model" --device cuda --bench --bench-reps "$reps" \
+bench() { # name qrun plan [env...]
+  local name=$1 qrun=$2 plan=$3; shift 3
+  [ -x "$qrun" ] || { echo "no qrun for $name"; return; }
+  env "$@" timeout 200 "$qrun" "$plan" -m "$model" --device cuda --bench --bench-reps "$reps" \
     ${QP_BENCH_ARGS:-} --bench-json "$out/bench-$name.json" > "$work/bench-$name.txt" 2>&1
   echo "-- $name (rc=$?)"; grep -E '^\|' "$work/bench-$name.txt" || tail -5 "$work/bench-$name.txt"
 }
 if want bench; then
-  bench base "$base" "$work/plan-base.yaml"
-  bench new "$root" "$work/plan-new.yaml"
-  [ "${QP_BENCH_PDL:-1}" = 0 ] || QP_BENCH_ARGS="--bench-depths 0 --bench-pp 0" bench new-pdl "$root" "$work/plan-new.yaml" QP_CUDA_PDL=1
+  bench base "$base/build-device/runtime/qrun" "$work/plan-base.yaml"
+  bench new "$root/build-device/runtime/qrun" "$work/plan-new.yaml"
+  [ "${QP_BENCH_PDL:-1}" = 0 ] || QP_BENCH_ARGS="--bench-depths 0 --bench-pp 0" bench new-pdl "$root/build-device/runtime/qrun" "$work/plan-new.yaml" QP_CUDA_PDL=1
   for m in ${QP_MATRIX:-}; do
     name=${m%%:*}
-    envs=$(echo "${m#*:}" | tr ',' ' ')
-    d=$root
-    vn=${name%%-*}
-    if [ "$vn" != "$name" ] && [ -d "$root/build-$vn" ]; then
-      mkdir -p "$root/.v-$vn/build-device"; ln -sfn "$root/build-$vn/runtime" "$root/.v-$vn/build-device/runtime"; d=$root/.v-$vn
-    fi
-    QP_BENCH_ARGS="${QP_MATRIX_ARGS:---bench-depths 0 --bench-pp 0}" bench "$name" "$d" "$work/plan-new.yaml" $envs
+    q=$root/build-${name%%-*}/runtime/qrun # a variant's build, when the name says one
+    [ "${name%%-*}" != "$name" ] && [ -x "$q" ] || q=$root/build-device/runtime/qrun
+    QP_BENCH_ARGS="${QP_MATRIX_ARGS:---bench-depths 0 --bench-pp 0}" bench "$name" "$q" "$work/plan-new.yaml" \
+      $(echo "${m#*:}" | tr ',' ' ')
   done
   echo "== bench: $(( $(date +%s) - t0 )) s"
 fi

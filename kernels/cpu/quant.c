@@ -308,16 +308,22 @@ QP_DOT_CLONES static float dot_bf16(const uint8_t *row, const float *x, int64_t 
     return s;
 }
 
+/* The 32 4-bit quants of a legacy block (low nibbles, then high nibbles) minus `off`, as floats
+ * (exact: small integers). */
+static inline void unpack_nibbles(const uint8_t *qs, int off, float q[QK]) {
+    for (int j = 0; j < 16; j++) {
+        q[j] = (float)((int)(qs[j] & 0xF) - off);
+        q[j + 16] = (float)((int)(qs[j] >> 4) - off);
+    }
+}
+
 static float dot_q4_0(const uint8_t *row, const float *x, int64_t nb) {
     float acc[LANES] = {0};
     for (int64_t ib = 0; ib < nb; ib++, row += 18, x += QK) {
         const float d = f16_at(row);
         const uint8_t *qs = row + 2;
         float q[QK], s[LANES] = {0};
-        for (int j = 0; j < 16; j++) {
-            q[j] = (float)((int)(qs[j] & 0xF) - 8);
-            q[j + 16] = (float)((int)(qs[j] >> 4) - 8);
-        }
+        unpack_nibbles(qs, 8, q);
         lane_dot(q, x, QK, s);
         for (int l = 0; l < LANES; l++) acc[l] += d * s[l];
     }
@@ -330,10 +336,7 @@ static float dot_q4_1(const uint8_t *row, const float *x, int64_t nb) {
         const float d = f16_at(row), m = f16_at(row + 2);
         const uint8_t *qs = row + 4;
         float q[QK], s[LANES] = {0}, xs[LANES] = {0};
-        for (int j = 0; j < 16; j++) {
-            q[j] = (float)(qs[j] & 0xF);
-            q[j + 16] = (float)(qs[j] >> 4);
-        }
+        unpack_nibbles(qs, 0, q);
         lane_dot_sum(q, x, QK, s, xs);
         for (int l = 0; l < LANES; l++) acc[l] += d * s[l] + m * xs[l];
     }
@@ -346,10 +349,7 @@ static float dot_q5_0(const uint8_t *row, const float *x, int64_t nb) {
         const float d = f16_at(row);
         const uint8_t *qs = row + 6;
         float q[QK], s[LANES] = {0};
-        for (int j = 0; j < 16; j++) {
-            q[j] = (float)((int)(qs[j] & 0xF) - 16);
-            q[j + 16] = (float)((int)(qs[j] >> 4) - 16);
-        }
+        unpack_nibbles(qs, 16, q);
         add_qh16(ld32(row + 2), q); /* exact: small integers */
         lane_dot(q, x, QK, s);
         for (int l = 0; l < LANES; l++) acc[l] += d * s[l];
@@ -363,10 +363,7 @@ static float dot_q5_1(const uint8_t *row, const float *x, int64_t nb) {
         const float d = f16_at(row), m = f16_at(row + 2);
         const uint8_t *qs = row + 8;
         float q[QK], s[LANES] = {0}, xs[LANES] = {0};
-        for (int j = 0; j < 16; j++) {
-            q[j] = (float)(qs[j] & 0xF);
-            q[j + 16] = (float)(qs[j] >> 4);
-        }
+        unpack_nibbles(qs, 0, q);
         add_qh16(ld32(row + 4), q);
         lane_dot_sum(q, x, QK, s, xs);
         for (int l = 0; l < LANES; l++) acc[l] += d * s[l] + m * xs[l];

@@ -291,10 +291,10 @@ static int qp_mmv_ks(void) {
     return 2; /* measured best (tg128, H100: KS 1 972, 2 983, 4 969 t/s; docs/performance.md) */
 }
 
-/* Grid cap in blocks per SM (QP_CUDA_MMV_BPS, default 0 = none: one unit per warp), a
- * measurement knob: capped, warps take several units with the grid stride and the kernel is one
- * wave. */
-static int64_t qp_mmv_max_blocks(void) {
+/* blocks, capped at QP_CUDA_MMV_BPS blocks per SM when that is set (a measurement knob, default
+ * off: one unit per warp): capped, warps take several units with the grid stride and the kernel
+ * is one wave. */
+static int64_t qp_mmv_capped(int64_t blocks) {
     static int64_t cap = -1;
     if (cap < 0) {
         const char *e = getenv("QP_CUDA_MMV_BPS");
@@ -306,7 +306,7 @@ static int64_t qp_mmv_max_blocks(void) {
         else
             cap = 0;
     }
-    return cap;
+    return cap > 0 && blocks > cap ? cap : blocks;
 }
 
 enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err) {
@@ -330,8 +330,7 @@ enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err) 
         part = (qp_amax *)((char *)a->scratch + l.argmax_off);
         if (blocks > QP_CUDA_ARGMAX_BLOCKS) blocks = QP_CUDA_ARGMAX_BLOCKS;
     }
-    const int64_t cap = qp_mmv_max_blocks();
-    if (cap > 0 && blocks > cap) blocks = cap;
+    blocks = qp_mmv_capped(blocks);
     if (blocks < 1) return QP_OK;
     const dim3 grid((unsigned)blocks, (unsigned)a->n_tok);
     const int v = vec ? 1 : 0;
@@ -356,9 +355,7 @@ enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err) 
         warps % ks == 0 && a->w[0].type != QP_GGML_F32 && a->w[0].type != QP_GGML_F16 &&
         a->w[0].type != QP_GGML_BF16) {
         const int upb = warps / ks;
-        int64_t bk = (p.units + upb - 1) / upb;
-        if (cap > 0 && bk > cap) bk = cap;
-        const dim3 gk((unsigned)bk, (unsigned)a->n_tok);
+        const dim3 gk((unsigned)qp_mmv_capped((p.units + upb - 1) / upb), (unsigned)a->n_tok);
         bool ok = qp_type_dispatch(a->w[0].type, [&](auto tc_) {
             constexpr int T = decltype(tc_)::value;
             if constexpr (!qp_is_float<T>::value) {
