@@ -7,8 +7,4 @@ if(TARGET qpcuda)
   add_test(NAME test_gpu_ops_mmv_bps1 COMMAND test_gpu_ops)
   set_tests_properties(test_gpu_ops_mmv_bps1 PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 TIMEOUT 900
                        ENVIRONMENT "QP_CUDA_MMV_BPS=1")
-  # And with decode attention as two launches (kernels/cuda/attention.cu, QP_CUDA_ATTN_FUSED=0).
-  add_test(NAME test_gpu_ops_attn_unfused COMMAND test_gpu_ops)
-  set_tests_properties(test_gpu_ops_attn_unfused PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 TIMEOUT 900
-                       ENVIRONMENT "QP_CUDA_ATTN_FUSED=0")
 endif()

@@ -503,18 +503,13 @@ static void test_attention(int n, int pos, int ctx, int n_head, int n_kv, int hd
         g.in0 = dup_to_dev(q, (size_t)n * qw * 4);
         g.in1 = NULL;
         g.in_w = g.out_w = qw;
-        /* twice on the same buffers, the output poisoned before each run: the decode path's fused
-         * combine keeps arrival counters that each launch must leave at zero for the next */
-        for (int rep = 0; rep < 2; rep++) {
-            g.out = poisoned((size_t)n * qw);
-            if (run_both(what, &c, &g)) {
-                float *o = download(g.out, (size_t)n * qw);
-                check(what, o, oc, (size_t)n * qw, TOL_F32);
-                free(o);
-            }
-            CK(cudaFree(g.out));
+        g.out = poisoned((size_t)n * qw);
+        if (run_both(what, &c, &g)) {
+            float *o = download(g.out, (size_t)n * qw);
+            check(what, o, oc, (size_t)n * qw, TOL_F32);
+            free(o);
         }
-        CK(cudaFree((void *)g.in0)); free(oc);
+        CK(cudaFree((void *)g.in0)); CK(cudaFree(g.out)); free(oc);
     }
     CK(cudaFree(kd)); CK(cudaFree(vd)); CK(cudaFree(sp.d));
     free(kh); free(vh); free(q); free(k); free(v); free(sp.h);
@@ -663,12 +658,6 @@ int main(void) {
         int32_t kvt = kt ? QP_GGML_F32 : QP_GGML_F16;
         test_attention(1, (int)(rnd() % 4000), 4096, 14, 2, 64, kvt);
         test_attention(1, 0, 4096, 14, 2, 64, kvt);
-        /* decode split 64 (ctx 16384): all chunks live, a few, a chunk boundary (16 positions) */
-        test_attention(1, 16383, 16384, 14, 2, 64, kvt);
-        test_attention(1, 700, 16384, 14, 2, 64, kvt);
-        test_attention(2, 14, 16384, 14, 2, 64, kvt);
-        test_attention(8, 4088, 4096, 14, 2, 64, kvt);
-        test_attention(1, 1500, 2048, 16, 2, 128, kvt);
         test_attention(40, 100, 512, 14, 2, 64, kvt);
         test_attention(3, 17, 64, 3, 1, 32, kvt);
         test_attention(1, 200, 300, 4, 4, 128, kvt);

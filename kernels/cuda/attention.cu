@@ -21,10 +21,6 @@
  * warps through shared memory into the same {m, l, o} partials, so step 2 is unchanged.
  * Decode only (n_tok <= QP_CUDA_MATVEC_MAX_TOK); prefill keeps the per-head kernel.
  * QP_CUDA_ATTN_GQA=0 in the environment selects the per-head kernel (a measurement knob).
- *
- * The GQA path also folds step 2 in: the last block to finish for a (token, KV head) combines
- * that group's G heads (qp_attn_gqa_combine), so decode attention is one launch per layer.
- * QP_CUDA_ATTN_FUSED=0 in the environment keeps the separate combine launch (a measurement knob).
  */
 #include "cuda_common.cuh"
 #include "qp_cuda.h"
@@ -133,66 +129,11 @@ static __device__ __forceinline__ void qp_h8(const uint4 &r, float (&f)[8]) {
     }
 }
 
-/* The fused combine (attn_gqa_kernel with `out` set): arrival counters, one per (token, KV head)
- * of a launch, in module memory. They start at zero (module load) and the last block of each
- * (token, KV head) puts its counter back to zero, so every launch and every replay of a captured
- * graph finds them zero. Not the node's scratch: arena memory is shared with other nodes and not
- * zero. Kernels of one stream never overlap (with PDL a kernel touches them only after its
- * wait); the runtime runs one stream per device. */
-#define QP_ATTN_DONE_MAX 1024
-#define QP_ATTN_FUSE_MAX_S 64 /* chunks whose softmax weights the last block keeps in shared memory */
-static __device__ unsigned int qp_attn_done[QP_ATTN_DONE_MAX];
-
-/* Combine of the G query heads of KV head kvh, token t, by the last block to finish (all 8 warps):
- * warp g computes head g's max M over the live chunks' m_s, the weights w_s = e^(m_s - M) (into
- * shared memory) and L = sum_s w_s l_s; then each thread sums w_s o_s[d] over the live chunks for
- * (head, dim) pairs and writes out = that / L. Partials written by other blocks of this launch are
- * read with ld.global.cg (L2). Two barriers, no per-head serial pass. */
-template <int HD>
-static __device__ __forceinline__ void qp_attn_gqa_combine(const float *part, int n_head, int G, int kvh, int t,
-                                                           int S, int used, float *__restrict__ out) {
-    __shared__ float sw[QP_GQA_GMAX][QP_ATTN_FUSE_MAX_S], sl[QP_GQA_GMAX];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int64_t stride = HD + 2;
-    const float *pk = part + ((int64_t)t * n_head + (int64_t)kvh * G) * S * stride; /* head g: + g*S*stride */
-    if (warp < G) {
-        const float *ph = pk + (int64_t)warp * S * stride;
-        float M = -INFINITY;
-        for (int c = lane; c < used; c += 32) M = fmaxf(M, __ldcg(ph + c * stride));
-        M = qp_warp_max(M);
-        float lsum = 0.0f;
-        for (int c = lane; c < used; c += 32) {
-            const float mc = __ldcg(ph + c * stride);
-            const float w = mc == -INFINITY ? 0.0f : expf(mc - M);
-            sw[warp][c] = w;
-            lsum += w * __ldcg(ph + c * stride + 1);
-        }
-        lsum = qp_warp_sum(lsum);
-        if (lane == 0) sl[warp] = lsum;
-    }
-    __syncthreads();
-    for (int idx = threadIdx.x; idx < G * HD; idx += blockDim.x) {
-        const int g = idx / HD, d = idx % HD;
-        const float *po = pk + (int64_t)g * S * stride + 2 + d;
-        float a0 = 0.0f, a1 = 0.0f;
-        int c = 0;
-        for (; c + 1 < used; c += 2) { /* two independent loads in flight */
-            a0 += sw[g][c] * __ldcg(po + c * stride);
-            a1 += sw[g][c + 1] * __ldcg(po + (c + 1) * stride);
-        }
-        if (c < used) a0 += sw[g][c] * __ldcg(po + c * stride);
-        out[((int64_t)t * n_head + (int64_t)kvh * G + g) * HD + d] = (a0 + a1) / sl[g];
-    }
-}
-
-/* out == NULL: write the partials only (attn_combine_kernel merges them). out != NULL (the
- * launcher checks S <= QP_ATTN_FUSE_MAX_S and n_tok * n_head_kv <= QP_ATTN_DONE_MAX): the block
- * that finishes last for its (token, KV head) also combines, so the combine launch goes. */
 template <int HD>
 static __global__ void __launch_bounds__(QP_GQA_WARPS * 32)
     attn_gqa_kernel(const float *__restrict__ q, const __half *__restrict__ kc, const __half *__restrict__ vc,
                     int64_t kv_dim, int64_t ctx, int n_head, int n_head_kv, float scale,
-                    const struct qp_step *__restrict__ step, float *__restrict__ part, float *__restrict__ out) {
+                    const struct qp_step *__restrict__ step, float *__restrict__ part) {
     qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
     qp_pdl_trigger();
     constexpr int LPP = HD / 8, PPW = 32 / LPP, NG = QP_GQA_WARPS * PPW; /* lanes/position, positions/warp */
@@ -288,32 +229,13 @@ static __global__ void __launch_bounds__(QP_GQA_WARPS * 32)
                 acc += so[g][w][d] * c;
                 lt += sm_l[g][w] * c;
             }
-        float *pp = part + (((int64_t)t * n_head + (int64_t)kvh * G + g) * S + s) * (HD + 2);
-        pp[2 + d] = acc;
+        float *out = part + (((int64_t)t * n_head + (int64_t)kvh * G + g) * S + s) * (HD + 2);
+        out[2 + d] = acc;
         if (d == 0) {
-            pp[0] = M;
-            pp[1] = lt;
+            out[0] = M;
+            out[1] = lt;
         }
     }
-    if (!out) return;
-    /* Last block done (the pattern of cooperative groups' grid sync): the block's partial
-     * stores, a barrier, then thread 0 fences (cumulative over what the barrier ordered) and
-     * arrives; the last arrival fences again before the block reads the others' partials. */
-    __shared__ bool last;
-    unsigned int *done = qp_attn_done + (int64_t)t * n_head_kv + kvh;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence();
-        last = atomicAdd(done, 1u) == (unsigned)S - 1;
-        if (last) {
-            __threadfence();
-            *done = 0; /* every block has arrived: ready for the next launch */
-        }
-    }
-    __syncthreads();
-    if (!last) return;
-    const int64_t used = (L + chunk - 1) / chunk; /* chunks holding positions (as the combine kernel) */
-    qp_attn_gqa_combine<HD>(part, n_head, G, kvh, t, S, used < S ? (int)used : S, out);
 }
 
 /* Parallel combine: one block of QP_COMB_THREADS per (head, token). (1) the threads split the
@@ -407,23 +329,15 @@ enum qp_status qp_cuda_attention(const struct qp_op_args *a, struct qp_error *er
     const bool gqa = gqa_env && a->n_tok <= QP_CUDA_MATVEC_MAX_TOK && a->kv.type == QP_GGML_F16 && (a->head_dim == 64 || a->head_dim == 128) &&
                      G >= 1 && G <= QP_GQA_GMAX && a->kv.kv_dim % 8 == 0 && (uintptr_t)a->kv.k % 16 == 0 &&
                      (uintptr_t)a->kv.v % 16 == 0;
-    static int fused_env = -1;
-    if (fused_env < 0) {
-        const char *e = getenv("QP_CUDA_ATTN_FUSED");
-        fused_env = !(e && e[0] == '0');
-    }
-    /* the combine folded into the GQA kernel where its bounds hold (QP_CUDA_ATTN_FUSED=0: two launches) */
-    float *fout = gqa && fused_env && l.attn_split <= QP_ATTN_FUSE_MAX_S &&
-                          (int64_t)a->n_tok * a->n_head_kv <= QP_ATTN_DONE_MAX ? (float *)a->out : NULL;
     const dim3 gg((unsigned)l.attn_split, (unsigned)a->n_head_kv, (unsigned)a->n_tok);
     if (gqa && a->head_dim == 64)
         QP_CUDA_LAUNCH(err, attn_gqa_kernel<64>, gg, QP_GQA_WARPS * 32, 0, st, a->in0, (const __half *)a->kv.k,
                        (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx, a->n_head, a->n_head_kv, scale, a->step,
-                       part, fout);
+                       part);
     else if (gqa)
         QP_CUDA_LAUNCH(err, attn_gqa_kernel<128>, gg, QP_GQA_WARPS * 32, 0, st, a->in0, (const __half *)a->kv.k,
                        (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx, a->n_head, a->n_head_kv, scale, a->step,
-                       part, fout);
+                       part);
     else if (a->kv.type == QP_GGML_F16)
         QP_CUDA_LAUNCH(err, attn_partial_kernel<__half>, grid, QP_ATTN_WARPS * 32, 0, st, a->in0,
                        (const __half *)a->kv.k, (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx,
@@ -432,7 +346,6 @@ enum qp_status qp_cuda_attention(const struct qp_op_args *a, struct qp_error *er
         QP_CUDA_LAUNCH(err, attn_partial_kernel<float>, grid, QP_ATTN_WARPS * 32, 0, st, a->in0,
                        (const float *)a->kv.k, (const float *)a->kv.v, a->kv.kv_dim, a->kv.ctx,
                        a->n_head, a->n_head_kv, a->head_dim, scale, a->step, part);
-    if (fout) return QP_OK;
     const dim3 g2((unsigned)a->n_head, (unsigned)a->n_tok);
     QP_CUDA_LAUNCH(err, attn_combine_kernel, g2, QP_COMB_THREADS, (size_t)l.attn_split * sizeof(float), st, part,
                    a->n_head, a->head_dim,
