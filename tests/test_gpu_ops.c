@@ -658,6 +658,12 @@ int main(void) {
         int32_t kvt = kt ? QP_GGML_F32 : QP_GGML_F16;
         test_attention(1, (int)(rnd() % 4000), 4096, 14, 2, 64, kvt);
         test_attention(1, 0, 4096, 14, 2, 64, kvt);
+        /* decode split 64 (ctx 16384): all chunks live, a few, a chunk boundary (16 positions) */
+        test_attention(1, 16383, 16384, 14, 2, 64, kvt);
+        test_attention(1, 700, 16384, 14, 2, 64, kvt);
+        test_attention(2, 14, 16384, 14, 2, 64, kvt);
+        test_attention(8, 4088, 4096, 14, 2, 64, kvt);
+        test_attention(1, 1500, 2048, 16, 2, 128, kvt);
         test_attention(40, 100, 512, 14, 2, 64, kvt);
         test_attention(3, 17, 64, 3, 1, 32, kvt);
         test_attention(1, 200, 300, 4, 4, 128, kvt);
