@@ -39,32 +39,42 @@ QP_QT(QP_GGML_Q5_K, 256, 176, 16);
 QP_QT(QP_GGML_Q6_K, 256, 210, 2);
 #undef QP_QT
 
+/* Where the decoders read from. qp_ldg: global memory through the read-only path (__ldg; the
+ * weights never change while a kernel runs). qp_lds: any address a plain load can read, for
+ * blocks already copied into shared memory (matvec_stream.cu). */
+struct qp_ldg {
+    template <class V> static __device__ __forceinline__ V ld(const V *p) { return __ldg(p); }
+};
+struct qp_lds {
+    template <class V> static __device__ __forceinline__ V ld(const V *p) { return *p; }
+};
+
 /* N bytes from p (A-byte aligned) into registers, with the widest loads A allows. */
-template <int N, int A>
+template <int N, int A, class L = qp_ldg>
 static __device__ __forceinline__ void qp_ldb(const uint8_t *__restrict__ p, uint8_t (&o)[N]) {
     if constexpr (A >= 16 && N % 16 == 0) {
 #pragma unroll
         for (int i = 0; i < N / 16; i++) {
-            uint4 v = __ldg((const uint4 *)(p + 16 * i));
+            uint4 v = L::ld((const uint4 *)(p + 16 * i));
             memcpy(o + 16 * i, &v, 16);
         }
     } else if constexpr (A >= 8 && N % 8 == 0) {
 #pragma unroll
         for (int i = 0; i < N / 8; i++) {
-            uint2 v = __ldg((const uint2 *)(p + 8 * i));
+            uint2 v = L::ld((const uint2 *)(p + 8 * i));
             memcpy(o + 8 * i, &v, 8);
         }
     } else if constexpr (A >= 4 && N % 4 == 0) {
 #pragma unroll
         for (int i = 0; i < N / 4; i++) {
-            uint32_t v = __ldg((const unsigned int *)(p + 4 * i));
+            uint32_t v = L::ld((const unsigned int *)(p + 4 * i));
             memcpy(o + 4 * i, &v, 4);
         }
     } else {
         static_assert(N % 2 == 0 && A >= 2, "2-byte loads at least");
 #pragma unroll
         for (int i = 0; i < N / 2; i++) {
-            uint16_t v = __ldg((const unsigned short *)(p + 2 * i));
+            uint16_t v = L::ld((const unsigned short *)(p + 2 * i));
             memcpy(o + 2 * i, &v, 2);
         }
     }
@@ -88,197 +98,231 @@ static __device__ __forceinline__ void qp_scale_min_k4(int j, const uint8_t *q, 
     }
 }
 
-template <int T>
-static __device__ __forceinline__ void qp_dec32(const uint8_t *__restrict__ b, int sub, float (&v)[32]);
+/* qp_dec<T>::run<L>: the decoder of type T reading through loader L (one struct per type, so the
+ * loader can stay a template parameter). */
+template <int T> struct qp_dec;
 
-template <>
-__device__ __forceinline__ void qp_dec32<QP_GGML_F32>(const uint8_t *__restrict__ b, int, float (&v)[32]) {
+template <> struct qp_dec<QP_GGML_F32> {
+    template <class L>
+    static __device__ __forceinline__ void run(const uint8_t *__restrict__ b, int, float (&v)[32]) {
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        float4 f = __ldg((const float4 *)b + i);
-        v[4 * i] = f.x; v[4 * i + 1] = f.y; v[4 * i + 2] = f.z; v[4 * i + 3] = f.w;
+        for (int i = 0; i < 8; i++) {
+            float4 f = L::ld((const float4 *)b + i);
+            v[4 * i] = f.x; v[4 * i + 1] = f.y; v[4 * i + 2] = f.z; v[4 * i + 3] = f.w;
+        }
     }
-}
+};
 
-template <>
-__device__ __forceinline__ void qp_dec32<QP_GGML_F16>(const uint8_t *__restrict__ b, int, float (&v)[32]) {
-    uint8_t q[64];
-    qp_ldb<64, 16>(b, q);
+template <> struct qp_dec<QP_GGML_F16> {
+    template <class L>
+    static __device__ __forceinline__ void run(const uint8_t *__restrict__ b, int, float (&v)[32]) {
+        uint8_t q[64];
+        qp_ldb<64, 16, L>(b, q);
 #pragma unroll
-    for (int i = 0; i < 32; i++) v[i] = qp_h2f(qp_u16(q + 2 * i));
-}
-
-template <>
-__device__ __forceinline__ void qp_dec32<QP_GGML_BF16>(const uint8_t *__restrict__ b, int, float (&v)[32]) {
-    uint8_t q[64];
-    qp_ldb<64, 16>(b, q);
-#pragma unroll
-    for (int i = 0; i < 32; i++) v[i] = qp_bf2f(qp_u16(q + 2 * i));
-}
-
-template <>
-__device__ __forceinline__ void qp_dec32<QP_GGML_Q4_0>(const uint8_t *__restrict__ b, int, float (&v)[32]) {
-    const float d = qp_h2f(__ldg((const unsigned short *)b));
-    uint8_t q[16];
-    qp_ldb<16, 2>(b + 2, q);
-#pragma unroll
-    for (int j = 0; j < 16; j++) {
-        v[j] = (float)((q[j] & 0xF) - 8) * d;
-        v[j + 16] = (float)((q[j] >> 4) - 8) * d;
+        for (int i = 0; i < 32; i++) v[i] = qp_h2f(qp_u16(q + 2 * i));
     }
-}
+};
 
-template <>
-__device__ __forceinline__ void qp_dec32<QP_GGML_Q4_1>(const uint8_t *__restrict__ b, int, float (&v)[32]) {
-    uint8_t h[4], q[16];
-    qp_ldb<4, 4>(b, h);
-    qp_ldb<16, 4>(b + 4, q);
-    const float d = qp_h2f(qp_u16(h)), m = qp_h2f(qp_u16(h + 2));
+template <> struct qp_dec<QP_GGML_BF16> {
+    template <class L>
+    static __device__ __forceinline__ void run(const uint8_t *__restrict__ b, int, float (&v)[32]) {
+        uint8_t q[64];
+        qp_ldb<64, 16, L>(b, q);
 #pragma unroll
-    for (int j = 0; j < 16; j++) {
-        v[j] = (float)(q[j] & 0xF) * d + m;
-        v[j + 16] = (float)(q[j] >> 4) * d + m;
+        for (int i = 0; i < 32; i++) v[i] = qp_bf2f(qp_u16(q + 2 * i));
     }
-}
+};
 
-template <>
-__device__ __forceinline__ void qp_dec32<QP_GGML_Q5_0>(const uint8_t *__restrict__ b, int, float (&v)[32]) {
-    uint8_t h[4], q[16];
-    const float d = qp_h2f(__ldg((const unsigned short *)b));
-    qp_ldb<4, 2>(b + 2, h);
-    qp_ldb<16, 2>(b + 6, q);
-    const uint32_t qh = qp_u32(h);
+template <> struct qp_dec<QP_GGML_Q4_0> {
+    template <class L>
+    static __device__ __forceinline__ void run(const uint8_t *__restrict__ b, int, float (&v)[32]) {
+        const float d = qp_h2f(L::ld((const unsigned short *)b));
+        uint8_t q[16];
+        qp_ldb<16, 2, L>(b + 2, q);
 #pragma unroll
-    for (int j = 0; j < 16; j++) {
-        const int x0 = (int)((q[j] & 0xF) | (((qh >> j) << 4) & 0x10)) - 16;
-        const int x1 = (int)((q[j] >> 4) | ((qh >> (j + 12)) & 0x10)) - 16;
-        v[j] = (float)x0 * d;
-        v[j + 16] = (float)x1 * d;
+        for (int j = 0; j < 16; j++) {
+            v[j] = (float)((q[j] & 0xF) - 8) * d;
+            v[j + 16] = (float)((q[j] >> 4) - 8) * d;
+        }
     }
-}
+};
 
-template <>
-__device__ __forceinline__ void qp_dec32<QP_GGML_Q5_1>(const uint8_t *__restrict__ b, int, float (&v)[32]) {
-    uint8_t h[8], q[16];
-    qp_ldb<8, 8>(b, h);
-    qp_ldb<16, 8>(b + 8, q);
-    const float d = qp_h2f(qp_u16(h)), m = qp_h2f(qp_u16(h + 2));
-    const uint32_t qh = qp_u32(h + 4);
+template <> struct qp_dec<QP_GGML_Q4_1> {
+    template <class L>
+    static __device__ __forceinline__ void run(const uint8_t *__restrict__ b, int, float (&v)[32]) {
+        uint8_t h[4], q[16];
+        qp_ldb<4, 4, L>(b, h);
+        qp_ldb<16, 4, L>(b + 4, q);
+        const float d = qp_h2f(qp_u16(h)), m = qp_h2f(qp_u16(h + 2));
 #pragma unroll
-    for (int j = 0; j < 16; j++) {
-        const int x0 = (int)((q[j] & 0xF) | (((qh >> j) << 4) & 0x10));
-        const int x1 = (int)((q[j] >> 4) | ((qh >> (j + 12)) & 0x10));
-        v[j] = (float)x0 * d + m;
-        v[j + 16] = (float)x1 * d + m;
+        for (int j = 0; j < 16; j++) {
+            v[j] = (float)(q[j] & 0xF) * d + m;
+            v[j + 16] = (float)(q[j] >> 4) * d + m;
+        }
     }
-}
+};
 
-template <>
-__device__ __forceinline__ void qp_dec32<QP_GGML_Q8_0>(const uint8_t *__restrict__ b, int, float (&v)[32]) {
-    uint8_t q[32];
-    const float d = qp_h2f(__ldg((const unsigned short *)b));
-    qp_ldb<32, 2>(b + 2, q);
+template <> struct qp_dec<QP_GGML_Q5_0> {
+    template <class L>
+    static __device__ __forceinline__ void run(const uint8_t *__restrict__ b, int, float (&v)[32]) {
+        uint8_t h[4], q[16];
+        const float d = qp_h2f(L::ld((const unsigned short *)b));
+        qp_ldb<4, 2, L>(b + 2, h);
+        qp_ldb<16, 2, L>(b + 6, q);
+        const uint32_t qh = qp_u32(h);
 #pragma unroll
-    for (int j = 0; j < 32; j++) v[j] = (float)(int8_t)q[j] * d;
-}
+        for (int j = 0; j < 16; j++) {
+            const int x0 = (int)((q[j] & 0xF) | (((qh >> j) << 4) & 0x10)) - 16;
+            const int x1 = (int)((q[j] >> 4) | ((qh >> (j + 12)) & 0x10)) - 16;
+            v[j] = (float)x0 * d;
+            v[j + 16] = (float)x1 * d;
+        }
+    }
+};
+
+template <> struct qp_dec<QP_GGML_Q5_1> {
+    template <class L>
+    static __device__ __forceinline__ void run(const uint8_t *__restrict__ b, int, float (&v)[32]) {
+        uint8_t h[8], q[16];
+        qp_ldb<8, 8, L>(b, h);
+        qp_ldb<16, 8, L>(b + 8, q);
+        const float d = qp_h2f(qp_u16(h)), m = qp_h2f(qp_u16(h + 2));
+        const uint32_t qh = qp_u32(h + 4);
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            const int x0 = (int)((q[j] & 0xF) | (((qh >> j) << 4) & 0x10));
+            const int x1 = (int)((q[j] >> 4) | ((qh >> (j + 12)) & 0x10));
+            v[j] = (float)x0 * d + m;
+            v[j + 16] = (float)x1 * d + m;
+        }
+    }
+};
+
+template <> struct qp_dec<QP_GGML_Q8_0> {
+    template <class L>
+    static __device__ __forceinline__ void run(const uint8_t *__restrict__ b, int, float (&v)[32]) {
+        uint8_t q[32];
+        const float d = qp_h2f(L::ld((const unsigned short *)b));
+        qp_ldb<32, 2, L>(b + 2, q);
+#pragma unroll
+        for (int j = 0; j < 32; j++) v[j] = (float)(int8_t)q[j] * d;
+    }
+};
 
 /* Q2_K: scales[16] (low nibble scale, high nibble min), qs[64], d, dmin. Sub-chunk s: half
  * s/4 of qs (32 bytes), 2-bit field s%4; scale 2s for elements 0..15, 2s+1 for 16..31. */
-template <>
-__device__ __forceinline__ void qp_dec32<QP_GGML_Q2_K>(const uint8_t *__restrict__ b, int s, float (&v)[32]) {
-    uint8_t q[32], dd[4];
-    qp_ldb<32, 4>(b + 16 + 32 * (s >> 2), q);
-    qp_ldb<4, 4>(b + 80, dd);
-    const uint16_t sc2 = __ldg((const unsigned short *)(b + 2 * s));
-    const float d = qp_h2f(qp_u16(dd)), dmin = qp_h2f(qp_u16(dd + 2));
-    const int shift = 2 * (s & 3);
-    const uint8_t sa = (uint8_t)(sc2 & 0xFF), sb = (uint8_t)(sc2 >> 8);
-    const float dla = d * (float)(sa & 0xF), mla = dmin * (float)(sa >> 4);
-    const float dlb = d * (float)(sb & 0xF), mlb = dmin * (float)(sb >> 4);
+template <> struct qp_dec<QP_GGML_Q2_K> {
+    template <class L>
+    static __device__ __forceinline__ void run(const uint8_t *__restrict__ b, int s, float (&v)[32]) {
+        uint8_t q[32], dd[4];
+        qp_ldb<32, 4, L>(b + 16 + 32 * (s >> 2), q);
+        qp_ldb<4, 4, L>(b + 80, dd);
+        const uint16_t sc2 = L::ld((const unsigned short *)(b + 2 * s));
+        const float d = qp_h2f(qp_u16(dd)), dmin = qp_h2f(qp_u16(dd + 2));
+        const int shift = 2 * (s & 3);
+        const uint8_t sa = (uint8_t)(sc2 & 0xFF), sb = (uint8_t)(sc2 >> 8);
+        const float dla = d * (float)(sa & 0xF), mla = dmin * (float)(sa >> 4);
+        const float dlb = d * (float)(sb & 0xF), mlb = dmin * (float)(sb >> 4);
 #pragma unroll
-    for (int l = 0; l < 16; l++) {
-        v[l] = dla * (float)((q[l] >> shift) & 3) - mla;
-        v[l + 16] = dlb * (float)((q[l + 16] >> shift) & 3) - mlb;
+        for (int l = 0; l < 16; l++) {
+            v[l] = dla * (float)((q[l] >> shift) & 3) - mla;
+            v[l + 16] = dlb * (float)((q[l + 16] >> shift) & 3) - mlb;
+        }
     }
-}
+};
 
 /* Q3_K: hmask[32], qs[64], scales[12] (16 six-bit scales), d. Sub-chunk s: half s/4 of qs,
  * 2-bit field s%4, high bit (1 << s) of hmask[l] (clear = subtract 4), scales 2s and 2s+1. */
-template <>
-__device__ __forceinline__ void qp_dec32<QP_GGML_Q3_K>(const uint8_t *__restrict__ b, int s, float (&v)[32]) {
-    uint8_t hm[32], q[32], sc[12];
-    qp_ldb<32, 2>(b, hm);
-    qp_ldb<32, 2>(b + 32 + 32 * (s >> 2), q);
-    qp_ldb<12, 2>(b + 96, sc);
-    const float d = qp_h2f(__ldg((const unsigned short *)(b + 108)));
-    float dl[2];
+template <> struct qp_dec<QP_GGML_Q3_K> {
+    template <class L>
+    static __device__ __forceinline__ void run(const uint8_t *__restrict__ b, int s, float (&v)[32]) {
+        uint8_t hm[32], q[32], sc[12];
+        qp_ldb<32, 2, L>(b, hm);
+        qp_ldb<32, 2, L>(b + 32 + 32 * (s >> 2), q);
+        qp_ldb<12, 2, L>(b + 96, sc);
+        const float d = qp_h2f(L::ld((const unsigned short *)(b + 108)));
+        float dl[2];
 #pragma unroll
-    for (int h = 0; h < 2; h++) {
-        const int k = 2 * s + h;
-        const int lo = k < 8 ? (sc[k] & 0xF) : (sc[k - 8] >> 4);
-        const int hi = (sc[8 + (k & 3)] >> (2 * (k >> 2))) & 3;
-        dl[h] = d * (float)((lo | (hi << 4)) - 32);
-    }
-    const int shift = 2 * (s & 3);
-    const uint8_t m = (uint8_t)(1u << s);
+        for (int h = 0; h < 2; h++) {
+            const int k = 2 * s + h;
+            const int lo = k < 8 ? (sc[k] & 0xF) : (sc[k - 8] >> 4);
+            const int hi = (sc[8 + (k & 3)] >> (2 * (k >> 2))) & 3;
+            dl[h] = d * (float)((lo | (hi << 4)) - 32);
+        }
+        const int shift = 2 * (s & 3);
+        const uint8_t m = (uint8_t)(1u << s);
 #pragma unroll
-    for (int l = 0; l < 32; l++) {
-        const int x = (int)((q[l] >> shift) & 3) - ((hm[l] & m) ? 0 : 4);
-        v[l] = dl[l >> 4] * (float)x;
+        for (int l = 0; l < 32; l++) {
+            const int x = (int)((q[l] >> shift) & 3) - ((hm[l] & m) ? 0 : 4);
+            v[l] = dl[l >> 4] * (float)x;
+        }
     }
-}
+};
 
 /* Q4_K: d, dmin, scales[12], qs[128]. Sub-chunk s: bytes qs[32(s/2) ..], low nibble for even s,
  * high for odd; scale/min s. */
-template <>
-__device__ __forceinline__ void qp_dec32<QP_GGML_Q4_K>(const uint8_t *__restrict__ b, int s, float (&v)[32]) {
-    uint8_t h[16], q[32];
-    qp_ldb<16, 16>(b, h);
-    qp_ldb<32, 16>(b + 16 + 32 * (s >> 1), q);
-    int sc, mn;
-    qp_scale_min_k4(s, h + 4, &sc, &mn);
-    const float d = qp_h2f(qp_u16(h)) * (float)sc, m = qp_h2f(qp_u16(h + 2)) * (float)mn;
-    const int shift = 4 * (s & 1);
+template <> struct qp_dec<QP_GGML_Q4_K> {
+    template <class L>
+    static __device__ __forceinline__ void run(const uint8_t *__restrict__ b, int s, float (&v)[32]) {
+        uint8_t h[16], q[32];
+        qp_ldb<16, 16, L>(b, h);
+        qp_ldb<32, 16, L>(b + 16 + 32 * (s >> 1), q);
+        int sc, mn;
+        qp_scale_min_k4(s, h + 4, &sc, &mn);
+        const float d = qp_h2f(qp_u16(h)) * (float)sc, m = qp_h2f(qp_u16(h + 2)) * (float)mn;
+        const int shift = 4 * (s & 1);
 #pragma unroll
-    for (int l = 0; l < 32; l++) v[l] = d * (float)((q[l] >> shift) & 0xF) - m;
-}
+        for (int l = 0; l < 32; l++) v[l] = d * (float)((q[l] >> shift) & 0xF) - m;
+    }
+};
 
 /* Q5_K: d, dmin, scales[12], qh[32], qs[128]; as Q4_K plus 16 when bit s of qh[l] is set. */
-template <>
-__device__ __forceinline__ void qp_dec32<QP_GGML_Q5_K>(const uint8_t *__restrict__ b, int s, float (&v)[32]) {
-    uint8_t h[16], qh[32], q[32];
-    qp_ldb<16, 16>(b, h);
-    qp_ldb<32, 16>(b + 16, qh);
-    qp_ldb<32, 16>(b + 48 + 32 * (s >> 1), q);
-    int sc, mn;
-    qp_scale_min_k4(s, h + 4, &sc, &mn);
-    const float d = qp_h2f(qp_u16(h)) * (float)sc, m = qp_h2f(qp_u16(h + 2)) * (float)mn;
-    const int shift = 4 * (s & 1);
+template <> struct qp_dec<QP_GGML_Q5_K> {
+    template <class L>
+    static __device__ __forceinline__ void run(const uint8_t *__restrict__ b, int s, float (&v)[32]) {
+        uint8_t h[16], qh[32], q[32];
+        qp_ldb<16, 16, L>(b, h);
+        qp_ldb<32, 16, L>(b + 16, qh);
+        qp_ldb<32, 16, L>(b + 48 + 32 * (s >> 1), q);
+        int sc, mn;
+        qp_scale_min_k4(s, h + 4, &sc, &mn);
+        const float d = qp_h2f(qp_u16(h)) * (float)sc, m = qp_h2f(qp_u16(h + 2)) * (float)mn;
+        const int shift = 4 * (s & 1);
 #pragma unroll
-    for (int l = 0; l < 32; l++) {
-        const int x = ((q[l] >> shift) & 0xF) + ((qh[l] >> s) & 1) * 16;
-        v[l] = d * (float)x - m;
+        for (int l = 0; l < 32; l++) {
+            const int x = ((q[l] >> shift) & 0xF) + ((qh[l] >> s) & 1) * 16;
+            v[l] = d * (float)x - m;
+        }
     }
-}
+};
 
 /* Q6_K: ql[128], qh[64], scales[16] int8, d. Sub-chunk s = 4*half + quarter: ql bytes
  * 64*half + 32*(quarter&1), nibble quarter>>1; qh bytes 128+32*half, bits 2*quarter; scales
  * 8*half + 2*quarter (+1 for elements 16..31). */
-template <>
-__device__ __forceinline__ void qp_dec32<QP_GGML_Q6_K>(const uint8_t *__restrict__ b, int s, float (&v)[32]) {
-    const int hf = s >> 2, qq = s & 3;
-    uint8_t ql[32], qh[32];
-    qp_ldb<32, 2>(b + 64 * hf + 32 * (qq & 1), ql);
-    qp_ldb<32, 2>(b + 128 + 32 * hf, qh);
-    const uint16_t sc2 = __ldg((const unsigned short *)(b + 192 + 8 * hf + 2 * qq));
-    const float d = qp_h2f(__ldg((const unsigned short *)(b + 208)));
-    const float da = d * (float)(int8_t)(sc2 & 0xFF), db = d * (float)(int8_t)(sc2 >> 8);
-    const int nsh = 4 * (qq >> 1), hsh = 2 * qq;
+template <> struct qp_dec<QP_GGML_Q6_K> {
+    template <class L>
+    static __device__ __forceinline__ void run(const uint8_t *__restrict__ b, int s, float (&v)[32]) {
+        const int hf = s >> 2, qq = s & 3;
+        uint8_t ql[32], qh[32];
+        qp_ldb<32, 2, L>(b + 64 * hf + 32 * (qq & 1), ql);
+        qp_ldb<32, 2, L>(b + 128 + 32 * hf, qh);
+        const uint16_t sc2 = L::ld((const unsigned short *)(b + 192 + 8 * hf + 2 * qq));
+        const float d = qp_h2f(L::ld((const unsigned short *)(b + 208)));
+        const float da = d * (float)(int8_t)(sc2 & 0xFF), db = d * (float)(int8_t)(sc2 >> 8);
+        const int nsh = 4 * (qq >> 1), hsh = 2 * qq;
 #pragma unroll
-    for (int l = 0; l < 32; l++) {
-        const int x = (int)(((ql[l] >> nsh) & 0xF) | (((qh[l] >> hsh) & 3) << 4)) - 32;
-        v[l] = (l < 16 ? da : db) * (float)x;
+        for (int l = 0; l < 32; l++) {
+            const int x = (int)(((ql[l] >> nsh) & 0xF) | (((qh[l] >> hsh) & 3) << 4)) - 32;
+            v[l] = (l < 16 ? da : db) * (float)x;
+        }
     }
+};
+
+/* The 32 elements of sub-chunk `sub` of the block at b, into v (the decoder of type T; loader L,
+ * global memory by default). */
+template <int T, class L = qp_ldg>
+static __device__ __forceinline__ void qp_dec32(const uint8_t *__restrict__ b, int sub, float (&v)[32]) {
+    qp_dec<T>::template run<L>(b, sub, v);
 }
 
 /* One element of a float-typed row (any column count, any alignment of 4 / 2 bytes). */
