@@ -31,7 +31,9 @@
 /* Positions per chunk: ceil(L / S), but at least QP_ATTN_MIN_CHUNK, so that at a short live
  * length only the first few chunks have work and the combine reads only those (the split S is
  * fixed by the plan's context, e.g. 64 at 16k, while L grows from 1). */
+#ifndef QP_ATTN_MIN_CHUNK
 #define QP_ATTN_MIN_CHUNK 16
+#endif
 static __device__ __forceinline__ int64_t qp_attn_chunk(int64_t L, int S) {
     const int64_t c = (L + S - 1) / S;
     return c > QP_ATTN_MIN_CHUNK ? c : QP_ATTN_MIN_CHUNK;

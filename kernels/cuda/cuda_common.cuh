@@ -41,8 +41,8 @@
                                 __LINE__, #stmt, cublasGetStatusString(qp_s_));                 \
     } while (0)
 
-/* Programmatic Dependent Launch (PDL, sm_90). Every kernel of kernels/cuda/ can be launched with
- * cudaLaunchAttributeProgrammaticStreamSerialization (when QP_CUDA_PDL=1 in the environment),
+/* Programmatic Dependent Launch (PDL, sm_90). Every kernel of kernels/cuda/ is launched with
+ * cudaLaunchAttributeProgrammaticStreamSerialization (unless QP_CUDA_PDL=0 in the environment),
  * so it may start while the previous kernel in the stream is still running. The rule that keeps
  * this correct: every kernel calls qp_pdl_wait() before it reads anything an earlier kernel wrote
  * or writes anything (only immutable data, the weights, may be touched before), then
@@ -59,17 +59,23 @@ static __device__ __forceinline__ void qp_pdl_trigger(void) {
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
-/* Whether launches carry the PDL attribute: OFF unless the environment says QP_CUDA_PDL=1 (read
- * once per translation unit). Measured on an H100 (docs/performance.md): with PDL on, tg128 ran
- * at 725 t/s against 817 t/s off, so it stays an experiment until the kernels are arranged for it. */
+/* Whether launches carry the PDL attribute: ON unless the environment says QP_CUDA_PDL=0 (read
+ * once per translation unit). Measured on an H100 (docs/performance.md, round 7): with the
+ * streamed matvec, tg128 1,143 t/s with PDL against 1,046 without; before it (round 6) PDL was
+ * neutral and, earlier still, slower (725 vs 817 t/s), which is why it used to be off. */
 static inline bool qp_cuda_pdl_on(void) {
     static int on = -1;
     if (on < 0) {
         const char *e = getenv("QP_CUDA_PDL");
-        on = e && e[0] == '1';
+        on = !(e && e[0] == '0');
     }
     return on != 0;
 }
+
+/* Whether the op being enqueued is a decode-sized one (n_tok <= QP_CUDA_MATVEC_MAX_TOK), set by
+ * the op table (ops.cu) before each op's launcher runs. PDL is used for those only: on prefill,
+ * where cuBLAS GEMMs run between our kernels, it measured slower (pp512 71.2k -> 54.2k t/s). */
+extern thread_local bool qp_cuda_op_decode;
 
 /* Launches kernel k with PDL allowed (see above); returns the launch's error. */
 template <typename... KArgs, typename... Args>
@@ -84,7 +90,7 @@ static cudaError_t qp_cuda_launch_k(void (*k)(KArgs...), dim3 grid, dim3 block, 
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
-    cfg.numAttrs = qp_cuda_pdl_on() ? 1 : 0;
+    cfg.numAttrs = qp_cuda_pdl_on() && qp_cuda_op_decode ? 1 : 0;
     return cudaLaunchKernelEx(&cfg, k, std::forward<Args>(args)...);
 }
 
@@ -190,6 +196,9 @@ static __device__ __forceinline__ void qp_rope_cs(int64_t pos, int i, int hd, fl
 enum qp_status qp_cuda_embed(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_rms_norm(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err);
+/* matvec_stream.cu: the decode LINEAR with its weights streamed into shared memory; false when it
+ * does not take the node (then matvec.cu's kernel runs it), else true with the launch's status. */
+bool qp_cuda_matvec_stream(const struct qp_op_args *a, enum qp_status *status, struct qp_error *err);
 enum qp_status qp_cuda_gemm(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_rope(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_kv_write(const struct qp_op_args *a, struct qp_error *err);

@@ -26,7 +26,9 @@
  */
 #include "linear_common.cuh"
 #include "qp_cuda.h"
+#include "matvec_stage.cuh"
 #include "quant_blocks.cuh"
+#include "quant_dot.cuh"
 
 #define QP_MMV_MIXED (-1)
 
@@ -50,65 +52,16 @@ static __device__ __forceinline__ void qp_prefetch_row(const uint8_t *row, size_
     for (uintptr_t a = a0 + 128u * (uintptr_t)lane; a < end; a += 128u * 32u) qp_prefetch_l2((const void *)a);
 }
 
-/* xs: the block's token input (times norm when the prologue is on) staged in shared memory,
- * sub-chunk s of 32 floats at xs + s * QP_XS_STRIDE. The 4-float pad puts the 8 lanes of each
- * 16-byte load phase in different banks; reading x straight from global memory instead (each lane
- * a different 128-byte line per float4) cost 32 L1 wavefronts per load and was what held the
- * decode matvec to 2-14% of bandwidth (docs/performance.md). */
-#define QP_XS_STRIDE 36
-
-/* Stages x (times norm when norm != NULL) into w, sub-chunk s of 32 floats at w + s *
- * QP_XS_STRIDE, with 16-byte loads, QP_STAGE_BATCH of them (and of norm) issued per thread before
- * any is used: the scalar load-store loop this replaces made a 4864-float x ~19 serial L2 round
- * trips per thread (docs/performance.md, perf4). Returns this thread's sum of x^2 (the RMS norm's
- * input, so x is read once). Requires cols % 32 == 0 and x, norm 16-byte aligned. */
-#define QP_STAGE_BATCH 4
-static __device__ __forceinline__ float qp_stage_x4(float *w, const float *x, const float *norm, int64_t cols) {
-    const float4 *x4 = (const float4 *)x, *n4 = (const float4 *)norm;
-    const int64_t n = cols / 4, step = blockDim.x;
-    float ss = 0.0f;
-    for (int64_t c0 = threadIdx.x; c0 < n; c0 += QP_STAGE_BATCH * step) {
-        float4 a[QP_STAGE_BATCH], g[QP_STAGE_BATCH];
-#pragma unroll
-        for (int j = 0; j < QP_STAGE_BATCH; j++) {
-            const int64_t c = c0 + j * step;
-            if (c < n) {
-                a[j] = x4[c];
-                g[j] = norm ? __ldg(n4 + c) : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
-            }
-        }
-#pragma unroll
-        for (int j = 0; j < QP_STAGE_BATCH; j++) {
-            const int64_t c = c0 + j * step;
-            if (c < n) {
-                const float4 v = a[j];
-                ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-                *(float4 *)(w + (c >> 3) * QP_XS_STRIDE + 4 * (c & 7)) =
-                    norm ? make_float4(v.x * g[j].x, v.y * g[j].y, v.z * g[j].z, v.w * g[j].w) : v;
-            }
-        }
-    }
-    return ss;
-}
-
-/* As qp_row_dot_lane (quant_blocks.cuh) but x (x*norm) from xs: the same products, summed in
- * the same order. */
+/* As qp_row_dot_lane (quant_blocks.cuh) but x (x*norm) from xs, each sub-chunk through qp_dot32
+ * (quant_dot.cuh). */
 template <int T, int STEP = 32>
 static __device__ __forceinline__ float qp_row_dot_lane_xs(const uint8_t *__restrict__ row, int64_t cols,
                                                            const float *__restrict__ xs, int lane) {
     using Q = qp_qt<T>;
     float acc = 0.0f;
     const int64_t nsub = cols / 32;
-    for (int64_t s = lane; s < nsub; s += STEP) {
-        float v[32];
-        qp_dec32<T>(row + (s / Q::SUBS) * Q::BYTES, (int)(s % Q::SUBS), v);
-        const float4 *x4 = (const float4 *)(xs + s * QP_XS_STRIDE);
-#pragma unroll
-        for (int i = 0; i < 8; i++) {
-            const float4 a = x4[i];
-            acc += v[4 * i] * a.x + v[4 * i + 1] * a.y + v[4 * i + 2] * a.z + v[4 * i + 3] * a.w;
-        }
-    }
+    for (int64_t s = lane; s < nsub; s += STEP)
+        acc += qp_dot32<T>(row + (s / Q::SUBS) * Q::BYTES, (int)(s % Q::SUBS), xs + s * QP_XS_STRIDE);
     return acc;
 }
 
@@ -178,20 +131,8 @@ static __global__ void __launch_bounds__(256)
     extern __shared__ float4 qp_xs4[];
     const float *xs = NULL;
     if (p.cols % 32 == 0) { /* stage x (x * norm) once per block; see QP_XS_STRIDE */
-        float *w = (float *)qp_xs4;
-        float ss = 0.0f; /* this thread's sum of x^2, for the norm */
-        if ((((uintptr_t)x | (uintptr_t)p.norm) & 15u) == 0) {
-            ss = qp_stage_x4(w, x, p.norm, p.cols);
-        } else {
-            for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
-                const float xv = x[c];
-                ss += xv * xv;
-                w[(c >> 5) * QP_XS_STRIDE + (c & 31)] = p.norm ? xv * p.norm[c] : xv;
-            }
-        }
-        if (p.norm) inv = 1.0f / sqrtf(qp_block_sum(ss, red) / (float)p.cols + p.eps);
-        __syncthreads();
-        xs = w;
+        inv = qp_stage_x_block((float *)qp_xs4, x, p.norm, p.cols, p.eps, red);
+        xs = (const float *)qp_xs4;
     } else if (p.norm) {
         inv = qp_block_inv_rms(x, p.cols, p.eps, red);
     }
@@ -269,7 +210,7 @@ static __global__ void __launch_bounds__(256)
 template <int T, int EPI, bool AM, int KS = 1>
 static enum qp_status launch_mmv(const qp_lin_params &p, dim3 grid, int threads, int vec, qp_amax *part,
                                  cudaStream_t st, struct qp_error *err) {
-    const size_t smem = p.cols % 32 == 0 ? (size_t)(p.cols / 32) * QP_XS_STRIDE * sizeof(float) : 0;
+    const size_t smem = p.cols % 32 == 0 ? qp_xs_bytes(p.cols) : 0;
     cudaError_t e = cudaSuccess;
     if (smem > 48 * 1024) /* beyond the default dynamic limit: opt in (not a stream operation) */
         e = cudaFuncSetAttribute(matvec_kernel<T, EPI, AM, KS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -310,6 +251,8 @@ static int64_t qp_mmv_capped(int64_t blocks) {
 }
 
 enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err) {
+    enum qp_status ss;
+    if (qp_cuda_matvec_stream(a, &ss, err)) return ss;
     const qp_lin_params p = qp_lin_params_make(a);
     cudaStream_t st = QP_STREAM(a);
     const int threads = a->launch.block > 0 ? a->launch.block : 256;

@@ -216,7 +216,16 @@ static_assert(QP_OP_EMBED == 0 && QP_OP_RMS_NORM == 1 && QP_OP_LINEAR == 2 && QP
                   QP_OP_KV_WRITE == 4 && QP_OP_ATTENTION == 5 && QP_OP_SWIGLU == 6 && QP_OP_ADD == 7 &&
                   QP_OP_ARGMAX == 8 && QP_OP_STEP_ADVANCE == 9 && QP_OP_COUNT == 10,
               "qp_cuda_ops lists the ops in enum order");
+thread_local bool qp_cuda_op_decode = true;
+
+/* Every entry of the table: records whether the op is decode-sized (the PDL policy,
+ * cuda_common.cuh), then runs the op. */
+template <qp_op_fn F> static enum qp_status op_entry(const struct qp_op_args *a, struct qp_error *err) {
+    qp_cuda_op_decode = a->n_tok <= QP_CUDA_MATVEC_MAX_TOK;
+    return F(a, err);
+}
+
 extern "C" const qp_op_fn qp_cuda_ops[QP_OP_COUNT] = {
-    op_embed, op_rms_norm, op_linear, op_rope, op_kv_write, op_attention, op_swiglu, op_add, op_argmax,
-    op_step_advance,
+    op_entry<op_embed>,  op_entry<op_rms_norm>, op_entry<op_linear>,  op_entry<op_rope>,   op_entry<op_kv_write>,
+    op_entry<op_attention>, op_entry<op_swiglu>, op_entry<op_add>, op_entry<op_argmax>, op_entry<op_step_advance>,
 };

@@ -1,0 +1,70 @@
+/* matvec_stage.cuh — the decode matvecs' x staging (matvec.cu, matvec_stream.cu): one token's
+ * input, times the RMS-norm weight when the prologue is on, copied once per block into shared
+ * memory in a padded layout, with the sum of squares for 1/rms taken on the way. */
+#pragma once
+#include "cuda_common.cuh"
+
+/* xs: the block's token input (times norm when the prologue is on) staged in shared memory,
+ * sub-chunk s of 32 floats at xs + s * QP_XS_STRIDE. The 4-float pad puts the 8 lanes of each
+ * 16-byte load phase in different banks; reading x straight from global memory instead (each lane
+ * a different 128-byte line per float4) cost 32 L1 wavefronts per load and was what held the
+ * decode matvec to 2-14% of bandwidth (docs/performance.md). */
+#define QP_XS_STRIDE 36
+
+/* Stages x (times norm when norm != NULL) into w, sub-chunk s of 32 floats at w + s *
+ * QP_XS_STRIDE, with 16-byte loads, QP_STAGE_BATCH of them (and of norm) issued per thread before
+ * any is used: the scalar load-store loop this replaces made a 4864-float x ~19 serial L2 round
+ * trips per thread (docs/performance.md, perf4). Returns this thread's sum of x^2 (the RMS norm's
+ * input, so x is read once). Requires cols % 32 == 0 and x, norm 16-byte aligned. */
+#define QP_STAGE_BATCH 4
+static __device__ __forceinline__ float qp_stage_x4(float *w, const float *x, const float *norm, int64_t cols) {
+    const float4 *x4 = (const float4 *)x, *n4 = (const float4 *)norm;
+    const int64_t n = cols / 4, step = blockDim.x;
+    float ss = 0.0f;
+    for (int64_t c0 = threadIdx.x; c0 < n; c0 += QP_STAGE_BATCH * step) {
+        float4 a[QP_STAGE_BATCH], g[QP_STAGE_BATCH];
+#pragma unroll
+        for (int j = 0; j < QP_STAGE_BATCH; j++) {
+            const int64_t c = c0 + j * step;
+            if (c < n) {
+                a[j] = x4[c];
+                g[j] = norm ? __ldg(n4 + c) : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < QP_STAGE_BATCH; j++) {
+            const int64_t c = c0 + j * step;
+            if (c < n) {
+                const float4 v = a[j];
+                ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+                *(float4 *)(w + (c >> 3) * QP_XS_STRIDE + 4 * (c & 7)) =
+                    norm ? make_float4(v.x * g[j].x, v.y * g[j].y, v.z * g[j].z, v.w * g[j].w) : v;
+            }
+        }
+    }
+    return ss;
+}
+
+/* Stages x (x * norm when norm != NULL) of `cols` floats (cols % 32 == 0) into w and returns
+ * 1/rms(x) with eps when norm != NULL, else 1. Contains __syncthreads() (call from all threads);
+ * w is ready for every thread on return. `red` is __shared__ float[32]. */
+static __device__ __forceinline__ float qp_stage_x_block(float *w, const float *x, const float *norm, int64_t cols,
+                                                         float eps, float *red) {
+    float ss = 0.0f; /* this thread's sum of x^2, for the norm */
+    if ((((uintptr_t)x | (uintptr_t)norm) & 15u) == 0) {
+        ss = qp_stage_x4(w, x, norm, cols);
+    } else {
+        for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+            const float xv = x[c];
+            ss += xv * xv;
+            w[(c >> 5) * QP_XS_STRIDE + (c & 31)] = norm ? xv * norm[c] : xv;
+        }
+    }
+    float inv = 1.0f;
+    if (norm) inv = 1.0f / sqrtf(qp_block_sum(ss, red) / (float)cols + eps);
+    __syncthreads();
+    return inv;
+}
+
+/* Shared-memory bytes of a staged x of `cols` floats (cols % 32 == 0). */
+static inline size_t qp_xs_bytes(int64_t cols) { return (size_t)(cols / 32) * QP_XS_STRIDE * sizeof(float); }

@@ -1,0 +1,405 @@
+/* matvec_stream.cu — the decode LINEAR (n_tok <= QP_CUDA_MATVEC_MAX_TOK) with its weights streamed
+ * into shared memory by the copy engine of each SM (TMA bulk copies, sm_90) before the kernel
+ * waits for its input.
+ *
+ * Why (docs/performance.md, round 7): the one-warp-per-row kernel (matvec.cu) pays a chain of
+ * latencies per block and per wave — stage x and its RMS norm, then issue a row's loads, wait a
+ * DRAM round trip, reduce, store — so a 6 MB gate+up took ~13 us against ~2 us of bandwidth. Here
+ * each block owns one contiguous range of units whose rows fit in QP_MMVS_WBYTES of shared memory;
+ * its first thread issues one bulk copy per contiguous row segment, all at kernel start, and only
+ * then does the block wait for the previous kernel (PDL: the copies overlap that kernel's tail) and
+ * stage x. The DRAM stream of the whole range is in flight at once, and the decode reads shared
+ * memory.
+ *
+ * Work inside a block: items (unit, row a/b, chunk of 32 sub-chunks); warp w takes items w, w +
+ * warps, ...; each lane decodes one 32-element sub-chunk (the decoders of quant_blocks.cuh through
+ * the shared-memory loader) and the warp sums the chunk. The chunk sums of each row are added in
+ * chunk order (deterministic), then one thread per unit writes the epilogue (linear_common.cuh).
+ * For n_tok > 1 the weights are copied once and every token runs from shared memory.
+ *
+ * Segments: the unit -> rows map of each epilogue is affine on "pieces" (a part for NONE/RESIDUAL,
+ * the whole range for SWIGLU, a head's pairs for ROPE_KV); a block's range meets a few pieces, each
+ * giving one segment per row kind (a, b). A segment's bytes go to shared memory at the same address
+ * modulo 16 as in global memory (so the decoders' aligned loads hold); the 16-byte-aligned middle
+ * is one bulk copy, the at most 15 + 15 bytes outside it are copied by one thread each.
+ *
+ * Not taken (the caller runs matvec.cu instead): the ARGMAX epilogue, rows whose columns are not a
+ * multiple of 32 or float rows not 16-byte aligned, one unit larger than the budget, or when
+ * QP_CUDA_MMV_STREAM=0 in the environment.
+ */
+#include "linear_common.cuh"
+#include "matvec_stage.cuh"
+#include "qp_cuda.h"
+#include "quant_blocks.cuh"
+#include "quant_dot.cuh"
+
+#ifndef QP_MMVS_THREADS
+#define QP_MMVS_THREADS 512
+#endif
+/* Blocks of 512 threads per SM the registers must allow: 2 caps them at 64, so that the next
+ * node's block (PDL) fits beside this one. */
+#ifndef QP_MMVS_MIN_BLOCKS
+#define QP_MMVS_MIN_BLOCKS 1
+#endif
+#define QP_MMVS_MAX_SEGS 16 /* segments per block (the host bounds a block's range to fit) */
+#define QP_MMVS_WBYTES (48 * 1024) /* weight bytes per block (shared memory) */
+#define QP_MMVS_MAX_PARTIALS 2048  /* chunk sums per block (shared memory, 4 bytes each) */
+#define QP_MMVS_MIXED (-1)
+/* rounds of the edge copy: one warp per segment per round */
+#define QP_MMVS_EDGE_ROUNDS ((QP_MMVS_MAX_SEGS * 32 + QP_MMVS_THREADS - 1) / QP_MMVS_THREADS)
+
+struct qp_mmvs_seg {
+    const uint8_t *src; /* first byte in global memory */
+    int64_t row;        /* first stacked row */
+    uint32_t bytes;     /* rows * row_bytes */
+    uint32_t off;       /* byte offset of src's copy in the block's weight area */
+    int32_t n, part;    /* rows, part */
+};
+
+/* ---- mbarrier and bulk copy (PTX, sm_90) ---- */
+static __device__ __forceinline__ uint32_t qp_smem_addr(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+static __device__ __forceinline__ void qp_mbar_init(uint64_t *bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(qp_smem_addr(bar)) : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
+}
+/* The single arrival of the barrier's phase 0, announcing `bytes` of bulk copies to complete it. */
+static __device__ __forceinline__ void qp_mbar_arrive_tx(uint64_t *bar, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(qp_smem_addr(bar)), "r"(bytes)
+                 : "memory");
+#endif
+}
+static __device__ __forceinline__ void qp_bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                     qp_smem_addr(dst)),
+                 "l"(src), "r"(bytes), "r"(qp_smem_addr(bar))
+                 : "memory");
+#endif
+}
+static __device__ __forceinline__ void qp_mbar_wait0(uint64_t *bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    uint32_t done = 0;
+    while (!done)
+        asm volatile("{\n\t.reg .pred p;\n\tmbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\n\t"
+                     "selp.u32 %0, 1, 0, p;\n\t}"
+                     : "=r"(done)
+                     : "r"(qp_smem_addr(bar))
+                     : "memory");
+#endif
+}
+
+/* The end (exclusive) of the piece holding unit u: on [u, end) the rows of qp_unit_rows grow by
+ * one per unit. */
+template <int EPI>
+static __device__ __forceinline__ int64_t qp_unit_piece_end(const qp_lin_params &p, int64_t u) {
+    if constexpr (EPI == QP_EPILOGUE_SWIGLU) {
+        return p.units;
+    } else if constexpr (EPI == QP_EPILOGUE_ROPE_KV) {
+        const int64_t half = p.head_dim / 2, nq = (int64_t)p.n_head * half, nk = (int64_t)p.n_head_kv * half;
+        if (u < nq) return (u / half + 1) * half;
+        if (u < nq + nk) return nq + ((u - nq) / half + 1) * half;
+        return p.units;
+    } else {
+        int i = 0;
+        while (i + 1 < p.n_parts && u >= p.row0[i + 1]) i++;
+        return p.row0[i + 1];
+    }
+}
+
+/* Sub-chunk s of a row (in shared memory) dotted with the staged x (quant_dot.cuh). */
+template <int T>
+static __device__ __forceinline__ float qp_mmvs_sub(const uint8_t *row, int64_t s, const float *xs) {
+    using Q = qp_qt<T>;
+    return qp_dot32<T, qp_lds>(row + (s / Q::SUBS) * Q::BYTES, (int)(s % Q::SUBS), xs + s * QP_XS_STRIDE);
+}
+
+static __device__ __noinline__ float qp_mmvs_sub_any(int type, const uint8_t *row, int64_t s, const float *xs) {
+#define QP_SUB_CASE(T_) \
+    case T_: return qp_mmvs_sub<T_>(row, s, xs);
+    switch (type) {
+        QP_SUB_CASE(QP_GGML_F32) QP_SUB_CASE(QP_GGML_F16) QP_SUB_CASE(QP_GGML_BF16)
+        QP_SUB_CASE(QP_GGML_Q4_0) QP_SUB_CASE(QP_GGML_Q4_1) QP_SUB_CASE(QP_GGML_Q5_0)
+        QP_SUB_CASE(QP_GGML_Q5_1) QP_SUB_CASE(QP_GGML_Q8_0) QP_SUB_CASE(QP_GGML_Q2_K)
+        QP_SUB_CASE(QP_GGML_Q3_K) QP_SUB_CASE(QP_GGML_Q4_K) QP_SUB_CASE(QP_GGML_Q5_K)
+        QP_SUB_CASE(QP_GGML_Q6_K)
+    default: return __int_as_float(0x7fc00000); /* ops.cu admits no other type */
+    }
+#undef QP_SUB_CASE
+}
+
+/* Dynamic shared memory: [weights: wbytes][staged x: qp_xs_bytes(cols)][chunk sums]. */
+template <int T, int EPI>
+static __global__ void __launch_bounds__(QP_MMVS_THREADS, QP_MMVS_MIN_BLOCKS)
+    matvec_stream_kernel(const qp_lin_params p, const int64_t upb, const uint32_t wbytes, const int n_tok) {
+    extern __shared__ float4 qp_mmvs_smem[];
+    __shared__ uint64_t bar;
+    __shared__ qp_mmvs_seg seg[QP_MMVS_MAX_SEGS];
+    __shared__ int nseg;
+    __shared__ float red[32];
+    uint8_t *wsm = (uint8_t *)qp_mmvs_smem;
+    float *xs = (float *)(wsm + wbytes);
+    float *part = xs + (p.cols / 32) * QP_XS_STRIDE;
+    const int64_t u0 = (int64_t)blockIdx.x * upb, u1 = u0 + upb < p.units ? u0 + upb : p.units;
+    constexpr int NR = (EPI == QP_EPILOGUE_SWIGLU || EPI == QP_EPILOGUE_ROPE_KV) ? 2 : 1;
+#ifdef QP_MMVS_TRACE /* a measurement build: SM clock at each phase, printed by two blocks */
+    long long tr[7];
+    tr[0] = clock64();
+#define QP_TR(i) tr[i] = clock64()
+#else
+#define QP_TR(i) (void)0
+#endif
+
+    /* 1. weights only (safe before the PDL wait): the segments, their bulk copies, the edges */
+    if (threadIdx.x == 0) {
+        int ns = 0;
+        uint32_t off = 0, tx = 0;
+        for (int64_t u = u0; u < u1;) {
+            int64_t e = qp_unit_piece_end<EPI>(p, u), ra, rb;
+            if (e > u1) e = u1;
+            qp_unit_rows<EPI>(p, u, &ra, &rb);
+            for (int k = 0; k < 2 && ns < QP_MMVS_MAX_SEGS; k++) {
+                const int64_t r = k ? rb : ra;
+                if (r < 0) continue;
+                int pi = 0;
+                while (pi + 1 < p.n_parts && r >= p.row0[pi + 1]) pi++;
+                qp_mmvs_seg g;
+                g.src = p.w[pi] + (size_t)(r - p.row0[pi]) * p.row_bytes[pi];
+                g.row = r;
+                g.n = (int32_t)(e - u);
+                g.part = pi;
+                g.bytes = (uint32_t)(g.n * p.row_bytes[pi]);
+                const uint32_t mis = (uint32_t)((uintptr_t)g.src & 15u);
+                g.off = off + mis;
+                off += (mis + g.bytes + 15u) & ~15u;
+                const uintptr_t lo = ((uintptr_t)g.src + 15u) & ~(uintptr_t)15u;
+                const uintptr_t hi = ((uintptr_t)g.src + g.bytes) & ~(uintptr_t)15u;
+                if (hi > lo) tx += (uint32_t)(hi - lo);
+                seg[ns++] = g;
+            }
+            u = e;
+        }
+        nseg = ns;
+        qp_mbar_init(&bar);
+        qp_mbar_arrive_tx(&bar, tx);
+        for (int k = 0; k < ns; k++) {
+            const uintptr_t s = (uintptr_t)seg[k].src;
+            const uintptr_t lo = (s + 15u) & ~(uintptr_t)15u, hi = (s + seg[k].bytes) & ~(uintptr_t)15u;
+            if (hi > lo) qp_bulk_copy(wsm + seg[k].off + (lo - s), (const void *)lo, (uint32_t)(hi - lo), &bar);
+        }
+    }
+    QP_TR(1);
+    __syncthreads();
+    /* the bytes outside each segment's aligned middle: in each round, thread 32k + j takes byte j of
+     * segment k's head (j < 16) or tail (j >= 16); loaded now, stored after the x staging */
+    uint8_t edge[QP_MMVS_EDGE_ROUNDS];
+    int32_t edge_at[QP_MMVS_EDGE_ROUNDS];
+#pragma unroll
+    for (int e = 0; e < QP_MMVS_EDGE_ROUNDS; e++) {
+        const int k = (threadIdx.x >> 5) + e * (QP_MMVS_THREADS / 32), j = threadIdx.x & 31;
+        edge[e] = 0;
+        edge_at[e] = -1;
+        if (k < nseg) {
+            const uintptr_t s = (uintptr_t)seg[k].src, end = s + seg[k].bytes;
+            const uintptr_t lo = (s + 15u) & ~(uintptr_t)15u, hi = end & ~(uintptr_t)15u;
+            uintptr_t a = 0;
+            if (hi <= lo) a = s + j < end ? s + j : 0; /* no bulk part: bytes < 32, one per thread */
+            else if (j < 16) a = s + j < lo ? s + j : 0;
+            else a = hi + (j - 16) < end ? hi + (j - 16) : 0;
+            if (a) {
+                edge[e] = __ldg((const uint8_t *)a);
+                edge_at[e] = (int32_t)(seg[k].off + (uint32_t)(a - s));
+            }
+        }
+    }
+    qp_pdl_wait();
+    qp_pdl_trigger();
+    QP_TR(2);
+
+    /* 2. per token: stage x, the items, the epilogue */
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const int64_t nsub = p.cols / 32;
+    const int nchunk = (int)((nsub + 31) / 32);
+    const int nu = (int)(u1 - u0), nitems = nu * NR * nchunk;
+    for (int t = 0; t < n_tok; t++) {
+        const float inv = qp_stage_x_block(xs, p.x + (int64_t)t * p.cols, p.norm, p.cols, p.eps, red);
+        if (t == 0) {
+            QP_TR(3);
+#pragma unroll
+            for (int e = 0; e < QP_MMVS_EDGE_ROUNDS; e++)
+                if (edge_at[e] >= 0) wsm[edge_at[e]] = edge[e];
+            __syncthreads();
+            qp_mbar_wait0(&bar);
+            QP_TR(4);
+        }
+        /* item it = j * nchunk + c, stepped by nw without a division per item */
+        const int dj = nw / nchunk, dc = nw % nchunk;
+        for (int it = warp, c = warp % nchunk, j = warp / nchunk; it < nitems; it += nw) {
+            int64_t ra, rb;
+            qp_unit_rows<EPI>(p, u0 + j / NR, &ra, &rb);
+            const int64_t row = j % NR ? rb : ra;
+            float acc = 0.0f;
+            if (row >= 0) {
+                int k = 0;
+                while (k + 1 < nseg && !(row >= seg[k].row && row < seg[k].row + seg[k].n)) k++;
+                const int pi = seg[k].part;
+                const uint8_t *rp = wsm + seg[k].off + (size_t)(row - seg[k].row) * p.row_bytes[pi];
+                const int64_t s = (int64_t)c * 32 + lane;
+                if (s < nsub) {
+                    if constexpr (T == QP_MMVS_MIXED) acc = qp_mmvs_sub_any(p.type[pi], rp, s, xs);
+                    else acc = qp_mmvs_sub<T>(rp, s, xs);
+                }
+            }
+            acc = qp_warp_sum(acc);
+            if (lane == 0) part[it] = acc;
+            c += dc;
+            j += dj;
+            if (c >= nchunk) {
+                c -= nchunk;
+                j++;
+            }
+        }
+        if (t == 0) QP_TR(5);
+        __syncthreads();
+        for (int ui = threadIdx.x; ui < nu; ui += blockDim.x) {
+            float a = 0.0f, b = 0.0f;
+            for (int c = 0; c < nchunk; c++) a += part[(ui * NR) * nchunk + c];
+            if constexpr (NR == 2)
+                for (int c = 0; c < nchunk; c++) b += part[(ui * NR + 1) * nchunk + c];
+            int64_t ra, rb;
+            qp_unit_rows<EPI>(p, u0 + ui, &ra, &rb);
+            qp_unit_store<EPI>(p, t, u0 + ui, ra, rb, a * inv, b * inv);
+        }
+        __syncthreads(); /* xs and part are rewritten by the next token */
+    }
+#ifdef QP_MMVS_TRACE
+    QP_TR(6);
+    if (threadIdx.x == 0 && (blockIdx.x == 0 || blockIdx.x == gridDim.x / 2))
+        printf("mvs T%d E%d b%d units %lld: issue %lld wait %lld stage %lld mbar %lld items %lld end %lld cycles\n", T,
+               EPI, blockIdx.x, (long long)(u1 - u0), tr[1] - tr[0], tr[2] - tr[0], tr[3] - tr[0], tr[4] - tr[0],
+               tr[5] - tr[0], tr[6] - tr[0]);
+#endif
+}
+
+static int qp_mmvs_sms(void) {
+    static int sms = 0;
+    if (!sms) {
+        int dev = 0, n = 0;
+        if (cudaGetDevice(&dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && n > 0)
+            sms = n;
+        else
+            sms = 1;
+    }
+    return sms;
+}
+
+static bool qp_mmvs_env_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("QP_CUDA_MMV_STREAM");
+        on = !(e && e[0] == '0' && !e[1]);
+    }
+    return on != 0;
+}
+
+template <int T, int EPI>
+static enum qp_status launch_mmvs(const qp_lin_params &p, int64_t blocks, int64_t upb, uint32_t wbytes, size_t smem,
+                                  int n_tok, cudaStream_t st, struct qp_error *err) {
+    auto k = matvec_stream_kernel<T, EPI>;
+    cudaError_t e = cudaSuccess;
+    if (smem > 48 * 1024) e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    /* the largest shared-memory carveout, so that the next node's block fits beside this one */
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
+    if (e == cudaSuccess)
+        e = qp_cuda_launch_k(k, dim3((unsigned)blocks), dim3(QP_MMVS_THREADS), smem, st, p, upb, wbytes, n_tok);
+    if (e == cudaSuccess) e = cudaPeekAtLastError();
+    if (e != cudaSuccess)
+        return qp_error_set(err, QP_ERR_DEVICE, "%s:%d: matvec_stream_kernel<%s, %s><<<%lld, %d, %zu>>>: %s", __FILE__,
+                            __LINE__, T == QP_MMVS_MIXED ? "mixed" : qp_ggml_type_name(T),
+                            qp_epilogue_name((enum qp_epilogue)EPI), (long long)blocks, QP_MMVS_THREADS, smem,
+                            cudaGetErrorString(e));
+    return QP_OK;
+}
+
+/* Blocks per SM the kernel aims at (QP_CUDA_MMVS_BPS, default 1): more blocks than the weight budget
+ * needs spread a small matrix over the whole GPU. */
+static int qp_mmvs_bps(void) {
+    static int bps = 0;
+    if (!bps) {
+        const char *e = getenv("QP_CUDA_MMVS_BPS");
+        bps = e && atoi(e) > 0 && atoi(e) <= 8 ? atoi(e) : 1;
+    }
+    return bps;
+}
+
+/* Whether the kernels were built for sm_90 or later (the bulk copies and mbarriers need it). */
+static bool qp_mmvs_built_for_sm90(void) {
+    static int ok = -1;
+    if (ok < 0) {
+        cudaFuncAttributes fa;
+        ok = cudaFuncGetAttributes(&fa, matvec_stream_kernel<QP_GGML_Q8_0, QP_EPILOGUE_NONE>) == cudaSuccess &&
+             fa.binaryVersion >= 90;
+        (void)cudaGetLastError();
+    }
+    return ok != 0;
+}
+
+bool qp_cuda_matvec_stream(const struct qp_op_args *a, enum qp_status *status, struct qp_error *err) {
+    if (!qp_mmvs_env_on() || !qp_mmvs_built_for_sm90() || a->epilogue == QP_EPILOGUE_ARGMAX || a->in_w % 32 != 0) return false;
+    const qp_lin_params p = qp_lin_params_make(a);
+    bool mixed = false;
+    size_t bpu = 0, rbmax = 0;
+    for (int i = 0; i < a->n_parts; i++) {
+        const bool fl = a->w[i].type == QP_GGML_F32 || a->w[i].type == QP_GGML_F16 || a->w[i].type == QP_GGML_BF16;
+        if (fl && (a->w[i].row_bytes % 16 || (uintptr_t)a->w[i].data % 16)) return false;
+        mixed = mixed || a->w[i].type != a->w[0].type;
+        if (a->w[i].row_bytes > rbmax) rbmax = a->w[i].row_bytes;
+    }
+    const int nr = a->epilogue == QP_EPILOGUE_SWIGLU || a->epilogue == QP_EPILOGUE_ROPE_KV ? 2 : 1;
+    if (a->epilogue == QP_EPILOGUE_SWIGLU) bpu = a->w[0].row_bytes + a->w[1].row_bytes;
+    else bpu = (size_t)nr * rbmax;
+    const int64_t nchunk = (a->in_w / 32 + 31) / 32;
+    const size_t slack = (size_t)QP_MMVS_MAX_SEGS * 32; /* alignment of each segment's copy */
+    if (bpu + slack > QP_MMVS_WBYTES) return false;
+    int64_t fit = (int64_t)((QP_MMVS_WBYTES - slack) / bpu);
+    if (fit > QP_MMVS_MAX_PARTIALS / (nr * nchunk)) fit = QP_MMVS_MAX_PARTIALS / (nr * nchunk);
+    if (a->epilogue == QP_EPILOGUE_ROPE_KV) { /* <= QP_MMVS_MAX_SEGS segments: at most 8 pieces */
+        const int64_t half = a->head_dim / 2;
+        if (fit > (QP_MMVS_MAX_SEGS / 2 - 3) * half) fit = (QP_MMVS_MAX_SEGS / 2 - 3) * half;
+    }
+    if (fit < 1 || p.units < 1) return false;
+    int64_t blocks = (p.units + fit - 1) / fit;
+    const int64_t want = (int64_t)qp_mmvs_sms() * qp_mmvs_bps();
+    if (blocks < want) blocks = want < p.units ? want : p.units;
+    const int64_t upb = (p.units + blocks - 1) / blocks;
+    blocks = (p.units + upb - 1) / upb;
+    const uint32_t wbytes = (uint32_t)((upb * bpu + slack + 15) & ~(size_t)15);
+    const size_t smem = wbytes + qp_xs_bytes(a->in_w) + (size_t)upb * nr * nchunk * sizeof(float);
+    if (smem > 227 * 1024) return false;
+    cudaStream_t st = QP_STREAM(a);
+    enum qp_status s = QP_OK;
+    if (mixed) {
+        qp_epi_dispatch(a->epilogue, [&](auto te_) {
+            constexpr int EPI = decltype(te_)::value;
+            s = launch_mmvs<QP_MMVS_MIXED, EPI>(p, blocks, upb, wbytes, smem, a->n_tok, st, err);
+        });
+        *status = s;
+        return true;
+    }
+    const bool ok = qp_type_dispatch(a->w[0].type, [&](auto tc_) {
+        constexpr int T = decltype(tc_)::value;
+        qp_epi_dispatch(a->epilogue, [&](auto te_) {
+            constexpr int EPI = decltype(te_)::value;
+            s = launch_mmvs<T, EPI>(p, blocks, upb, wbytes, smem, a->n_tok, st, err);
+        });
+    });
+    if (!ok) return false;
+    *status = s;
+    return true;
+}
