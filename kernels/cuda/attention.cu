@@ -9,7 +9,8 @@
  *      the chunk with an online softmax (running max m, sum l, output o); the 4 warps merge;
  *      the block writes {m, l, o[head_dim]} to scratch.
  *   2. attn_combine_kernel, grid (n_head, n_tok), 256 threads: out = sum_s e^(m_s-M) o_s / sum_s e^(m_s-M) l_s,
- *      the chunks split over the threads (see the kernel).
+ *      the chunks split over the threads (see the kernel); every partial kernel writes all
+ *      `split` chunks each launch (empty ones as m = -inf, l = 0), which the combine relies on.
  * Query head h reads KV head h / (n_head / n_head_kv). head_dim <= 256 (8 values per lane).
  *
  * Step 1 for an f16 cache with head_dim 64 or 128 and G = n_head / n_head_kv <= 8 query heads per
@@ -240,75 +241,70 @@ static __global__ void __launch_bounds__(QP_GQA_WARPS * 32)
     }
 }
 
-/* Parallel combine: one block of QP_COMB_THREADS per (head, token). (1) the threads split the
- * used chunks: each loads m_s, a block max M (warp shuffles + shared memory), then w_s = e^(m_s-M)
- * (0 for an empty chunk) into shared memory and the block sum lt = sum_s w_s l_s; (2) the
- * threads are NG = blockDim / hd groups of hd: group g sums w_s o_s[d] over s = g, g+NG, ...
- * (coalesced rows, independent loads, no expf in the loop); (3) the NG group sums are added in
- * order through shared memory. Cost per step ~ S / NG loads per thread instead of S serial
- * {m, l, o} round trips with an expf each. Dynamic shared memory: gridS floats of weights. */
+/* Parallel combine: one block of QP_COMB_THREADS per (head, token), every chunk's partial read with
+ * no dependent load before it (the partial kernels write all gridS chunks each step; an empty one
+ * has m = -inf, l = 0, o = 0, so the live length need not be read first). The threads are NG =
+ * blockDim / hd groups of hd: group g takes chunks g, g + NG, ..., QP_COMB_BATCH at a time with
+ * all their loads in flight, and folds them into a running (max, sum of weights * l, sum of
+ * weights * o[d]) as flash-decoding does; the NG group results are merged in order through shared
+ * memory. Measured (docs/performance.md, round 7): one L2 round trip instead of three (the step,
+ * then m, then o). */
 #define QP_COMB_THREADS 256
+#define QP_COMB_BATCH 8
 static __global__ void __launch_bounds__(QP_COMB_THREADS)
-    attn_combine_kernel(const float *__restrict__ part, int n_head, int hd, const int gridS, int64_t ctx,
-                        const struct qp_step *__restrict__ step, float *__restrict__ out) {
+    attn_combine_kernel(const float *__restrict__ part, int n_head, int hd, const int gridS,
+                        float *__restrict__ out) {
     qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
     qp_pdl_trigger();
-    extern __shared__ float sw[]; /* gridS weights */
-    __shared__ float red[QP_COMB_THREADS / 32];
+    __shared__ float gm[QP_COMB_THREADS], gl[QP_COMB_THREADS]; /* NG <= blockDim groups */
     __shared__ float acc_s[QP_COMB_THREADS];
-    const int h = blockIdx.x, t = blockIdx.y, tid = threadIdx.x, nt = blockDim.x;
-    const int lane = tid & 31, warp = tid >> 5, nw = nt >> 5;
-    int S = gridS;
-    int64_t L = (int64_t)step->pos + t + 1;
-    if (L > ctx) L = ctx;
-    { /* only the chunks that hold positions (the others are empty: M = -inf) */
-        const int64_t used = (L + qp_attn_chunk(L, S) - 1) / qp_attn_chunk(L, S);
-        if (used < S) S = used < 1 ? 1 : (int)used;
-    }
+    const int h = blockIdx.x, t = blockIdx.y, tid = threadIdx.x;
+    const int NG = blockDim.x / hd, g = tid / hd, d = tid % hd;
     const int64_t stride = hd + 2;
     const float *pp = part + ((int64_t)t * n_head + h) * gridS * stride;
-    /* (1) block max of m_s */
-    float M = -INFINITY;
-    for (int s = tid; s < S; s += nt) M = fmaxf(M, pp[s * stride]);
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
-    if (lane == 0) red[warp] = M;
-    __syncthreads();
-    M = -INFINITY;
-    for (int w = 0; w < nw; w++) M = fmaxf(M, red[w]);
-    __syncthreads(); /* red is reused below */
-    float lp = 0.0f;
-    for (int s = tid; s < S; s += nt) {
-        const float ms = pp[s * stride];
-        const float w = ms == -INFINITY ? 0.0f : expf(ms - M);
-        sw[s] = w;
-        lp += w * pp[s * stride + 1];
-    }
-    lp = qp_warp_sum(lp);
-    if (lane == 0) red[warp] = lp;
-    __syncthreads();
-    float lt = 0.0f;
-    for (int w = 0; w < nw; w++) lt += red[w];
-    /* (2) group g of hd threads: dims d, chunks g, g + NG, ... */
-    const int NG = nt / hd, g = tid / hd, d = tid % hd;
-    float acc = 0.0f;
+    float M = -INFINITY, lsum = 0.0f, acc = 0.0f;
     if (g < NG) {
-        const float *po = pp + 2 + d;
-        int s = g;
-        float a1 = 0.0f;
-        for (; s + NG < S; s += 2 * NG) { /* two independent loads in flight */
-            acc += sw[s] * po[s * stride];
-            a1 += sw[s + NG] * po[(s + NG) * stride];
+        for (int s0 = g; s0 < gridS; s0 += NG * QP_COMB_BATCH) {
+            float ms[QP_COMB_BATCH], ls[QP_COMB_BATCH], os[QP_COMB_BATCH];
+#pragma unroll
+            for (int k = 0; k < QP_COMB_BATCH; k++) {
+                const int s = s0 + k * NG;
+                const bool ok = s < gridS;
+                ms[k] = ok ? pp[s * stride] : -INFINITY;
+                ls[k] = ok ? pp[s * stride + 1] : 0.0f;
+                os[k] = ok ? pp[s * stride + 2 + d] : 0.0f;
+            }
+            float mb = M;
+#pragma unroll
+            for (int k = 0; k < QP_COMB_BATCH; k++) mb = fmaxf(mb, ms[k]);
+            if (mb == -INFINITY) continue; /* nothing live yet */
+            const float c = M == -INFINITY ? 0.0f : expf(M - mb);
+            lsum *= c;
+            acc *= c;
+#pragma unroll
+            for (int k = 0; k < QP_COMB_BATCH; k++) {
+                const float w = ms[k] == -INFINITY ? 0.0f : expf(ms[k] - mb);
+                lsum += w * ls[k];
+                acc += w * os[k];
+            }
+            M = mb;
         }
-        if (s < S) acc += sw[s] * po[s * stride];
-        acc += a1;
     }
     acc_s[tid] = acc;
+    if (d == 0 && g < NG) {
+        gm[g] = M;
+        gl[g] = lsum;
+    }
     __syncthreads();
-    /* (3) the NG group sums in order */
-    if (tid < hd) {
-        float r = 0.0f;
-        for (int k = 0; k < NG; k++) r += acc_s[k * hd + tid];
+    if (tid < hd) { /* the NG group results in order */
+        float Mt = -INFINITY;
+        for (int k = 0; k < NG; k++) Mt = fmaxf(Mt, gm[k]);
+        float r = 0.0f, lt = 0.0f;
+        for (int k = 0; k < NG; k++) {
+            const float c = gm[k] == -INFINITY ? 0.0f : expf(gm[k] - Mt);
+            r += acc_s[k * hd + tid] * c;
+            lt += gl[k] * c;
+        }
         out[((int64_t)t * n_head + h) * hd + tid] = r / lt;
     }
 }
@@ -349,8 +345,7 @@ enum qp_status qp_cuda_attention(const struct qp_op_args *a, struct qp_error *er
                        (const float *)a->kv.k, (const float *)a->kv.v, a->kv.kv_dim, a->kv.ctx,
                        a->n_head, a->n_head_kv, a->head_dim, scale, a->step, part);
     const dim3 g2((unsigned)a->n_head, (unsigned)a->n_tok);
-    QP_CUDA_LAUNCH(err, attn_combine_kernel, g2, QP_COMB_THREADS, (size_t)l.attn_split * sizeof(float), st, part,
-                   a->n_head, a->head_dim,
-                   (int)l.attn_split, a->kv.ctx, (const struct qp_step *)a->step, a->out);
+    QP_CUDA_LAUNCH(err, attn_combine_kernel, g2, QP_COMB_THREADS, 0, st, part, a->n_head, a->head_dim,
+                   (int)l.attn_split, a->out);
     return QP_OK;
 }

@@ -184,12 +184,19 @@ static __device__ __forceinline__ float qp_block_inv_rms(const float *x, int64_t
 /* RoPE (NEOX): cos and sin of the angle of pair i (0 <= i < hd/2) at position pos. The angle
  * and its cos/sin in double, rounded to f32, as the CPU reference (kernels/cpu/rope.c) does:
  * f32 angles would be off by milliradians at long positions. */
-static __device__ __forceinline__ void qp_rope_cs(int64_t pos, int i, int hd, float base, float *cs,
-                                                  float *sn) {
+static __device__ __forceinline__ double qp_rope_freq(int i, int hd, float base) {
+    return pow((double)base, -2.0 * i / hd);
+}
+/* The same, from pair i's frequency (qp_rope_freq), which does not depend on the position. */
+static __device__ __forceinline__ void qp_rope_cs_f(int64_t pos, double freq, float *cs, float *sn) {
     double s, c;
-    sincos((double)pos * pow((double)base, -2.0 * i / hd), &s, &c);
+    sincos((double)pos * freq, &s, &c);
     *cs = (float)c;
     *sn = (float)s;
+}
+static __device__ __forceinline__ void qp_rope_cs(int64_t pos, int i, int hd, float base, float *cs,
+                                                  float *sn) {
+    qp_rope_cs_f(pos, qp_rope_freq(i, hd, base), cs, sn);
 }
 
 /* ---- launchers (one per op family; ops.cu validates first) ---- */

@@ -119,13 +119,49 @@ static __device__ __forceinline__ void qp_kv_store(void *cache, int f16, int64_t
     else ((float *)cache)[idx] = v;
 }
 
-/* Writes unit u of token t from its raw products a (row ra) and b (row rb), biases not yet
- * added. Returns a + bias (for NONE / ARGMAX: exactly the value written). */
+/* What the epilogue of unit u of token t reads besides its products, loaded ahead of them by the
+ * streamed matvec (matvec_stream.cu) so that no load or double-precision math is left for after
+ * the dot products: the rows' biases, ROPE_KV's cos/sin of the pair's angle, RESIDUAL's in1 value. */
+struct qp_unit_pre {
+    float cs, sn, res, bias_a, bias_b;
+};
+
+/* The RoPE frequency of unit u (ROPE_KV pairs; 0 for v units and other epilogues): position-free,
+ * so it can be computed before the kernel waits for its input. */
 template <int EPI>
-static __device__ __forceinline__ float qp_unit_store(const qp_lin_params &p, int t, int64_t u,
-                                                     int64_t ra, int64_t rb, float a, float b) {
-    a += qp_lin_bias(p, ra);
-    if (rb >= 0) b += qp_lin_bias(p, rb);
+static __device__ __forceinline__ double qp_unit_freq(const qp_lin_params &p, int64_t u) {
+    if constexpr (EPI == QP_EPILOGUE_ROPE_KV) {
+        const int half = p.head_dim / 2;
+        const int64_t nq = (int64_t)p.n_head * half, nk = (int64_t)p.n_head_kv * half;
+        if (u < nq + nk) return qp_rope_freq((int)((u < nq ? u : u - nq) % half), p.head_dim, p.rope_base);
+    }
+    return 0.0;
+}
+
+template <int EPI>
+static __device__ __forceinline__ qp_unit_pre qp_unit_prepare(const qp_lin_params &p, int t, int64_t u, double freq) {
+    qp_unit_pre r = {1.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    int64_t ra, rb;
+    qp_unit_rows<EPI>(p, u, &ra, &rb);
+    r.bias_a = qp_lin_bias(p, ra);
+    if (rb >= 0) r.bias_b = qp_lin_bias(p, rb);
+    if constexpr (EPI == QP_EPILOGUE_ROPE_KV) {
+        const int64_t nq = (int64_t)p.n_head * (p.head_dim / 2), nk = (int64_t)p.n_head_kv * (p.head_dim / 2);
+        if (u < nq + nk) qp_rope_cs_f((int64_t)p.step->pos + t, freq, &r.cs, &r.sn);
+    } else if constexpr (EPI == QP_EPILOGUE_RESIDUAL) {
+        r.res = p.in1[(int64_t)t * p.out_w + u];
+    }
+    return r;
+}
+
+/* Writes unit u of token t from its raw products a (row ra) and b (row rb), biases not yet
+ * added, and its prepared inputs (qp_unit_prepare). Returns a + bias (for NONE / ARGMAX: exactly
+ * the value written). */
+template <int EPI>
+static __device__ __forceinline__ float qp_unit_store_pre(const qp_lin_params &p, int t, int64_t u, int64_t ra,
+                                                         int64_t rb, float a, float b, const qp_unit_pre &pre) {
+    a += pre.bias_a;
+    if (rb >= 0) b += pre.bias_b;
     float *o = p.out + (int64_t)t * p.out_w;
     if constexpr (EPI == QP_EPILOGUE_SWIGLU) {
         o[u] = a / (1.0f + expf(-a)) * b;
@@ -136,9 +172,7 @@ static __device__ __forceinline__ float qp_unit_store(const qp_lin_params &p, in
         if (u < nq + nk) {
             const int64_t v = u < nq ? u : u - nq;
             const int i = (int)(v % half);
-            float sn, cs;
-            qp_rope_cs(pos, i, p.head_dim, p.rope_base, &cs, &sn);
-            const float x0 = a * cs - b * sn, x1 = a * sn + b * cs;
+            const float x0 = a * pre.cs - b * pre.sn, x1 = a * pre.sn + b * pre.cs;
             const int64_t r = (v / half) * p.head_dim + i;
             if (u < nq) {
                 o[r] = x0;
@@ -151,11 +185,18 @@ static __device__ __forceinline__ float qp_unit_store(const qp_lin_params &p, in
             qp_kv_store(p.vc, p.kv_f16, (int64_t)pos * p.kv_dim + (u - nq - nk), a);
         }
     } else if constexpr (EPI == QP_EPILOGUE_RESIDUAL) {
-        o[u] = p.in1[(int64_t)t * p.out_w + u] + a;
+        o[u] = pre.res + a;
     } else {
         o[u] = a;
     }
     return a; /* the value written by NONE / ARGMAX (the logit the argmax epilogue compares) */
+}
+
+/* qp_unit_store_pre with the prepared inputs loaded here. */
+template <int EPI>
+static __device__ __forceinline__ float qp_unit_store(const qp_lin_params &p, int t, int64_t u, int64_t ra,
+                                                     int64_t rb, float a, float b) {
+    return qp_unit_store_pre<EPI>(p, t, u, ra, rb, a, b, qp_unit_prepare<EPI>(p, t, u, qp_unit_freq<EPI>(p, u)));
 }
 
 /* Dispatches a runtime epilogue to a template instantiation: f(std::integral_constant<int, EPI>{}). */

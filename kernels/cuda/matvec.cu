@@ -42,10 +42,6 @@ static __device__ __forceinline__ const uint8_t *qp_lin_row(const qp_lin_params 
     return p.w[i] + (size_t)(r - p.row0[i]) * p.row_bytes[i];
 }
 
-static __device__ __forceinline__ void qp_prefetch_l2(const void *ptr) {
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr));
-}
-
 /* The row's bytes into L2, a warp's lanes striding 128-byte lines. */
 static __device__ __forceinline__ void qp_prefetch_row(const uint8_t *row, size_t bytes, int lane) {
     const uintptr_t a0 = (uintptr_t)row & ~(uintptr_t)127, end = (uintptr_t)row + bytes;

@@ -4,6 +4,10 @@
 #pragma once
 #include "cuda_common.cuh"
 
+static __device__ __forceinline__ void qp_prefetch_l2(const void *ptr) {
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr));
+}
+
 /* xs: the block's token input (times norm when the prologue is on) staged in shared memory,
  * sub-chunk s of 32 floats at xs + s * QP_XS_STRIDE. The 4-float pad puts the 8 lanes of each
  * 16-byte load phase in different banks; reading x straight from global memory instead (each lane

@@ -148,6 +148,8 @@ static __global__ void __launch_bounds__(QP_MMVS_THREADS, QP_MMVS_MIN_BLOCKS)
     constexpr int NR = (EPI == QP_EPILOGUE_SWIGLU || EPI == QP_EPILOGUE_ROPE_KV) ? 2 : 1;
 #ifdef QP_MMVS_TRACE /* a measurement build: SM clock at each phase, printed by two blocks */
     long long tr[7];
+    unsigned long long g0, g1;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(g0));
     tr[0] = clock64();
 #define QP_TR(i) tr[i] = clock64()
 #else
@@ -216,6 +218,14 @@ static __global__ void __launch_bounds__(QP_MMVS_THREADS, QP_MMVS_MIN_BLOCKS)
             }
         }
     }
+    /* this thread's first epilogue unit (units are taken from the block's last thread down, so the
+     * threads with no x to stage prepare them), its RoPE frequency, and the norm weights into L2:
+     * none depends on the previous kernel */
+    const int ue = (int)blockDim.x - 1 - (int)threadIdx.x;
+    const bool has_ue = ue < u1 - u0;
+    const double freq = has_ue ? qp_unit_freq<EPI>(p, u0 + ue) : 0.0;
+    if (p.norm)
+        for (int64_t c = (int64_t)threadIdx.x * 32; c < p.cols; c += (int64_t)blockDim.x * 32) qp_prefetch_l2(p.norm + c);
     qp_pdl_wait();
     qp_pdl_trigger();
     QP_TR(2);
@@ -236,6 +246,10 @@ static __global__ void __launch_bounds__(QP_MMVS_THREADS, QP_MMVS_MIN_BLOCKS)
             qp_mbar_wait0(&bar);
             QP_TR(4);
         }
+        /* the epilogue's loads and RoPE angle, ahead of the dots: by the block's last threads, whose
+         * warps have no item when the block has few (qkv, attn_output) */
+        qp_unit_pre pre = {1.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+        if (has_ue) pre = qp_unit_prepare<EPI>(p, t, u0 + ue, freq);
         /* item it = j * nchunk + c, stepped by nw without a division per item */
         const int dj = nw / nchunk, dc = nw % nchunk;
         for (int it = warp, c = warp % nchunk, j = warp / nchunk; it < nitems; it += nw) {
@@ -265,23 +279,30 @@ static __global__ void __launch_bounds__(QP_MMVS_THREADS, QP_MMVS_MIN_BLOCKS)
         }
         if (t == 0) QP_TR(5);
         __syncthreads();
-        for (int ui = threadIdx.x; ui < nu; ui += blockDim.x) {
+        for (int ui = ue; ui < nu; ui += blockDim.x) {
             float a = 0.0f, b = 0.0f;
             for (int c = 0; c < nchunk; c++) a += part[(ui * NR) * nchunk + c];
             if constexpr (NR == 2)
                 for (int c = 0; c < nchunk; c++) b += part[(ui * NR + 1) * nchunk + c];
             int64_t ra, rb;
             qp_unit_rows<EPI>(p, u0 + ui, &ra, &rb);
-            qp_unit_store<EPI>(p, t, u0 + ui, ra, rb, a * inv, b * inv);
+            if (ui == ue) {
+                qp_unit_store_pre<EPI>(p, t, u0 + ui, ra, rb, a * inv, b * inv, pre);
+            } else { /* more units than threads */
+                const qp_unit_pre pu = qp_unit_prepare<EPI>(p, t, u0 + ui, qp_unit_freq<EPI>(p, u0 + ui));
+                qp_unit_store_pre<EPI>(p, t, u0 + ui, ra, rb, a * inv, b * inv, pu);
+            }
         }
-        __syncthreads(); /* xs and part are rewritten by the next token */
+        if (t + 1 < n_tok) __syncthreads(); /* xs and part are rewritten by the next token */
     }
 #ifdef QP_MMVS_TRACE
     QP_TR(6);
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(g1));
     if (threadIdx.x == 0 && (blockIdx.x == 0 || blockIdx.x == gridDim.x / 2))
-        printf("mvs T%d E%d b%d units %lld: issue %lld wait %lld stage %lld mbar %lld items %lld end %lld cycles\n", T,
-               EPI, blockIdx.x, (long long)(u1 - u0), tr[1] - tr[0], tr[2] - tr[0], tr[3] - tr[0], tr[4] - tr[0],
-               tr[5] - tr[0], tr[6] - tr[0]);
+        printf("mvs T%d E%d b%d units %lld: issue %lld wait %lld stage %lld mbar %lld items %lld end %lld cycles; "
+               "ns %llu .. %llu\n",
+               T, EPI, blockIdx.x, (long long)(u1 - u0), tr[1] - tr[0], tr[2] - tr[0], tr[3] - tr[0], tr[4] - tr[0],
+               tr[5] - tr[0], tr[6] - tr[0], g0, g1);
 #endif
 }
 
