@@ -167,9 +167,23 @@ static __global__ void __launch_bounds__(256)
     }
     float bv = -INFINITY;
     int32_t bi = INT32_MAX;
+    if constexpr (AM) /* the first unit's rows are in L2 already (before the wait); the second's now */
+        if (t == 0 && ufirst + stride < p.units) {
+            int pi;
+            const uint8_t *r2 = qp_lin_row(p, ufirst + stride, &pi);
+            qp_prefetch_row(r2, p.row_bytes[pi], lane);
+        }
     for (int64_t u = ufirst; u < p.units; u += stride) {
         int64_t ra, rb;
         qp_unit_rows<EPI>(p, u, &ra, &rb);
+        /* the LM head: its grid is capped at QP_CUDA_ARGMAX_BLOCKS, so each warp walks ~20 rows, one
+         * DRAM round trip each; the row two steps ahead goes to L2 now */
+        if constexpr (AM)
+            if (t == 0 && u + 2 * stride < p.units) {
+                int pi;
+                const uint8_t *r2 = qp_lin_row(p, u + 2 * stride, &pi);
+                qp_prefetch_row(r2, p.row_bytes[pi], lane);
+            }
         const float a = qp_warp_sum(qp_mmv_dot<T>(p, ra, x, xs, vec, lane));
         float b = 0.0f;
         if (rb >= 0) b = qp_warp_sum(qp_mmv_dot<T>(p, rb, x, xs, vec, lane));
