@@ -664,6 +664,10 @@ int main(void) {
         test_attention(2, 14, 16384, 14, 2, 64, kvt);
         test_attention(8, 4088, 4096, 14, 2, 64, kvt);
         test_attention(1, 1500, 2048, 16, 2, 128, kvt);
+        /* decode GQA's short-chunk path (one warp per query head): head_dim 128 with 8 query heads
+         * per KV head, and 2 tokens at head_dim 64 crossing a chunk boundary */
+        test_attention(1, 100, 2048, 16, 2, 128, kvt);
+        test_attention(2, 30, 4096, 8, 1, 128, kvt);
         test_attention(40, 100, 512, 14, 2, 64, kvt);
         test_attention(3, 17, 64, 3, 1, 32, kvt);
         test_attention(1, 200, 300, 4, 4, 128, kvt);

@@ -132,6 +132,78 @@ static __device__ __forceinline__ void qp_h8(const uint4 &r, float (&f)[8]) {
     }
 }
 
+/* A short chunk (at most QP_GQA_SHORT_STEPS steps of PPW positions: every chunk while the live
+ * length is below 64 x 32 positions at head_dim 64): warp g of the block computes query head g
+ * alone over all the chunk's positions, every K/V load of the chunk issued first, the online
+ * softmax per lane group, the groups merged by shuffles, and writes its head's partial itself —
+ * no cross-warp merge, no barrier (the K/V rows are read by the G warps through L1). The long
+ * path below reads each row once for all G heads, which is what matters at depth. */
+#define QP_GQA_SHORT_STEPS 8
+template <int HD>
+static __device__ __forceinline__ void attn_gqa_short(const float *__restrict__ q, const __half *__restrict__ kc,
+                                                      const __half *__restrict__ vc, int64_t kv_dim, int n_head,
+                                                      float scale, int t, int kvh, int G, int g, int s, int S,
+                                                      int64_t p0, int64_t p1, float *__restrict__ part) {
+    constexpr int LPP = HD / 8, PPW = 32 / LPP;
+    const int lane = threadIdx.x & 31, grp = lane / LPP, d0 = (lane % LPP) * 8;
+    const int64_t h = (int64_t)kvh * G + g;
+    float qr[8], o[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        qr[i] = q[((int64_t)t * n_head + h) * HD + d0 + i] * scale;
+        o[i] = 0.0f;
+    }
+    const __half *kb = kc + (int64_t)kvh * HD + d0, *vb = vc + (int64_t)kvh * HD + d0;
+    uint4 kr[QP_GQA_SHORT_STEPS], vr[QP_GQA_SHORT_STEPS];
+#pragma unroll
+    for (int k = 0; k < QP_GQA_SHORT_STEPS; k++) {
+        const int64_t p = p0 + (int64_t)k * PPW + grp;
+        const bool ok = p < p1;
+        kr[k] = ok ? __ldg((const uint4 *)(kb + p * kv_dim)) : make_uint4(0, 0, 0, 0);
+        vr[k] = ok ? __ldg((const uint4 *)(vb + p * kv_dim)) : make_uint4(0, 0, 0, 0);
+    }
+    float m = -INFINITY, l = 0.0f;
+#pragma unroll
+    for (int k = 0; k < QP_GQA_SHORT_STEPS; k++) {
+        if (p0 + (int64_t)k * PPW >= p1) break; /* warp-uniform: no group has a position left */
+        float kf[8], vf[8];
+        qp_h8(kr[k], kf);
+        qp_h8(vr[k], vf);
+        float sc = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; i++) sc += qr[i] * kf[i];
+#pragma unroll
+        for (int off = LPP / 2; off > 0; off >>= 1) sc += __shfl_xor_sync(0xffffffffu, sc, off);
+        if (p0 + (int64_t)k * PPW + grp < p1) {
+            const float mn = fmaxf(m, sc), c = expf(m - mn), e = expf(sc - mn);
+            l = l * c + e;
+#pragma unroll
+            for (int i = 0; i < 8; i++) o[i] = o[i] * c + e * vf[i];
+            m = mn;
+        }
+    }
+    /* merge the lane groups (same dims, different positions) */
+    float M = m;
+#pragma unroll
+    for (int off = LPP; off < 32; off <<= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
+    const float c = m == -INFINITY ? 0.0f : expf(m - M);
+    float lt = l * c;
+#pragma unroll
+    for (int off = LPP; off < 32; off <<= 1) lt += __shfl_xor_sync(0xffffffffu, lt, off);
+    float *out = part + (((int64_t)t * n_head + h) * S + s) * (HD + 2);
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        float v = o[i] * c;
+#pragma unroll
+        for (int off = LPP; off < 32; off <<= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+        if (grp == 0) out[2 + d0 + i] = v;
+    }
+    if (lane == 0) {
+        out[0] = M;
+        out[1] = lt;
+    }
+}
+
 template <int HD>
 static __global__ void __launch_bounds__(QP_GQA_WARPS * 32)
     attn_gqa_kernel(const float *__restrict__ q, const __half *__restrict__ kc, const __half *__restrict__ vc,
@@ -149,6 +221,10 @@ static __global__ void __launch_bounds__(QP_GQA_WARPS * 32)
     if (L > ctx) L = ctx;
     const int64_t chunk = qp_attn_chunk(L, S), p0 = (int64_t)s * chunk;
     const int64_t p1 = p0 + chunk < L ? p0 + chunk : L;
+    if (chunk <= QP_GQA_SHORT_STEPS * PPW) { /* short chunks: one warp per query head, see above */
+        if (warp < G) attn_gqa_short<HD>(q, kc, vc, kv_dim, n_head, scale, t, kvh, G, warp, s, S, p0, p1, part);
+        return;
+    }
     float qr[QP_GQA_GMAX][8], o[QP_GQA_GMAX][8], m[QP_GQA_GMAX], l[QP_GQA_GMAX];
 #pragma unroll
     for (int g = 0; g < QP_GQA_GMAX; g++) {
