@@ -1,5 +1,7 @@
 /* matvec.cu — LINEAR for a few tokens (decode; n_tok <= QP_CUDA_MATVEC_MAX_TOK): reads the
- * quantized weight blocks directly, no dequantized copy. One launch per node.
+ * quantized weight blocks directly, no dequantized copy. One launch per node. The streamed kernel
+ * (matvec_stream.cu) takes most decode nodes first; this one runs the ARGMAX epilogue (the LM
+ * head) and whatever that one does not take, or every node with QP_CUDA_MMV_STREAM=0.
  *
  * Mapping: one warp per epilogue unit (linear_common.cuh), a block of launch.block threads
  * (default 256 = 8 units), grid.y = token, warps walk units with a grid stride (the ARGMAX
