@@ -638,6 +638,12 @@ int main(void) {
         test_linear(t, &sw);
         struct lin_case res = {1, {896, 0, 0}, 896, 17, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0};
         test_linear(t, &res);
+        /* the ARGMAX epilogue on 2 tokens (the argmax of the last), at 896 and 96 columns (Q8_0:
+         * 952- and 102-byte rows) */
+        struct lin_case am = {1, {3001, 0, 0}, 896, 2, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0};
+        test_linear(t, &am);
+        am.cols = 96;
+        test_linear(t, &am);
     }
     {
         struct lin_case head = {1, {151936, 0, 0}, 896, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0};
