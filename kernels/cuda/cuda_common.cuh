@@ -77,6 +77,20 @@ static inline bool qp_cuda_pdl_on(void) {
  * where cuBLAS GEMMs run between our kernels, it measured slower (pp512 71.2k -> 54.2k t/s). */
 extern thread_local bool qp_cuda_op_decode;
 
+/* SMs of the current device (read once per translation unit; 1 if the query fails, which only
+ * makes grids smaller). */
+static inline int qp_cuda_sm_count(void) {
+    static int sms = 0;
+    if (!sms) {
+        int dev = 0, n = 0;
+        sms = cudaGetDevice(&dev) == cudaSuccess &&
+                      cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && n > 0
+                  ? n
+                  : 1;
+    }
+    return sms;
+}
+
 /* Launches kernel k with PDL allowed (see above); returns the launch's error. */
 template <typename... KArgs, typename... Args>
 static cudaError_t qp_cuda_launch_k(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem,

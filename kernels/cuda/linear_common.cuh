@@ -161,7 +161,7 @@ template <int EPI>
 static __device__ __forceinline__ float qp_unit_store_pre(const qp_lin_params &p, int t, int64_t u, int64_t ra,
                                                          int64_t rb, float a, float b, const qp_unit_pre &pre) {
     a += pre.bias_a;
-    if (rb >= 0) b += pre.bias_b;
+    b += pre.bias_b; /* 0 when there is no row b */
     float *o = p.out + (int64_t)t * p.out_w;
     if constexpr (EPI == QP_EPILOGUE_SWIGLU) {
         o[u] = a / (1.0f + expf(-a)) * b;

@@ -79,11 +79,7 @@ static __device__ __noinline__ float qp_row_dot_lane_any(int type, const uint8_t
 #define QP_DOT_CASE(T_) \
     case T_: return qp_dot_lane<T_>(row, p, x, xs, vec, lane);
     switch (type) {
-        QP_DOT_CASE(QP_GGML_F32) QP_DOT_CASE(QP_GGML_F16) QP_DOT_CASE(QP_GGML_BF16)
-        QP_DOT_CASE(QP_GGML_Q4_0) QP_DOT_CASE(QP_GGML_Q4_1) QP_DOT_CASE(QP_GGML_Q5_0)
-        QP_DOT_CASE(QP_GGML_Q5_1) QP_DOT_CASE(QP_GGML_Q8_0) QP_DOT_CASE(QP_GGML_Q2_K)
-        QP_DOT_CASE(QP_GGML_Q3_K) QP_DOT_CASE(QP_GGML_Q4_K) QP_DOT_CASE(QP_GGML_Q5_K)
-        QP_DOT_CASE(QP_GGML_Q6_K)
+        QP_CUDA_TYPES(QP_DOT_CASE)
     default: return __int_as_float(0x7fc00000); /* ops.cu admits no other type */
     }
 #undef QP_DOT_CASE
@@ -224,8 +220,11 @@ static enum qp_status launch_mmv(const qp_lin_params &p, dim3 grid, int threads,
                                  cudaStream_t st, struct qp_error *err) {
     const size_t smem = p.cols % 32 == 0 ? qp_xs_bytes(p.cols) : 0;
     cudaError_t e = cudaSuccess;
-    if (smem > 48 * 1024) /* beyond the default dynamic limit: opt in (not a stream operation) */
+    static size_t smem_set = 48 * 1024; /* per instance: beyond the default dynamic limit, opt in once */
+    if (smem > smem_set) {
         e = cudaFuncSetAttribute(matvec_kernel<T, EPI, AM, KS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e == cudaSuccess) smem_set = smem;
+    }
     if (e == cudaSuccess) e = qp_cuda_launch_k(matvec_kernel<T, EPI, AM, KS>, grid, threads, smem, st, p, vec, part);
     if (e == cudaSuccess) e = cudaPeekAtLastError();
     if (e != cudaSuccess)
@@ -252,12 +251,7 @@ static int64_t qp_mmv_capped(int64_t blocks) {
     if (cap < 0) {
         const char *e = getenv("QP_CUDA_MMV_BPS");
         const int bps = e ? atoi(e) : 0;
-        int dev = 0, sms = 0;
-        if (bps > 0 && cudaGetDevice(&dev) == cudaSuccess &&
-            cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && sms > 0)
-            cap = (int64_t)bps * sms;
-        else
-            cap = 0;
+        cap = bps > 0 ? (int64_t)bps * qp_cuda_sm_count() : 0;
     }
     return cap > 0 && blocks > cap ? cap : blocks;
 }

@@ -44,6 +44,9 @@
 #define QP_MMVS_MAX_SEGS 16 /* segments per block (the host bounds a block's range to fit) */
 #define QP_MMVS_WBYTES (48 * 1024) /* weight bytes per block (shared memory) */
 #define QP_MMVS_MAX_PARTIALS 2048  /* chunk sums per block (shared memory, 4 bytes each) */
+/* dynamic shared memory a block may take: sm_90's 227 KB opt-in limit less the kernel's static
+ * shared memory (under 1 KB) */
+#define QP_MMVS_SMEM_MAX (226 * 1024)
 #define QP_MMVS_MIXED (-1)
 /* rounds of the edge copy: one warp per segment per round */
 #define QP_MMVS_EDGE_ROUNDS ((QP_MMVS_MAX_SEGS * 32 + QP_MMVS_THREADS - 1) / QP_MMVS_THREADS)
@@ -122,11 +125,7 @@ static __device__ __noinline__ float qp_mmvs_sub_any(int type, const uint8_t *ro
 #define QP_SUB_CASE(T_) \
     case T_: return qp_mmvs_sub<T_>(row, s, xs);
     switch (type) {
-        QP_SUB_CASE(QP_GGML_F32) QP_SUB_CASE(QP_GGML_F16) QP_SUB_CASE(QP_GGML_BF16)
-        QP_SUB_CASE(QP_GGML_Q4_0) QP_SUB_CASE(QP_GGML_Q4_1) QP_SUB_CASE(QP_GGML_Q5_0)
-        QP_SUB_CASE(QP_GGML_Q5_1) QP_SUB_CASE(QP_GGML_Q8_0) QP_SUB_CASE(QP_GGML_Q2_K)
-        QP_SUB_CASE(QP_GGML_Q3_K) QP_SUB_CASE(QP_GGML_Q4_K) QP_SUB_CASE(QP_GGML_Q5_K)
-        QP_SUB_CASE(QP_GGML_Q6_K)
+        QP_CUDA_TYPES(QP_SUB_CASE)
     default: return __int_as_float(0x7fc00000); /* ops.cu admits no other type */
     }
 #undef QP_SUB_CASE
@@ -306,19 +305,6 @@ static __global__ void __launch_bounds__(QP_MMVS_THREADS, QP_MMVS_MIN_BLOCKS)
 #endif
 }
 
-static int qp_mmvs_sms(void) {
-    static int sms = 0;
-    if (!sms) {
-        int dev = 0, n = 0;
-        if (cudaGetDevice(&dev) == cudaSuccess &&
-            cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && n > 0)
-            sms = n;
-        else
-            sms = 1;
-    }
-    return sms;
-}
-
 static bool qp_mmvs_env_on(void) {
     static int on = -1;
     if (on < 0) {
@@ -333,10 +319,19 @@ static enum qp_status launch_mmvs(const qp_lin_params &p, int64_t blocks, int64_
                                   int n_tok, cudaStream_t st, struct qp_error *err) {
     auto k = matvec_stream_kernel<T, EPI>;
     cudaError_t e = cudaSuccess;
-    if (smem > 48 * 1024) e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    /* the largest shared-memory carveout, so that the next node's block fits beside this one */
-    if (e == cudaSuccess)
+    /* per instance, set when first needed, not on every (eager) per-token launch: the dynamic
+     * shared memory beyond the default 48 KB, and the largest carveout, so that the next node's
+     * block can fit beside this one */
+    static size_t smem_set = 48 * 1024;
+    static bool carveout_set = false;
+    if (smem > smem_set) {
+        e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e == cudaSuccess) smem_set = smem;
+    }
+    if (e == cudaSuccess && !carveout_set) {
         e = cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
+        carveout_set = e == cudaSuccess;
+    }
     if (e == cudaSuccess)
         e = qp_cuda_launch_k(k, dim3((unsigned)blocks), dim3(QP_MMVS_THREADS), smem, st, p, upb, wbytes, n_tok);
     if (e == cudaSuccess) e = cudaPeekAtLastError();
@@ -396,13 +391,13 @@ bool qp_cuda_matvec_stream(const struct qp_op_args *a, enum qp_status *status, s
     }
     if (fit < 1 || p.units < 1) return false;
     int64_t blocks = (p.units + fit - 1) / fit;
-    const int64_t want = (int64_t)qp_mmvs_sms() * qp_mmvs_bps();
+    const int64_t want = (int64_t)qp_cuda_sm_count() * qp_mmvs_bps();
     if (blocks < want) blocks = want < p.units ? want : p.units;
     const int64_t upb = (p.units + blocks - 1) / blocks;
     blocks = (p.units + upb - 1) / upb;
     const uint32_t wbytes = (uint32_t)((upb * bpu + slack + 15) & ~(size_t)15);
     const size_t smem = wbytes + qp_xs_bytes(a->in_w) + (size_t)upb * nr * nchunk * sizeof(float);
-    if (smem > 227 * 1024) return false;
+    if (smem > QP_MMVS_SMEM_MAX) return false;
     cudaStream_t st = QP_STREAM(a);
     enum qp_status s = QP_OK;
     if (mixed) {

@@ -337,25 +337,23 @@ template <int T> struct qp_is_float {
     static constexpr bool value = T == QP_GGML_F32 || T == QP_GGML_F16 || T == QP_GGML_BF16;
 };
 
+/* Every type with a decoder, as X(type) for each: the one list the run-time dispatches (below,
+ * and the device switches of matvec.cu and matvec_stream.cu) expand. */
+#define QP_CUDA_TYPES(X)                                                                          \
+    X(QP_GGML_F32) X(QP_GGML_F16) X(QP_GGML_BF16) X(QP_GGML_Q4_0) X(QP_GGML_Q4_1) X(QP_GGML_Q5_0) \
+    X(QP_GGML_Q5_1) X(QP_GGML_Q8_0) X(QP_GGML_Q2_K) X(QP_GGML_Q3_K) X(QP_GGML_Q4_K) X(QP_GGML_Q5_K) \
+    X(QP_GGML_Q6_K)
+
 /* Calls f(std::integral_constant<int, T>{}) for the runtime type id; returns false for a type without a
- * decoder. The one place that lists the supported types for dispatch. */
+ * decoder. */
 template <class F> static bool qp_type_dispatch(int32_t type, F &&f) {
+#define QP_TYPE_CASE(T_) \
+    case T_: f(std::integral_constant<int, T_>{}); return true;
     switch (type) {
-    case QP_GGML_F32: f(std::integral_constant<int, QP_GGML_F32>{}); return true;
-    case QP_GGML_F16: f(std::integral_constant<int, QP_GGML_F16>{}); return true;
-    case QP_GGML_BF16: f(std::integral_constant<int, QP_GGML_BF16>{}); return true;
-    case QP_GGML_Q4_0: f(std::integral_constant<int, QP_GGML_Q4_0>{}); return true;
-    case QP_GGML_Q4_1: f(std::integral_constant<int, QP_GGML_Q4_1>{}); return true;
-    case QP_GGML_Q5_0: f(std::integral_constant<int, QP_GGML_Q5_0>{}); return true;
-    case QP_GGML_Q5_1: f(std::integral_constant<int, QP_GGML_Q5_1>{}); return true;
-    case QP_GGML_Q8_0: f(std::integral_constant<int, QP_GGML_Q8_0>{}); return true;
-    case QP_GGML_Q2_K: f(std::integral_constant<int, QP_GGML_Q2_K>{}); return true;
-    case QP_GGML_Q3_K: f(std::integral_constant<int, QP_GGML_Q3_K>{}); return true;
-    case QP_GGML_Q4_K: f(std::integral_constant<int, QP_GGML_Q4_K>{}); return true;
-    case QP_GGML_Q5_K: f(std::integral_constant<int, QP_GGML_Q5_K>{}); return true;
-    case QP_GGML_Q6_K: f(std::integral_constant<int, QP_GGML_Q6_K>{}); return true;
+        QP_CUDA_TYPES(QP_TYPE_CASE)
     default: return false;
     }
+#undef QP_TYPE_CASE
 }
 
 /* Sum over this thread's share of sum_c W[row][c] * x[c] (* norm[c] when norm != NULL), for a
