@@ -238,14 +238,52 @@ struct lin_case {
     enum qp_epilogue epi;
     bool bias;
     int32_t kv_type;
+    enum x_pattern { X_UNIFORM, X_RANGE, X_NAN, X_INF } xpat; /* what x holds (shape_x) */
 };
+
+/* n_tok rows of cols floats of the pattern: inputs a decode matvec must carry whole, whatever
+ * form it stages x in (a scale per 32-element block is the usual trick of quantized dots):
+ *   X_UNIFORM  uniform in [-3, 3)
+ *   X_RANGE    block 0 all zero, block 1 subnormal (multiples of 2^-149 up to 2^-130), every
+ *              other block scaled by 2^k, k uniform in [-40, 40], and within a block each element
+ *              by 2^-j, j uniform in [0, 24]
+ *   X_NAN      uniform, one NaN at a random place of each token: every output must be NaN or inf
+ *   X_INF      uniform, one +inf at a random place of each token: likewise */
+static void shape_x(float *x, int n_tok, int64_t cols, enum x_pattern pat) {
+    const size_t n = (size_t)n_tok * (size_t)cols;
+    for (size_t i = 0; i < n; i++) x[i] = 3.0f * frand();
+    for (int t = 0; pat == X_RANGE && t < n_tok; t++)
+        for (int64_t b = 0; b < cols / 32; b++) {
+            const int k = (int)(rnd() % 81) - 40;
+            for (float *v = x + (size_t)t * cols + b * 32, *e = v + 32; v < e; v++) {
+                if (b == 0) *v = 0.0f;
+                else if (b == 1) *v = ldexpf((float)((int)(rnd() % 2001) - 1000), -149 + (int)(rnd() % 9));
+                else *v = ldexpf(*v, k - (int)(rnd() % 25));
+            }
+        }
+    for (int t = 0; (pat == X_NAN || pat == X_INF) && t < n_tok; t++)
+        x[(size_t)t * cols + rnd() % (uint64_t)cols] = pat == X_NAN ? NAN : INFINITY;
+}
+
+/* Every element of gpu and of cpu not finite (NaN or inf in x reaches every output). */
+static void check_nonfinite(const char *what, const float *gpu, const float *cpu, size_t n) {
+    size_t fin_g = 0, fin_c = 0;
+    for (size_t i = 0; i < n; i++) {
+        fin_g += isfinite(gpu[i]) != 0;
+        fin_c += isfinite(cpu[i]) != 0;
+    }
+    bool ok = !fin_g && !fin_c;
+    printf("%-4s %-58s finite outputs: gpu %zu cpu %zu (of %zu; 0 expected)\n", ok ? "ok" : "FAIL", what, fin_g, fin_c, n);
+    ok ? g_pass++ : g_fail++;
+}
 
 static void test_linear(int32_t type, const struct lin_case *lc) {
     char what[160];
-    snprintf(what, sizeof what, "linear %s %lldx%lld%s n=%d %s/%s%s%s", qp_ggml_type_name(type),
+    static const char *const xpat_name[] = {"", " x:range", " x:NaN", " x:inf"};
+    snprintf(what, sizeof what, "linear %s %lldx%lld%s n=%d %s/%s%s%s%s", qp_ggml_type_name(type),
              (long long)(lc->rows[0] + lc->rows[1] + lc->rows[2]), (long long)lc->cols, lc->n_parts > 1 ? " (parts)" : "",
              lc->n_tok, qp_prologue_name(lc->pro), qp_epilogue_name(lc->epi), lc->bias ? " +bias" : "",
-             lc->n_tok > QP_CUDA_MATVEC_MAX_TOK ? " [cublas]" : "");
+             xpat_name[lc->xpat], lc->n_tok > QP_CUDA_MATVEC_MAX_TOK ? " [cublas]" : "");
     if (!cpu_has(type, "linear")) return;
     static cublasHandle_t blas;
     if (!blas && cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) {
@@ -284,8 +322,8 @@ static void test_linear(int32_t type, const struct lin_case *lc) {
     int64_t out_w = lc->epi == QP_EPILOGUE_SWIGLU ? lc->rows[0] : lc->epi == QP_EPILOGUE_ROPE_KV ? lc->rows[0] : rows_total;
     c.out_w = out_w;
     /* inputs with a non-trivial scale, so the RMS norm matters */
-    float *x = frand_buf((size_t)n * lc->cols);
-    for (size_t i = 0; i < (size_t)n * lc->cols; i++) x[i] *= 3.0f;
+    float *x = malloc((size_t)n * lc->cols * sizeof *x);
+    shape_x(x, n, lc->cols, lc->xpat);
     float *norm = frand_buf((size_t)lc->cols);
     float *res = frand_buf((size_t)n * out_w);
     c.in0 = x;
@@ -327,7 +365,8 @@ static void test_linear(int32_t type, const struct lin_case *lc) {
     if (run_both(what, &c, &g)) {
         double tol = n > QP_CUDA_MATVEC_MAX_TOK ? TOL_GEMM : TOL_F32;
         float *o = download(g.out, (size_t)n * out_w);
-        check(what, o, out_c, (size_t)n * out_w, tol);
+        if (lc->xpat == X_NAN || lc->xpat == X_INF) check_nonfinite(what, o, out_c, (size_t)n * out_w);
+        else check(what, o, out_c, (size_t)n * out_w, tol);
         free(o);
         if (kc_d) {
             void *kg = malloc(kvb), *vg = malloc(kvb);
@@ -601,52 +640,72 @@ int main(void) {
         bool k = is_k(t), fl = t == QP_GGML_F32 || t == QP_GGML_F16 || t == QP_GGML_BF16;
         int64_t cols = k ? 4864 : 896; /* K-quants need 256-multiples: ffn_down's 4864 */
         test_embed(t, 1000, k ? 1024 : 896, 5);
-        struct lin_case real = {1, {k ? 896 : 4864, 0, 0}, cols, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, false, 0};
+        struct lin_case real = {1, {k ? 896 : 4864, 0, 0}, cols, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, false, 0, X_UNIFORM};
         test_linear(t, &real);
-        struct lin_case res = {1, {k ? 896 : 896, 0, 0}, cols, 3, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0};
+        struct lin_case res = {1, {k ? 896 : 896, 0, 0}, cols, 3, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0, X_UNIFORM};
         test_linear(t, &res);
         if (!fl) { /* long rows, residual: the matvec's split-K instance (37 rows: a partial last block) */
-            struct lin_case lng = {1, {37, 0, 0}, 4864, 2, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0};
+            struct lin_case lng = {1, {37, 0, 0}, 4864, 2, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0, X_UNIFORM};
             test_linear(t, &lng);
         }
-        struct lin_case odd = {2, {1, 37, 0}, k ? 256 : 96, 2, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, true, 0};
+        struct lin_case odd = {2, {1, 37, 0}, k ? 256 : 96, 2, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, true, 0, X_UNIFORM};
         test_linear(t, &odd);
-        struct lin_case gm = {1, {k ? 896 : 4864, 0, 0}, cols, 33, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, true, 0};
+        /* one token with ARGMAX, the LM head's shape of call, on every type */
+        struct lin_case head1 = {1, {4000, 0, 0}, k ? 1024 : 896, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0, X_UNIFORM};
+        test_linear(t, &head1);
+        struct lin_case gm = {1, {k ? 896 : 4864, 0, 0}, cols, 33, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, true, 0, X_UNIFORM};
         test_linear(t, &gm);
-        struct lin_case sw = {2, {k ? 896 : 4864, k ? 896 : 4864, 0}, cols, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_SWIGLU, false, 0};
+        struct lin_case sw = {2, {k ? 896 : 4864, k ? 896 : 4864, 0}, cols, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_SWIGLU, false, 0, X_UNIFORM};
         test_linear(t, &sw);
         if (!k) {
-            struct lin_case qkv = {3, {896, 128, 128}, 896, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ROPE_KV, true, QP_GGML_F16};
+            struct lin_case qkv = {3, {896, 128, 128}, 896, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ROPE_KV, true, QP_GGML_F16, X_UNIFORM};
             test_linear(t, &qkv);
         }
         if (fl) {
-            struct lin_case awk = {1, {5, 0, 0}, 33, 2, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, true, 0};
+            struct lin_case awk = {1, {5, 0, 0}, 33, 2, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, true, 0, X_UNIFORM};
             test_linear(t, &awk);
             awk.n_tok = 20;
             test_linear(t, &awk);
         }
     }
+    /* extreme x (shape_x) on the types of the common GGUF mixes, 1 and 2 tokens, with and
+     * without the norm */
+    const int32_t mix_types[] = {QP_GGML_Q4_0, QP_GGML_Q5_0, QP_GGML_Q8_0, QP_GGML_Q4_K, QP_GGML_Q6_K};
+    for (int i = 0; i < 5; i++)
+        for (int pat = X_RANGE; pat <= X_INF; pat++) {
+            const int32_t t = mix_types[i];
+            const int64_t cols = is_k(t) ? 4864 : 896;
+            struct lin_case xc = {1, {896, 0, 0}, cols, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, false, 0, pat};
+            test_linear(t, &xc);
+            xc.n_tok = 2;
+            xc.pro = QP_PROLOGUE_NONE;
+            test_linear(t, &xc);
+            if (pat == X_RANGE) { /* and through the LM head's kernel (one token, ARGMAX) */
+                struct lin_case hc = {1, {4000, 0, 0}, is_k(t) ? 1024 : 896, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0, pat};
+                test_linear(t, &hc);
+            }
+        }
     /* fused epilogues and paths on the types of the real model */
     const int32_t real_types[] = {QP_GGML_Q5_0, QP_GGML_Q8_0, QP_GGML_F16};
     for (int i = 0; i < 3; i++) {
         int32_t t = real_types[i];
-        struct lin_case qkv = {3, {896, 128, 128}, 896, 12, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ROPE_KV, true, QP_GGML_F32};
+        struct lin_case qkv = {3, {896, 128, 128}, 896, 12, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ROPE_KV, true, QP_GGML_F32, X_UNIFORM};
         test_linear(t, &qkv);
         qkv.n_tok = 1;
         test_linear(t, &qkv);
-        struct lin_case sw = {2, {4864, 4864, 0}, 896, 16, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_SWIGLU, false, 0};
+        struct lin_case sw = {2, {4864, 4864, 0}, 896, 16, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_SWIGLU, false, 0, X_UNIFORM};
         test_linear(t, &sw);
-        struct lin_case res = {1, {896, 0, 0}, 896, 17, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0};
+        struct lin_case res = {1, {896, 0, 0}, 896, 17, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0, X_UNIFORM};
         test_linear(t, &res);
         /* the ARGMAX epilogue on 2 tokens (the argmax of the last), at 896 and 96 columns (Q8_0:
          * 952- and 102-byte rows) */
-        struct lin_case am = {1, {3001, 0, 0}, 896, 2, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0};
+        struct lin_case am = {1, {3001, 0, 0}, 896, 2, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0, X_UNIFORM};
         test_linear(t, &am);
         am.cols = 96;
         test_linear(t, &am);
     }
     {
-        struct lin_case head = {1, {151936, 0, 0}, 896, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0};
+        struct lin_case head = {1, {151936, 0, 0}, 896, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0, X_UNIFORM};
         int32_t t = qp_cpu_weight_type_supported(QP_GGML_Q8_0) ? QP_GGML_Q8_0 : QP_GGML_F16;
         test_linear(t, &head);
         head.n_tok = 9;
