@@ -671,7 +671,7 @@ int main(void) {
     /* extreme x (shape_x) on the types of the common GGUF mixes, 1 and 2 tokens, with and
      * without the norm */
     const int32_t mix_types[] = {QP_GGML_Q4_0, QP_GGML_Q5_0, QP_GGML_Q8_0, QP_GGML_Q4_K, QP_GGML_Q6_K};
-    for (int i = 0; i < 5; i++)
+    for (size_t i = 0; i < sizeof mix_types / sizeof mix_types[0]; i++)
         for (int pat = X_RANGE; pat <= X_INF; pat++) {
             const int32_t t = mix_types[i];
             const int64_t cols = is_k(t) ? 4864 : 896;
