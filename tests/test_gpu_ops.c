@@ -740,6 +740,12 @@ int main(void) {
          * rows per block, and a whole 512-token chunk from position 0 (16 key tiles) */
         test_attention(37, 100, 512, 8, 2, 128, kvt);
         test_attention(512, 0, 512, 14, 2, 64, kvt);
+        /* decode GQA's tensor-core path (chunks of >= 64 positions): 65-position chunks whose
+         * last is 6 positions long (not a whole group of 16), 128 at head_dim 128 with 8 query
+         * heads per KV head, 3 tokens over 601-position chunks */
+        test_attention(1, 4100, 16384, 14, 2, 64, kvt);
+        test_attention(1, 2047, 2048, 16, 2, 128, kvt);
+        test_attention(3, 3000, 4096, 14, 2, 64, kvt);
     }
     test_argmax(1, 151936, false);
     test_argmax(2, 151936, true);

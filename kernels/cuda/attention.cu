@@ -211,6 +211,218 @@ static __device__ __forceinline__ void attn_gqa_short(const float *__restrict__ 
     }
 }
 
+/* ---- long chunks on tensor cores (mma.sync m16n8k16, f16 in, f32 accumulate) ----
+ *
+ * A KV head's G <= 8 query heads are the 16 rows of the A operand (rows G..15 zero), so one
+ * group of 16 positions costs each warp 2 x HD/16 x 2 mma for the scores S = Q K^T and HD/8 x 2
+ * for P V, instead of ~30 instructions per (head, position) on the CUDA cores: the long path
+ * below is bound by that arithmetic, not by the K/V bytes (docs/performance.md, round 9).
+ *
+ * Accuracy: q and p are not f16 values. Each is split into hi = f16(v) and lo = f16(v - hi), and
+ * both halves go through the tensor cores (K, V are f16 already, so every product is exact in the
+ * f32 accumulator): v = hi + lo to ~2^-22 relative, the f32 kernel's accuracy, where f16 q or p
+ * alone would carry 2^-11 errors into the output.
+ *
+ * Fragment layouts (PTX ISA, mma.m16n8k16 .f16): lane = 4 g + t (g 0..7, t 0..3); A regs
+ * {A[g][2t..2t+1]}, {A[g+8][2t..]}, {A[g][2t+8..]}, {A[g+8][2t+8..]}; B regs {B[2t..2t+1][g]},
+ * {B[2t+8..2t+9][g]}; C {C[g][2t]}, {C[g][2t+1]}, {C[g+8][2t]}, {C[g+8][2t+1]}. A dot product
+ * does not care in which order its k index runs, only that A and B agree on it, so the k order
+ * is chosen for the loads:
+ *   S = Q K^T, k = head dims: in k-step j, lane t's k 2t, 2t+1 are dims D + 0, 1 and its k 2t+8,
+ *     2t+9 are dims D + 2, 3, D = (HD/4) t + 4 j, so a lane's dims over all k-steps are one
+ *     contiguous run of HD/4 halves of the K row: 16-byte loads, each B register one 32-bit word.
+ *   The 8 columns (positions) of the two S tiles of a group of 16: tile 0 column c is position
+ *     4 (c/2) + c%2, tile 1 column c is 4 (c/2) + 2 + c%2. Lane t's scores (C of both tiles,
+ *     columns 2t, 2t+1) are then positions 4t .. 4t+3, and as the A operand of P V (k =
+ *     positions: C of two n8 tiles is the A layout of one k16 step) its k 2t, 2t+1, 2t+8, 2t+9
+ *     are the same 4 positions, whose V rows the lane loads itself.
+ *   P V, n = head dims: column g of n-tile jn is dim (HD/8) g + jn, so lane g's V dims are one
+ *     contiguous run of HD/8 halves: one 16-byte load (HD 64) per row, B registers made by byte
+ *     permutes of two rows' words.
+ */
+#ifndef QP_GQA_MMA_MIN
+/* The shortest chunk (positions) that takes the tensor-core path; shorter ones keep the short or
+ * long path. A measurement knob (docs/performance.md, round 9). */
+#define QP_GQA_MMA_MIN 64
+#endif
+
+static __device__ __forceinline__ void qp_mma16816(float (&c)[4], uint32_t a0, uint32_t a2, uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    /* rows g + 8 of A (registers 1 and 3) are the zero padding of the G <= 8 heads */
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
+#else
+    (void)c; (void)a0; (void)a2; (void)b0; (void)b1;
+    __trap(); /* the host takes this path only on sm_80 and later */
+#endif
+}
+
+/* f16x2 {lo = a, hi = b} as a 32-bit register, and the f16 residuals of the same pair. */
+static __device__ __forceinline__ uint32_t qp_h2_bits(__half2 h) { return *(uint32_t *)&h; }
+static __device__ __forceinline__ void qp_split2(float a, float b, uint32_t *hi, uint32_t *lo) {
+    const __half2 h = __floats2half2_rn(a, b);
+    const float2 f = __half22float2(h);
+    *hi = qp_h2_bits(h);
+    *lo = qp_h2_bits(__floats2half2_rn(a - f.x, b - f.y));
+}
+
+/* One warp's share of a long chunk [p0, p1) of KV head kvh: groups of 16 positions i = warp,
+ * warp + QP_GQA_WARPS, ..., UN groups' K/V loads issued before any math; online softmax per query
+ * head (row g of the fragments); the warp's {m, l, o} of each head written to so / sm_m / sm_l
+ * for the block's merge (attn_gqa_kernel). */
+template <int HD>
+static __device__ __forceinline__ void attn_gqa_mma(const float *__restrict__ q, const __half *__restrict__ kc,
+                                                    const __half *__restrict__ vc, int64_t kv_dim, int n_head,
+                                                    float scale, int t, int kvh, int G, int64_t p0, int64_t p1,
+                                                    float (*so)[QP_GQA_WARPS][HD],
+                                                    float (*sm_m)[QP_GQA_WARPS], float (*sm_l)[QP_GQA_WARPS]) {
+    constexpr int KS = HD / 16;         /* k-steps of S */
+    constexpr int KW = HD / 4 / 8;      /* 16-byte loads of a lane's K dims (HD/4 halves) */
+    constexpr int NT = HD / 8;          /* n-tiles of P V */
+    constexpr int VW = HD / 8 / 8;      /* 16-byte loads of a lane's V dims (HD/8 halves) */
+    constexpr int UN = HD == 64 ? 2 : 1; /* groups whose loads are in flight together */
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+    /* Q of head g, this lane's dims, scaled, split into f16 hi and lo A registers */
+    uint32_t qh[KS][2], ql[KS][2];
+    {
+        const float *qr = q + ((int64_t)t * n_head + (int64_t)kvh * G + g) * HD + (HD / 4) * t4;
+#pragma unroll
+        for (int j = 0; j < KS; j++) {
+            float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            if (g < G)
+#pragma unroll
+                for (int e = 0; e < 4; e++) v[e] = qr[4 * j + e] * scale;
+            qp_split2(v[0], v[1], &qh[j][0], &ql[j][0]);
+            qp_split2(v[2], v[3], &qh[j][1], &ql[j][1]);
+        }
+    }
+    float o[NT][4];
+#pragma unroll
+    for (int n = 0; n < NT; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    float m = -INFINITY, l = 0.0f; /* row g's running max; this lane's share of its sum */
+    const __half *kb = kc + (int64_t)kvh * HD + (HD / 4) * t4;
+    const __half *vb = vc + (int64_t)kvh * HD + (HD / 8) * g;
+    const int kp = 4 * (g >> 1) + (g & 1); /* tile 0 column g's position in the group; tile 1: + 2 */
+    for (int64_t gb = p0 + (int64_t)warp * 16; gb < p1; gb += (int64_t)UN * QP_GQA_WARPS * 16) {
+        uint4 kr[UN][2][KW], vr[UN][4][VW];
+#pragma unroll
+        for (int u = 0; u < UN; u++) {
+            const int64_t base = gb + (int64_t)u * QP_GQA_WARPS * 16;
+#pragma unroll
+            for (int ti = 0; ti < 2; ti++) {
+                const int64_t p = base + kp + 2 * ti;
+#pragma unroll
+                for (int w = 0; w < KW; w++)
+                    kr[u][ti][w] = p < p1 ? __ldg((const uint4 *)(kb + p * kv_dim) + w) : make_uint4(0, 0, 0, 0);
+            }
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int64_t p = base + 4 * t4 + e;
+#pragma unroll
+                for (int w = 0; w < VW; w++)
+                    vr[u][e][w] = p < p1 ? __ldg((const uint4 *)(vb + p * kv_dim) + w) : make_uint4(0, 0, 0, 0);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < UN; u++) {
+            const int64_t base = gb + (int64_t)u * QP_GQA_WARPS * 16;
+            if (base >= p1) break; /* warp-uniform */
+            float sc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+            for (int ti = 0; ti < 2; ti++) {
+                const uint32_t *kw = (const uint32_t *)kr[u][ti];
+#pragma unroll
+                for (int j = 0; j < KS; j++) {
+                    qp_mma16816(sc[ti], qh[j][0], qh[j][1], kw[2 * j], kw[2 * j + 1]);
+                    qp_mma16816(sc[ti], ql[j][0], ql[j][1], kw[2 * j], kw[2 * j + 1]);
+                }
+            }
+            /* this lane's 4 scores of head g: positions base + 4 t4 + {0, 1} (tile 0) and {2, 3} (tile 1) */
+            float s4[4] = {sc[0][0], sc[0][1], sc[1][0], sc[1][1]};
+            float mx = -INFINITY;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                if (base + 4 * t4 + e >= p1) s4[e] = -INFINITY;
+                mx = fmaxf(mx, s4[e]);
+            }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float mn = fmaxf(m, mx); /* finite: position base is live */
+            const float c = expf(m - mn);
+            float pv[4], ps = 0.0f;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                pv[e] = expf(s4[e] - mn);
+                ps += pv[e];
+            }
+            l = l * c + ps;
+            m = mn;
+            uint32_t ph[2], pl[2];
+            qp_split2(pv[0], pv[1], &ph[0], &pl[0]);
+            qp_split2(pv[2], pv[3], &ph[1], &pl[1]);
+            if (g >= G) ph[0] = ph[1] = pl[0] = pl[1] = 0u; /* padding rows stay zero */
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+                o[n][0] *= c;
+                o[n][1] *= c;
+                /* B: V rows 4 t4 + {0, 1} and {2, 3}, dim (HD/8) g + n: half n of each row's run */
+                const uint32_t *r0 = (const uint32_t *)vr[u][0], *r1 = (const uint32_t *)vr[u][1];
+                const uint32_t *r2 = (const uint32_t *)vr[u][2], *r3 = (const uint32_t *)vr[u][3];
+                const uint32_t sel = n & 1 ? 0x7632u : 0x5410u;
+                const uint32_t b0 = __byte_perm(r0[n >> 1], r1[n >> 1], sel);
+                const uint32_t b1 = __byte_perm(r2[n >> 1], r3[n >> 1], sel);
+                qp_mma16816(o[n], ph[0], ph[1], b0, b1);
+                qp_mma16816(o[n], pl[0], pl[1], b0, b1);
+            }
+        }
+    }
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    if (g < G) {
+        /* C of n-tile n: row g, columns 2 t4, 2 t4 + 1 = dims (HD/8)(2 t4) + n, (HD/8)(2 t4 + 1) + n */
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+            so[g][warp][(HD / 8) * (2 * t4) + n] = o[n][0];
+            so[g][warp][(HD / 8) * (2 * t4 + 1) + n] = o[n][1];
+        }
+        if (t4 == 0) {
+            sm_m[g][warp] = m;
+            sm_l[g][warp] = l;
+        }
+    }
+}
+
+/* The block's merge of its warps' {m, l, o} per query head (in shared memory) into the chunk's
+ * partial. */
+template <int HD>
+static __device__ __forceinline__ void attn_gqa_merge(float *__restrict__ part, int n_head, int kvh, int G, int t,
+                                                      int s, int S, float (*so)[QP_GQA_WARPS][HD],
+                                                      float (*sm_m)[QP_GQA_WARPS], float (*sm_l)[QP_GQA_WARPS]) {
+    for (int idx = threadIdx.x; idx < G * HD; idx += blockDim.x) {
+        const int g = idx / HD, d = idx % HD;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < QP_GQA_WARPS; w++) M = fmaxf(M, sm_m[g][w]);
+        float acc = 0.0f, lt = 0.0f;
+        if (M != -INFINITY)
+#pragma unroll
+            for (int w = 0; w < QP_GQA_WARPS; w++) {
+                const float c = sm_m[g][w] == -INFINITY ? 0.0f : expf(sm_m[g][w] - M);
+                acc += so[g][w][d] * c;
+                lt += sm_l[g][w] * c;
+            }
+        float *out = part + (((int64_t)t * n_head + (int64_t)kvh * G + g) * S + s) * (HD + 2);
+        out[2 + d] = acc;
+        if (d == 0) {
+            out[0] = M;
+            out[1] = lt;
+        }
+    }
+}
+
+
 template <int HD>
 static __global__ void __launch_bounds__(QP_GQA_WARPS * 32)
     attn_gqa_kernel(const float *__restrict__ q, const __half *__restrict__ kc, const __half *__restrict__ vc,
@@ -228,6 +440,12 @@ static __global__ void __launch_bounds__(QP_GQA_WARPS * 32)
     if (L > ctx) L = ctx;
     const int64_t chunk = qp_attn_chunk(L, S), p0 = (int64_t)s * chunk;
     const int64_t p1 = p0 + chunk < L ? p0 + chunk : L;
+    if (chunk >= QP_GQA_MMA_MIN) { /* tensor cores, see above */
+        attn_gqa_mma<HD>(q, kc, vc, kv_dim, n_head, scale, t, kvh, G, p0, p1, so, sm_m, sm_l);
+        __syncthreads();
+        attn_gqa_merge<HD>(part, n_head, kvh, G, t, s, S, so, sm_m, sm_l);
+        return;
+    }
     if (chunk <= QP_GQA_SHORT_BATCHES * QP_GQA_SHORT_STEPS * PPW) { /* one warp per query head, see above */
         if (warp < G) attn_gqa_short<HD>(q, kc, vc, kv_dim, n_head, scale, t, kvh, G, warp, s, S, p0, p1, part);
         return;
@@ -302,26 +520,7 @@ static __global__ void __launch_bounds__(QP_GQA_WARPS * 32)
         }
     }
     __syncthreads();
-    for (int idx = threadIdx.x; idx < G * HD; idx += blockDim.x) {
-        const int g = idx / HD, d = idx % HD;
-        float M = -INFINITY;
-#pragma unroll
-        for (int w = 0; w < QP_GQA_WARPS; w++) M = fmaxf(M, sm_m[g][w]);
-        float acc = 0.0f, lt = 0.0f;
-        if (M != -INFINITY)
-#pragma unroll
-            for (int w = 0; w < QP_GQA_WARPS; w++) {
-                const float c = sm_m[g][w] == -INFINITY ? 0.0f : expf(sm_m[g][w] - M);
-                acc += so[g][w][d] * c;
-                lt += sm_l[g][w] * c;
-            }
-        float *out = part + (((int64_t)t * n_head + (int64_t)kvh * G + g) * S + s) * (HD + 2);
-        out[2 + d] = acc;
-        if (d == 0) {
-            out[0] = M;
-            out[1] = lt;
-        }
-    }
+    attn_gqa_merge<HD>(part, n_head, kvh, G, t, s, S, so, sm_m, sm_l);
 }
 
 /* Parallel combine: one block of QP_COMB_THREADS per (head, token), every chunk's partial read with

@@ -1,0 +1,231 @@
+/* bench_boundary.cu — what a kernel boundary, a grid-wide barrier and a pure weight read cost on
+ * this card: the three numbers that decide whether a persistent decode kernel (issue 8,
+ * docs/performance.md) can beat the CUDA Graph of one kernel per plan node. An executable, never
+ * a test; numbers go to bench/RESULTS.md with card, date and commit.
+ *
+ *   1. boundary: a CUDA Graph of N dependent launches of a kernel that waits for its predecessor,
+ *      reads a 896-float vector the predecessor wrote and writes its own (what every decode node
+ *      does, minus the work), at the decode matvec's shape (one block of 512 threads per SM,
+ *      dynamic shared memory 0 or 100 KB), with and without Programmatic Dependent Launch.
+ *   2. barrier: one kernel of the same shape crossing N grid-wide barriers (a self-resetting
+ *      arrival counter and generation word in global memory), the same read/write between them.
+ *   3. read ceiling: a streaming read of 6 MB (one layer's gate+up) and 145 MB (the LM head) with
+ *      16-byte loads over one wave, and cudaMemcpy of 145 MB, as bandwidth.
+ * Each time is the median of 20 timed repetitions (CUDA events) after 3 warm-ups.
+ * Usage: bench_boundary [N]   (default 144, the decode graph's kernel count)
+ */
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define CK(x)                                                                                  \
+    do {                                                                                       \
+        cudaError_t e_ = (x);                                                                  \
+        if (e_ != cudaSuccess) {                                                               \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+            exit(1);                                                                           \
+        }                                                                                      \
+    } while (0)
+
+#define VEC 896
+#define REPS 20
+
+static __device__ __forceinline__ void pdl_wait(void) { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+static __device__ __forceinline__ void pdl_trigger(void) { asm volatile("griddepcontrol.launch_dependents;"); }
+
+/* One node without work: wait for the predecessor, read its vector, write ours (block b writes
+ * its slice, as a matvec's units). */
+static __global__ void __launch_bounds__(512) node_kernel(const float *in, float *out, int use_smem) {
+    extern __shared__ float smem[];
+    pdl_wait();
+    pdl_trigger();
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < VEC; i += blockDim.x) s += in[i];
+    if (use_smem && threadIdx.x < 32) smem[threadIdx.x] = s; /* the dynamic smem is used */
+    const int per = (VEC + gridDim.x - 1) / gridDim.x;
+    const int i = blockIdx.x * per + threadIdx.x;
+    if (threadIdx.x < per && i < VEC) out[i] = s * 0.5f + (use_smem ? smem[threadIdx.x & 31] * 0.0f : 0.0f);
+}
+
+/* Grid-wide barrier: every block's thread 0 publishes its writes (fence), arrives on the counter;
+ * the last arrival resets it and bumps the generation; the others spin on the generation. */
+struct gbar {
+    unsigned count, gen;
+};
+static __device__ __forceinline__ unsigned ld_acquire(const unsigned *p) {
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+static __device__ __forceinline__ void grid_barrier(gbar *b) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const unsigned g = ld_acquire(&b->gen);
+        __threadfence();
+        if (atomicAdd(&b->count, 1u) == gridDim.x - 1) {
+            b->count = 0;
+            __threadfence();
+            atomicAdd(&b->gen, 1u);
+        } else {
+            while (ld_acquire(&b->gen) == g) {
+            }
+        }
+    }
+    __syncthreads();
+}
+
+static __global__ void __launch_bounds__(512) persistent_kernel(float *a, float *b, gbar *bar, int n) {
+    for (int k = 0; k < n; k++) {
+        const float *in = k & 1 ? b : a;
+        float *out = k & 1 ? a : b;
+        float s = 0.0f;
+        for (int i = threadIdx.x; i < VEC; i += blockDim.x) s += in[i];
+        const int per = (VEC + gridDim.x - 1) / gridDim.x;
+        const int i = blockIdx.x * per + threadIdx.x;
+        if (threadIdx.x < per && i < VEC) out[i] = s * 0.5f;
+        grid_barrier(bar);
+    }
+}
+
+static __global__ void read_kernel(const uint4 *p, size_t n, unsigned *sink) {
+    uint32_t acc = 0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint4 v;
+        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                     : "l"(p + i));
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    if (acc == 0x12345678u) *sink = acc; /* never true in practice; keeps the loads */
+}
+
+static int cmp_f(const void *x, const void *y) {
+    float a = *(const float *)x, b = *(const float *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* median ms of REPS runs of fn(arg) after 3 warm-ups */
+template <class F> static float timed(cudaStream_t st, F fn) {
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    float t[REPS];
+    for (int r = 0; r < 3; r++) fn();
+    for (int r = 0; r < REPS; r++) {
+        CK(cudaEventRecord(e0, st));
+        fn();
+        CK(cudaEventRecord(e1, st));
+        CK(cudaEventSynchronize(e1));
+        CK(cudaEventElapsedTime(&t[r], e0, e1));
+    }
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+    qsort(t, REPS, sizeof t[0], cmp_f);
+    return t[REPS / 2];
+}
+
+int main(int argc, char **argv) {
+    const int n = argc > 1 ? atoi(argv[1]) : 144;
+    if (n < 2 || n > 100000) {
+        fprintf(stderr, "bench_boundary: N must be 2..100000, got %s\n", argv[1]);
+        return 2;
+    }
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    const int sms = prop.multiProcessorCount;
+    printf("device %s, %d SMs; N = %d nodes\n", prop.name, sms, n);
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    float *a, *b;
+    CK(cudaMalloc(&a, VEC * sizeof(float)));
+    CK(cudaMalloc(&b, VEC * sizeof(float)));
+    CK(cudaMemset(a, 0, VEC * sizeof(float)));
+    CK(cudaMemset(b, 0, VEC * sizeof(float)));
+    CK(cudaFuncSetAttribute(node_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024));
+
+    /* 1. a graph of n dependent node launches */
+    const int smems[2] = {0, 100 * 1024};
+    for (int pdl = 0; pdl < 2; pdl++)
+        for (int si = 0; si < 2; si++) {
+            cudaGraph_t g;
+            cudaGraphExec_t ge;
+            CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+            for (int k = 0; k < n; k++) {
+                cudaLaunchConfig_t cfg = {};
+                cudaLaunchAttribute at[1];
+                cfg.gridDim = dim3(sms);
+                cfg.blockDim = dim3(512);
+                cfg.dynamicSmemBytes = smems[si];
+                cfg.stream = st;
+                at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+                at[0].val.programmaticStreamSerializationAllowed = 1;
+                cfg.attrs = at;
+                cfg.numAttrs = pdl;
+                CK(cudaLaunchKernelEx(&cfg, node_kernel, (const float *)(k & 1 ? b : a), k & 1 ? a : b, smems[si] > 0 ? 1 : 0));
+            }
+            CK(cudaStreamEndCapture(st, &g));
+            CK(cudaGraphInstantiate(&ge, g, 0));
+            const float ms = timed(st, [&] { CK(cudaGraphLaunch(ge, st)); });
+            printf("boundary: graph of %d launches, %d x 512 threads, smem %3d KB, PDL %s: %.3f ms, %.2f us per node\n",
+                   n, sms, smems[si] / 1024, pdl ? "on " : "off", ms, ms * 1000.0f / n);
+            CK(cudaGraphExecDestroy(ge));
+            CK(cudaGraphDestroy(g));
+        }
+
+    /* 2. one persistent kernel crossing n grid barriers */
+    int per_sm = 0;
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, persistent_kernel, 512, 0));
+    if (per_sm < 1) {
+        fprintf(stderr, "bench_boundary: the persistent kernel does not fit one block per SM\n");
+        return 1;
+    }
+    gbar *bar;
+    CK(cudaMalloc(&bar, sizeof(gbar)));
+    CK(cudaMemset(bar, 0, sizeof(gbar)));
+    {
+        const float ms = timed(st, [&] { persistent_kernel<<<sms, 512, 0, st>>>(a, b, bar, n); CK(cudaGetLastError()); });
+        const float ms1 = timed(st, [&] { persistent_kernel<<<sms, 512, 0, st>>>(a, b, bar, 1); CK(cudaGetLastError()); });
+        printf("barrier: one kernel, %d x 512 threads, %d grid barriers: %.3f ms, %.2f us per barrier "
+               "(one barrier alone: %.3f ms)\n",
+               sms, n, ms, (ms - ms1) * 1000.0f / (n - 1), ms1);
+    }
+
+    /* 3. read ceilings: 6 MB slices rotating over a 145 MB buffer (each read cold in the 50 MB L2,
+     * as each layer's weights are in a decode step), then the whole 145 MB */
+    unsigned *sink;
+    CK(cudaMalloc(&sink, sizeof(unsigned)));
+    const size_t big = (size_t)145 << 20, small = (size_t)6 << 20;
+    uint4 *buf;
+    CK(cudaMalloc(&buf, big));
+    CK(cudaMemset(buf, 1, big));
+    const int blocks_per_sm[3] = {1, 2, 4};
+    for (int si = 0; si < 2; si++) {
+        const size_t bytes = si ? big : small;
+        for (int bi = 0; bi < 3; bi++) {
+            const int grid = sms * blocks_per_sm[bi];
+            size_t slice = 0;
+            const float ms = timed(st, [&] {
+                read_kernel<<<grid, 512, 0, st>>>(buf + (si ? 0 : slice * (small / 16)), bytes / 16, sink);
+                CK(cudaGetLastError());
+                slice = (slice + 1) % (big / small);
+            });
+            printf("read: %6.1f MB, %4d blocks x 512: %.4f ms, %.0f GB/s (one launch, cold in L2)\n", bytes / 1e6, grid,
+                   ms, bytes / (ms * 1e6));
+        }
+    }
+    {
+        uint4 *dst;
+        CK(cudaMalloc(&dst, big));
+        const float ms = timed(st, [&] { CK(cudaMemcpyAsync(dst, buf, big, cudaMemcpyDeviceToDevice, st)); });
+        printf("copy: cudaMemcpy %.1f MB: %.4f ms, %.0f GB/s read + write\n", big / 1e6, ms, 2.0 * big / (ms * 1e6));
+        CK(cudaFree(dst));
+    }
+    CK(cudaFree(buf));
+    CK(cudaFree(sink));
+    CK(cudaFree(bar));
+    CK(cudaFree(a));
+    CK(cudaFree(b));
+    CK(cudaStreamDestroy(st));
+    return 0;
+}
