@@ -7,8 +7,9 @@
  *      reads a 896-float vector the predecessor wrote and writes its own (what every decode node
  *      does, minus the work), at the decode matvec's shape (one block of 512 threads per SM,
  *      dynamic shared memory 0 or 100 KB), with and without Programmatic Dependent Launch.
- *   2. barrier: one kernel of the same shape crossing N grid-wide barriers (a self-resetting
- *      arrival counter and generation word in global memory), the same read/write between them.
+ *   2. barrier: one kernel of the same shape crossing N grid-wide barriers, the same read/write
+ *      between them, three ways: a self-resetting arrival counter and generation word; a 64-bit
+ *      counter that only grows (no serial reset step); a flag per block that every block reads.
  *   3. read ceiling: a streaming read of 6 MB (one layer's gate+up) and 145 MB (the LM head) with
  *      16-byte loads over one wave, and cudaMemcpy of 145 MB, as bandwidth.
  * Each time is the median of 20 timed repetitions (CUDA events) after 3 warm-ups.
@@ -75,7 +76,41 @@ static __device__ __forceinline__ void grid_barrier(gbar *b) {
     __syncthreads();
 }
 
-static __global__ void __launch_bounds__(512) persistent_kernel(float *a, float *b, gbar *bar, int n) {
+/* The same barrier without the serial reset: a 64-bit counter that only grows; barrier k of a
+ * launch waits for base + (k + 1) * gridDim.x arrivals (base: the arrivals before the launch). */
+static __device__ __forceinline__ void grid_barrier_mono(unsigned long long *count, unsigned long long target) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        asm volatile("red.release.gpu.global.add.u64 [%0], 1;" ::"l"(count) : "memory");
+        unsigned long long v;
+        do {
+            asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(count) : "memory");
+        } while (v < target);
+    }
+    __syncthreads();
+}
+
+/* Per-block flags: block b publishes the barrier's number in flag[b]; warp 0 of every block reads
+ * all the flags (a lane per flag) until each has reached it. */
+static __device__ __forceinline__ void grid_barrier_flags(unsigned *flag, unsigned k) {
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        if (threadIdx.x == 0) asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(flag + blockIdx.x), "r"(k) : "memory");
+        for (unsigned j = threadIdx.x; j < gridDim.x; j += 32) {
+            unsigned v;
+            do {
+                asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(flag + j) : "memory");
+            } while ((int)(v - k) < 0);
+        }
+        __syncwarp();
+    }
+    __syncthreads();
+}
+
+/* kind 0: grid_barrier; 1: grid_barrier_mono; 2: grid_barrier_flags */
+static __global__ void __launch_bounds__(512) persistent_kernel(float *a, float *b, gbar *bar, unsigned long long *count,
+                                                                unsigned long long base, unsigned *flag,
+                                                                unsigned epoch, int n, int kind) {
     for (int k = 0; k < n; k++) {
         const float *in = k & 1 ? b : a;
         float *out = k & 1 ? a : b;
@@ -84,7 +119,9 @@ static __global__ void __launch_bounds__(512) persistent_kernel(float *a, float 
         const int per = (VEC + gridDim.x - 1) / gridDim.x;
         const int i = blockIdx.x * per + threadIdx.x;
         if (threadIdx.x < per && i < VEC) out[i] = s * 0.5f;
-        grid_barrier(bar);
+        if (kind == 0) grid_barrier(bar);
+        else if (kind == 1) grid_barrier_mono(count, base + (unsigned long long)(k + 1) * gridDim.x);
+        else grid_barrier_flags(flag, epoch + (unsigned)k);
     }
 }
 
@@ -173,7 +210,7 @@ int main(int argc, char **argv) {
             CK(cudaGraphDestroy(g));
         }
 
-    /* 2. one persistent kernel crossing n grid barriers */
+    /* 2. one persistent kernel crossing n grid barriers, three ways */
     int per_sm = 0;
     CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, persistent_kernel, 512, 0));
     if (per_sm < 1) {
@@ -181,14 +218,30 @@ int main(int argc, char **argv) {
         return 1;
     }
     gbar *bar;
+    unsigned long long *count;
+    unsigned *flag;
     CK(cudaMalloc(&bar, sizeof(gbar)));
     CK(cudaMemset(bar, 0, sizeof(gbar)));
-    {
-        const float ms = timed(st, [&] { persistent_kernel<<<sms, 512, 0, st>>>(a, b, bar, n); CK(cudaGetLastError()); });
-        const float ms1 = timed(st, [&] { persistent_kernel<<<sms, 512, 0, st>>>(a, b, bar, 1); CK(cudaGetLastError()); });
-        printf("barrier: one kernel, %d x 512 threads, %d grid barriers: %.3f ms, %.2f us per barrier "
+    CK(cudaMalloc(&count, sizeof *count));
+    CK(cudaMemset(count, 0, sizeof *count));
+    CK(cudaMalloc(&flag, (size_t)sms * sizeof *flag));
+    CK(cudaMemset(flag, 0, (size_t)sms * sizeof *flag));
+    unsigned long long base = 0; /* arrivals on count so far (kind 1) */
+    unsigned epoch = 1;          /* next barrier number (kind 2) */
+    static const char *const kind_name[3] = {"counter + generation word", "monotonic counter (red.release)",
+                                             "per-block flags, all read by each"};
+    for (int kind = 0; kind < 3; kind++) {
+        auto launch = [&](int nb) {
+            persistent_kernel<<<sms, 512, 0, st>>>(a, b, bar, count, base, flag, epoch, nb, kind);
+            CK(cudaGetLastError());
+            base += (unsigned long long)nb * sms;
+            epoch += (unsigned)nb;
+        };
+        const float ms = timed(st, [&] { launch(n); });
+        const float ms1 = timed(st, [&] { launch(1); });
+        printf("barrier: one kernel, %d x 512 threads, %d grid barriers (%s): %.3f ms, %.2f us per barrier "
                "(one barrier alone: %.3f ms)\n",
-               sms, n, ms, (ms - ms1) * 1000.0f / (n - 1), ms1);
+               sms, n, kind_name[kind], ms, (ms - ms1) * 1000.0f / (n - 1), ms1);
     }
 
     /* 3. read ceilings: 6 MB slices rotating over a 145 MB buffer (each read cold in the 50 MB L2,
@@ -224,6 +277,8 @@ int main(int argc, char **argv) {
     CK(cudaFree(buf));
     CK(cudaFree(sink));
     CK(cudaFree(bar));
+    CK(cudaFree(count));
+    CK(cudaFree(flag));
     CK(cudaFree(a));
     CK(cudaFree(b));
     CK(cudaStreamDestroy(st));
