@@ -239,6 +239,7 @@ struct lin_case {
     bool bias;
     int32_t kv_type;
     enum x_pattern { X_UNIFORM, X_RANGE, X_NAN, X_INF } xpat; /* what x holds (shape_x) */
+    bool v_q8; /* part 2 in Q8_0 whatever the case's type: a mixed node, as attn_v in the real model */
 };
 
 /* n_tok rows of cols floats of the pattern: inputs a decode matvec must carry whole, whatever
@@ -280,11 +281,11 @@ static void check_nonfinite(const char *what, const float *gpu, const float *cpu
 static void test_linear(int32_t type, const struct lin_case *lc) {
     char what[160];
     static const char *const xpat_name[] = {"", " x:range", " x:NaN", " x:inf"};
-    snprintf(what, sizeof what, "linear %s %lldx%lld%s n=%d %s/%s%s%s%s", qp_ggml_type_name(type),
-             (long long)(lc->rows[0] + lc->rows[1] + lc->rows[2]), (long long)lc->cols, lc->n_parts > 1 ? " (parts)" : "",
-             lc->n_tok, qp_prologue_name(lc->pro), qp_epilogue_name(lc->epi), lc->bias ? " +bias" : "",
-             xpat_name[lc->xpat], lc->n_tok > QP_CUDA_MATVEC_MAX_TOK ? " [cublas]" : "");
-    if (!cpu_has(type, "linear")) return;
+    snprintf(what, sizeof what, "linear %s%s %lldx%lld%s n=%d %s/%s%s%s%s", qp_ggml_type_name(type),
+             lc->v_q8 ? "+Q8_0" : "", (long long)(lc->rows[0] + lc->rows[1] + lc->rows[2]), (long long)lc->cols,
+             lc->n_parts > 1 ? " (parts)" : "", lc->n_tok, qp_prologue_name(lc->pro), qp_epilogue_name(lc->epi),
+             lc->bias ? " +bias" : "", xpat_name[lc->xpat], lc->n_tok > QP_CUDA_MATVEC_MAX_TOK ? " [cublas]" : "");
+    if (!cpu_has(type, "linear") || (lc->v_q8 && !cpu_has(QP_GGML_Q8_0, "linear"))) return;
     static cublasHandle_t blas;
     if (!blas && cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) {
         printf("FATAL: cublasCreate failed\n");
@@ -309,9 +310,10 @@ static void test_linear(int32_t type, const struct lin_case *lc) {
     float *bh[3] = {0}, *bd[3] = {0};
     for (int i = 0; i < lc->n_parts; i++) {
         size_t rb;
-        wh[i] = rand_weight(type, lc->rows[i], lc->cols, &rb);
+        const int32_t ti = i == 2 && lc->v_q8 ? QP_GGML_Q8_0 : type;
+        wh[i] = rand_weight(ti, lc->rows[i], lc->cols, &rb);
         wd[i] = dup_to_dev(wh[i], rb * (size_t)lc->rows[i]);
-        c.w[i] = (struct qp_weight){type, wh[i], lc->rows[i], lc->cols, rb};
+        c.w[i] = (struct qp_weight){ti, wh[i], lc->rows[i], lc->cols, rb};
         if (lc->bias) {
             bh[i] = frand_buf((size_t)lc->rows[i]);
             bd[i] = dup_to_dev(bh[i], (size_t)lc->rows[i] * 4);
@@ -640,29 +642,29 @@ int main(void) {
         bool k = is_k(t), fl = t == QP_GGML_F32 || t == QP_GGML_F16 || t == QP_GGML_BF16;
         int64_t cols = k ? 4864 : 896; /* K-quants need 256-multiples: ffn_down's 4864 */
         test_embed(t, 1000, k ? 1024 : 896, 5);
-        struct lin_case real = {1, {k ? 896 : 4864, 0, 0}, cols, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, false, 0, X_UNIFORM};
+        struct lin_case real = {1, {k ? 896 : 4864, 0, 0}, cols, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, false, 0, X_UNIFORM, false};
         test_linear(t, &real);
-        struct lin_case res = {1, {k ? 896 : 896, 0, 0}, cols, 3, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0, X_UNIFORM};
+        struct lin_case res = {1, {k ? 896 : 896, 0, 0}, cols, 3, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0, X_UNIFORM, false};
         test_linear(t, &res);
         if (!fl) { /* long rows, residual: the matvec's split-K instance (37 rows: a partial last block) */
-            struct lin_case lng = {1, {37, 0, 0}, 4864, 2, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0, X_UNIFORM};
+            struct lin_case lng = {1, {37, 0, 0}, 4864, 2, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0, X_UNIFORM, false};
             test_linear(t, &lng);
         }
-        struct lin_case odd = {2, {1, 37, 0}, k ? 256 : 96, 2, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, true, 0, X_UNIFORM};
+        struct lin_case odd = {2, {1, 37, 0}, k ? 256 : 96, 2, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, true, 0, X_UNIFORM, false};
         test_linear(t, &odd);
         /* one token with ARGMAX, the LM head's shape of call, on every type */
-        struct lin_case head1 = {1, {4000, 0, 0}, k ? 1024 : 896, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0, X_UNIFORM};
+        struct lin_case head1 = {1, {4000, 0, 0}, k ? 1024 : 896, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0, X_UNIFORM, false};
         test_linear(t, &head1);
-        struct lin_case gm = {1, {k ? 896 : 4864, 0, 0}, cols, 33, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, true, 0, X_UNIFORM};
+        struct lin_case gm = {1, {k ? 896 : 4864, 0, 0}, cols, 33, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, true, 0, X_UNIFORM, false};
         test_linear(t, &gm);
-        struct lin_case sw = {2, {k ? 896 : 4864, k ? 896 : 4864, 0}, cols, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_SWIGLU, false, 0, X_UNIFORM};
+        struct lin_case sw = {2, {k ? 896 : 4864, k ? 896 : 4864, 0}, cols, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_SWIGLU, false, 0, X_UNIFORM, false};
         test_linear(t, &sw);
         if (!k) {
-            struct lin_case qkv = {3, {896, 128, 128}, 896, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ROPE_KV, true, QP_GGML_F16, X_UNIFORM};
+            struct lin_case qkv = {3, {896, 128, 128}, 896, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ROPE_KV, true, QP_GGML_F16, X_UNIFORM, false};
             test_linear(t, &qkv);
         }
         if (fl) {
-            struct lin_case awk = {1, {5, 0, 0}, 33, 2, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, true, 0, X_UNIFORM};
+            struct lin_case awk = {1, {5, 0, 0}, 33, 2, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, true, 0, X_UNIFORM, false};
             test_linear(t, &awk);
             awk.n_tok = 20;
             test_linear(t, &awk);
@@ -675,13 +677,13 @@ int main(void) {
         for (int pat = X_RANGE; pat <= X_INF; pat++) {
             const int32_t t = mix_types[i];
             const int64_t cols = is_k(t) ? 4864 : 896;
-            struct lin_case xc = {1, {896, 0, 0}, cols, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, false, 0, pat};
+            struct lin_case xc = {1, {896, 0, 0}, cols, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, false, 0, pat, false};
             test_linear(t, &xc);
             xc.n_tok = 2;
             xc.pro = QP_PROLOGUE_NONE;
             test_linear(t, &xc);
             if (pat == X_RANGE) { /* and through the LM head's kernel (one token, ARGMAX) */
-                struct lin_case hc = {1, {4000, 0, 0}, is_k(t) ? 1024 : 896, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0, pat};
+                struct lin_case hc = {1, {4000, 0, 0}, is_k(t) ? 1024 : 896, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0, pat, false};
                 test_linear(t, &hc);
             }
         }
@@ -689,23 +691,30 @@ int main(void) {
     const int32_t real_types[] = {QP_GGML_Q5_0, QP_GGML_Q8_0, QP_GGML_F16};
     for (int i = 0; i < 3; i++) {
         int32_t t = real_types[i];
-        struct lin_case qkv = {3, {896, 128, 128}, 896, 12, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ROPE_KV, true, QP_GGML_F32, X_UNIFORM};
+        struct lin_case qkv = {3, {896, 128, 128}, 896, 12, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ROPE_KV, true, QP_GGML_F32, X_UNIFORM, false};
         test_linear(t, &qkv);
         qkv.n_tok = 1;
         test_linear(t, &qkv);
-        struct lin_case sw = {2, {4864, 4864, 0}, 896, 16, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_SWIGLU, false, 0, X_UNIFORM};
+        if (t != QP_GGML_Q8_0) { /* a mixed node, v in Q8_0 (the real model's attn_v): one launch, a type per row */
+            struct lin_case mx = {3, {896, 128, 128}, 896, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ROPE_KV, true, QP_GGML_F16, X_UNIFORM, true};
+            test_linear(t, &mx);
+            mx.n_tok = 3;
+            test_linear(t, &mx);
+            if (t == QP_GGML_Q5_0) test_linear(QP_GGML_Q4_0, &mx);
+        }
+        struct lin_case sw = {2, {4864, 4864, 0}, 896, 16, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_SWIGLU, false, 0, X_UNIFORM, false};
         test_linear(t, &sw);
-        struct lin_case res = {1, {896, 0, 0}, 896, 17, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0, X_UNIFORM};
+        struct lin_case res = {1, {896, 0, 0}, 896, 17, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0, X_UNIFORM, false};
         test_linear(t, &res);
         /* the ARGMAX epilogue on 2 tokens (the argmax of the last), at 896 and 96 columns (Q8_0:
          * 952- and 102-byte rows) */
-        struct lin_case am = {1, {3001, 0, 0}, 896, 2, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0, X_UNIFORM};
+        struct lin_case am = {1, {3001, 0, 0}, 896, 2, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0, X_UNIFORM, false};
         test_linear(t, &am);
         am.cols = 96;
         test_linear(t, &am);
     }
     {
-        struct lin_case head = {1, {151936, 0, 0}, 896, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0, X_UNIFORM};
+        struct lin_case head = {1, {151936, 0, 0}, 896, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0, X_UNIFORM, false};
         int32_t t = qp_cpu_weight_type_supported(QP_GGML_Q8_0) ? QP_GGML_Q8_0 : QP_GGML_F16;
         test_linear(t, &head);
         head.n_tok = 9;
