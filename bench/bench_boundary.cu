@@ -20,14 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define CK(x)                                                                                  \
-    do {                                                                                       \
-        cudaError_t e_ = (x);                                                                  \
-        if (e_ != cudaSuccess) {                                                               \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                           \
-        }                                                                                      \
-    } while (0)
+#include "bench_cuda.h"
+
 
 #define VEC 896
 #define REPS 20
@@ -137,11 +131,6 @@ static __global__ void read_kernel(const uint4 *p, size_t n, unsigned *sink) {
     if (acc == 0x12345678u) *sink = acc; /* never true in practice; keeps the loads */
 }
 
-static int cmp_f(const void *x, const void *y) {
-    float a = *(const float *)x, b = *(const float *)y;
-    return a < b ? -1 : a > b;
-}
-
 /* median ms of REPS runs of fn(arg) after 3 warm-ups */
 template <class F> static float timed(cudaStream_t st, F fn) {
     cudaEvent_t e0, e1;
@@ -158,7 +147,7 @@ template <class F> static float timed(cudaStream_t st, F fn) {
     }
     CK(cudaEventDestroy(e0));
     CK(cudaEventDestroy(e1));
-    qsort(t, REPS, sizeof t[0], cmp_f);
+    qsort(t, REPS, sizeof t[0], bench_cmp_f);
     return t[REPS / 2];
 }
 

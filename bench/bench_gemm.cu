@@ -16,14 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define CK(x)                                                                                  \
-    do {                                                                                       \
-        cudaError_t e_ = (x);                                                                  \
-        if (e_ != cudaSuccess) {                                                               \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                           \
-        }                                                                                      \
-    } while (0)
+#include "bench_cuda.h"
+
 #define CB(x)                                                                                  \
     do {                                                                                       \
         cublasStatus_t s_ = (x);                                                               \
@@ -52,11 +46,6 @@ static size_t free_now(void) {
 
 struct shape { int m, k; }; /* rows of the weight (chunk), input width */
 
-static int cmp_f(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* one layer: every GEMM of the list, y at its stacked offset (ld = max m) */
 static float time_layer(cublasHandle_t h, cudaStream_t st, const struct shape *sh, int ns, int n, const __half *w,
                         const __half *x, float *y) {
@@ -75,7 +64,7 @@ static float time_layer(cublasHandle_t h, cudaStream_t st, const struct shape *s
         CK(cudaEventSynchronize(e1));
         if (rep >= 0) CK(cudaEventElapsedTime(&ts[rep], e0, e1));
     }
-    qsort(ts, 30, sizeof ts[0], cmp_f);
+    qsort(ts, 30, sizeof ts[0], bench_cmp_f);
     CK(cudaEventDestroy(e0));
     CK(cudaEventDestroy(e1));
     return ts[15];
