@@ -19,7 +19,10 @@
  * read once instead of G times; a position's row is held by head_dim / 8 lanes with one 16-byte
  * load each (64: 8 lanes, 4 positions per warp per step), two steps' loads issued before any
  * math; online softmax per (lane group, head), merged over the warp by shuffles and over the 8
- * warps through shared memory into the same {m, l, o} partials, so step 2 is unchanged.
+ * warps through shared memory into the same {m, l, o} partials, so step 2 is unchanged. Within it,
+ * by the chunk's length: >= QP_GQA_MMA_MIN positions on the tensor cores (attn_gqa_mma), shorter
+ * chunks one warp per query head (attn_gqa_short), and the CUDA-core path just described only
+ * where that knob sets the tensor cores aside.
  * Decode only (n_tok <= QP_CUDA_MATVEC_MAX_TOK); prefill keeps the per-head kernel.
  * QP_CUDA_ATTN_GQA=0 in the environment selects the per-head kernel (a measurement knob).
  */
@@ -215,8 +218,9 @@ static __device__ __forceinline__ void attn_gqa_short(const float *__restrict__ 
  *
  * A KV head's G <= 8 query heads are the 16 rows of the A operand (rows G..15 zero), so one
  * group of 16 positions costs each warp 2 x HD/16 x 2 mma for the scores S = Q K^T and HD/8 x 2
- * for P V, instead of ~30 instructions per (head, position) on the CUDA cores: the long path
- * below is bound by that arithmetic, not by the K/V bytes (docs/performance.md, round 9).
+ * for P V, instead of ~30 instructions per (head, position) on the CUDA cores: the CUDA-core
+ * path in attn_gqa_kernel is bound by that arithmetic, not by the K/V bytes (docs/performance.md,
+ * round 9).
  *
  * Accuracy: q and p are not f16 values. Each is split into hi = f16(v) and lo = f16(v - hi), and
  * both halves go through the tensor cores (K, V are f16 already, so every product is exact in the
@@ -421,7 +425,6 @@ static __device__ __forceinline__ void attn_gqa_merge(float *__restrict__ part, 
         }
     }
 }
-
 
 template <int HD>
 static __global__ void __launch_bounds__(QP_GQA_WARPS * 32)
