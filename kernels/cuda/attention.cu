@@ -257,6 +257,9 @@ static __device__ __forceinline__ void qp_mma16816(float (&c)[4], uint32_t a0, u
                  "{%0,%1,%2,%3};"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
+#elif defined(QP_KEMU)
+    const uint32_t a[4] = {a0, 0u, a2, 0u}, b[2] = {b0, b1};
+    kemu::mma(kemu::MMA_F16_16816, a, b, (uint32_t *)c);
 #else
     (void)c; (void)a0; (void)a2; (void)b0; (void)b1;
     __trap(); /* the host takes this path only on sm_80 and later */

@@ -95,6 +95,10 @@ static inline int qp_cuda_sm_count(void) {
 template <typename... KArgs, typename... Args>
 static cudaError_t qp_cuda_launch_k(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem,
                                     cudaStream_t st, Args &&...args) {
+#ifdef QP_KEMU /* tests/kemu/: run on the CPU, at once */
+    (void)st;
+    return kemu_launch(k, grid, block, smem, std::forward<Args>(args)...);
+#else
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
@@ -106,6 +110,7 @@ static cudaError_t qp_cuda_launch_k(void (*k)(KArgs...), dim3 grid, dim3 block, 
     cfg.attrs = attr;
     cfg.numAttrs = qp_cuda_pdl_on() && qp_cuda_op_decode ? 1 : 0;
     return cudaLaunchKernelEx(&cfg, k, std::forward<Args>(args)...);
+#endif
 }
 
 /* Launch and check the launch (configuration errors show at once; faults show at the next
@@ -118,6 +123,13 @@ static cudaError_t qp_cuda_launch_k(void (*k)(KArgs...), dim3 grid, dim3 block, 
     } while (0)
 
 #define QP_STREAM(a) ((cudaStream_t)(a)->stream)
+
+/* A kernel's dynamic shared memory (the launch's smem bytes) as `T name[]`. */
+#ifdef QP_KEMU
+#define QP_DYNAMIC_SMEM(T, name) T *const name = (T *)kemu::dyn_smem()
+#else
+#define QP_DYNAMIC_SMEM(T, name) extern __shared__ T name[]
+#endif
 
 static __device__ __forceinline__ float qp_warp_sum(float v) {
 #pragma unroll

@@ -122,7 +122,7 @@ static __global__ void __launch_bounds__(256)
     qp_pdl_trigger();
     const float *x = p.x + (int64_t)t * p.cols;
     float inv = 1.0f;
-    extern __shared__ float4 qp_xs4[];
+    QP_DYNAMIC_SMEM(float4, qp_xs4);
     const float *xs = NULL;
     if (p.cols % 32 == 0) { /* stage x (x * norm) once per block; see QP_XS_STRIDE */
         inv = qp_stage_x_block((float *)qp_xs4, x, p.norm, p.cols, p.eps, red);

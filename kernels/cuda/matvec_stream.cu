@@ -67,6 +67,8 @@ static __device__ __forceinline__ void qp_mbar_init(uint64_t *bar) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(qp_smem_addr(bar)) : "memory");
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#elif defined(QP_KEMU)
+    kemu::mbar_init(bar, 1);
 #endif
 }
 /* The single arrival of the barrier's phase 0, announcing `bytes` of bulk copies to complete it. */
@@ -74,6 +76,8 @@ static __device__ __forceinline__ void qp_mbar_arrive_tx(uint64_t *bar, uint32_t
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(qp_smem_addr(bar)), "r"(bytes)
                  : "memory");
+#elif defined(QP_KEMU)
+    kemu::mbar_arrive_tx(bar, bytes);
 #endif
 }
 static __device__ __forceinline__ void qp_bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *bar) {
@@ -82,6 +86,8 @@ static __device__ __forceinline__ void qp_bulk_copy(void *dst, const void *src, 
                      qp_smem_addr(dst)),
                  "l"(src), "r"(bytes), "r"(qp_smem_addr(bar))
                  : "memory");
+#elif defined(QP_KEMU)
+    kemu::bulk_copy(dst, src, bytes, bar);
 #endif
 }
 static __device__ __forceinline__ void qp_mbar_wait0(uint64_t *bar) {
@@ -93,6 +99,8 @@ static __device__ __forceinline__ void qp_mbar_wait0(uint64_t *bar) {
                      : "=r"(done)
                      : "r"(qp_smem_addr(bar))
                      : "memory");
+#elif defined(QP_KEMU)
+    kemu::mbar_wait(bar, 0);
 #endif
 }
 
@@ -135,7 +143,7 @@ static __device__ __noinline__ float qp_mmvs_sub_any(int type, const uint8_t *ro
 template <int T, int EPI>
 static __global__ void __launch_bounds__(QP_MMVS_THREADS, QP_MMVS_MIN_BLOCKS)
     matvec_stream_kernel(const qp_lin_params p, const int64_t upb, const uint32_t wbytes, const int n_tok) {
-    extern __shared__ float4 qp_mmvs_smem[];
+    QP_DYNAMIC_SMEM(float4, qp_mmvs_smem);
     __shared__ uint64_t bar;
     __shared__ qp_mmvs_seg seg[QP_MMVS_MAX_SEGS];
     __shared__ int nseg;

@@ -1,0 +1,621 @@
+/* kemu.cpp — the emulator behind kemu.h: the fiber scheduler of a block, the warp collectives,
+ * mbarriers and bulk copies, and the parts of the CUDA runtime and cuBLAS APIs that kernels/cuda/
+ * and tests/test_gpu_ops.c call, on host memory. The file comment of kemu.h says what is
+ * emulated, what is checked and what is not.
+ */
+#include "kemu.h"
+
+#include <cublas_v2.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <map>
+#include <unordered_map>
+#include <vector>
+
+namespace kemu {
+
+const uint3 *cur_tid;
+uint3 block_idx;
+dim3 block_dim, grid_dim;
+
+namespace {
+
+enum lane_state { S_RUN, S_SPIN, S_BAR, S_WARP, S_DONE };
+enum warp_op { OP_NONE, OP_SHFL, OP_MMA };
+const char *const k_op_name[] = {"none", "shuffle", "mma.sync"};
+
+struct lane {
+    ucontext_t ctx;
+    uint3 tid;
+    lane_state state;
+    /* the collective this lane waits in */
+    warp_op op;
+    unsigned mask;
+    uint64_t val, out;
+    int arg, width;
+    bool xor_mode;
+    mma_kind kind;
+    uint32_t a[4], b[2], c[4];
+};
+
+struct pending_copy {
+    void *dst;
+    const void *src;
+    uint32_t bytes;
+};
+struct mbarrier {
+    unsigned count, pending;
+    int64_t tx;
+    uint32_t phase; /* phases completed */
+    std::vector<pending_copy> copies;
+};
+
+const size_t k_stack = 256 * 1024;
+const size_t k_smem_default = 48 * 1024, k_smem_max = 227 * 1024;
+const int k_sms = 132; /* an H100 / H200 SXM: the grids are sized as on the real card */
+
+std::vector<lane> g_lanes;
+std::vector<void *> g_stacks;
+std::vector<int> g_warp_count;
+ucontext_t g_sched;
+int g_cur, g_live, g_bar_count;
+uint64_t g_progress;
+const std::function<void()> *g_body;
+std::vector<unsigned char> g_smem;
+size_t g_smem_bytes;
+std::unordered_map<uint64_t *, mbarrier> g_mbars;
+std::map<uintptr_t, size_t> g_allocs; /* cudaMalloc'd ranges: start -> bytes */
+std::unordered_map<const void *, size_t> g_smem_attr;
+cudaError_t g_last = cudaSuccess;
+
+lane &me() { return g_lanes[g_cur]; }
+
+void where(char *buf, size_t n) {
+    const lane &l = me();
+    snprintf(buf, n, "block (%u,%u,%u) thread (%u,%u,%u)", block_idx.x, block_idx.y, block_idx.z, l.tid.x, l.tid.y,
+             l.tid.z);
+}
+
+[[noreturn]] void fail(const char *fmt, ...) {
+    char w[96];
+    where(w, sizeof w);
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "kemu: %s: ", w);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    fflush(NULL);
+    abort();
+}
+
+void yield() { swapcontext(&me().ctx, &g_sched); }
+
+void fiber_entry() {
+    (*g_body)();
+    lane &l = me();
+    l.state = S_DONE;
+    g_live--;
+    g_progress++;
+    const int w = g_cur / 32;
+    if (g_warp_count[w]) fail("exited while %d lanes of its warp wait in a warp collective", g_warp_count[w]);
+    if (g_bar_count && g_bar_count == g_live) { /* exited threads count as arrived at __syncthreads */
+        for (lane &o : g_lanes)
+            if (o.state == S_BAR) o.state = S_RUN;
+        g_bar_count = 0;
+    }
+    swapcontext(&l.ctx, &g_sched);
+    abort(); /* a finished fiber is never resumed */
+}
+
+/* The lanes of warp w: [32 w, min(32 w + 32, n)). */
+int warp_lanes(int w) {
+    const int n = (int)g_lanes.size();
+    return n - 32 * w < 32 ? n - 32 * w : 32;
+}
+
+float f16_bits(uint32_t reg, int half) {
+    __half_raw r;
+    r.x = (unsigned short)(reg >> (16 * half));
+    return __half2float(__half(r));
+}
+int byte_of(uint32_t reg, int i, bool is_unsigned) {
+    const uint8_t b = (uint8_t)(reg >> (8 * i));
+    return is_unsigned ? (int)b : (int)(int8_t)b;
+}
+
+/* The PTX ISA's fragments, lane = 4 g + t (g = groupID, t = threadID_in_group):
+ *   m16n8k16 f16: A a0,a1: row g, k 2t+{0,1} | a2,a3: row g+8 | a4,a5: row g, k 8+2t+{0,1} | a6,a7:
+ *     row g+8, k 8+2t+{0,1} (two f16 per register, element 2r in the low half); B b0,b1: k 2t+{0,1},
+ *     column g | b2,b3: k 8+2t+{0,1};
+ *   m16n8k32 8-bit: A register r byte i: row g (r even) or g+8 (r odd), k 4t+i (r < 2) or
+ *     16+4t+i; B register r byte i: k 4t+i+16r, column g;
+ *   m16n8k16 8-bit: A register r byte i: row g + 8r, k 4t+i; B byte i: k 4t+i, column g;
+ *   C/D (all): c0,c1: row g, columns 2t, 2t+1 | c2,c3: row g+8. */
+void run_mma(int w) {
+    lane *L = &g_lanes[32 * w];
+    const mma_kind kind = L[0].kind;
+    if (kind == MMA_F16_16816) {
+        float A[16][16], B[16][8];
+        for (int ln = 0; ln < 32; ln++) {
+            const int g = ln >> 2, t = ln & 3;
+            for (int r = 0; r < 4; r++)
+                for (int h = 0; h < 2; h++) A[g + 8 * (r & 1)][8 * (r >> 1) + 2 * t + h] = f16_bits(L[ln].a[r], h);
+            for (int r = 0; r < 2; r++)
+                for (int h = 0; h < 2; h++) B[8 * r + 2 * t + h][g] = f16_bits(L[ln].b[r], h);
+        }
+        float C[16][8];
+        for (int ln = 0; ln < 32; ln++) {
+            const int g = ln >> 2, t = ln & 3;
+            for (int i = 0; i < 4; i++) memcpy(&C[g + 8 * (i >> 1)][2 * t + (i & 1)], &L[ln].c[i], 4);
+        }
+        for (int m = 0; m < 16; m++)
+            for (int n = 0; n < 8; n++) {
+                float s = 0.0f;
+                for (int k = 0; k < 16; k++) s += A[m][k] * B[k][n];
+                C[m][n] += s;
+            }
+        for (int ln = 0; ln < 32; ln++) {
+            const int g = ln >> 2, t = ln & 3;
+            for (int i = 0; i < 4; i++) memcpy(&L[ln].c[i], &C[g + 8 * (i >> 1)][2 * t + (i & 1)], 4);
+        }
+        return;
+    }
+    const bool au = kind != MMA_S8_16832, k32 = kind != MMA_U8S8_16816;
+    const int K = k32 ? 32 : 16;
+    int A[16][32], B[32][8];
+    for (int ln = 0; ln < 32; ln++) {
+        const int g = ln >> 2, t = ln & 3;
+        for (int i = 0; i < 4; i++) {
+            if (k32) {
+                for (int r = 0; r < 4; r++) A[g + 8 * (r & 1)][16 * (r >> 1) + 4 * t + i] = byte_of(L[ln].a[r], i, au);
+                for (int r = 0; r < 2; r++) B[16 * r + 4 * t + i][g] = byte_of(L[ln].b[r], i, false);
+            } else {
+                for (int r = 0; r < 2; r++) A[g + 8 * r][4 * t + i] = byte_of(L[ln].a[r], i, au);
+                B[4 * t + i][g] = byte_of(L[ln].b[0], i, false);
+            }
+        }
+    }
+    int32_t C[16][8];
+    for (int ln = 0; ln < 32; ln++) {
+        const int g = ln >> 2, t = ln & 3;
+        for (int i = 0; i < 4; i++) C[g + 8 * (i >> 1)][2 * t + (i & 1)] = (int32_t)L[ln].c[i];
+    }
+    for (int m = 0; m < 16; m++)
+        for (int n = 0; n < 8; n++) {
+            int64_t s = C[m][n];
+            for (int k = 0; k < K; k++) s += (int64_t)A[m][k] * B[k][n];
+            C[m][n] = (int32_t)(uint32_t)(uint64_t)s; /* s32 accumulation wraps */
+        }
+    for (int ln = 0; ln < 32; ln++) {
+        const int g = ln >> 2, t = ln & 3;
+        for (int i = 0; i < 4; i++) L[ln].c[i] = (uint32_t)C[g + 8 * (i >> 1)][2 * t + (i & 1)];
+    }
+}
+
+/* The calling lane enters a warp collective (its operands already in its lane record); returns
+ * when all lanes of its warp have entered and the results are in their records. */
+void warp_collective() {
+    lane &l = me();
+    const int w = g_cur / 32;
+    if (warp_lanes(w) != 32) fail("a %s in a partial warp (%d lanes): not emulated", k_op_name[l.op], warp_lanes(w));
+    l.state = S_WARP;
+    g_progress++;
+    if (++g_warp_count[w] < 32) {
+        yield();
+        return;
+    }
+    lane *L = &g_lanes[32 * w];
+    for (int i = 0; i < 32; i++) { /* every lane in the same collective */
+        const lane &o = L[i];
+        if (o.op != l.op || (l.op == OP_MMA && o.kind != l.kind) ||
+            (l.op == OP_SHFL && (o.xor_mode != l.xor_mode || o.width != l.width)))
+            fail("warp %d diverges: lane %d is in a %s while lane %d is in a %s", w, i, k_op_name[o.op], g_cur & 31,
+                 k_op_name[l.op]);
+    }
+    if (l.op == OP_SHFL) {
+        for (int i = 0; i < 32; i++) {
+            const int seg = i & ~(L[i].width - 1);
+            int src;
+            if (L[i].xor_mode) {
+                src = i ^ L[i].arg;
+                if ((src & ~(L[i].width - 1)) > seg || src > 31) src = i; /* a later segment: its own value */
+            } else {
+                src = seg + (L[i].arg & (L[i].width - 1));
+            }
+            L[i].out = L[src].val;
+        }
+    } else {
+        run_mma(w);
+    }
+    for (int i = 0; i < 32; i++) L[i].state = S_RUN;
+    g_warp_count[w] = 0;
+}
+
+void *stack_of(int i) {
+    while ((int)g_stacks.size() <= i) {
+        const long page = sysconf(_SC_PAGESIZE);
+        void *p = mmap(NULL, k_stack + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) {
+            fprintf(stderr, "kemu: mmap of a fiber stack failed\n");
+            abort();
+        }
+        mprotect(p, (size_t)page, PROT_NONE); /* a guard page under the stack */
+        g_stacks.push_back((char *)p + page);
+    }
+    return g_stacks[(size_t)i];
+}
+
+[[noreturn]] void deadlock() {
+    fprintf(stderr, "kemu: block (%u,%u,%u): deadlock: %d threads live, none can proceed\n", block_idx.x, block_idx.y,
+            block_idx.z, g_live);
+    int shown = 0;
+    for (size_t i = 0; i < g_lanes.size() && shown < 8; i++) {
+        const lane &l = g_lanes[i];
+        if (l.state == S_DONE) continue;
+        fprintf(stderr, "  thread %zu: %s\n", i,
+                l.state == S_BAR    ? "at __syncthreads"
+                : l.state == S_WARP ? k_op_name[l.op]
+                : l.state == S_SPIN ? "in an mbarrier wait that cannot complete"
+                                    : "runnable");
+        shown++;
+    }
+    fflush(NULL);
+    abort();
+}
+
+void run_block() {
+    const int n = (int)g_lanes.size();
+    g_live = n;
+    g_bar_count = 0;
+    g_warp_count.assign((size_t)(n + 31) / 32, 0);
+    g_mbars.clear();
+    if (g_smem_bytes) memset(g_smem.data(), 0xFF, g_smem_bytes);
+    for (int i = 0; i < n; i++) {
+        lane &l = g_lanes[(size_t)i];
+        const unsigned bx = block_dim.x, by = block_dim.y;
+        l.tid = make_uint3((unsigned)i % bx, ((unsigned)i / bx) % by, (unsigned)i / (bx * by));
+        l.state = S_RUN;
+        l.op = OP_NONE;
+        getcontext(&l.ctx);
+        l.ctx.uc_stack.ss_sp = stack_of(i);
+        l.ctx.uc_stack.ss_size = k_stack;
+        l.ctx.uc_link = NULL;
+        makecontext(&l.ctx, fiber_entry, 0);
+    }
+    while (g_live > 0) {
+        const uint64_t before = g_progress;
+        bool ran = false;
+        for (int i = 0; i < n; i++) {
+            lane &l = g_lanes[(size_t)i];
+            if (l.state != S_RUN && l.state != S_SPIN) continue;
+            g_cur = i;
+            cur_tid = &l.tid;
+            ran = true;
+            swapcontext(&g_sched, &l.ctx);
+        }
+        if (!ran || g_progress == before) deadlock();
+    }
+}
+
+mbarrier &mbar_of(uint64_t *bar, const char *what) {
+    auto it = g_mbars.find(bar);
+    if (it == g_mbars.end()) fail("%s on an mbarrier that was never initialised in this block", what);
+    return it->second;
+}
+
+void mbar_try_complete(mbarrier &m) {
+    if (m.pending == 0 && m.tx == 0) {
+        m.phase++;
+        m.pending = m.count;
+        g_progress++;
+    }
+}
+
+bool in_allocation(const void *p, size_t bytes) {
+    const uintptr_t a = (uintptr_t)p;
+    auto it = g_allocs.upper_bound(a);
+    if (it == g_allocs.begin()) return false;
+    --it;
+    return a >= it->first && a + bytes <= it->first + it->second;
+}
+
+} // namespace
+
+void syncthreads() {
+    lane &l = me();
+    l.state = S_BAR;
+    g_progress++;
+    if (++g_bar_count < g_live) {
+        yield();
+        return;
+    }
+    for (lane &o : g_lanes)
+        if (o.state == S_BAR) o.state = S_RUN;
+    g_bar_count = 0;
+}
+
+uint64_t shfl(unsigned mask, uint64_t v, int lane_arg, bool xor_mode, int width) {
+    lane &l = me();
+    if (mask != 0xffffffffu) fail("shuffle with mask %#x: only full-warp masks are emulated", mask);
+    if (width < 1 || width > 32 || (width & (width - 1))) fail("shuffle width %d: not a power of two <= 32", width);
+    l.op = OP_SHFL;
+    l.mask = mask;
+    l.val = v;
+    l.arg = lane_arg;
+    l.xor_mode = xor_mode;
+    l.width = width;
+    warp_collective();
+    return me().out;
+}
+
+void mma(mma_kind kind, const uint32_t a[4], const uint32_t b[2], uint32_t c[4]) {
+    lane &l = me();
+    l.op = OP_MMA;
+    l.kind = kind;
+    memcpy(l.a, a, sizeof l.a);
+    memcpy(l.b, b, sizeof l.b);
+    memcpy(l.c, c, sizeof l.c);
+    warp_collective();
+    memcpy(c, me().c, sizeof me().c);
+}
+
+void mbar_init(uint64_t *bar, unsigned count) {
+    if (((uintptr_t)bar & 7) != 0) fail("mbarrier at %p: not 8-byte aligned", (void *)bar);
+    mbarrier &m = g_mbars[bar];
+    m = mbarrier{count, count, 0, 0, {}};
+    *bar = 0;
+}
+
+void mbar_arrive_tx(uint64_t *bar, uint32_t bytes) {
+    mbarrier &m = mbar_of(bar, "arrive.expect_tx");
+    if (m.pending == 0) fail("arrive on an mbarrier whose phase has no arrivals left");
+    m.tx += bytes;
+    m.pending--;
+    mbar_try_complete(m);
+}
+
+void bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *bar) {
+    mbarrier &m = mbar_of(bar, "cp.async.bulk");
+    if (((uintptr_t)dst & 15) || ((uintptr_t)src & 15) || (bytes & 15) || bytes == 0)
+        fail("cp.async.bulk of %u bytes from %p to %p: addresses and size must be multiples of 16", bytes, src, dst);
+    if (!in_allocation(src, bytes)) fail("cp.async.bulk reads %u bytes at %p: outside every cudaMalloc allocation", bytes, src);
+    const unsigned char *s = g_smem.data();
+    if (!((unsigned char *)dst >= s && (unsigned char *)dst + bytes <= s + g_smem_bytes))
+        fail("cp.async.bulk writes %u bytes at %p: outside the block's dynamic shared memory", bytes, dst);
+    memset(dst, 0xFF, bytes); /* in flight: unreadable until a wait completes it */
+    m.copies.push_back(pending_copy{dst, src, bytes});
+}
+
+void mbar_wait(uint64_t *bar, uint32_t parity) {
+    for (;;) {
+        mbarrier &m = mbar_of(bar, "mbarrier wait");
+        for (const pending_copy &c : m.copies) {
+            memcpy(c.dst, c.src, c.bytes);
+            m.tx -= c.bytes;
+        }
+        if (!m.copies.empty()) {
+            m.copies.clear();
+            g_progress++;
+            mbar_try_complete(m);
+        }
+        if ((m.phase & 1u) != (parity & 1u)) break;
+        me().state = S_SPIN;
+        yield();
+        me().state = S_RUN;
+    }
+}
+
+void *dyn_smem() { return g_smem.data(); }
+
+[[noreturn]] void trap(const char *why) { fail("%s", why); }
+
+cudaError_t run_grid(const void *fn, dim3 grid, dim3 block, size_t smem, const std::function<void()> &body) {
+    const uint64_t threads = (uint64_t)block.x * block.y * block.z;
+    if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
+        grid.y > 65535 || grid.z > 65535 || grid.x > 0x7fffffffu)
+        return g_last = cudaErrorInvalidConfiguration;
+    auto it = g_smem_attr.find(fn);
+    const size_t limit = it == g_smem_attr.end() ? k_smem_default : it->second;
+    if (smem > limit) return g_last = cudaErrorInvalidValue;
+    g_smem.assign(smem + 16, 0xFF);
+    g_smem_bytes = smem;
+    block_dim = block;
+    grid_dim = grid;
+    g_lanes.assign((size_t)threads, lane{});
+    g_body = &body;
+    for (unsigned z = 0; z < grid.z; z++)
+        for (unsigned y = 0; y < grid.y; y++)
+            for (unsigned x = 0; x < grid.x; x++) {
+                block_idx = make_uint3(x, y, z);
+                run_block();
+            }
+    return cudaSuccess;
+}
+
+cudaError_t set_smem_attr(const void *fn, int bytes) {
+    if (bytes < 0 || (size_t)bytes > k_smem_max) return g_last = cudaErrorInvalidValue;
+    g_smem_attr[fn] = (size_t)bytes;
+    return cudaSuccess;
+}
+
+} // namespace kemu
+
+/* ---- the CUDA runtime API, on host memory; kernels run synchronously at their launch ---- */
+
+extern "C" {
+
+cudaError_t cudaGetDeviceCount(int *n) {
+    *n = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaGetDevice(int *d) {
+    *d = 0;
+    return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
+    if (d != 0) return cudaErrorInvalidDevice;
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "kemu (the CPU emulator of tests/kemu/, shaped as an sm_90 card)");
+    p->major = 9;
+    p->minor = 0;
+    p->multiProcessorCount = kemu::k_sms;
+    p->sharedMemPerBlockOptin = kemu::k_smem_max;
+    p->sharedMemPerBlock = kemu::k_smem_default;
+    p->maxThreadsPerBlock = 1024;
+    p->warpSize = 32;
+    p->totalGlobalMem = (size_t)16 << 30;
+    return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int d) {
+    if (d != 0) return cudaErrorInvalidDevice;
+    switch (a) {
+    case cudaDevAttrMultiProcessorCount: *v = kemu::k_sms; return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = (int)kemu::k_smem_max; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMajor: *v = 9; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMinor: *v = 0; return cudaSuccess;
+    default: return cudaErrorInvalidValue;
+    }
+}
+cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total) {
+    *free_b = (size_t)15 << 30;
+    *total = (size_t)16 << 30;
+    return cudaSuccess;
+}
+cudaError_t cudaMalloc(void **p, size_t n) {
+    const size_t r = (n + 255) & ~(size_t)255;
+    *p = aligned_alloc(256, r ? r : 256);
+    if (!*p) return cudaErrorMemoryAllocation;
+    kemu::g_allocs[(uintptr_t)*p] = n;
+    return cudaSuccess;
+}
+cudaError_t cudaFree(void *p) {
+    if (!p) return cudaSuccess;
+    auto it = kemu::g_allocs.find((uintptr_t)p);
+    if (it == kemu::g_allocs.end()) return cudaErrorInvalidValue;
+    kemu::g_allocs.erase(it);
+    free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind) {
+    memmove(d, s, n);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) {
+    memmove(d, s, n);
+    return cudaSuccess;
+}
+cudaError_t cudaMemset(void *d, int v, size_t n) {
+    memset(d, v, n);
+    return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t) {
+    memset(d, v, n);
+    return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaGetLastError(void) {
+    const cudaError_t e = kemu::g_last;
+    kemu::g_last = cudaSuccess;
+    return e;
+}
+cudaError_t cudaPeekAtLastError(void) { return kemu::g_last; }
+const char *cudaGetErrorString(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    default: return "kemu: an error the emulator does not produce";
+    }
+}
+const char *cudaGetErrorName(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    default: return "cudaErrorUnknown";
+    }
+}
+cudaError_t cudaFuncSetAttribute(const void *fn, cudaFuncAttribute a, int v) {
+    if (a == cudaFuncAttributeMaxDynamicSharedMemorySize) return kemu::set_smem_attr(fn, v);
+    if (a == cudaFuncAttributePreferredSharedMemoryCarveout) return v >= -1 && v <= 100 ? cudaSuccess : cudaErrorInvalidValue;
+    return cudaErrorInvalidValue;
+}
+cudaError_t cudaFuncGetAttributes(cudaFuncAttributes *fa, const void *) {
+    memset(fa, 0, sizeof *fa);
+    fa->binaryVersion = 90;
+    fa->ptxVersion = 90;
+    fa->maxThreadsPerBlock = 1024;
+    return cudaSuccess;
+}
+
+} // extern "C"
+
+/* ---- cuBLAS: the one GEMM the prefill path calls, by its documented contract ---- */
+
+struct cublasContext {
+    cudaStream_t stream;
+};
+
+extern "C" {
+
+cublasStatus_t cublasCreate_v2(cublasHandle_t *h) {
+    *h = new cublasContext{};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasDestroy_v2(cublasHandle_t h) {
+    delete h;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetStream_v2(cublasHandle_t h, cudaStream_t s) {
+    h->stream = s;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t, void *, size_t) { return CUBLAS_STATUS_SUCCESS; }
+const char *cublasGetStatusString(cublasStatus_t s) {
+    return s == CUBLAS_STATUS_SUCCESS ? "CUBLAS_STATUS_SUCCESS" : "CUBLAS_STATUS_NOT_SUPPORTED (kemu)";
+}
+
+/* Column-major C (m x n) = alpha op(A) op(B) + beta C with f16 A and B, f32 C, f32 compute (the
+ * only combination kernels/cuda/gemm.cu uses; anything else is refused as NOT_SUPPORTED). The
+ * f16 products are exact in f32; they are summed in k order. */
+cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const void *alpha, const void *A, cudaDataType at, int lda, const void *B, cudaDataType bt,
+                            int ldb, const void *beta, void *C, cudaDataType ct, int ldc, cublasComputeType_t comp,
+                            cublasGemmAlgo_t) {
+    if (at != CUDA_R_16F || bt != CUDA_R_16F || ct != CUDA_R_32F || comp != CUBLAS_COMPUTE_32F ||
+        (ta != CUBLAS_OP_N && ta != CUBLAS_OP_T) || (tb != CUBLAS_OP_N && tb != CUBLAS_OP_T))
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (m < 0 || n < 0 || k < 0 || lda < (ta == CUBLAS_OP_N ? m : k) || ldb < (tb == CUBLAS_OP_N ? k : n) || ldc < m)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const __half *a = (const __half *)A, *b = (const __half *)B;
+    float *c = (float *)C;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
+    std::vector<float> arow((size_t)k), bcol((size_t)k);
+    for (int j = 0; j < n; j++) {
+        for (int p = 0; p < k; p++) bcol[(size_t)p] = __half2float(tb == CUBLAS_OP_N ? b[p + (size_t)j * ldb] : b[j + (size_t)p * ldb]);
+        for (int i = 0; i < m; i++) {
+            float s = 0.0f;
+            for (int p = 0; p < k; p++) {
+                const __half av = ta == CUBLAS_OP_N ? a[i + (size_t)p * lda] : a[p + (size_t)i * lda];
+                s += __half2float(av) * bcol[(size_t)p];
+            }
+            float *y = c + i + (size_t)j * ldc;
+            *y = be == 0.0f ? al * s : al * s + be * *y; /* beta 0: C is not read (it may hold NaN) */
+        }
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+} // extern "C"

@@ -1,0 +1,143 @@
+/* kemu.h — the CUDA kernels of kernels/cuda/ compiled as plain C++ and run on the CPU, so that
+ * their index arithmetic, fragment layouts, barriers and bulk-copy rings are tested on machines
+ * without a GPU (tests/kemu.cmake builds test_gpu_ops against it as test_gpu_ops_emu).
+ *
+ * What it is: a block-at-a-time emulator. Each thread of a block is a fiber (ucontext) on the
+ * calling OS thread; fibers switch only at the points where CUDA threads communicate:
+ * __syncthreads, the warp collectives (__shfl_*_sync, mma.sync), and a failed mbarrier wait.
+ * Blocks of a grid run one after another, in order. Shared memory is thread_local storage
+ * (every fiber of the block sees it); dynamic shared memory is a buffer of the launch's size,
+ * filled with 0xFF (NaN as floats) before each block.
+ *
+ * What it checks that the hardware would only show as a hang, a fault or a wrong number: all 32
+ * lanes of a warp reach the same collective (a divergent shuffle or mma aborts with the two
+ * lanes' operations); a block whose threads can no longer progress (a barrier some thread never
+ * reaches, an mbarrier whose bytes never arrive) aborts as a deadlock; bulk copies must be
+ * 16-byte aligned, a multiple of 16 bytes and read inside one cudaMalloc allocation; a bulk
+ * copy's destination reads as 0xFF until a thread's mbarrier wait completes it (so a read
+ * before the wait, or a slot re-issued while another warp still reads it, gives NaN); dynamic
+ * shared memory is bounded by the function's attribute (48 KiB by default, 227 KiB at most).
+ *
+ * What it cannot check: timing, the memory model between blocks (blocks never overlap here), a
+ * kernel that waits for another block of its grid (it would deadlock: none in kernels/cuda/
+ * does), register and occupancy limits, and the tensor cores' internal rounding: the f16 mma is
+ * emulated with f32 products summed in k order, the integer ones exactly.
+ *
+ * The semantics of every emulated instruction are written from the PTX ISA (fragment layouts of
+ * mma.m16n8k16 and mma.m16n8k32: docs/cuda-kernels.md quotes them). Force-included (-include)
+ * before each kernel source, with QP_KEMU defined; kernels/cuda/ takes its QP_KEMU branches in
+ * the few helpers that are inline PTX on the GPU.
+ */
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <functional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+/* CUDA's qualifiers: device code is host code here; __shared__ variables are one per block, and
+ * the block's fibers share the OS thread. */
+#undef __global__
+#undef __device__
+#undef __shared__
+#undef __launch_bounds__
+#undef __grid_constant__
+#define __global__
+#define __device__
+#define __shared__ thread_local
+#define __launch_bounds__(...)
+#define __grid_constant__
+#ifndef __noinline__
+#define __noinline__ __attribute__((noinline))
+#endif
+
+namespace kemu {
+extern const uint3 *cur_tid; /* the running fiber's threadIdx */
+extern uint3 block_idx;
+extern dim3 block_dim, grid_dim;
+
+void syncthreads();
+uint64_t shfl(unsigned mask, uint64_t v, int lane_arg, bool xor_mode, int width);
+enum mma_kind { MMA_F16_16816, MMA_S8_16832, MMA_U8S8_16832, MMA_U8S8_16816 };
+/* One warp-wide mma.sync: a[4], b[2] the lane's registers (unused ones ignored), c[4] the
+ * accumulators in and the result out, as raw 32-bit words (f32 or s32). */
+void mma(mma_kind kind, const uint32_t a[4], const uint32_t b[2], uint32_t c[4]);
+void mbar_init(uint64_t *bar, unsigned count);
+void mbar_arrive_tx(uint64_t *bar, uint32_t bytes);
+void bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *bar);
+void mbar_wait(uint64_t *bar, uint32_t parity);
+void *dyn_smem();
+[[noreturn]] void trap(const char *why);
+cudaError_t run_grid(const void *fn, dim3 grid, dim3 block, size_t smem, const std::function<void()> &body);
+} // namespace kemu
+
+#define threadIdx (*kemu::cur_tid)
+#define blockIdx (static_cast<const uint3 &>(kemu::block_idx))
+#define blockDim (static_cast<const dim3 &>(kemu::block_dim))
+#define gridDim (static_cast<const dim3 &>(kemu::grid_dim))
+
+static inline void __syncthreads(void) { kemu::syncthreads(); }
+static inline void __threadfence(void) {} /* blocks run one at a time: every write is visible */
+[[noreturn]] static inline void __trap(void) { kemu::trap("__trap() reached"); }
+
+template <typename T> static inline T kemu_shfl_t(unsigned mask, T v, int arg, bool xor_mode, int width) {
+    static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffle of a register-sized value");
+    uint64_t b = 0;
+    memcpy(&b, &v, sizeof v);
+    b = kemu::shfl(mask, b, arg, xor_mode, width);
+    T r;
+    memcpy(&r, &b, sizeof r);
+    return r;
+}
+template <typename T> static inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+    return kemu_shfl_t(mask, v, lane_mask, true, width);
+}
+template <typename T> static inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
+    return kemu_shfl_t(mask, v, src_lane, false, width);
+}
+
+template <typename T> static inline T __ldg(const T *p) { return *p; }
+template <typename T> static inline T __ldcg(const T *p) { return *p; }
+static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
+static inline float __uint_as_float(unsigned i) { float f; memcpy(&f, &i, 4); return f; }
+static inline int __float_as_int(float f) { int i; memcpy(&i, &f, 4); return i; }
+static inline unsigned __float_as_uint(float f) { unsigned i; memcpy(&i, &f, 4); return i; }
+/* PTX prmt, default mode: byte n of the result is byte (s >> 4n) & 7 of {y, x} (x bytes 0..3). */
+static inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
+    const uint64_t v = (uint64_t)x | ((uint64_t)y << 32);
+    unsigned r = 0;
+    for (int n = 0; n < 4; n++) r |= (unsigned)((v >> (8 * ((s >> (4 * n)) & 7))) & 0xFF) << (8 * n);
+    return r;
+}
+static inline size_t __cvta_generic_to_shared(const void *p) { return (size_t)p; }
+static inline long long clock64(void) { return 0; }
+
+/* Atomics: the fibers of a block never interleave inside a statement, and blocks run in turn. */
+template <typename T> static inline T atomicAdd(T *p, T v) { T o = *p; *p = o + v; return o; }
+static inline unsigned atomicInc(unsigned *p, unsigned lim) { unsigned o = *p; *p = o >= lim ? 0 : o + 1; return o; }
+template <typename T> static inline T atomicCAS(T *p, T cmp, T v) { T o = *p; if (o == cmp) *p = v; return o; }
+template <typename T> static inline T atomicExch(T *p, T v) { T o = *p; *p = v; return o; }
+template <typename T> static inline T atomicMax(T *p, T v) { T o = *p; if (v > o) *p = v; return o; }
+template <typename T> static inline T atomicMin(T *p, T v) { T o = *p; if (v < o) *p = v; return o; }
+
+/* The runtime's C++ overloads that take a kernel (nvcc's headers declare them for CUDA sources). */
+template <typename T> static inline cudaError_t cudaFuncSetAttribute(T *fn, cudaFuncAttribute a, int v) {
+    return ::cudaFuncSetAttribute((const void *)fn, a, v);
+}
+template <typename T> static inline cudaError_t cudaFuncGetAttributes(cudaFuncAttributes *fa, T *fn) {
+    return ::cudaFuncGetAttributes(fa, (const void *)fn);
+}
+
+/* A launch: the kernel's arguments converted once to its parameter types, then the kernel body
+ * run by every thread of every block. */
+template <typename... KArgs, typename... Args>
+static cudaError_t kemu_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem, Args &&...args) {
+    std::tuple<typename std::decay<KArgs>::type...> t(std::forward<Args>(args)...);
+    return kemu::run_grid((const void *)k, grid, block, smem, [&]() { std::apply(k, t); });
+}
