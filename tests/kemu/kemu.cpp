@@ -3,19 +3,20 @@
  * and tests/test_gpu_ops.c call, on host memory. The file comment of kemu.h says what is
  * emulated, what is checked and what is not.
  */
-#include "kemu.h"
-
 #include <cublas_v2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
-#include <ucontext.h>
 #include <unistd.h>
 
+#include <boost/context/fiber.hpp>
 #include <map>
 #include <unordered_map>
 #include <vector>
+
+/* last: kemu.h defines __noinline__, which the attributes of the headers above spell too */
+#include "kemu.h"
 
 namespace kemu {
 
@@ -30,7 +31,7 @@ enum warp_op { OP_NONE, OP_SHFL, OP_MMA };
 const char *const k_op_name[] = {"none", "shuffle", "mma.sync"};
 
 struct lane {
-    ucontext_t ctx;
+    boost::context::fiber ctx; /* the suspended thread; empty while it runs and once it finished */
     uint3 tid;
     lane_state state;
     /* the collective this lane waits in */
@@ -62,7 +63,7 @@ const int k_sms = 132; /* an H100 / H200 SXM: the grids are sized as on the real
 std::vector<lane> g_lanes;
 std::vector<void *> g_stacks;
 std::vector<int> g_warp_count;
-ucontext_t g_sched;
+boost::context::fiber g_sched; /* the scheduler, while a thread runs */
 int g_cur, g_live, g_bar_count;
 uint64_t g_progress;
 const std::function<void()> *g_body;
@@ -94,9 +95,9 @@ void where(char *buf, size_t n) {
     abort();
 }
 
-void yield() { swapcontext(&me().ctx, &g_sched); }
+void yield() { g_sched = std::move(g_sched).resume(); }
 
-void fiber_entry() {
+void thread_body() {
     (*g_body)();
     lane &l = me();
     l.state = S_DONE;
@@ -109,8 +110,6 @@ void fiber_entry() {
             if (o.state == S_BAR) o.state = S_RUN;
         g_bar_count = 0;
     }
-    swapcontext(&l.ctx, &g_sched);
-    abort(); /* a finished fiber is never resumed */
 }
 
 /* The lanes of warp w: [32 w, min(32 w + 32, n)). */
@@ -251,6 +250,18 @@ void *stack_of(int i) {
     return g_stacks[(size_t)i];
 }
 
+/* Boost.Context's stack allocator over the stacks above, which live as long as the process. */
+struct kept_stack {
+    int i;
+    boost::context::stack_context allocate() {
+        boost::context::stack_context sc;
+        sc.size = k_stack;
+        sc.sp = (char *)stack_of(i) + k_stack; /* the top: stacks grow down */
+        return sc;
+    }
+    void deallocate(boost::context::stack_context &) noexcept {}
+};
+
 [[noreturn]] void deadlock() {
     fprintf(stderr, "kemu: block (%u,%u,%u): deadlock: %d threads live, none can proceed\n", block_idx.x, block_idx.y,
             block_idx.z, g_live);
@@ -282,11 +293,11 @@ void run_block() {
         l.tid = make_uint3((unsigned)i % bx, ((unsigned)i / bx) % by, (unsigned)i / (bx * by));
         l.state = S_RUN;
         l.op = OP_NONE;
-        getcontext(&l.ctx);
-        l.ctx.uc_stack.ss_sp = stack_of(i);
-        l.ctx.uc_stack.ss_size = k_stack;
-        l.ctx.uc_link = NULL;
-        makecontext(&l.ctx, fiber_entry, 0);
+        l.ctx = boost::context::fiber(std::allocator_arg, kept_stack{i}, [](boost::context::fiber &&sched) {
+            g_sched = std::move(sched);
+            thread_body();
+            return std::move(g_sched);
+        });
     }
     while (g_live > 0) {
         const uint64_t before = g_progress;
@@ -297,7 +308,7 @@ void run_block() {
             g_cur = i;
             cur_tid = &l.tid;
             ran = true;
-            swapcontext(&g_sched, &l.ctx);
+            l.ctx = std::move(l.ctx).resume();
         }
         if (!ran || g_progress == before) deadlock();
     }
@@ -427,7 +438,8 @@ cudaError_t run_grid(const void *fn, dim3 grid, dim3 block, size_t smem, const s
     g_smem_bytes = smem;
     block_dim = block;
     grid_dim = grid;
-    g_lanes.assign((size_t)threads, lane{});
+    g_lanes.clear();
+    g_lanes.resize((size_t)threads);
     g_body = &body;
     for (unsigned z = 0; z < grid.z; z++)
         for (unsigned y = 0; y < grid.y; y++)

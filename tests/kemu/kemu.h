@@ -2,7 +2,7 @@
  * their index arithmetic, fragment layouts, barriers and bulk-copy rings are tested on machines
  * without a GPU (tests/kemu.cmake builds test_gpu_ops against it as test_gpu_ops_emu).
  *
- * What it is: a block-at-a-time emulator. Each thread of a block is a fiber (ucontext) on the
+ * What it is: a block-at-a-time emulator. Each thread of a block is a fiber (Boost.Context) on the
  * calling OS thread; fibers switch only at the points where CUDA threads communicate:
  * __syncthreads, the warp collectives (__shfl_*_sync, mma.sync), and a failed mbarrier wait.
  * Blocks of a grid run one after another, in order. Shared memory is thread_local storage
