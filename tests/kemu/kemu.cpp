@@ -280,6 +280,39 @@ struct kept_stack {
     abort();
 }
 
+/* The order in which a pass resumes the runnable threads (KEMU_SCHEDULE): forward (thread 0
+ * first), reverse, or shuffle (a new random order every pass, seeded by KEMU_SEED). A kernel
+ * whose warps share memory without the barrier between the write and the read gets the value
+ * in some of these orders and not in others; tests/kemu.cmake runs test_gpu_ops in all three. */
+enum schedule { SCHED_FORWARD, SCHED_REVERSE, SCHED_SHUFFLE };
+schedule g_schedule;
+uint64_t g_rng;
+
+uint64_t next_random() { /* xorshift64 */
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return g_rng;
+}
+
+void read_schedule() {
+    static bool done;
+    if (done) return;
+    done = true;
+    const char *e = getenv("KEMU_SCHEDULE"), *seed = getenv("KEMU_SEED");
+    if (!e || !strcmp(e, "forward")) g_schedule = SCHED_FORWARD;
+    else if (!strcmp(e, "reverse")) g_schedule = SCHED_REVERSE;
+    else if (!strcmp(e, "shuffle")) g_schedule = SCHED_SHUFFLE;
+    else {
+        fprintf(stderr, "kemu: KEMU_SCHEDULE=%s: expected forward, reverse or shuffle\n", e);
+        exit(2);
+    }
+    g_rng = seed ? strtoull(seed, NULL, 10) : 0x9E3779B97F4A7C15ull;
+    if (!g_rng) g_rng = 1;
+    if (g_schedule != SCHED_FORWARD)
+        fprintf(stderr, "kemu: schedule %s, seed %llu\n", e, (unsigned long long)g_rng);
+}
+
 void run_block() {
     const int n = (int)g_lanes.size();
     g_live = n;
@@ -299,10 +332,15 @@ void run_block() {
             return std::move(g_sched);
         });
     }
+    std::vector<int> order((size_t)n);
+    for (int i = 0; i < n; i++) order[(size_t)i] = g_schedule == SCHED_REVERSE ? n - 1 - i : i;
     while (g_live > 0) {
         const uint64_t before = g_progress;
         bool ran = false;
-        for (int i = 0; i < n; i++) {
+        if (g_schedule == SCHED_SHUFFLE)
+            for (int i = n - 1; i > 0; i--) std::swap(order[(size_t)i], order[(size_t)(next_random() % (uint64_t)(i + 1))]);
+        for (int k = 0; k < n; k++) {
+            const int i = order[(size_t)k];
             lane &l = g_lanes[(size_t)i];
             if (l.state != S_RUN && l.state != S_SPIN) continue;
             g_cur = i;
@@ -431,6 +469,7 @@ cudaError_t run_grid(const void *fn, dim3 grid, dim3 block, size_t smem, const s
     if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
         grid.y > 65535 || grid.z > 65535 || grid.x > 0x7fffffffu)
         return g_last = cudaErrorInvalidConfiguration;
+    read_schedule();
     auto it = g_smem_attr.find(fn);
     const size_t limit = it == g_smem_attr.end() ? k_smem_default : it->second;
     if (smem > limit) return g_last = cudaErrorInvalidValue;
