@@ -29,6 +29,32 @@ elseif(TARGET qpcuda)
   target_link_libraries(qpcuda_kemu PUBLIC qpkernels qpcore Boost::context)
 
   qp_add_test(test_gpu_ops_emu SOURCES test_gpu_ops.c LIBS qpcuda_kemu qpkernels LABELS cpu)
+
+  # libqrun with its CUDA backend (runtime/cuda/*.cu, graph capture and replay included) on the
+  # emulated kernels, and test_cuda_backend on it: whole-model logits against the CPU backend,
+  # graph replay against eager launches.
+  if(TARGET qrunlib AND TARGET qplan)
+    file(GLOB QP_KEMU_RUNTIME_C CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/runtime/*.c)
+    list(REMOVE_ITEM QP_KEMU_RUNTIME_C ${CMAKE_SOURCE_DIR}/runtime/main.c)
+    file(GLOB QP_KEMU_RUNTIME_CU CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/runtime/cuda/*.cu)
+    set(QP_KEMU_RUNTIME_WRAPPERS)
+    foreach(cu ${QP_KEMU_RUNTIME_CU})
+      get_filename_component(name ${cu} NAME_WE)
+      set(wrapper ${CMAKE_CURRENT_BINARY_DIR}/kemu/runtime/${name}.cpp)
+      file(CONFIGURE OUTPUT ${wrapper} CONTENT "#include \"${cu}\"\n" @ONLY)
+      list(APPEND QP_KEMU_RUNTIME_WRAPPERS ${wrapper})
+    endforeach()
+    set_source_files_properties(${QP_KEMU_RUNTIME_WRAPPERS} PROPERTIES COMPILE_OPTIONS
+                                "-include;${CMAKE_CURRENT_SOURCE_DIR}/kemu/kemu.h")
+    add_library(qrunlib_kemu STATIC ${QP_KEMU_RUNTIME_C} ${QP_KEMU_RUNTIME_WRAPPERS})
+    set_target_properties(qrunlib_kemu PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
+    target_compile_options(qrunlib_kemu PRIVATE $<$<COMPILE_LANGUAGE:C>:${QP_C_WARNINGS}>)
+    target_include_directories(qrunlib_kemu PUBLIC ${CMAKE_SOURCE_DIR}/runtime)
+    target_compile_definitions(qrunlib_kemu PUBLIC QP_HAVE_CUDA_BACKEND=1)
+    target_link_libraries(qrunlib_kemu PUBLIC qpcuda_kemu qpcore qpkernels PkgConfig::PCRE2 Threads::Threads ${MATH_LIB})
+    qp_add_test(test_cuda_backend_emu SOURCES test_cuda_backend.c LIBS qrunlib_kemu LABELS cpu)
+    add_dependencies(test_cuda_backend_emu qplan)
+  endif()
   # Again with the threads of each block resumed in reverse and in shuffled order (kemu.cpp,
   # read_schedule): a missing barrier between one warp's write and another's read fails in some
   # order.

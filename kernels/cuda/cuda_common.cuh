@@ -96,8 +96,7 @@ template <typename... KArgs, typename... Args>
 static cudaError_t qp_cuda_launch_k(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem,
                                     cudaStream_t st, Args &&...args) {
 #ifdef QP_KEMU /* tests/kemu/: run on the CPU, at once */
-    (void)st;
-    return kemu_launch(k, grid, block, smem, std::forward<Args>(args)...);
+    return kemu_launch(k, grid, block, smem, st, std::forward<Args>(args)...);
 #else
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <boost/context/fiber.hpp>
@@ -464,15 +465,11 @@ void *dyn_smem() { return g_smem.data(); }
 
 [[noreturn]] void trap(const char *why) { fail("%s", why); }
 
-cudaError_t run_grid(const void *fn, dim3 grid, dim3 block, size_t smem, const std::function<void()> &body) {
+namespace {
+
+void run_grid(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body) {
     const uint64_t threads = (uint64_t)block.x * block.y * block.z;
-    if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
-        grid.y > 65535 || grid.z > 65535 || grid.x > 0x7fffffffu)
-        return g_last = cudaErrorInvalidConfiguration;
     read_schedule();
-    auto it = g_smem_attr.find(fn);
-    const size_t limit = it == g_smem_attr.end() ? k_smem_default : it->second;
-    if (smem > limit) return g_last = cudaErrorInvalidValue;
     g_smem.assign(smem + 16, 0xFF);
     g_smem_bytes = smem;
     block_dim = block;
@@ -486,6 +483,32 @@ cudaError_t run_grid(const void *fn, dim3 grid, dim3 block, size_t smem, const s
                 block_idx = make_uint3(x, y, z);
                 run_block();
             }
+}
+
+} // namespace
+
+/* ---- streams and graph capture: work runs at once, unless its stream is being captured ---- */
+
+std::vector<std::function<void()>> *g_capture; /* the graph being captured, or NULL */
+cudaStream_t g_capture_stream;
+
+bool capturing(cudaStream_t st) { return g_capture && st == g_capture_stream; }
+
+/* Runs fn now, or records it into the graph being captured on st. */
+void enqueue(cudaStream_t st, std::function<void()> fn) {
+    if (capturing(st)) g_capture->push_back(std::move(fn));
+    else fn();
+}
+
+cudaError_t launch(const void *fn, dim3 grid, dim3 block, size_t smem, cudaStream_t st, std::function<void()> body) {
+    const uint64_t threads = (uint64_t)block.x * block.y * block.z;
+    if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
+        grid.y > 65535 || grid.z > 65535 || grid.x > 0x7fffffffu)
+        return g_last = cudaErrorInvalidConfiguration;
+    auto it = g_smem_attr.find(fn);
+    const size_t limit = it == g_smem_attr.end() ? k_smem_default : it->second;
+    if (smem > limit) return g_last = cudaErrorInvalidValue;
+    enqueue(st, [grid, block, smem, body]() { run_grid(grid, block, smem, body); });
     return cudaSuccess;
 }
 
@@ -558,20 +581,113 @@ cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind) {
     memmove(d, s, n);
     return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) {
-    memmove(d, s, n);
+cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t st) {
+    kemu::enqueue(st, [d, s, n]() { memmove(d, s, n); });
     return cudaSuccess;
 }
 cudaError_t cudaMemset(void *d, int v, size_t n) {
     memset(d, v, n);
     return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t) {
-    memset(d, v, n);
+cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t st) {
+    kemu::enqueue(st, [d, v, n]() { memset(d, v, n); });
     return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) { return kemu::g_capture ? cudaErrorStreamCaptureUnsupported : cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t st) {
+    return kemu::capturing(st) ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+}
+cudaError_t cudaHostAlloc(void **p, size_t n, unsigned int) {
+    *p = malloc(n ? n : 1);
+    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaFreeHost(void *p) {
+    free(p);
+    return cudaSuccess;
+}
+
+/* Streams and events: work is done when it is enqueued, so a stream is a name and an event a
+ * host timestamp. */
+struct CUstream_st {
+    unsigned flags;
+};
+struct CUevent_st {
+    double ms;
+};
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *st, unsigned int flags) {
+    *st = new CUstream_st{flags};
+    return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t st) {
+    if (kemu::capturing(st)) return cudaErrorStreamCaptureUnsupported;
+    delete st;
+    return cudaSuccess;
+}
+cudaError_t cudaEventCreate(cudaEvent_t *e) {
+    *e = new CUevent_st{0.0};
+    return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int) { return cudaEventCreate(e); }
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+    delete e;
+    return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t st) {
+    kemu::enqueue(st, [e]() {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        e->ms = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+    });
+    return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
+    *ms = (float)(b->ms - a->ms);
+    return cudaSuccess;
+}
+
+/* Graphs: a captured stream's work as a list, replayed in order by cudaGraphLaunch. */
+struct CUgraph_st {
+    std::vector<std::function<void()>> work;
+};
+struct CUgraphExec_st {
+    std::vector<std::function<void()>> work;
+};
+cudaError_t cudaStreamBeginCapture(cudaStream_t st, cudaStreamCaptureMode) {
+    if (kemu::g_capture) return cudaErrorIllegalState;
+    kemu::g_capture = new std::vector<std::function<void()>>();
+    kemu::g_capture_stream = st;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t st, cudaGraph_t *g) {
+    if (!kemu::capturing(st)) return cudaErrorIllegalState;
+    *g = new CUgraph_st{std::move(*kemu::g_capture)};
+    delete kemu::g_capture;
+    kemu::g_capture = NULL;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphGetNodes(cudaGraph_t g, cudaGraphNode_t *nodes, size_t *n) {
+    if (nodes) return cudaErrorNotSupported;
+    *n = g->work.size();
+    return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *x, cudaGraph_t g, unsigned long long) {
+    *x = new CUgraphExec_st{g->work};
+    return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t x, cudaStream_t st) {
+    if (kemu::capturing(st)) return cudaErrorNotSupported;
+    for (const auto &w : x->work) w();
+    return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+    delete g;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t x) {
+    delete x;
+    return cudaSuccess;
+}
 cudaError_t cudaGetLastError(void) {
     const cudaError_t e = kemu::g_last;
     kemu::g_last = cudaSuccess;
@@ -585,6 +701,9 @@ const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorIllegalState: return "the operation is not permitted in the current state";
+    case cudaErrorNotSupported: return "operation not supported";
     default: return "kemu: an error the emulator does not produce";
     }
 }
@@ -595,6 +714,9 @@ const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorNotSupported: return "cudaErrorNotSupported";
     default: return "cudaErrorUnknown";
     }
 }
@@ -618,6 +740,8 @@ cudaError_t cudaFuncGetAttributes(cudaFuncAttributes *fa, const void *) {
 struct cublasContext {
     cudaStream_t stream;
 };
+static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float al, const __half *a, int lda,
+                 const __half *b, int ldb, float be, float *c, int ldc);
 
 extern "C" {
 
@@ -641,7 +765,7 @@ const char *cublasGetStatusString(cublasStatus_t s) {
 /* Column-major C (m x n) = alpha op(A) op(B) + beta C with f16 A and B, f32 C, f32 compute (the
  * only combination kernels/cuda/gemm.cu uses; anything else is refused as NOT_SUPPORTED). The
  * f16 products are exact in f32; they are summed in k order. */
-cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                             const void *alpha, const void *A, cudaDataType at, int lda, const void *B, cudaDataType bt,
                             int ldb, const void *beta, void *C, cudaDataType ct, int ldc, cublasComputeType_t comp,
                             cublasGemmAlgo_t) {
@@ -652,8 +776,16 @@ cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperatio
         return CUBLAS_STATUS_INVALID_VALUE;
     const __half *a = (const __half *)A, *b = (const __half *)B;
     float *c = (float *)C;
-    const float al = *(const float *)alpha, be = *(const float *)beta;
-    std::vector<float> arow((size_t)k), bcol((size_t)k);
+    const float al = *(const float *)alpha, be = *(const float *)beta; /* host pointers: read at the call */
+    kemu::enqueue(h->stream, [=]() { gemm(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc); });
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+} // extern "C"
+
+static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float al, const __half *a, int lda,
+                 const __half *b, int ldb, float be, float *c, int ldc) {
+    std::vector<float> bcol((size_t)k);
     for (int j = 0; j < n; j++) {
         for (int p = 0; p < k; p++) bcol[(size_t)p] = __half2float(tb == CUBLAS_OP_N ? b[p + (size_t)j * ldb] : b[j + (size_t)p * ldb]);
         for (int i = 0; i < m; i++) {
@@ -666,7 +798,4 @@ cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperatio
             *y = be == 0.0f ? al * s : al * s + be * *y; /* beta 0: C is not read (it may hold NaN) */
         }
     }
-    return CUBLAS_STATUS_SUCCESS;
 }
-
-} // extern "C"

@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -74,7 +75,9 @@ void bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *bar);
 void mbar_wait(uint64_t *bar, uint32_t parity);
 void *dyn_smem();
 [[noreturn]] void trap(const char *why);
-cudaError_t run_grid(const void *fn, dim3 grid, dim3 block, size_t smem, const std::function<void()> &body);
+/* A kernel launch on stream st: run now, or recorded while st is being captured into a graph.
+ * Returns the launch's configuration error (as the runtime would) or cudaSuccess. */
+cudaError_t launch(const void *fn, dim3 grid, dim3 block, size_t smem, cudaStream_t st, std::function<void()> body);
 } // namespace kemu
 
 #define threadIdx (*kemu::cur_tid)
@@ -137,7 +140,8 @@ template <typename T> static inline cudaError_t cudaFuncGetAttributes(cudaFuncAt
 /* A launch: the kernel's arguments converted once to its parameter types, then the kernel body
  * run by every thread of every block. */
 template <typename... KArgs, typename... Args>
-static cudaError_t kemu_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem, Args &&...args) {
-    std::tuple<typename std::decay<KArgs>::type...> t(std::forward<Args>(args)...);
-    return kemu::run_grid((const void *)k, grid, block, smem, [&]() { std::apply(k, t); });
+static cudaError_t kemu_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+                               Args &&...args) {
+    auto t = std::make_shared<std::tuple<typename std::decay<KArgs>::type...>>(std::forward<Args>(args)...);
+    return kemu::launch((const void *)k, grid, block, smem, st, [k, t]() { std::apply(k, *t); });
 }
