@@ -115,8 +115,13 @@ static __global__ void __launch_bounds__(256)
         int64_t ra, rb;
         int pi;
         qp_unit_rows<EPI>(p, ufirst, &ra, &rb);
-        qp_prefetch_row(qp_lin_row(p, ra, &pi), p.row_bytes[pi], lane);
-        if (rb >= 0) qp_prefetch_row(qp_lin_row(p, rb, &pi), p.row_bytes[pi], lane);
+        /* the row first: an argument list may read p.row_bytes[pi] before qp_lin_row sets pi */
+        const uint8_t *row = qp_lin_row(p, ra, &pi);
+        qp_prefetch_row(row, p.row_bytes[pi], lane);
+        if (rb >= 0) {
+            row = qp_lin_row(p, rb, &pi);
+            qp_prefetch_row(row, p.row_bytes[pi], lane);
+        }
     }
     qp_pdl_wait();
     qp_pdl_trigger();
