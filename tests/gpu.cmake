@@ -15,7 +15,7 @@ set(QP_GPU_OPS_VARIANTS
     "mmv_bps1|QP_CUDA_MMV_STREAM=0,QP_CUDA_MMV_BPS=1"
     "nopdl|QP_CUDA_PDL=0|gpu")
 
-# qp_add_gpu_ops_variants(EXE LABEL [EMULATED]): a test EXE_<name> per variant, labelled LABEL;
+# qp_add_gpu_ops_variants(EXE LABELS [EMULATED]): a test EXE_<name> per variant, labelled LABELS;
 # EMULATED leaves out the variants marked gpu.
 function(qp_add_gpu_ops_variants exe label)
   foreach(v ${QP_GPU_OPS_VARIANTS})
@@ -28,7 +28,7 @@ function(qp_add_gpu_ops_variants exe label)
     endif()
     string(REPLACE "," ";" env "${env}")
     add_test(NAME ${exe}_${name} COMMAND ${exe})
-    set_tests_properties(${exe}_${name} PROPERTIES LABELS ${label} SKIP_RETURN_CODE 77 TIMEOUT 900
+    set_tests_properties(${exe}_${name} PROPERTIES LABELS "${label}" SKIP_RETURN_CODE 77 TIMEOUT 900
                          ENVIRONMENT "${env}")
   endforeach()
 endfunction()

@@ -1,14 +1,16 @@
 # The CUDA kernels on the CPU emulator (tests/kemu/kemu.h says what it emulates and checks):
 # every kernels/cuda/*.cu compiled as C++ with QP_KEMU, linked with the emulated CUDA runtime and
 # cuBLAS instead of the real ones, and test_gpu_ops run against it. It needs the CUDA Toolkit's
-# headers and Boost.Context (the fibers; scripts/deps.sh installs it), so it runs wherever the
-# CUDA backend is built, GPU or not. Label cpu.
-if(TARGET qpcuda)
+# headers and Boost.Context (the fibers; scripts/deps.sh installs it), not nvcc, so it runs
+# wherever those are, GPU or not, and in the sanitizer build too (scripts/test.sh). Label cpu;
+# the emulator's tests also carry the label emu, and the extra configurations emu_variant (the
+# sanitizer stage leaves those out).
+if(QP_KEMU AND CUDAToolkit_FOUND)
   find_package(Boost 1.66 CONFIG COMPONENTS context)
 endif()
-if(TARGET qpcuda AND NOT Boost_FOUND)
+if(QP_KEMU AND CUDAToolkit_FOUND AND NOT Boost_FOUND)
   message(STATUS "qplan: Boost.Context not found: test_gpu_ops_emu (the CUDA kernels on the CPU emulator) not built")
-elseif(TARGET qpcuda)
+elseif(QP_KEMU AND CUDAToolkit_FOUND)
   file(GLOB QP_KEMU_KERNELS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/kernels/cuda/*.cu)
   set(QP_KEMU_SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/kemu/kemu.cpp)
   foreach(cu ${QP_KEMU_KERNELS})
@@ -28,8 +30,8 @@ elseif(TARGET qpcuda)
   set_source_files_properties(${QP_KEMU_WRAPPERS} PROPERTIES COMPILE_OPTIONS "-include;${CMAKE_CURRENT_SOURCE_DIR}/kemu/kemu.h")
   target_link_libraries(qpcuda_kemu PUBLIC qpkernels qpcore Boost::context)
 
-  qp_add_test(test_gpu_ops_emu SOURCES test_gpu_ops.c LIBS qpcuda_kemu qpkernels LABELS cpu)
-  qp_add_gpu_ops_variants(test_gpu_ops_emu cpu EMULATED) # tests/gpu.cmake's configurations
+  qp_add_test(test_gpu_ops_emu SOURCES test_gpu_ops.c LIBS qpcuda_kemu qpkernels LABELS cpu emu)
+  qp_add_gpu_ops_variants(test_gpu_ops_emu "cpu;emu;emu_variant" EMULATED) # tests/gpu.cmake's configurations
 
   # libqrun with its CUDA backend (runtime/cuda/*.cu, graph capture and replay included) on the
   # emulated kernels, and test_cuda_backend on it: whole-model logits against the CPU backend,
@@ -53,7 +55,7 @@ elseif(TARGET qpcuda)
     target_include_directories(qrunlib_kemu PUBLIC ${CMAKE_SOURCE_DIR}/runtime)
     target_compile_definitions(qrunlib_kemu PUBLIC QP_HAVE_CUDA_BACKEND=1)
     target_link_libraries(qrunlib_kemu PUBLIC qpcuda_kemu qpcore qpkernels PkgConfig::PCRE2 Threads::Threads ${MATH_LIB})
-    qp_add_test(test_cuda_backend_emu SOURCES test_cuda_backend.c LIBS qrunlib_kemu LABELS cpu)
+    qp_add_test(test_cuda_backend_emu SOURCES test_cuda_backend.c LIBS qrunlib_kemu LABELS cpu emu)
     add_dependencies(test_cuda_backend_emu qplan)
   endif()
   # Again with the threads of each block resumed in reverse and in shuffled order (kemu.cpp,
@@ -61,7 +63,7 @@ elseif(TARGET qpcuda)
   # order.
   foreach(order reverse shuffle)
     add_test(NAME test_gpu_ops_emu_${order} COMMAND test_gpu_ops_emu)
-    set_tests_properties(test_gpu_ops_emu_${order} PROPERTIES LABELS cpu TIMEOUT 900
+    set_tests_properties(test_gpu_ops_emu_${order} PROPERTIES LABELS "cpu;emu;emu_variant" TIMEOUT 900
                          ENVIRONMENT "KEMU_SCHEDULE=${order}")
   endforeach()
 endif()

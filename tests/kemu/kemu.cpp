@@ -562,10 +562,11 @@ cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total) {
     *total = (size_t)16 << 30;
     return cudaSuccess;
 }
+/* 256-byte aligned as the runtime's, and exactly n bytes long (the runtime rounds up): under
+ * AddressSanitizer a kernel that reads past its buffer is reported, where the GPU would read
+ * whatever follows. */
 cudaError_t cudaMalloc(void **p, size_t n) {
-    const size_t r = (n + 255) & ~(size_t)255;
-    *p = aligned_alloc(256, r ? r : 256);
-    if (!*p) return cudaErrorMemoryAllocation;
+    if (posix_memalign(p, 256, n ? n : 1) != 0) return cudaErrorMemoryAllocation;
     kemu::g_allocs[(uintptr_t)*p] = n;
     return cudaSuccess;
 }
