@@ -186,12 +186,16 @@ void run_mma(int w) {
         const int g = ln >> 2, t = ln & 3;
         for (int i = 0; i < 4; i++) C[g + 8 * (i >> 1)][2 * t + (i & 1)] = (int32_t)L[ln].c[i];
     }
-    for (int m = 0; m < 16; m++)
-        for (int n = 0; n < 8; n++) {
+    for (int n = 0; n < 8; n++) {
+        bool zero = true; /* a zero column of B adds nothing: the split x uses 3 of 8 */
+        for (int k = 0; k < K && zero; k++) zero = B[k][n] == 0;
+        if (zero) continue;
+        for (int m = 0; m < 16; m++) {
             int64_t s = C[m][n];
             for (int k = 0; k < K; k++) s += (int64_t)A[m][k] * B[k][n];
             C[m][n] = (int32_t)(uint32_t)(uint64_t)s; /* s32 accumulation wraps */
         }
+    }
     for (int ln = 0; ln < 32; ln++) {
         const int g = ln >> 2, t = ln & 3;
         for (int i = 0; i < 4; i++) L[ln].c[i] = (uint32_t)C[g + 8 * (i >> 1)][2 * t + (i & 1)];
