@@ -37,7 +37,6 @@ struct lane {
     lane_state state;
     /* the collective this lane waits in */
     warp_op op;
-    unsigned mask;
     uint64_t val, out;
     int arg, width;
     bool xor_mode;
@@ -399,7 +398,6 @@ uint64_t shfl(unsigned mask, uint64_t v, int lane_arg, bool xor_mode, int width)
     if (mask != 0xffffffffu) fail("shuffle with mask %#x: only full-warp masks are emulated", mask);
     if (width < 1 || width > 32 || (width & (width - 1))) fail("shuffle width %d: not a power of two <= 32", width);
     l.op = OP_SHFL;
-    l.mask = mask;
     l.val = v;
     l.arg = lane_arg;
     l.xor_mode = xor_mode;
