@@ -126,7 +126,7 @@ struct qp_op_args {
 
 typedef enum qp_status (*qp_op_fn)(const struct qp_op_args *a, struct qp_error *err);
 
-/* Plan-facing description of an op (kernels/op_table.c). */
+/* Plan-facing description of an op (core/op_table.c). */
 struct qp_op_desc {
     enum qp_op op;
     const char *name; /* as written in plans: "embed", "rms_norm", "linear", ... */

@@ -217,7 +217,7 @@ int qp_plan_node_parts(const struct qp_plan *p, const struct qp_plan_node *n, bo
 int32_t qp_plan_find_weight(const struct qp_plan *p, const char *name);
 int32_t qp_plan_find_buffer(const struct qp_plan *p, const char *name);
 
-/* Reads a plan from a YAML file (compiler/plan_read.c). Checks the syntax and the types of
+/* Reads a plan from a YAML file (core/plan_read.c). Checks the syntax and the types of
  * every field, refuses unknown and missing keys, and resolves names (ops via the op table,
  * buffers, weights). Does NOT check the plan's consistency: call qp_plan_validate. On failure
  * returns QP_ERR_IO / QP_ERR_FORMAT with "path:line: what" in err and leaves *out NULL. */
@@ -226,7 +226,7 @@ enum qp_status qp_plan_read(const char *path, struct qp_plan **out, struct qp_er
 enum qp_status qp_plan_read_memory(const char *text, size_t len, const char *name,
                                    struct qp_plan **out, struct qp_error *err);
 
-/* Checks a plan on its own (compiler/plan_validate.c): version, limits, step state and KV
+/* Checks a plan on its own (core/plan_validate.c): version, limits, step state and KV
  * cache geometry, weight and buffer sizes, every region inside the arena and aligned, no two
  * buffers live at the same node overlapping (nor a node's scratch with a live buffer), no
  * buffer read before it is written, every op's operands, weights, widths and params
@@ -240,7 +240,7 @@ enum qp_status qp_plan_validate(const struct qp_plan *p, struct qp_error *err);
 enum qp_status qp_plan_check_model(const struct qp_plan *p, const struct qp_gguf *g,
                                    struct qp_error *err);
 
-/* Writes the plan as YAML (compiler/plan_write.c) with libyaml's emitter, deterministically,
+/* Writes the plan as YAML (core/plan_write.c) with libyaml's emitter, deterministically,
  * atomically: a temporary file in the same directory, fsync, rename. On failure nothing is
  * left at path (nor the temporary file). */
 enum qp_status qp_plan_write(const struct qp_plan *p, const char *path, struct qp_error *err);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""list-errors.py — prints every error message format in compiler/, runtime/ and kernels/ (the
+"""list-errors.py — prints every error message format in core/, compiler/, runtime/ and kernels/ (the
 first argument of qp_error_set / fprintf(stderr) / the files' local fail helpers, string
 literals joined) as a Markdown list grouped by source file: the appendix of docs/errors.md.
 Usage: scripts/list-errors.py > /tmp/list.md, then paste over the appendix. A developer
@@ -32,7 +32,7 @@ def calls(src):
 
 
 def main():
-    pats = ['compiler/*.c', 'runtime/*.c', 'runtime/cuda/*.cu', 'kernels/*.c', 'kernels/cpu/*.c',
+    pats = ['core/*.c', 'compiler/*.c', 'runtime/*.c', 'runtime/cuda/*.cu', 'kernels/*.c', 'kernels/cpu/*.c',
             'kernels/cuda/*.cu']
     files = sorted(f for p in pats for f in glob.glob(os.path.join(ROOT, p)))
     for f in files:

@@ -1,6 +1,6 @@
 /* gguf_bytes.h — a tiny byte builder for GGUF test files (header-only, tests only).
  *
- * Builds files byte by byte, independently of compiler/gguf_write.c, so tests can write every
+ * Builds files byte by byte, independently of core/gguf_write.c, so tests can write every
  * malformed variant the writer refuses to produce. All integers are written little-endian
  * whatever the host. Allocation failure aborts: in a test that is a crash worth seeing, not an
  * input error.

@@ -8,8 +8,14 @@
 if(QP_KEMU AND CUDAToolkit_FOUND)
   find_package(Boost 1.66 CONFIG COMPONENTS context)
 endif()
-if(QP_KEMU AND CUDAToolkit_FOUND AND NOT Boost_FOUND)
-  message(STATUS "qplan: Boost.Context not found: test_gpu_ops_emu (the CUDA kernels on the CPU emulator) not built")
+# BoostConfig.cmake leaves Boost_FOUND true when an optional component is missing (Boost's
+# headers without libboost-context-dev, as in a plain CUDA image): the target decides.
+if(QP_KEMU AND CUDAToolkit_FOUND AND NOT TARGET Boost::context)
+  message(STATUS "qplan: Boost.Context not found (Debian: libboost-context-dev): the CPU emulator of the CUDA kernels (tests/kemu, test_gpu_ops_emu, test_cuda_backend_emu) is off")
+elseif(QP_KEMU AND NOT CUDAToolkit_FOUND)
+  message(STATUS "qplan: no CUDA Toolkit headers: the CPU emulator of the CUDA kernels (tests/kemu) is off")
+elseif(NOT QP_KEMU)
+  message(STATUS "qplan: the CPU emulator of the CUDA kernels is off (QP_KEMU=OFF)")
 elseif(QP_KEMU AND CUDAToolkit_FOUND)
   # qp_kemu_wrap(OUT SUBDIR cu...): OUT = a .cpp per CUDA source, under kemu/SUBDIR of the build
   # folder, that includes it and is compiled with kemu.h first.

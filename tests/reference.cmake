@@ -5,7 +5,7 @@ add_library(qpref STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/reference/ref_expected.c)
 target_compile_options(qpref PRIVATE ${QP_C_WARNINGS})
 target_include_directories(qpref PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/reference)
-target_link_libraries(qpref PUBLIC qpcore qpkernels ${MATH_LIB})
+target_link_libraries(qpref PUBLIC qpcompiler ${MATH_LIB})
 
 add_executable(qpref_cli ${CMAKE_CURRENT_SOURCE_DIR}/reference/qpref_main.c)
 set_target_properties(qpref_cli PROPERTIES OUTPUT_NAME qpref)
@@ -32,9 +32,9 @@ qp_add_test(test_reference_model
 # The synthetic generator and header extraction: read back exactly, deterministic, well scaled.
 qp_add_test(test_synth
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/reference/test_synth.c
-  LIBS qpcore qpkernels)
+  LIBS qpcompiler)
 target_include_directories(test_synth PRIVATE ${CMAKE_SOURCE_DIR}/compiler)
 qp_add_test(test_synth_model
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/reference/test_synth.c
-  LIBS qpcore qpkernels LABELS model ARGS --real)
+  LIBS qpcompiler LABELS model ARGS --real)
 target_include_directories(test_synth_model PRIVATE ${CMAKE_SOURCE_DIR}/compiler)

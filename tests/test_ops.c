@@ -169,9 +169,9 @@ static void test_rope(int64_t n, int32_t n_head, int32_t hd, int32_t pos0, float
                 /* cos, sin rounded to f32 (u each), two products and a sum: 3u */
                 tol[o + i] = tol[o + i + hd / 2] = 4 * U * (fabs(a) + fabs(b)) + 1e-30;
             }
-    struct step_buf {
+    union {
         struct qp_step s;
-        int32_t tok[8];
+        int32_t words[4 + 8];
     } sb = {.s = {.pos = pos0, .n_tok = (int32_t)n}};
     struct qp_op_args a = {.op = QP_OP_ROPE, .n_tok = (int32_t)n, .step = &sb.s, .out = x, .out_w = w,
                            .n_head = n_head, .head_dim = hd, .rope_base = base};
@@ -215,9 +215,9 @@ static void test_kv_write(int32_t type, int64_t n, int32_t pos0) {
     float *k = tu_alloc(sizeof(float) * (size_t)(n * kvd)), *v = tu_alloc(sizeof(float) * (size_t)(n * kvd));
     tu_fill(k, n * kvd, -100.0f, 100.0f);
     tu_fill(v, n * kvd, -1e-3f, 1e-3f);
-    struct step_buf {
+    union {
         struct qp_step s;
-        int32_t tok[8];
+        int32_t words[4 + 8];
     } sb = {.s = {.pos = pos0, .n_tok = (int32_t)n}};
     struct qp_op_args a = {.op = QP_OP_KV_WRITE, .n_tok = (int32_t)n, .step = &sb.s, .in0 = k, .in1 = v,
                            .in_w = kvd, .n_head = 2, .n_head_kv = 2, .head_dim = 64, .kv = kv};
@@ -281,9 +281,9 @@ static void test_attention(int32_t type, int64_t n, int32_t n_head, int32_t n_he
                 tol[t * qw + (int64_t)h * hd + i] = 2 * se + (2.0 * (double)len + 8) * 2 * U;
             }
         }
-    struct step_buf {
+    union {
         struct qp_step s;
-        int32_t tok[8];
+        int32_t words[4 + 8];
     } sb = {.s = {.pos = pos0, .n_tok = (int32_t)n}};
     struct qp_op_args a = {.op = QP_OP_ATTENTION, .n_tok = (int32_t)n, .step = &sb.s, .in0 = q, .out = out,
                            .in_w = qw, .out_w = qw, .n_head = n_head, .n_head_kv = n_head_kv, .head_dim = hd, .kv = kv};
@@ -354,9 +354,9 @@ static void test_argmax_step(void) {
     x[(n - 1) * vocab + at] = 9.0f;
     x[(n - 1) * vocab + at + 1] = 9.0f; /* a tie: the first index wins */
     x[0] = 100.0f;                       /* a larger value in an earlier row: ignored */
-    struct step_buf {
+    union {
         struct qp_step s;
-        int32_t tok[8];
+        int32_t words[4 + 8];
     } sb = {.s = {.pos = 5, .n_tok = (int32_t)n}};
     struct qp_op_args a = {.op = QP_OP_ARGMAX, .n_tok = (int32_t)n, .step = &sb.s, .in0 = x, .in_w = vocab};
     run_op(&a);

@@ -19,9 +19,11 @@ static void expect_status(const char *what, const struct qp_op_args *a, enum qp_
     tu_expect(ok, "%s: %s%s%s", what, qp_status_str(s), err.msg[0] ? ": " : "", err.msg);
 }
 
-struct step_buf {
+/* a step state with room for 8 tokens: a struct ending in a flexible array may be a union's
+ * member, not another struct's (C11 6.7.2.1) */
+union step_buf {
     struct qp_step s;
-    int32_t tok[8];
+    int32_t words[4 + 8];
 };
 
 static void test_op_table(void) {
@@ -57,7 +59,7 @@ int main(void) {
     tu_fill(x, 8 * D, -1, 1);
     tu_fill(norm, D, -1, 1);
     struct qp_kv_ref kv = {tu_alloc(4 * CTX * KVD), tu_alloc(4 * CTX * KVD), QP_GGML_F32, CTX, KVD};
-    struct step_buf sb = {.s = {.pos = 0, .n_tok = 2}};
+    union step_buf sb = {.s = {.pos = 0, .n_tok = 2}};
 
     /* linear */
     struct qp_op_args lin = {.op = QP_OP_LINEAR, .n_tok = 2, .in0 = x, .out = y, .in_w = D, .out_w = R,

@@ -41,9 +41,11 @@ static float *rnd(int64_t n, float lo, float hi) {
     return x;
 }
 
-struct step_buf {
+/* a step state with room for MAXT tokens: a struct ending in a flexible array may be a union's
+ * member, not another struct's (C11 6.7.2.1) */
+union step_buf {
     struct qp_step s;
-    int32_t tok[MAXT];
+    int32_t words[4 + MAXT];
 };
 
 static void fused_norm_linear(int32_t type, int32_t n) {
@@ -75,7 +77,7 @@ static void fused_qkv(int32_t type, int32_t kv_type, int32_t n, int32_t pos) {
     int64_t ctx = pos + n + 2, kvd = NKV * HD;
     size_t cb = (kv_type == QP_GGML_F16 ? 2 : 4) * (size_t)(ctx * kvd);
     struct qp_kv_ref kv1 = {tu_alloc(cb), tu_alloc(cb), kv_type, ctx, kvd}, kv2 = {tu_alloc(cb), tu_alloc(cb), kv_type, ctx, kvd};
-    struct step_buf sb = {.s = {.pos = pos, .n_tok = n}};
+    union step_buf sb = {.s = {.pos = pos, .n_tok = n}};
     float *h = fl(n * DIM), *q1 = fl(n * NH * HD), *k1 = fl(n * kvd), *v1 = fl(n * kvd), *q2 = fl(n * NH * HD);
     /* unfused */
     run(&(struct qp_op_args){.op = QP_OP_RMS_NORM, .n_tok = n, .in0 = x, .out = h, .in_w = DIM, .out_w = DIM,
@@ -162,7 +164,7 @@ static void fused_argmax(int32_t type, int32_t n) {
     tu_weight_rand(&w, type, VOCAB, DIM, 1.0f);
     float *x = rnd(n * DIM, -2, 2), *g = rnd(DIM, -1, 1);
     float *h = fl(n * DIM), *l1 = fl(n * VOCAB), *l2 = fl(n * VOCAB);
-    struct step_buf s1 = {.s = {.pos = 3, .n_tok = n, .next_token = -1}}, s2 = s1;
+    union step_buf s1 = {.s = {.pos = 3, .n_tok = n, .next_token = -1}}, s2 = s1;
     run(&(struct qp_op_args){.op = QP_OP_RMS_NORM, .n_tok = n, .in0 = x, .out = h, .in_w = DIM, .out_w = DIM,
                              .norm = g, .eps = 1e-6f});
     run(&(struct qp_op_args){.op = QP_OP_LINEAR, .n_tok = n, .in0 = h, .out = l1, .in_w = DIM, .out_w = VOCAB,

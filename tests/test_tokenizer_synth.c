@@ -47,7 +47,7 @@ static enum qp_status build(const struct spec *sp, struct qp_tokenizer **tok, st
         types[b] = 1;
     }
     if (sp->drop_byte_token) tokens['z'] = "zz";
-    const char *extra[] = {"aa", "bc", "ab", "abc", "\xC4\xA0" "a", "<s>", "<s>x", "<|endoftext|>",
+    const char *extra[] = {"aa", "bc", "ab", "abc", "\xC4\xA0\x61" /* "Ġa" */, "<s>", "<s>x", "<|endoftext|>",
                            "<|im_end|>", "[PAD]"};
     const int32_t extra_type[] = {1, 1, 1, 1, 1, 3, 4, 3, 3, 5};
     for (int i = 0; i < N_TOK - 256; i++) {

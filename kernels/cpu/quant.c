@@ -2,7 +2,7 @@
  *
  * Owns: the block decoders of F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K,
  * Q5_K and Q6_K, written from ggml-common.h / ggml-quants.c (layouts: docs/quant-formats.md).
- * Does not own: type geometry (compiler/ggml_type.c), random blocks (quant_random.c).
+ * Does not own: type geometry (core/ggml_type.c), random blocks (quant_random.c).
  *
  * Dequantization uses exactly the per-element operation order of ggml's dequantize_row_* (and
  * of the `gguf` package), so results are bit-identical to those references: e.g. Q4_K is

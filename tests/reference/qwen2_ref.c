@@ -91,7 +91,7 @@ static enum qp_status get_mat(const struct qp_gguf *g, const char *name, int64_t
 /* A vector tensor of n elements, dequantized into a new f32 array (*out owned by the caller). */
 static enum qp_status get_vec(const struct qp_gguf *g, const char *name, int64_t n, float **out,
                               struct qp_error *err) {
-    struct ref_mat m;
+    struct ref_mat m = {0}; /* get_mat fills it or fails */
     enum qp_status s = get_mat(g, name, 1, n, &m, err);
     if (s != QP_OK) return s;
     *out = malloc((size_t)n * sizeof(float));

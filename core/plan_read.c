@@ -105,7 +105,7 @@ static enum qp_status get_i64(struct rd *r, yaml_node_t *n, const char *what, in
 
 /* Non-negative integers up to INT64_MAX (sizes and offsets). */
 static enum qp_status get_u64(struct rd *r, yaml_node_t *n, const char *what, uint64_t *out) {
-    int64_t v;
+    int64_t v = 0;
     const char *s = scalar(n);
     if (s && s[0] == '-') return fail(r, n, "%s: negative value %s", what, s);
     enum qp_status st = get_i64(r, n, what, 0, INT64_MAX, &v);
@@ -115,7 +115,7 @@ static enum qp_status get_u64(struct rd *r, yaml_node_t *n, const char *what, ui
 
 static enum qp_status get_i32(struct rd *r, yaml_node_t *n, const char *what, int32_t lo,
                               int32_t hi, int32_t *out) {
-    int64_t v;
+    int64_t v = 0;
     enum qp_status st = get_i64(r, n, what, lo, hi, &v);
     if (st == QP_OK) *out = (int32_t)v;
     return st;
@@ -270,7 +270,7 @@ static enum qp_status read_kv(struct rd *r, yaml_node_t *m, struct qp_plan *p) {
 /* shape: [rows, cols], each >= 1. */
 static enum qp_status get_shape(struct rd *r, yaml_node_t *n, const char *what, int64_t *rows,
                                 int64_t *cols) {
-    int c;
+    int c = 0;
     if (!n || n->type != YAML_SEQUENCE_NODE ||
         n->data.sequence.items.top - n->data.sequence.items.start != 2)
         return fail(r, n, "%s: expected [rows, cols]", what);
@@ -291,7 +291,7 @@ static enum qp_status get_type(struct rd *r, yaml_node_t *n, const char *what, i
 static enum qp_status read_weights(struct rd *r, yaml_node_t *n, struct qp_plan *p) {
     static const char *const keys[] = {"name", "type", "shape", "bytes", "from", "parts", NULL};
     static const char *const required[] = {"name", "type", "shape", "bytes", "from", NULL};
-    int count;
+    int count = 0;
     TRY(get_seq(r, n, "weights", 0, INT32_MAX, &count));
     p->weights = calloc((size_t)count + 1, sizeof *p->weights);
     if (!p->weights) return qp_error_set(r->err, QP_ERR_NOMEM, "%s: out of memory", r->name);
@@ -315,7 +315,7 @@ static enum qp_status read_weights(struct rd *r, yaml_node_t *n, struct qp_plan 
         snprintf(what, sizeof what, "weight '%s'.bytes", w->name);
         TRY(get_u64(r, map_get(r, m, "bytes"), what, &w->bytes));
         yaml_node_t *f = map_get(r, m, "from");
-        int nf;
+        int nf = 0;
         snprintf(what, sizeof what, "weight '%s'.from", w->name);
         TRY(get_seq(r, f, what, 1, 16, &nf));
         w->from = calloc((size_t)nf, sizeof *w->from);
@@ -330,7 +330,7 @@ static enum qp_status read_weights(struct rd *r, yaml_node_t *n, struct qp_plan 
         snprintf(what, sizeof what, "weight '%s'.parts", w->name);
         if (!pr && nf > 1) return fail(r, m, "%s: missing (needed with several 'from')", what);
         if (pr) {
-            int np;
+            int np = 0;
             TRY(get_seq(r, pr, what, nf, nf, &np));
             for (int j = 0; j < np; j++)
                 TRY(get_i64(r, seq_item(r, pr, j), what, 1, INT64_MAX / 2, &w->part_rows[j]));
@@ -343,7 +343,7 @@ static enum qp_status read_weights(struct rd *r, yaml_node_t *n, struct qp_plan 
 
 static enum qp_status read_buffers(struct rd *r, yaml_node_t *n, struct qp_plan *p) {
     static const char *const keys[] = {"name", "dtype", "shape", "offset", "bytes", NULL};
-    int count;
+    int count = 0;
     TRY(get_seq(r, n, "buffers", 0, INT32_MAX, &count));
     p->buffers = calloc((size_t)count + 1, sizeof *p->buffers);
     if (!p->buffers) return qp_error_set(r->err, QP_ERR_NOMEM, "%s: out of memory", r->name);
@@ -375,7 +375,7 @@ static enum qp_status read_buffers(struct rd *r, yaml_node_t *n, struct qp_plan 
 /* A list of weight names → indices. */
 static enum qp_status get_weight_refs(struct rd *r, const struct qp_plan *p, yaml_node_t *n,
                                       const char *what, int32_t *idx, int32_t *count) {
-    int c;
+    int c = 0;
     TRY(get_seq(r, n, what, 0, QP_OP_MAX_PARTS, &c));
     for (int i = 0; i < c; i++) {
         yaml_node_t *it = seq_item(r, n, i);
@@ -423,7 +423,7 @@ static enum qp_status read_node(struct rd *r, const struct qp_plan *p, yaml_node
     TRY(get_str(r, map_get(r, m, "kernel"), fw, &nd->kernel));
 
     yaml_node_t *in = map_get(r, m, "in");
-    int nin;
+    int nin = 0;
     snprintf(fw, sizeof fw, "%s.in", what);
     TRY(get_seq(r, in, fw, 0, QP_PLAN_MAX_IN, &nin));
     for (int k = 0; k < nin; k++) TRY(get_buffer_ref(r, p, seq_item(r, in, k), fw, &nd->in[k]));
@@ -515,7 +515,7 @@ static enum qp_status read_programs(struct rd *r, yaml_node_t *m, struct qp_plan
         snprintf(what, sizeof what, "programs.%s.capture", name);
         TRY(get_bool(r, map_get(r, g, "capture"), what, &pg->capture));
         yaml_node_t *nodes = map_get(r, g, "nodes");
-        int count;
+        int count = 0;
         snprintf(what, sizeof what, "programs.%s.nodes", name);
         TRY(get_seq(r, nodes, what, 1, INT32_MAX, &count));
         pg->nodes = calloc((size_t)count, sizeof *pg->nodes);

@@ -176,8 +176,8 @@ static enum qp_status rd_scalar(struct cursor *c, int32_t type, struct qp_gguf_v
 
 static enum qp_status rd_array(struct cursor *c, struct qp_gguf_value *v, const char *key,
                                int depth) {
-    int32_t et;
-    uint64_t n;
+    int32_t et = 0; /* rd fills both or fails; initialised for gcc's -O3 flow analysis */
+    uint64_t n = 0;
     size_t at = c->pos;
     enum qp_status st = rd(c, &et, 4, "an array element type");
     if (st) return st;
@@ -323,7 +323,7 @@ static enum qp_status parse(struct qp_gguf *g, unsigned flags, struct qp_error *
                                     g->path, k, at);
             }
         }
-        int32_t type;
+        int32_t type = 0; /* rd fills it or fails (see rd_array) */
         at = c.pos;
         if ((st = rd(&c, &type, 4, "a value type"))) return st;
         if (type < 0 || type >= QP_GGUF_VTYPE_COUNT) {
