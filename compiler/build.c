@@ -94,9 +94,9 @@ oom:
     return qp_error_set(err, QP_ERR_NOMEM, "out of memory building a plan");
 }
 
-enum qp_status qp_build_node(struct qp_plan *p, enum qp_plan_program_id prog, enum qp_op op,
-                             struct qp_plan_node **node, struct qp_error *err) {
-    struct qp_plan_program *g = &p->programs[prog];
+enum qp_status qp_build_node(struct qp_plan *p, enum qp_op op, struct qp_plan_node **node,
+                             struct qp_error *err) {
+    struct qp_plan_program *g = &p->programs[QP_BUILD_GRAPH];
     if (!grow((void **)&g->nodes, g->n_nodes, sizeof *g->nodes))
         return qp_error_set(err, QP_ERR_NOMEM, "out of memory building a plan");
     struct qp_plan_node *n = &g->nodes[g->n_nodes++];
@@ -109,8 +109,8 @@ enum qp_status qp_build_node(struct qp_plan *p, enum qp_plan_program_id prog, en
     return QP_OK;
 }
 
-void qp_build_compact(struct qp_plan *p, enum qp_plan_program_id prog) {
-    struct qp_plan_program *g = &p->programs[prog];
+void qp_build_compact(struct qp_plan *p) {
+    struct qp_plan_program *g = &p->programs[QP_BUILD_GRAPH];
     int32_t k = 0;
     for (int32_t i = 0; i < g->n_nodes; i++) {
         if (g->nodes[i].op == QP_OP_COUNT) {
@@ -132,7 +132,7 @@ enum qp_status qp_build_remove_dead(struct qp_plan *p, int32_t *removed_buffers,
         return qp_error_set(err, QP_ERR_NOMEM, "out of memory building a plan");
     }
     /* mark: 1 = used */
-    for (int k = 0; k < QP_PLAN_N_PROGRAMS; k++) {
+    for (int32_t k = 0; k < p->n_programs; k++) {
         const struct qp_plan_program *g = &p->programs[k];
         for (int32_t i = 0; i < g->n_nodes; i++) {
             const struct qp_plan_node *n = &g->nodes[i];
@@ -170,7 +170,7 @@ enum qp_status qp_build_remove_dead(struct qp_plan *p, int32_t *removed_buffers,
     *removed_weights = p->n_weights - nw;
     p->n_buffers = nb;
     p->n_weights = nw;
-    for (int k = 0; k < QP_PLAN_N_PROGRAMS; k++) {
+    for (int32_t k = 0; k < p->n_programs; k++) {
         struct qp_plan_program *g = &p->programs[k];
         for (int32_t i = 0; i < g->n_nodes; i++) {
             struct qp_plan_node *n = &g->nodes[i];

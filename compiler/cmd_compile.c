@@ -1,6 +1,7 @@
 /* cmd_compile.c — `qplan compile model.gguf [-o plan.yaml] [--ctx N] [--kv-type f16|f32]
- * [--chunk N] [--no-fuse NAME|all]...`: compiles a GGUF into a plan, writes it atomically
- * and prints a summary (fusions applied, nodes per program, arena / KV / weight bytes). */
+ * [--chunk N] [--no-fuse NAME|all]... [--target sm_NN] [--sms N] [--matvec-tokens N]
+ * [--kernel PATTERN=NAME]...`: compiles a GGUF into a plan, writes it atomically and prints a
+ * summary (fusions applied, programs and their kernels, arena / KV / weight bytes). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,15 +13,24 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: qplan compile model.gguf [-o plan.yaml] [--ctx N] [--kv-type f16|f32]\n"
-               "                    [--chunk N] [--no-fuse NAME]... [--header-only]\n"
+               "                    [--chunk N] [--no-fuse NAME]... [--target sm_NN] [--sms N]\n"
+               "                    [--matvec-tokens N] [--kernel PATTERN=NAME]... [--header-only]\n"
                "  -o PATH         output plan (default: model name with .yaml, in the current folder)\n"
                "  --ctx N         KV cache positions (default: min(model context, %d))\n"
                "  --kv-type T     KV cache type f16 (default) or f32\n"
                "  --chunk N       prefill tokens per step (default: min(%d, ctx))\n"
                "  --no-fuse NAME  skip a fusion pass: fuse_norm, fuse_qkv, fuse_swiglu,\n"
                "                  fuse_residual, fuse_lm_head, or all (repeatable)\n"
+               "  --target sm_NN  the GPU architecture to choose kernels for (default sm_%d: H100, H200)\n"
+               "  --sms N         its streaming multiprocessors, for grid sizes (default: 132 for sm_90)\n"
+               "  --matvec-tokens N  chunks of up to N tokens run the matvec kernels (program\n"
+               "                  prefill_small; default %d, 0 for none)\n"
+               "  --kernel PATTERN=NAME  run kernel NAME on the nodes PATTERN matches (repeatable):\n"
+               "                  PROGRAM:OP[:WEIGHT], shell globs, e.g. 'decode:linear=mmv',\n"
+               "                  '*:attention=attn_split', 'decode:linear:blk.*.ffn_down.weight=mmv'\n"
                "  --header-only   accept a GGUF without tensor data (synthetic shapes)\n",
-            QP_COMPILE_DEFAULT_CTX, QP_COMPILE_DEFAULT_CHUNK);
+            QP_COMPILE_DEFAULT_CTX, QP_COMPILE_DEFAULT_CHUNK, QP_COMPILE_DEFAULT_SM,
+            QP_COMPILE_DEFAULT_MATVEC_TOKENS);
 }
 
 static bool parse_int(const char *s, int64_t *out) {
@@ -36,9 +46,14 @@ static void human(char *b, size_t n, uint64_t v) {
     else snprintf(b, n, "%.2f MiB", (double)v / (1ull << 20));
 }
 
+#define QP_MAX_OVERRIDES 64
+
 int qp_cmd_compile(int argc, char **argv) {
     struct qp_compile_options o;
     qp_compile_options_default(&o);
+    struct qp_kernel_override ov[QP_MAX_OVERRIDES];
+    char ov_text[QP_MAX_OVERRIDES][256];
+    o.overrides = ov;
     const char *model = NULL, *out_path = NULL;
     unsigned flags = QP_GGUF_DEFAULT;
     for (int i = 1; i < argc; i++) {
@@ -81,6 +96,44 @@ int qp_cmd_compile(int argc, char **argv) {
                 }
                 o.disabled |= 1u << k;
             }
+        } else if (!strcmp(a, "--target") && has_val) {
+            const char *t = argv[++i];
+            int64_t sm = 0;
+            if (strncmp(t, "sm_", 3) != 0 || !parse_int(t + 3, &sm) || sm < 50 || sm > 200) {
+                fprintf(stderr, "qplan compile: --target '%s': expected sm_NN (e.g. sm_90 for H100/H200, sm_80 for A100)\n", t);
+                return 2;
+            }
+            o.sm = (int32_t)sm;
+        } else if (!strcmp(a, "--sms") && has_val) {
+            int64_t v = 0;
+            if (!parse_int(argv[++i], &v) || v > 4096) {
+                fprintf(stderr, "qplan compile: --sms '%s' is not a count of 1..4096\n", argv[i]);
+                return 2;
+            }
+            o.sms = (int32_t)v;
+        } else if (!strcmp(a, "--matvec-tokens") && has_val) {
+            int64_t v = 0;
+            const char *t = argv[++i];
+            if (strcmp(t, "0") != 0 && !parse_int(t, &v)) {
+                fprintf(stderr, "qplan compile: --matvec-tokens '%s' is not a token count\n", t);
+                return 2;
+            }
+            o.matvec_tokens = (int32_t)v;
+        } else if (!strcmp(a, "--kernel") && has_val) {
+            const char *t = argv[++i], *eq = strrchr(t, '=');
+            if (!eq || eq == t || !eq[1] || strlen(t) >= sizeof ov_text[0] || !strchr(t, ':') ||
+                strchr(t, ':') > eq) {
+                fprintf(stderr, "qplan compile: --kernel '%s': expected PROGRAM:OP[:WEIGHT]=NAME, e.g. decode:linear=mmv\n", t);
+                return 2;
+            }
+            if (o.n_overrides == QP_MAX_OVERRIDES) {
+                fprintf(stderr, "qplan compile: more than %d --kernel options\n", QP_MAX_OVERRIDES);
+                return 2;
+            }
+            char *c = ov_text[o.n_overrides];
+            memcpy(c, t, strlen(t) + 1);
+            c[eq - t] = 0;
+            ov[o.n_overrides++] = (struct qp_kernel_override){c, c + (eq - t) + 1};
         } else if (!strcmp(a, "--header-only")) {
             flags |= QP_GGUF_HEADER_ONLY;
         } else if (a[0] == '-' && a[1]) {
@@ -146,8 +199,12 @@ int qp_cmd_compile(int argc, char **argv) {
             printf("    %-14s %d\n", qp_pass_name((enum qp_pass)k), s.fused[k]);
         else
             printf("    %-14s off\n", qp_pass_name((enum qp_pass)k));
-    printf("  nodes        %d unfused -> prefill %d, decode %d (captured)\n", s.unfused_nodes,
-           s.n_nodes[0], s.n_nodes[1]);
+    printf("  target       %s sm_%d, %d SMs\n", p->target.backend, p->target.sm, p->target.sms);
+    printf("  programs     %d unfused nodes ->", s.unfused_nodes);
+    for (int32_t k = 0; k < p->n_programs; k++)
+        printf("%s %s (%d..%d tokens%s) %d nodes", k ? "," : "", p->programs[k].name, p->programs[k].min_tok,
+               p->programs[k].max_tok, p->programs[k].capture ? ", captured" : "", p->programs[k].n_nodes);
+    printf("\n");
     printf("  removed      %d dead buffers, %d weights replaced by stacked ones\n",
            s.removed_buffers, s.removed_weights);
     printf("  memory       arena %" PRIu64 " bytes (%s), of which KV %" PRIu64 " (%s); weights %"

@@ -4,11 +4,13 @@
 #include <string.h>
 
 #include "commands.h"
+#include "qp_compile.h"
 #include "qp_plan.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: qplan validate plan.yaml [model.gguf]\n"
-               "  checks the plan on its own (syntax, sizes, arena regions, liveness, ops) and,\n"
+               "  checks the plan on its own (syntax, sizes, arena regions, liveness, ops, each node's\n"
+               "  kernel and launch shape on the plan's target) and,\n"
                "  with a model, that it was compiled from that file (size, header hash, weights)\n");
 }
 
@@ -39,7 +41,8 @@ int qp_cmd_validate(int argc, char **argv) {
     }
     struct qp_error err;
     struct qp_plan *p = NULL;
-    if (qp_plan_read(plan, &p, &err) != QP_OK || qp_plan_validate(p, &err) != QP_OK) {
+    if (qp_plan_read(plan, &p, &err) != QP_OK || qp_plan_validate(p, &err) != QP_OK ||
+        qp_plan_check_kernels(p, &err) != QP_OK) {
         fprintf(stderr, "qplan validate: %s\n", err.msg);
         qp_plan_free(p); /* read but invalid (LeakSanitizer: the plan was leaked here) */
         return 1;
@@ -58,9 +61,10 @@ int qp_cmd_validate(int argc, char **argv) {
             return 1;
         }
     }
-    printf("%s: valid plan (%d weights, %d buffers, prefill %d nodes, decode %d nodes)%s%s\n",
-           plan, p->n_weights, p->n_buffers, p->programs[QP_PLAN_PREFILL].n_nodes,
-           p->programs[QP_PLAN_DECODE].n_nodes, model ? ", matches " : "", model ? model : "");
+    printf("%s: valid plan (%d weights, %d buffers, programs", plan, p->n_weights, p->n_buffers);
+    for (int32_t k = 0; k < p->n_programs; k++)
+        printf("%s %s %d nodes", k ? "," : "", p->programs[k].name, p->programs[k].n_nodes);
+    printf(")%s%s\n", model ? ", matches " : "", model ? model : "");
     qp_plan_free(p);
     return 0;
 }

@@ -1,7 +1,7 @@
 /* compile.c — qp_compile: the compiler's driver. Lowering by architecture, the fusion passes
- * in order (each skippable), dead buffer and weight removal, the graph cloned into the
- * prefill and decode programs, kernel selection, memory planning, totals, and a final
- * qp_plan_validate so that a plan the compiler returns is one the runtime accepts.
+ * in order (each skippable), dead buffer and weight removal, the graph cloned into the plan's
+ * programs (decode, prefill_small, prefill), kernel selection, memory planning, totals, and a
+ * final qp_plan_validate so that a plan the compiler returns is one the runtime accepts.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,9 +11,17 @@
 #include "compile_internal.h"
 #include "qp_ggml.h"
 
+int32_t qp_compile_default_sms(int32_t sm) {
+    if (sm >= 90) return 132; /* H100 SXM, H200 */
+    if (sm >= 89) return 128; /* RTX 4090 */
+    if (sm >= 86) return 84;  /* RTX 3090 */
+    return 108;               /* A100 */
+}
+
 void qp_compile_options_default(struct qp_compile_options *o) {
     memset(o, 0, sizeof *o);
     o->kv_type = QP_GGML_F16;
+    o->matvec_tokens = -1;
 }
 
 static const char *base_name(const char *path) {
@@ -27,16 +35,64 @@ static const char *base_name(const char *path) {
         if (st != QP_OK) goto fail;                                                            \
     } while (0)
 
-static enum qp_status clone_program(struct qp_plan *p, struct qp_error *err) {
-    const struct qp_plan_program *src = &p->programs[QP_PLAN_PREFILL];
-    struct qp_plan_program *dst = &p->programs[QP_PLAN_DECODE];
-    dst->nodes = calloc((size_t)src->n_nodes + 1, sizeof *dst->nodes);
-    if (!dst->nodes) return qp_error_set(err, QP_ERR_NOMEM, "out of memory building a plan");
-    memcpy(dst->nodes, src->nodes, (size_t)src->n_nodes * sizeof *dst->nodes);
-    for (int32_t i = 0; i < src->n_nodes; i++) dst->nodes[i].kernel = NULL; /* chosen later */
-    dst->n_nodes = src->n_nodes;
-    p->programs[QP_PLAN_PREFILL].capture = false;
-    dst->capture = true;
+/* Replaces the working graph by the plan's programs, each a copy of it for a range of chunk
+ * sizes: decode (1 token, captured), prefill_small (2..matvec_tokens: the matvec kernels), prefill
+ * (the rest, up to the chunk). */
+static enum qp_status split_programs(struct qp_plan *p, int64_t chunk, int64_t matvec_tokens,
+                                     struct qp_error *err) {
+    struct {
+        const char *name;
+        int64_t lo, hi;
+        bool capture;
+    } want[3] = {{"decode", 1, 1, true}, {"prefill_small", 2, 0, false}, {"prefill", 2, chunk, false}};
+    const int64_t small = matvec_tokens < chunk ? matvec_tokens : chunk;
+    if (small >= 2) {
+        want[1].hi = small;
+        want[2].lo = small + 1;
+    }
+    struct qp_plan_program *graph = &p->programs[QP_BUILD_GRAPH];
+    struct qp_plan_program *progs = calloc(3, sizeof *progs);
+    if (!progs) return qp_error_set(err, QP_ERR_NOMEM, "out of memory building a plan");
+    int32_t n = 0;
+    for (int k = 0; k < 3; k++) {
+        if (want[k].hi < want[k].lo) continue;
+        struct qp_plan_program *g = &progs[n++];
+        g->name = qp_build_strdup(want[k].name);
+        g->nodes = calloc((size_t)graph->n_nodes + 1, sizeof *g->nodes);
+        if (!g->name || !g->nodes) {
+            for (int32_t i = 0; i < n; i++) {
+                free(progs[i].name);
+                free(progs[i].nodes);
+            }
+            free(progs);
+            return qp_error_set(err, QP_ERR_NOMEM, "out of memory building a plan");
+        }
+        g->min_tok = (int32_t)want[k].lo;
+        g->max_tok = (int32_t)want[k].hi;
+        g->capture = want[k].capture;
+        memcpy(g->nodes, graph->nodes, (size_t)graph->n_nodes * sizeof *g->nodes);
+        for (int32_t i = 0; i < graph->n_nodes; i++) g->nodes[i].kernel = NULL; /* chosen later */
+        g->n_nodes = graph->n_nodes;
+    }
+    for (int32_t i = 0; i < graph->n_nodes; i++) free(graph->nodes[i].kernel);
+    free(graph->name);
+    free(graph->nodes);
+    free(p->programs);
+    p->programs = progs;
+    p->n_programs = n;
+    return QP_OK;
+}
+
+/* The plan's record of the fusion passes that ran. */
+static enum qp_status record_passes(struct qp_plan *p, unsigned disabled, struct qp_error *err) {
+    p->passes = calloc(QP_PASS_COUNT, sizeof *p->passes);
+    if (!p->passes) return qp_error_set(err, QP_ERR_NOMEM, "out of memory building a plan");
+    for (int k = 0; k < QP_PASS_COUNT; k++) {
+        if (disabled & (1u << k)) continue;
+        if (!(p->passes[p->n_passes] = qp_build_strdup(qp_pass_name((enum qp_pass)k))))
+            return qp_error_set(err, QP_ERR_NOMEM, "out of memory building a plan");
+        p->n_passes++;
+    }
     return QP_OK;
 }
 
@@ -52,13 +108,22 @@ enum qp_status qp_compile(const struct qp_gguf *g, const struct qp_compile_optio
     struct qp_plan *p = qp_plan_new();
     if (!p) return qp_error_set(err, QP_ERR_NOMEM, "out of memory");
 
-    /* identity */
-    p->target = qp_build_strdup("cuda");
+    /* identity, target, and the working graph's program */
+    p->target.backend = qp_build_strdup("cuda");
+    p->target.sm = o->sm ? o->sm : QP_COMPILE_DEFAULT_SM;
+    p->target.sms = o->sms ? o->sms : qp_compile_default_sms(p->target.sm);
     p->model.file = qp_build_strdup(o->file_name ? o->file_name : base_name(path));
     p->model.size = qp_gguf_file_size(g);
     p->model.header_hash = qp_gguf_header_hash(g);
-    if (!p->target || !p->model.file) {
+    p->programs = calloc(1, sizeof *p->programs);
+    if (!p->target.backend || !p->model.file || !p->programs) {
         st = qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    p->n_programs = 1;
+    if (p->target.sm < 50 || p->target.sm > 200 || p->target.sms < 1 || p->target.sms > 4096) {
+        st = qp_error_set(err, QP_ERR_RANGE, "--target sm_%d with %d SMs: expected sm_50..sm_200 and 1..4096 SMs",
+                          p->target.sm, p->target.sms);
         goto fail;
     }
 
@@ -108,7 +173,7 @@ enum qp_status qp_compile(const struct qp_gguf *g, const struct qp_compile_optio
     p->limits.max_chunk = chunk;
 
     TRY(arch->lower(g, p, err));
-    stats->unfused_nodes = p->programs[QP_PLAN_PREFILL].n_nodes;
+    stats->unfused_nodes = p->programs[QP_BUILD_GRAPH].n_nodes;
     p->kv.type = o->kv_type;
     p->kv.n_layer = p->hparams.n_layer;
     p->kv.ctx = ctx;
@@ -123,17 +188,18 @@ enum qp_status qp_compile(const struct qp_gguf *g, const struct qp_compile_optio
         }
         stats->fused[k] = n;
     }
-    TRY(clone_program(p, err));
+    TRY(record_passes(p, o->disabled, err));
     TRY(qp_build_remove_dead(p, &stats->removed_buffers, &stats->removed_weights, err));
-    TRY(qp_select_kernels(p, err));
+    TRY(split_programs(p, chunk, o->matvec_tokens < 0 ? QP_COMPILE_DEFAULT_MATVEC_TOKENS : o->matvec_tokens,
+                       err));
+    TRY(qp_select_kernels(p, o, err));
     TRY(qp_memplan(p, err));
     uint64_t wb = 0;
     for (int32_t i = 0; i < p->n_weights; i++) wb += p->weights[i].bytes;
     p->memory.weight_bytes = wb;
-    for (int k = 0; k < QP_PLAN_N_PROGRAMS; k++) stats->n_nodes[k] = p->programs[k].n_nodes;
 
     struct qp_error verr;
-    if (qp_plan_validate(p, &verr) != QP_OK) {
+    if (qp_plan_validate(p, &verr) != QP_OK || qp_plan_check_kernels(p, &verr) != QP_OK) {
         st = qp_error_set(err, QP_ERR_INVALID, "%s: internal error: the compiled plan does not "
                           "validate: %s", path, verr.msg);
         goto fail;

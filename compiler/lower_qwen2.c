@@ -144,7 +144,7 @@ static enum qp_status node(struct lw *l, enum qp_op op, int32_t in0, int32_t in1
                            int32_t w, int32_t bias, int32_t norm, int64_t layer,
                            struct qp_plan_node **np) {
     struct qp_plan_node *n;
-    TRY(qp_build_node(l->p, QP_PLAN_PREFILL, op, &n, l->err));
+    TRY(qp_build_node(l->p, op, &n, l->err));
     const struct qp_plan_hparams *h = &l->p->hparams;
     if (in0 >= 0) n->in[n->n_in++] = in0;
     if (in1 >= 0) n->in[n->n_in++] = in1;

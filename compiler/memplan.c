@@ -28,7 +28,7 @@ struct item {
 };
 
 /* live[k][i * nb + b]: buffer b is live at node i of program k. */
-static bool *liveness(const struct qp_plan *p, int k) {
+static bool *liveness(const struct qp_plan *p, int32_t k) {
     const struct qp_plan_program *g = &p->programs[k];
     size_t nb = (size_t)p->n_buffers, nn = (size_t)g->n_nodes;
     bool *live = calloc(nn * nb + 1, 1);
@@ -88,26 +88,27 @@ enum qp_status qp_memplan(struct qp_plan *p, struct qp_error *err) {
     uint64_t base = p->kv.v_offset + p->kv.layer_stride * (uint64_t)p->kv.n_layer;
 
     size_t nb = (size_t)p->n_buffers, n_items = nb;
-    for (int k = 0; k < QP_PLAN_N_PROGRAMS; k++)
+    for (int32_t k = 0; k < p->n_programs; k++)
         for (int32_t i = 0; i < p->programs[k].n_nodes; i++)
             n_items += p->programs[k].nodes[i].scratch_bytes > 0;
     struct item *items = calloc(n_items + 1, sizeof *items);
     bool *conf = calloc(nb * nb + 1, 1);
-    bool *live[QP_PLAN_N_PROGRAMS] = {NULL};
-    for (int k = 0; k < QP_PLAN_N_PROGRAMS; k++) live[k] = liveness(p, k);
+    bool **live = calloc((size_t)p->n_programs + 1, sizeof *live);
+    bool live_ok = live != NULL;
+    for (int32_t k = 0; live && k < p->n_programs; k++) live_ok = (live[k] = liveness(p, k)) != NULL && live_ok;
     enum qp_status st = QP_OK;
-    if (!items || !conf || !live[0] || !live[1]) {
+    if (!items || !conf || !live_ok) {
         st = qp_error_set(err, QP_ERR_NOMEM, "out of memory planning the arena");
         goto done;
     }
     for (size_t b = 0; b < nb; b++) items[b] = (struct item){p->buffers[b].bytes, 0, (int32_t)b, -1, -1, false};
     size_t m = nb;
-    for (int k = 0; k < QP_PLAN_N_PROGRAMS; k++)
+    for (int32_t k = 0; k < p->n_programs; k++)
         for (int32_t i = 0; i < p->programs[k].n_nodes; i++)
             if (p->programs[k].nodes[i].scratch_bytes)
                 items[m++] = (struct item){p->programs[k].nodes[i].scratch_bytes, 0, -1, k, i, false};
     /* buffer-buffer conflicts */
-    for (int k = 0; k < QP_PLAN_N_PROGRAMS; k++)
+    for (int32_t k = 0; k < p->n_programs; k++)
         for (int32_t i = 0; i < p->programs[k].n_nodes; i++) {
             const bool *row = live[k] + (size_t)i * nb;
             for (size_t a = 0; a < nb; a++)
@@ -143,6 +144,7 @@ enum qp_status qp_memplan(struct qp_plan *p, struct qp_error *err) {
 done:
     free(items);
     free(conf);
-    for (int k = 0; k < QP_PLAN_N_PROGRAMS; k++) free(live[k]);
+    for (int32_t k = 0; live && k < p->n_programs; k++) free(live[k]);
+    free(live);
     return st;
 }

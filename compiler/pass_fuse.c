@@ -1,4 +1,4 @@
-/* pass_fuse.c — the five fusion passes, each a named rewrite of the graph (programs[PREFILL]
+/* pass_fuse.c — the five fusion passes, each a named rewrite of the graph (programs[QP_BUILD_GRAPH]
  * while compiling), each switchable with `qplan compile --no-fuse NAME`.
  *
  *   fuse_norm      rms_norm(a) → b, read only by linears  ⇒  those linears read a with an
@@ -104,7 +104,7 @@ static bool fold_norm(struct qp_plan_program *g, int32_t i) {
 }
 
 static int pass_norm(struct qp_plan *p) {
-    struct qp_plan_program *g = &p->programs[QP_PLAN_PREFILL];
+    struct qp_plan_program *g = &p->programs[QP_BUILD_GRAPH];
     int count = 0;
     for (int32_t i = 0; i < g->n_nodes; i++) count += fold_norm(g, i);
     return count;
@@ -166,7 +166,7 @@ static bool types_agree(const struct qp_plan *p, const struct qp_plan_node *cons
 }
 
 static int pass_qkv(struct qp_plan *p, struct qp_error *err) {
-    struct qp_plan_program *g = &p->programs[QP_PLAN_PREFILL];
+    struct qp_plan_program *g = &p->programs[QP_BUILD_GRAPH];
     int count = 0;
     for (int32_t i = 0; i + 5 < g->n_nodes; i++) {
         struct qp_plan_node *nq = &g->nodes[i], *nk = nq + 1, *nv = nq + 2;
@@ -211,7 +211,7 @@ static int pass_qkv(struct qp_plan *p, struct qp_error *err) {
 }
 
 static int pass_swiglu(struct qp_plan *p, struct qp_error *err) {
-    struct qp_plan_program *g = &p->programs[QP_PLAN_PREFILL];
+    struct qp_plan_program *g = &p->programs[QP_BUILD_GRAPH];
     int count = 0;
     for (int32_t i = 0; i + 2 < g->n_nodes; i++) {
         struct qp_plan_node *ng = &g->nodes[i], *nu = ng + 1, *sw = ng + 2;
@@ -245,7 +245,7 @@ static int pass_swiglu(struct qp_plan *p, struct qp_error *err) {
 }
 
 static int pass_residual(struct qp_plan *p) {
-    struct qp_plan_program *g = &p->programs[QP_PLAN_PREFILL];
+    struct qp_plan_program *g = &p->programs[QP_BUILD_GRAPH];
     int count = 0;
     for (int32_t i = 0; i + 1 < g->n_nodes; i++) {
         struct qp_plan_node *nl = &g->nodes[i], *ad = nl + 1;
@@ -267,7 +267,7 @@ static int pass_residual(struct qp_plan *p) {
 }
 
 static int pass_lm_head(struct qp_plan *p) {
-    struct qp_plan_program *g = &p->programs[QP_PLAN_PREFILL];
+    struct qp_plan_program *g = &p->programs[QP_BUILD_GRAPH];
     int count = 0;
     for (int32_t i = 0; i + 1 < g->n_nodes; i++) {
         struct qp_plan_node *nl = &g->nodes[i], *am = nl + 1;
@@ -293,6 +293,6 @@ int qp_pass_run(struct qp_plan *p, enum qp_pass pass, struct qp_error *err) {
     case QP_PASS_FUSE_LM_HEAD: n = pass_lm_head(p); break;
     case QP_PASS_COUNT: qp_error_set(err, QP_ERR_INVALID, "unknown pass"); break;
     }
-    qp_build_compact(p, QP_PLAN_PREFILL);
+    qp_build_compact(p);
     return n;
 }

@@ -1,150 +1,142 @@
-/* select.c — kernel variants, launch parameters and scratch sizes per node and program, for
- * the "cuda" target (the CPU backend runs the same plan and ignores kernel names and launch
- * params; scratch sizes cover what either backend needs).
+/* select.c — kernel selection: every node's kernel and launch shape, for the plan's target, and
+ * its scratch. The one place that chooses kernels: the backends run what the plan names.
  *
- * The numbers are starting points reasoned from the H100, not measurements yet; they are plan
- * data precisely so that tuning is a plan edit:
- *  - mmv (decode matvec on quantized weights): 256 threads = 8 warps, one warp per output row
- *    (rows_per_block 8) so each warp streams whole rows; split 1.
- *  - mmv_argmax (decode LM head + argmax): as mmv, but at most QP_CUDA_ARGMAX_BLOCKS blocks
- *    (grid stride over rows), one (max, index) partial per block in scratch (8 bytes each,
- *    split = number of blocks), reduced by the last block done: one launch, no second pass.
- *  - gemm (prefill linear): dequantize rows_per_block stacked weight rows (across parts) at a
- *    time into f16 scratch (<= QP_CUDA_GEMM_CHUNK_BYTES, never the whole LM head), convert the
- *    activations to f16 once, one cuBLAS call per chunk (split = chunks); swiglu and rope_kv
- *    stage the f32 product in scratch, the other epilogues let cuBLAS write out directly.
- *  - attn_decode: flash-decoding, split = KV chunks of ATTN_SPLIT_POS positions (<= 64), each
- *    writing a partial (head_dim outputs + max + sum) per head to scratch.
- *  - attn_prefill: 128 threads, 16 query rows per block, keys streamed from the cache.
- *  - elementwise ops: 256 threads; rms_norm one block per row; argmax one block of 1024.
+ * Default choice (each a registry kernel with its default launch, include/qp_kernels.h):
+ *  - linear: in programs whose chunks are short enough for the matvec kernels (decode,
+ *    prefill_small) and on last-row nodes: mmv_argmax for the argmax epilogue, else mmv_stream
+ *    where the target has it (sm_90) and the node fits it, else mmv; in prefill, gemm.
+ *  - attention: attn_gqa for those short chunks where the node fits it, else attn_split; in
+ *    prefill attn_prefill where it fits, else attn_split.
+ *  - every other op has one kernel.
+ *  - pdl (programmatic dependent launch) on the nodes of the short-chunk programs when the target
+ *    is sm_90: measured faster there, and slower in prefill, where cuBLAS kernels sit between ours
+ *    (docs/performance.md).
+ * A --kernel override replaces the choice for the nodes its pattern matches; a named kernel that
+ * cannot run a matched node is an error naming both.
+ *
+ * Scratch: what the chosen CUDA kernel needs (qp_cuda_scratch_plan) for any token count the node
+ * runs with, or what the CPU backend stages, whichever is larger (the CPU backend runs the same
+ * plan).
  */
+#define _POSIX_C_SOURCE 200809L /* fnmatch */
+#include <fnmatch.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "compile_internal.h"
 #include "qp_cuda.h"
 #include "qp_ggml.h"
-
-#define ATTN_SPLIT_POS 256
-#define ATTN_MAX_SPLIT 64
+#include "qp_kernels.h"
 
 static uint64_t align_up(uint64_t v) {
     return (v + QP_PLAN_ALIGNMENT - 1) / QP_PLAN_ALIGNMENT * QP_PLAN_ALIGNMENT;
 }
 
-static enum qp_status set_kernel(struct qp_plan_node *n, const char *k, int32_t block,
-                                 int32_t rpb, int32_t split, struct qp_error *err) {
-    free(n->kernel);
-    n->kernel = qp_build_strdup(k);
-    if (!n->kernel) return qp_error_set(err, QP_ERR_NOMEM, "out of memory selecting kernels");
-    n->launch = (struct qp_launch){block, rpb, split, 0};
+/* Most tokens node n of program g runs with. */
+static int32_t node_tokens(const struct qp_plan_program *g, const struct qp_plan_node *n) {
+    return n->rows == QP_PLAN_ROWS_LAST ? 1 : g->max_tok;
+}
+
+enum qp_status qp_select_node_args(const struct qp_plan *p, const struct qp_plan_program *g,
+                                   const struct qp_plan_node *n, struct qp_op_args *a, struct qp_error *err) {
+    memset(a, 0, sizeof *a);
+    const struct qp_kernel_desc *kd = n->kernel ? qp_kernel_find(n->kernel) : NULL;
+    a->kernel = kd ? kd->id : QP_KERNEL_UNKNOWN;
+    a->op = n->op;
+    a->n_tok = node_tokens(g, n);
+    a->prologue = n->prologue;
+    a->epilogue = n->epilogue;
+    a->n_head = (int32_t)n->params.n_head;
+    a->n_head_kv = (int32_t)n->params.n_head_kv;
+    a->head_dim = (int32_t)n->params.head_dim;
+    a->eps = (float)n->params.eps;
+    a->kv.ctx = p->kv.ctx;
+    a->kv.kv_dim = p->kv.kv_dim;
+    a->kv.type = p->kv.type;
+    a->launch = n->launch;
+    a->scratch_bytes = n->scratch_bytes;
+    if (n->n_in > 0) a->in_w = p->buffers[n->in[0]].cols;
+    if (n->out >= 0) a->out_w = p->buffers[n->out].cols;
+    struct qp_plan_part parts[QP_OP_MAX_PARTS];
+    int np = n->n_weights > 0 ? qp_plan_node_parts(p, n, false, parts) : 0;
+    if (np < 0) return qp_error_set(err, QP_ERR_INVALID, "node with more than %d weight parts", QP_OP_MAX_PARTS);
+    a->n_parts = np;
+    for (int i = 0; i < np; i++) {
+        const struct qp_plan_weight *w = &p->weights[parts[i].weight];
+        a->w[i].type = w->type;
+        a->w[i].rows = parts[i].rows;
+        a->w[i].cols = w->cols;
+        if (!qp_ggml_row_bytes(w->type, w->cols, &a->w[i].row_bytes))
+            return qp_error_set(err, QP_ERR_INVALID, "weight '%s': bad row size", w->name);
+    }
     return QP_OK;
 }
 
-static enum qp_status select_linear(struct qp_plan *p, struct qp_plan_node *n, bool prefill,
-                                    struct qp_error *err) {
-    struct qp_plan_part parts[QP_OP_MAX_PARTS];
-    int np = qp_plan_node_parts(p, n, false, parts);
-    int64_t rows = 0, cols = p->weights[n->weights[0]].cols, R = p->limits.max_chunk;
-    for (int i = 0; i < np; i++) rows += parts[i].rows;
-    /* what the CPU backend stages per token: the normalised input, the second half of the
-     * epilogue (up for swiglu, k and v for rope_kv) */
-    int64_t stage = n->epilogue == QP_EPILOGUE_SWIGLU ? rows / 2
-                  : n->epilogue == QP_EPILOGUE_ROPE_KV ? 2 * p->kv.kv_dim : 0;
-    uint64_t cpu = 4 * (uint64_t)(stage + (n->prologue == QP_PROLOGUE_RMS_NORM ? cols : 0));
-    uint64_t cuda = 0;
-    enum qp_status st;
-    if (prefill && n->rows == QP_PLAN_ROWS_ALL) {
-        /* balanced chunks over the stacked rows of all parts (one cuBLAS call each), at most
-         * QP_CUDA_GEMM_CHUNK_BYTES of f16 rows, 64-row multiples */
-        int64_t per = (int64_t)(QP_CUDA_GEMM_CHUNK_BYTES / (2 * (uint64_t)cols));
-        if (per < 64) per = 64;
-        int64_t n_chunks = (rows + per - 1) / per;
-        int64_t chunk = ((rows + n_chunks - 1) / n_chunks + 63) / 64 * 64;
-        if (chunk > rows) chunk = rows;
-        n_chunks = (rows + chunk - 1) / chunk;
-        st = set_kernel(n, "gemm", 256, (int32_t)chunk, (int32_t)n_chunks, err);
-        /* the CUDA scratch (y, x and weight rows in f16, cuBLAS workspace) is sized below by
-         * cuda_scratch_need from qp_cuda_scratch_plan */
-        cpu *= (uint64_t)R; /* the CPU op tiles tokens through the scratch */
-    } else if (n->epilogue == QP_EPILOGUE_ARGMAX) {
-        /* kernels/cuda/matvec.cu: at most QP_CUDA_ARGMAX_BLOCKS blocks walk the rows with a grid
-         * stride, one (max, index) partial each; the last block done reduces them */
-        int64_t blocks = (rows + 7) / 8;
-        if (blocks > QP_CUDA_ARGMAX_BLOCKS) blocks = QP_CUDA_ARGMAX_BLOCKS;
-        st = set_kernel(n, "mmv_argmax", 256, 8, (int32_t)blocks, err);
-        cuda = 8 * (uint64_t)QP_CUDA_ARGMAX_BLOCKS;
-    } else {
-        st = set_kernel(n, "mmv", 256, 8, 1, err);
+/* The registry's default kernel for node a (see the file comment). */
+static int32_t default_kernel(const struct qp_op_args *a, const struct qp_kernel_target *t, int32_t matvec_tokens) {
+    struct qp_launch l;
+    struct qp_error e;
+    const bool short_chunk = a->n_tok <= matvec_tokens || a->n_tok == 1;
+    switch (a->op) {
+    case QP_OP_EMBED: return QP_KERNEL_EMBED;
+    case QP_OP_RMS_NORM: return QP_KERNEL_RMS_NORM;
+    case QP_OP_ROPE: return QP_KERNEL_ROPE;
+    case QP_OP_KV_WRITE: return QP_KERNEL_KV_WRITE;
+    case QP_OP_SWIGLU: return QP_KERNEL_SWIGLU;
+    case QP_OP_ADD: return QP_KERNEL_ADD;
+    case QP_OP_ARGMAX: return QP_KERNEL_ARGMAX;
+    case QP_OP_STEP_ADVANCE: return QP_KERNEL_STEP_ADVANCE;
+    case QP_OP_LINEAR:
+        if (!short_chunk) return QP_KERNEL_GEMM;
+        if (a->epilogue == QP_EPILOGUE_ARGMAX) return QP_KERNEL_MMV_ARGMAX;
+        return qp_kernel_default_launch(QP_KERNEL_MMV_STREAM, a, t, false, &l, &e) == QP_OK ? QP_KERNEL_MMV_STREAM
+                                                                                           : QP_KERNEL_MMV;
+    case QP_OP_ATTENTION: {
+        const int32_t want = short_chunk ? QP_KERNEL_ATTN_GQA : QP_KERNEL_ATTN_PREFILL;
+        return qp_kernel_default_launch(want, a, t, false, &l, &e) == QP_OK ? want : QP_KERNEL_ATTN_SPLIT;
     }
-    n->scratch_bytes = align_up(cuda > cpu ? cuda : cpu);
-    return st;
-}
-
-static enum qp_status select_node(struct qp_plan *p, struct qp_plan_node *n, bool prefill,
-                                  struct qp_error *err) {
-    n->scratch_bytes = 0;
-    switch (n->op) {
-    case QP_OP_EMBED: return set_kernel(n, "embed", 256, 0, 0, err);
-    case QP_OP_RMS_NORM: return set_kernel(n, "rms_norm", 256, 1, 0, err);
-    case QP_OP_LINEAR: return select_linear(p, n, prefill, err);
-    case QP_OP_ROPE: return set_kernel(n, "rope", 128, 0, 0, err);
-    case QP_OP_KV_WRITE: return set_kernel(n, "kv_write", 256, 0, 0, err);
-    case QP_OP_ATTENTION:
-        if (prefill) return set_kernel(n, "attn_prefill", 128, 16, 0, err);
-        {
-            int64_t split = (p->limits.max_ctx + ATTN_SPLIT_POS - 1) / ATTN_SPLIT_POS;
-            if (split > ATTN_MAX_SPLIT) split = ATTN_MAX_SPLIT;
-            n->scratch_bytes = align_up(4 * (uint64_t)p->hparams.n_head * (uint64_t)split *
-                                        (uint64_t)(p->hparams.head_dim + 2));
-            return set_kernel(n, "attn_decode", 128, 0, (int32_t)split, err);
-        }
-    case QP_OP_SWIGLU: return set_kernel(n, "swiglu", 256, 0, 0, err);
-    case QP_OP_ADD: return set_kernel(n, "add", 256, 0, 0, err);
-    case QP_OP_ARGMAX:
-        n->scratch_bytes = align_up(8 * (uint64_t)QP_CUDA_ARGMAX_BLOCKS); /* stage-1 partials */
-        return set_kernel(n, "argmax", 256, 0, 0, err);
-    case QP_OP_STEP_ADVANCE: return set_kernel(n, "step_advance", 32, 0, 0, err);
     case QP_OP_COUNT: break;
     }
-    return qp_error_set(err, QP_ERR_INVALID, "internal: node with no op");
+    return QP_KERNEL_UNKNOWN;
 }
 
-/* The scratch the CUDA op needs for this node (qp_cuda_scratch_plan, the layout the CUDA
- * launchers use), maximised over every n_tok the node can run with: 1 in decode and for
- * last-row nodes, 1..max_chunk in prefill. */
-static enum qp_status cuda_scratch_need(const struct qp_plan *p, const struct qp_plan_node *n,
-                                        bool prefill, uint64_t *need, struct qp_error *err) {
-    struct qp_op_args a;
-    memset(&a, 0, sizeof a);
-    a.op = n->op;
-    a.prologue = n->prologue;
-    a.epilogue = n->epilogue;
-    a.n_head = (int32_t)n->params.n_head;
-    a.n_head_kv = (int32_t)n->params.n_head_kv;
-    a.head_dim = (int32_t)n->params.head_dim;
-    a.kv.ctx = p->kv.ctx;
-    a.kv.kv_dim = p->kv.kv_dim;
-    a.kv.type = p->kv.type;
-    a.launch = n->launch;
-    if (n->n_in > 0) a.in_w = p->buffers[n->in[0]].cols;
-    if (n->out >= 0) a.out_w = p->buffers[n->out].cols;
-    struct qp_plan_part parts[QP_OP_MAX_PARTS];
-    int np = n->n_weights > 0 ? qp_plan_node_parts(p, n, false, parts) : 0;
-    if (np < 0) return qp_error_set(err, QP_ERR_INVALID, "internal: node with too many weight parts");
-    a.n_parts = np;
-    for (int i = 0; i < np; i++) {
-        const struct qp_plan_weight *w = &p->weights[parts[i].weight];
-        a.w[i].type = w->type;
-        a.w[i].rows = parts[i].rows;
-        a.w[i].cols = w->cols;
-        if (!qp_ggml_row_bytes(w->type, w->cols, &a.w[i].row_bytes))
-            return qp_error_set(err, QP_ERR_INVALID, "weight '%s': bad row size", w->name);
-    }
-    int64_t max_tok = prefill && n->rows == QP_PLAN_ROWS_ALL ? p->limits.max_chunk : 1;
+/* Whether override pattern pat (PROGRAM:OP[:WEIGHT]) matches node n of program g. */
+static bool pattern_matches(const char *pat, const struct qp_plan *p, const struct qp_plan_program *g,
+                            const struct qp_plan_node *n) {
+    char buf[256];
+    size_t len = strlen(pat);
+    if (len >= sizeof buf) return false;
+    memcpy(buf, pat, len + 1);
+    char *prog = buf, *op = strchr(prog, ':');
+    if (!op) return false;
+    *op++ = 0;
+    char *weight = strchr(op, ':');
+    if (weight) *weight++ = 0;
+    const struct qp_op_desc *d = qp_op_desc(n->op);
+    if (fnmatch(prog, g->name, 0) != 0 || !d || fnmatch(op, d->name, 0) != 0) return false;
+    if (!weight) return true;
+    const char *wn = n->n_weights > 0 ? p->weights[n->weights[0]].name : "";
+    return fnmatch(weight, wn, 0) == 0;
+}
+
+/* What the CPU backend stages in a linear node's scratch per token: the normalised input and the
+ * second half of the epilogue (up for swiglu, k and v for rope_kv). */
+static uint64_t cpu_linear_scratch(const struct qp_plan *p, const struct qp_op_args *a) {
+    int64_t rows = 0;
+    for (int i = 0; i < a->n_parts; i++) rows += a->w[i].rows;
+    const int64_t stage = a->epilogue == QP_EPILOGUE_SWIGLU ? rows / 2
+                        : a->epilogue == QP_EPILOGUE_ROPE_KV ? 2 * p->kv.kv_dim : 0;
+    const uint64_t per_tok = 4 * (uint64_t)(stage + (a->prologue == QP_PROLOGUE_RMS_NORM ? a->in_w : 0));
+    return per_tok * (uint64_t)a->n_tok; /* the CPU op tiles the chunk's tokens through it */
+}
+
+/* The scratch the chosen CUDA kernel needs, maximised over every token count the node runs with. */
+static enum qp_status cuda_scratch_need(const struct qp_op_args *a0, uint64_t *need, struct qp_error *err) {
+    struct qp_op_args a = *a0;
     *need = 0;
-    for (int64_t t = 1; t <= max_tok; t++) {
-        a.n_tok = (int32_t)t;
+    for (int32_t t = 1; t <= a0->n_tok; t++) {
+        a.n_tok = t;
         struct qp_cuda_scratch_layout l;
         enum qp_status st = qp_cuda_scratch_plan(&a, &l, err);
         if (st != QP_OK) return st;
@@ -153,17 +145,104 @@ static enum qp_status cuda_scratch_need(const struct qp_plan *p, const struct qp
     return QP_OK;
 }
 
-enum qp_status qp_select_kernels(struct qp_plan *p, struct qp_error *err) {
-    for (int k = 0; k < QP_PLAN_N_PROGRAMS; k++) {
-        struct qp_plan_program *g = &p->programs[k];
+static enum qp_status set_kernel_name(struct qp_plan_node *n, const char *name, struct qp_error *err) {
+    free(n->kernel);
+    n->kernel = qp_build_strdup(name);
+    return n->kernel ? QP_OK : qp_error_set(err, QP_ERR_NOMEM, "out of memory selecting kernels");
+}
+
+static enum qp_status select_node(struct qp_plan *p, struct qp_plan_program *g, int32_t i,
+                                  const struct qp_compile_options *o, int32_t matvec_tokens, bool *matched,
+                                  struct qp_error *err) {
+    struct qp_plan_node *n = &g->nodes[i];
+    const struct qp_kernel_target t = {p->target.sm, p->target.sms};
+    struct qp_op_args a;
+    n->scratch_bytes = 0;
+    enum qp_status st = qp_select_node_args(p, g, n, &a, err);
+    if (st != QP_OK) return st;
+    int32_t k = default_kernel(&a, &t, matvec_tokens);
+    const char *by = NULL;
+    for (int32_t j = 0; j < o->n_overrides; j++) {
+        if (!pattern_matches(o->overrides[j].pattern, p, g, n)) continue;
+        const struct qp_kernel_desc *kd = qp_kernel_find(o->overrides[j].kernel);
+        if (!kd) {
+            char names[256];
+            qp_kernel_names(n->op, names, sizeof names);
+            return qp_error_set(err, QP_ERR_INVALID, "--kernel %s=%s: no kernel '%s' (kernels of %s: %s)",
+                                o->overrides[j].pattern, o->overrides[j].kernel, o->overrides[j].kernel,
+                                qp_op_desc(n->op)->name, names);
+        }
+        k = kd->id;
+        by = o->overrides[j].pattern;
+        matched[j] = true;
+    }
+    const bool pdl = p->target.sm >= 90 && (a.n_tok <= matvec_tokens || a.n_tok == 1);
+    struct qp_error e;
+    st = qp_kernel_default_launch(k, &a, &t, pdl, &n->launch, &e);
+    if (st != QP_OK) {
+        const char *kn = qp_kernel_desc(k) ? qp_kernel_desc(k)->name : "?";
+        const char *wn = n->n_weights > 0 ? p->weights[n->weights[0]].name : "";
+        if (by)
+            return qp_error_set(err, st, "--kernel %s=%s: %s node %d (%s %s) cannot run it: %s", by, kn, g->name, i,
+                                qp_op_desc(n->op)->name, wn, e.msg);
+        return qp_error_set(err, st, "%s node %d (%s %s): no kernel can run it: %s", g->name, i,
+                            qp_op_desc(n->op)->name, wn, e.msg);
+    }
+    st = set_kernel_name(n, qp_kernel_desc(k)->name, err);
+    if (st != QP_OK) return st;
+    a.kernel = k;
+    a.launch = n->launch;
+    uint64_t cuda = 0, cpu = n->op == QP_OP_LINEAR ? cpu_linear_scratch(p, &a) : 0;
+    st = cuda_scratch_need(&a, &cuda, err);
+    if (st != QP_OK) return st;
+    n->scratch_bytes = align_up(cuda > cpu ? cuda : cpu);
+    return QP_OK;
+}
+
+enum qp_status qp_select_kernels(struct qp_plan *p, const struct qp_compile_options *o, struct qp_error *err) {
+    const int32_t matvec_tokens = o->matvec_tokens < 0 ? QP_COMPILE_DEFAULT_MATVEC_TOKENS : o->matvec_tokens;
+    bool *matched = calloc((size_t)o->n_overrides + 1, sizeof *matched);
+    if (!matched) return qp_error_set(err, QP_ERR_NOMEM, "out of memory selecting kernels");
+    enum qp_status st = QP_OK;
+    for (int32_t k = 0; k < p->n_programs && st == QP_OK; k++)
+        for (int32_t i = 0; i < p->programs[k].n_nodes && st == QP_OK; i++)
+            st = select_node(p, &p->programs[k], i, o, matvec_tokens, matched, err);
+    char progs[128] = "";
+    for (int32_t k = 0; k < p->n_programs; k++) {
+        size_t at = strlen(progs);
+        snprintf(progs + at, sizeof progs - at, "%s%s", k ? ", " : "", p->programs[k].name);
+    }
+    for (int32_t j = 0; j < o->n_overrides && st == QP_OK; j++)
+        if (!matched[j])
+            st = qp_error_set(err, QP_ERR_INVALID, "--kernel %s=%s matches no node (PROGRAM:OP[:WEIGHT]; this "
+                              "plan's programs: %s)", o->overrides[j].pattern, o->overrides[j].kernel, progs);
+    free(matched);
+    return st;
+}
+
+enum qp_status qp_plan_check_kernels(const struct qp_plan *p, struct qp_error *err) {
+    const struct qp_kernel_target t = {p->target.sm, p->target.sms};
+    const char *src = p->source ? p->source : "plan";
+    for (int32_t k = 0; k < p->n_programs; k++) {
+        const struct qp_plan_program *g = &p->programs[k];
         for (int32_t i = 0; i < g->n_nodes; i++) {
-            struct qp_plan_node *n = &g->nodes[i];
-            enum qp_status st = select_node(p, n, k == QP_PLAN_PREFILL, err);
+            const struct qp_plan_node *n = &g->nodes[i];
+            const struct qp_op_desc *od = qp_op_desc(n->op);
+            const struct qp_kernel_desc *kd = qp_kernel_find(n->kernel);
+            if (!kd || kd->op != n->op) {
+                char names[256];
+                qp_kernel_names(n->op, names, sizeof names);
+                return qp_error_set(err, QP_ERR_INVALID, "%s:%d: %s node %d (%s): %s kernel '%s' (kernels of %s: %s)",
+                                    src, n->line, g->name, i, od->name, kd ? "not an op's" : "no", n->kernel,
+                                    od->name, names);
+            }
+            struct qp_op_args a;
+            enum qp_status st = qp_select_node_args(p, g, n, &a, err);
             if (st != QP_OK) return st;
-            uint64_t need;
-            st = cuda_scratch_need(p, n, k == QP_PLAN_PREFILL, &need, err);
-            if (st != QP_OK) return st;
-            if (align_up(need) > n->scratch_bytes) n->scratch_bytes = align_up(need);
+            struct qp_error e;
+            if (qp_kernel_check(kd->id, &a, &t, &e) != QP_OK)
+                return qp_error_set(err, QP_ERR_INVALID, "%s:%d: %s node %d (%s): kernel %s on sm_%d: %s", src,
+                                    n->line, g->name, i, od->name, kd->name, t.sm, e.msg);
         }
     }
     return QP_OK;

@@ -6,13 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *qp_plan_program_name(enum qp_plan_program_id id) {
-    switch (id) {
-    case QP_PLAN_PREFILL: return "prefill";
-    case QP_PLAN_DECODE: return "decode";
-    case QP_PLAN_N_PROGRAMS: break;
-    }
-    return "unknown";
+int32_t qp_plan_find_program(const struct qp_plan *p, int64_t n) {
+    for (int32_t k = 0; k < p->n_programs; k++)
+        if (n >= p->programs[k].min_tok && n <= p->programs[k].max_tok) return k;
+    return -1;
+}
+
+int32_t qp_plan_program_by_name(const struct qp_plan *p, const char *name) {
+    for (int32_t k = 0; k < p->n_programs; k++)
+        if (p->programs[k].name && strcmp(p->programs[k].name, name) == 0) return k;
+    return -1;
 }
 
 const char *qp_plan_rows_name(enum qp_plan_rows r) {
@@ -30,7 +33,9 @@ struct qp_plan *qp_plan_new(void) {
 
 void qp_plan_free(struct qp_plan *p) {
     if (!p) return;
-    free(p->target);
+    free(p->target.backend);
+    for (int32_t i = 0; i < p->n_passes; i++) free(p->passes[i]);
+    free(p->passes);
     free(p->source);
     free(p->model.file);
     free(p->hparams.arch);
@@ -44,11 +49,13 @@ void qp_plan_free(struct qp_plan *p) {
     free(p->weights);
     for (int32_t i = 0; i < p->n_buffers; i++) free(p->buffers[i].name);
     free(p->buffers);
-    for (int k = 0; k < QP_PLAN_N_PROGRAMS; k++) {
+    for (int32_t k = 0; k < p->n_programs; k++) {
         struct qp_plan_program *g = &p->programs[k];
+        free(g->name);
         for (int32_t i = 0; i < g->n_nodes; i++) free(g->nodes[i].kernel);
         free(g->nodes);
     }
+    free(p->programs);
     free(p);
 }
 

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "plan_fields.h"
 #include "qp_ggml.h"
 
 struct rd {
@@ -188,82 +189,75 @@ static enum qp_status get_hash(struct rd *r, yaml_node_t *n, const char *what, u
         if (st_ != QP_OK) return st_;                                                          \
     } while (0)
 
+/* One field of a flat section (plan_fields.h) from node n into base. */
+static enum qp_status get_field(struct rd *r, yaml_node_t *n, const char *what, const struct qp_field *f,
+                                void *base) {
+    char *at = (char *)base + f->off;
+    switch (f->kind) {
+    case QP_FIELD_STR: return get_str(r, n, what, (char **)at);
+    case QP_FIELD_I64: return get_i64(r, n, what, f->lo, f->hi, (int64_t *)at);
+    case QP_FIELD_I32: return get_i32(r, n, what, (int32_t)f->lo, (int32_t)f->hi, (int32_t *)at);
+    case QP_FIELD_U64: return get_u64(r, n, what, (uint64_t *)at);
+    case QP_FIELD_F64: return get_f64(r, n, what, (double *)at);
+    case QP_FIELD_BOOL01: {
+        bool b = false;
+        TRY(get_bool(r, n, what, &b));
+        *(int32_t *)at = b;
+        return QP_OK;
+    }
+    case QP_FIELD_KV_TYPE: {
+        const char *s = scalar(n);
+        if (s && strcmp(s, "f16") == 0) *(int32_t *)at = QP_GGML_F16;
+        else if (s && strcmp(s, "f32") == 0) *(int32_t *)at = QP_GGML_F32;
+        else return fail(r, n, "%s: expected f16 or f32, found '%s'", what, s ? s : "?");
+        return QP_OK;
+    }
+    case QP_FIELD_SM: {
+        const char *s = scalar(n);
+        int64_t v = 0;
+        if (!s || strncmp(s, "sm_", 3) != 0)
+            return fail(r, n, "%s: expected sm_<compute capability>, e.g. sm_90, found '%s'", what,
+                        s ? s : "?");
+        yaml_node_t tmp = *n; /* the digits, parsed as an integer with the node's mark */
+        tmp.data.scalar.value = (yaml_char_t *)(s + 3);
+        TRY(get_i64(r, &tmp, what, f->lo, f->hi, &v));
+        *(int32_t *)at = (int32_t)v;
+        return QP_OK;
+    }
+    }
+    return fail(r, n, "%s: internal: unknown field kind", what);
+}
+
+/* A flat section: mapping m with the table's keys (the optional ones may be absent and then hold
+ * their defaults), each parsed and range-checked into base. prefix names the section in messages. */
+static enum qp_status read_fields(struct rd *r, yaml_node_t *m, const char *prefix,
+                                  const struct qp_field_table *t, void *base) {
+    const char *allowed[24], *required[24];
+    int na = 0, nr = 0;
+    for (int i = 0; i < t->n && na < 23; i++) {
+        allowed[na++] = t->fields[i].key;
+        if (!t->fields[i].optional) required[nr++] = t->fields[i].key;
+    }
+    allowed[na] = NULL;
+    required[nr] = NULL;
+    TRY(check_map(r, m, prefix, allowed, required));
+    qp_fields_set_defaults(t, base);
+    for (int i = 0; i < t->n; i++) {
+        yaml_node_t *v = map_get(r, m, t->fields[i].key);
+        if (!v) continue;
+        char what[192];
+        snprintf(what, sizeof what, "%s.%s", prefix, t->fields[i].key);
+        TRY(get_field(r, v, what, &t->fields[i], base));
+    }
+    return QP_OK;
+}
+
 static enum qp_status read_model(struct rd *r, yaml_node_t *m, struct qp_plan *p) {
     static const char *const keys[] = {"file", "size", "header_hash", NULL};
     TRY(check_map(r, m, "model", keys, keys));
     TRY(get_str(r, map_get(r, m, "file"), "model.file", &p->model.file));
     TRY(get_u64(r, map_get(r, m, "size"), "model.size", &p->model.size));
     TRY(get_hash(r, map_get(r, m, "header_hash"), "model.header_hash", &p->model.header_hash));
-    return QP_OK;
-}
-
-static enum qp_status read_hparams(struct rd *r, yaml_node_t *m, struct qp_plan *p) {
-    static const char *const keys[] = {"arch",    "n_vocab",   "n_embd",   "n_layer",
-                                       "n_ff",    "n_head",    "n_head_kv", "head_dim",
-                                       "n_ctx_train", "rope_base", "eps",   NULL};
-    struct qp_plan_hparams *h = &p->hparams;
-    TRY(check_map(r, m, "hparams", keys, keys));
-    TRY(get_str(r, map_get(r, m, "arch"), "hparams.arch", &h->arch));
-    struct { const char *k; int64_t *v; } ints[] = {
-        {"n_vocab", &h->n_vocab}, {"n_embd", &h->n_embd},   {"n_layer", &h->n_layer},
-        {"n_ff", &h->n_ff},       {"n_head", &h->n_head},   {"n_head_kv", &h->n_head_kv},
-        {"head_dim", &h->head_dim}, {"n_ctx_train", &h->n_ctx_train},
-    };
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
-        char what[64];
-        snprintf(what, sizeof what, "hparams.%s", ints[i].k);
-        TRY(get_i64(r, map_get(r, m, ints[i].k), what, 1, INT32_MAX, ints[i].v));
-    }
-    TRY(get_f64(r, map_get(r, m, "rope_base"), "hparams.rope_base", &h->rope_base));
-    TRY(get_f64(r, map_get(r, m, "eps"), "hparams.eps", &h->eps));
-    return QP_OK;
-}
-
-static enum qp_status read_limits(struct rd *r, yaml_node_t *m, struct qp_plan *p) {
-    static const char *const keys[] = {"max_ctx", "max_chunk", NULL};
-    TRY(check_map(r, m, "limits", keys, keys));
-    TRY(get_i64(r, map_get(r, m, "max_ctx"), "limits.max_ctx", 1, INT32_MAX, &p->limits.max_ctx));
-    TRY(get_i64(r, map_get(r, m, "max_chunk"), "limits.max_chunk", 1, INT32_MAX,
-                &p->limits.max_chunk));
-    return QP_OK;
-}
-
-static enum qp_status read_memory(struct rd *r, yaml_node_t *m, struct qp_plan *p) {
-    static const char *const keys[] = {"alignment", "arena_bytes", "kv_bytes", "weight_bytes",
-                                       NULL};
-    TRY(check_map(r, m, "memory", keys, keys));
-    TRY(get_u64(r, map_get(r, m, "alignment"), "memory.alignment", &p->memory.alignment));
-    TRY(get_u64(r, map_get(r, m, "arena_bytes"), "memory.arena_bytes", &p->memory.arena_bytes));
-    TRY(get_u64(r, map_get(r, m, "kv_bytes"), "memory.kv_bytes", &p->memory.kv_bytes));
-    TRY(get_u64(r, map_get(r, m, "weight_bytes"), "memory.weight_bytes",
-                &p->memory.weight_bytes));
-    return QP_OK;
-}
-
-static enum qp_status read_step(struct rd *r, yaml_node_t *m, struct qp_plan *p) {
-    static const char *const keys[] = {"offset", "bytes", NULL};
-    TRY(check_map(r, m, "step", keys, keys));
-    TRY(get_u64(r, map_get(r, m, "offset"), "step.offset", &p->step.offset));
-    TRY(get_u64(r, map_get(r, m, "bytes"), "step.bytes", &p->step.bytes));
-    return QP_OK;
-}
-
-static enum qp_status read_kv(struct rd *r, yaml_node_t *m, struct qp_plan *p) {
-    static const char *const keys[] = {"type",     "n_layer",  "ctx",          "kv_dim",
-                                       "k_offset", "v_offset", "layer_stride", NULL};
-    struct qp_plan_kv *kv = &p->kv;
-    TRY(check_map(r, m, "kv_cache", keys, keys));
-    yaml_node_t *t = map_get(r, m, "type");
-    const char *ts = scalar(t);
-    if (ts && strcmp(ts, "f16") == 0) kv->type = QP_GGML_F16;
-    else if (ts && strcmp(ts, "f32") == 0) kv->type = QP_GGML_F32;
-    else return fail(r, t, "kv_cache.type: expected f16 or f32, found '%s'", ts ? ts : "?");
-    TRY(get_i64(r, map_get(r, m, "n_layer"), "kv_cache.n_layer", 1, INT32_MAX, &kv->n_layer));
-    TRY(get_i64(r, map_get(r, m, "ctx"), "kv_cache.ctx", 1, INT32_MAX, &kv->ctx));
-    TRY(get_i64(r, map_get(r, m, "kv_dim"), "kv_cache.kv_dim", 1, INT32_MAX, &kv->kv_dim));
-    TRY(get_u64(r, map_get(r, m, "k_offset"), "kv_cache.k_offset", &kv->k_offset));
-    TRY(get_u64(r, map_get(r, m, "v_offset"), "kv_cache.v_offset", &kv->v_offset));
-    TRY(get_u64(r, map_get(r, m, "layer_stride"), "kv_cache.layer_stride", &kv->layer_stride));
     return QP_OK;
 }
 
@@ -467,86 +461,100 @@ static enum qp_status read_node(struct rd *r, const struct qp_plan *p, yaml_node
         else return fail(r, v, "%s.rows: expected all or last, found '%s'", what, s ? s : "?");
     }
     if ((v = map_get(r, m, "params"))) {
-        static const char *const pk[] = {"eps", "n_head", "n_head_kv", "head_dim",
-                                         "rope_base", "layer", NULL};
         snprintf(fw, sizeof fw, "%s.params", what);
-        TRY(check_map(r, v, fw, pk, NULL));
-        yaml_node_t *x;
-        struct qp_plan_params *pp = &nd->params;
-        if ((x = map_get(r, v, "eps"))) TRY(get_f64(r, x, fw, &pp->eps));
-        if ((x = map_get(r, v, "rope_base"))) TRY(get_f64(r, x, fw, &pp->rope_base));
-        if ((x = map_get(r, v, "n_head"))) TRY(get_i64(r, x, fw, 1, INT32_MAX, &pp->n_head));
-        if ((x = map_get(r, v, "n_head_kv")))
-            TRY(get_i64(r, x, fw, 1, INT32_MAX, &pp->n_head_kv));
-        if ((x = map_get(r, v, "head_dim"))) TRY(get_i64(r, x, fw, 1, INT32_MAX, &pp->head_dim));
-        if ((x = map_get(r, v, "layer"))) TRY(get_i64(r, x, fw, 0, INT32_MAX, &pp->layer));
+        TRY(read_fields(r, v, fw, &qp_fields_params, &nd->params));
     }
-    {
-        static const char *const lk[] = {"block", "rows_per_block", "split", NULL};
-        v = map_get(r, m, "launch");
-        snprintf(fw, sizeof fw, "%s.launch", what);
-        TRY(check_map(r, v, fw, lk, lk));
-        TRY(get_i32(r, map_get(r, v, "block"), fw, INT32_MIN, INT32_MAX, &nd->launch.block));
-        TRY(get_i32(r, map_get(r, v, "rows_per_block"), fw, INT32_MIN, INT32_MAX,
-                    &nd->launch.rows_per_block));
-        TRY(get_i32(r, map_get(r, v, "split"), fw, INT32_MIN, INT32_MAX, &nd->launch.split));
-    }
+    snprintf(fw, sizeof fw, "%s.launch", what);
+    TRY(read_fields(r, map_get(r, m, "launch"), fw, &qp_fields_launch, &nd->launch));
     if ((v = map_get(r, m, "scratch"))) {
-        static const char *const sk[] = {"offset", "bytes", NULL};
+        struct qp_scratch_view sv;
         snprintf(fw, sizeof fw, "%s.scratch", what);
-        TRY(check_map(r, v, fw, sk, sk));
-        TRY(get_u64(r, map_get(r, v, "offset"), fw, &nd->scratch_offset));
-        TRY(get_u64(r, map_get(r, v, "bytes"), fw, &nd->scratch_bytes));
+        TRY(read_fields(r, v, fw, &qp_fields_scratch, &sv));
+        nd->scratch_offset = sv.offset;
+        nd->scratch_bytes = sv.bytes;
     }
     return QP_OK;
 }
 
+/* programs: a mapping of program name to {tokens: [min, max], capture, nodes}. */
 static enum qp_status read_programs(struct rd *r, yaml_node_t *m, struct qp_plan *p) {
-    static const char *const keys[] = {"prefill", "decode", NULL};
-    TRY(check_map(r, m, "programs", keys, keys));
-    for (int k = 0; k < QP_PLAN_N_PROGRAMS; k++) {
-        const char *name = qp_plan_program_name((enum qp_plan_program_id)k);
-        static const char *const pk[] = {"capture", "nodes", NULL};
-        char what[64];
-        yaml_node_t *g = map_get(r, m, name);
-        snprintf(what, sizeof what, "programs.%s", name);
-        TRY(check_map(r, g, what, pk, pk));
+    if (!m || m->type != YAML_MAPPING_NODE) return fail(r, m, "programs: expected a mapping");
+    ptrdiff_t count = m->data.mapping.pairs.top - m->data.mapping.pairs.start;
+    if (count < 1 || count > 64) return fail(r, m, "programs: expected 1 to 64 programs, found %td", count);
+    p->programs = calloc((size_t)count, sizeof *p->programs);
+    if (!p->programs) return qp_error_set(r->err, QP_ERR_NOMEM, "%s: out of memory", r->name);
+    static const char *const pk[] = {"tokens", "capture", "nodes", NULL};
+    for (ptrdiff_t k = 0; k < count; k++) {
+        yaml_node_pair_t *pair = &m->data.mapping.pairs.start[k];
+        yaml_node_t *kn = node_at(r, pair->key), *g = node_at(r, pair->value);
         struct qp_plan_program *pg = &p->programs[k];
-        snprintf(what, sizeof what, "programs.%s.capture", name);
+        p->n_programs = (int32_t)k + 1;
+        char what[96];
+        TRY(get_str(r, kn, "programs: program name", &pg->name));
+        pg->line = line_of(kn);
+        if (qp_plan_program_by_name(p, pg->name) != (int32_t)k)
+            return fail(r, kn, "programs: duplicate program '%s'", pg->name);
+        snprintf(what, sizeof what, "programs.%s", pg->name);
+        TRY(check_map(r, g, what, pk, pk));
+        yaml_node_t *tk = map_get(r, g, "tokens");
+        int nt = 0;
+        snprintf(what, sizeof what, "programs.%s.tokens", pg->name);
+        TRY(get_seq(r, tk, what, 2, 2, &nt));
+        TRY(get_i32(r, seq_item(r, tk, 0), what, 1, INT32_MAX, &pg->min_tok));
+        TRY(get_i32(r, seq_item(r, tk, 1), what, 1, INT32_MAX, &pg->max_tok));
+        snprintf(what, sizeof what, "programs.%s.capture", pg->name);
         TRY(get_bool(r, map_get(r, g, "capture"), what, &pg->capture));
         yaml_node_t *nodes = map_get(r, g, "nodes");
-        int count = 0;
-        snprintf(what, sizeof what, "programs.%s.nodes", name);
-        TRY(get_seq(r, nodes, what, 1, INT32_MAX, &count));
-        pg->nodes = calloc((size_t)count, sizeof *pg->nodes);
+        int n = 0;
+        snprintf(what, sizeof what, "programs.%s.nodes", pg->name);
+        TRY(get_seq(r, nodes, what, 1, INT32_MAX, &n));
+        pg->nodes = calloc((size_t)n, sizeof *pg->nodes);
         if (!pg->nodes) return qp_error_set(r->err, QP_ERR_NOMEM, "%s: out of memory", r->name);
-        for (int i = 0; i < count; i++) {
+        for (int i = 0; i < n; i++) {
             pg->n_nodes = i + 1;
-            TRY(read_node(r, p, seq_item(r, nodes, i), name, i, &pg->nodes[i]));
+            TRY(read_node(r, p, seq_item(r, nodes, i), pg->name, i, &pg->nodes[i]));
         }
     }
     return QP_OK;
 }
 
+/* passes: [name, ...], the compiler's record of the fusion passes that ran. */
+static enum qp_status read_passes(struct rd *r, yaml_node_t *n, struct qp_plan *p) {
+    int count = 0;
+    TRY(get_seq(r, n, "passes", 0, 64, &count));
+    p->passes = calloc((size_t)count + 1, sizeof *p->passes);
+    if (!p->passes) return qp_error_set(r->err, QP_ERR_NOMEM, "%s: out of memory", r->name);
+    for (int i = 0; i < count; i++) {
+        p->n_passes = i + 1;
+        TRY(get_str(r, seq_item(r, n, i), "passes", &p->passes[i]));
+    }
+    return QP_OK;
+}
+
 static enum qp_status read_root(struct rd *r, struct qp_plan *p) {
-    static const char *const keys[] = {"qplan",  "target",   "model",   "hparams",
-                                       "limits", "memory",   "step",    "kv_cache",
+    static const char *const keys[] = {"qplan",  "target",   "passes",   "model",  "hparams",
+                                       "limits", "memory",   "step",     "kv_cache",
                                        "weights", "buffers", "programs", NULL};
     yaml_node_t *root = yaml_document_get_root_node(&r->doc);
     if (!root) return fail(r, NULL, "empty document: not a plan");
+    if (root->type == YAML_MAPPING_NODE) { /* the version first: an old plan gets the advice */
+        yaml_node_t *vn = map_get(r, root, "qplan");
+        if (vn) {
+            TRY(get_i32(r, vn, "qplan (format version)", 0, INT32_MAX, &p->version));
+            if (p->version != QP_PLAN_VERSION)
+                return fail(r, vn, "plan format version %d, this build reads %d: compile the plan "
+                            "again with this build's qplan compile", p->version, QP_PLAN_VERSION);
+        }
+    }
     TRY(check_map(r, root, "plan", keys, keys));
-    TRY(get_i32(r, map_get(r, root, "qplan"), "qplan (format version)", 0, INT32_MAX,
-                &p->version));
-    if (p->version != QP_PLAN_VERSION)
-        return fail(r, map_get(r, root, "qplan"), "plan format version %d, this build reads %d",
-                    p->version, QP_PLAN_VERSION);
-    TRY(get_str(r, map_get(r, root, "target"), "target", &p->target));
+    TRY(read_fields(r, map_get(r, root, "target"), "target", &qp_fields_target, &p->target));
+    TRY(read_passes(r, map_get(r, root, "passes"), p));
     TRY(read_model(r, map_get(r, root, "model"), p));
-    TRY(read_hparams(r, map_get(r, root, "hparams"), p));
-    TRY(read_limits(r, map_get(r, root, "limits"), p));
-    TRY(read_memory(r, map_get(r, root, "memory"), p));
-    TRY(read_step(r, map_get(r, root, "step"), p));
-    TRY(read_kv(r, map_get(r, root, "kv_cache"), p));
+    TRY(read_fields(r, map_get(r, root, "hparams"), "hparams", &qp_fields_hparams, &p->hparams));
+    TRY(read_fields(r, map_get(r, root, "limits"), "limits", &qp_fields_limits, &p->limits));
+    TRY(read_fields(r, map_get(r, root, "memory"), "memory", &qp_fields_memory, &p->memory));
+    TRY(read_fields(r, map_get(r, root, "step"), "step", &qp_fields_step, &p->step));
+    TRY(read_fields(r, map_get(r, root, "kv_cache"), "kv_cache", &qp_fields_kv, &p->kv));
     TRY(read_weights(r, map_get(r, root, "weights"), p));
     TRY(read_buffers(r, map_get(r, root, "buffers"), p));
     TRY(read_programs(r, map_get(r, root, "programs"), p));

@@ -10,7 +10,7 @@
  * Liveness: a buffer is live from a node that writes it (its `out`) to the last node that
  * reads it (an `in`) before the next node that overwrites it without reading it; a node that
  * both reads and writes a buffer (in-place rope, residual add) continues its live range.
- * Ranges are per program; prefill and decode never run at once.
+ * Ranges are per program; programs never run at once.
  *
  * qp_plan_check_model checks the plan's identity (file size, header hash) and weights
  * against an opened GGUF. Every message starts "source:line:" (the plan's YAML line when the
@@ -86,8 +86,9 @@ static enum qp_status check_header(struct vd *v, struct region **fixed, int64_t 
     *fixed = NULL;
     if (p->version != QP_PLAN_VERSION)
         return bad(v, 1, "plan format version %d, expected %d", p->version, QP_PLAN_VERSION);
-    if (!p->target || strcmp(p->target, "cuda") != 0)
-        return bad(v, 1, "target '%s' is not known (known: cuda)", p->target ? p->target : "");
+    if (!p->target.backend || strcmp(p->target.backend, "cuda") != 0)
+        return bad(v, 1, "target.backend '%s' is not known (known: cuda)",
+                   p->target.backend ? p->target.backend : "");
     if (p->memory.alignment != QP_PLAN_ALIGNMENT)
         return bad(v, 1, "memory.alignment %" PRIu64 ", expected %d", p->memory.alignment,
                    QP_PLAN_ALIGNMENT);
@@ -379,13 +380,11 @@ static enum qp_status check_node(struct nctx *c) {
                                   n->epilogue != QP_EPILOGUE_NONE))
         return nbad(c, "only linear takes a prologue or an epilogue");
     const struct qp_launch *l = &n->launch;
-    if (l->block < 0 || l->block > 1024 || l->block % 32)
-        return nbad(c, "launch.block %d must be 0 (default) or a multiple of 32 up to 1024",
-                    l->block);
-    if (l->rows_per_block < 0 || l->rows_per_block > (1 << 20) || l->split < 0 ||
-        l->split > 65535)
-        return nbad(c, "launch.rows_per_block %d must be in [0, 2^20] and split %d in [0, 65535]",
-                    l->rows_per_block, l->split);
+    if (l->block < 32 || l->block > 1024 || l->block % 32)
+        return nbad(c, "launch.block %d must be a multiple of 32 in [32, 1024]", l->block);
+    if (l->rows_per_block < 0 || l->split < 0 || l->grid < 0 || (l->pdl != 0 && l->pdl != 1))
+        return nbad(c, "launch: rows_per_block %d, split %d and grid %d must be >= 0, pdl 0 or 1",
+                    l->rows_per_block, l->split, l->grid);
     if (n->scratch_bytes) {
         char what[96];
         snprintf(what, sizeof what, "%s node %d scratch", c->prog, c->idx);
@@ -459,15 +458,18 @@ struct seg {
     int32_t start, end; /* node indices, inclusive */
 };
 
-static enum qp_status check_program(struct vd *v, enum qp_plan_program_id id) {
+static enum qp_status check_program(struct vd *v, int32_t id) {
     const struct qp_plan *p = v->p;
     const struct qp_plan_program *g = &p->programs[id];
-    const char *prog = qp_plan_program_name(id);
-    if (g->n_nodes < 1) return bad(v, 1, "program %s has no nodes", prog);
-    if (g->capture != (id == QP_PLAN_DECODE))
-        return bad(v, g->nodes[0].line, "program %s: capture must be %s", prog,
-                   id == QP_PLAN_DECODE ? "true" : "false");
-    int64_t rows_all = id == QP_PLAN_PREFILL ? p->limits.max_chunk : 1;
+    const char *prog = g->name;
+    if (g->n_nodes < 1) return bad(v, g->line, "program %s has no nodes", prog);
+    if (g->min_tok < 1 || g->min_tok > g->max_tok || g->max_tok > p->limits.max_chunk)
+        return bad(v, g->line, "program %s: tokens [%d, %d] must satisfy 1 <= min <= max <= max_chunk %" PRId64,
+                   prog, g->min_tok, g->max_tok, p->limits.max_chunk);
+    if (g->capture && g->min_tok != g->max_tok)
+        return bad(v, g->line, "program %s: a captured program runs one chunk size, tokens are [%d, %d]",
+                   prog, g->min_tok, g->max_tok);
+    int64_t rows_all = g->max_tok;
 
     size_t nb = (size_t)p->n_buffers;
     int32_t *cur = malloc((nb + 1) * sizeof *cur); /* current segment index per buffer, -1 */
@@ -593,12 +595,23 @@ enum qp_status qp_plan_validate(const struct qp_plan *p, struct qp_error *err) {
     if (st == QP_OK) st = check_weights(&v);
     if (st == QP_OK) st = check_buffers(&v, fixed, n_fixed);
     free(fixed);
-    for (int k = 0; k < QP_PLAN_N_PROGRAMS && st == QP_OK; k++)
-        st = check_program(&v, (enum qp_plan_program_id)k);
+    for (int32_t k = 0; k < p->n_programs && st == QP_OK; k++) st = check_program(&v, k);
+    /* the programs' token ranges are disjoint and cover every chunk size 1..max_chunk */
+    for (int64_t n = 1; n <= p->limits.max_chunk && st == QP_OK; n++) {
+        int32_t first = qp_plan_find_program(p, n), again = -1;
+        for (int32_t k = first + 1; first >= 0 && k < p->n_programs && again < 0; k++)
+            if (n >= p->programs[k].min_tok && n <= p->programs[k].max_tok) again = k;
+        if (first < 0)
+            st = bad(&v, 1, "programs: no program runs a chunk of %" PRId64 " tokens (their tokens "
+                     "ranges must cover 1..max_chunk %" PRId64 ")", n, p->limits.max_chunk);
+        else if (again >= 0)
+            st = bad(&v, p->programs[again].line, "programs %s and %s both run chunks of %" PRId64
+                     " tokens", p->programs[first].name, p->programs[again].name, n);
+    }
     /* every buffer is used by some program (dead buffers are removed by the compiler) */
     for (int32_t b = 0; b < p->n_buffers && st == QP_OK; b++) {
         bool used = false;
-        for (int k = 0; k < QP_PLAN_N_PROGRAMS && !used; k++) {
+        for (int32_t k = 0; k < p->n_programs && !used; k++) {
             const struct qp_plan_program *g = &p->programs[k];
             for (int32_t i = 0; i < g->n_nodes && !used; i++) {
                 const struct qp_plan_node *n = &g->nodes[i];

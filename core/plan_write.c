@@ -5,7 +5,9 @@
  * what the plan holds). Optional node fields are written only when they differ from their
  * defaults, and plan_read.c reads the defaults back, so emit ▸ parse ▸ emit is byte-identical.
  * Weights and buffers are one flow mapping per line; nodes are block mappings with flow-style
- * fields, so a diff of two plans reads line by line.
+ * fields, so a diff of two plans reads line by line. The flat sections (target, hparams, limits,
+ * memory, step, kv_cache, a node's params, launch and scratch) are written from plan_fields.h's
+ * tables, the ones plan_read.c reads them with.
  *
  * Files are written atomically: a temporary file in the target's directory, fsync, rename.
  * On any failure the temporary file is removed and the target is left as it was.
@@ -20,6 +22,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "plan_fields.h"
 #include "qp_ggml.h"
 
 struct out_buf {
@@ -125,7 +128,6 @@ static void seq_end(struct em *m) {
 static void kv_str(struct em *m, const char *k, const char *v) { str(m, k); str(m, v); }
 static void kv_i64(struct em *m, const char *k, int64_t v) { str(m, k); i64(m, v); }
 static void kv_u64(struct em *m, const char *k, uint64_t v) { str(m, k); u64(m, v); }
-static void kv_f64(struct em *m, const char *k, double v) { str(m, k); f64(m, v); }
 
 static void shape(struct em *m, int64_t rows, int64_t cols) {
     str(m, "shape");
@@ -133,6 +135,42 @@ static void shape(struct em *m, int64_t rows, int64_t cols) {
     i64(m, rows);
     i64(m, cols);
     seq_end(m);
+}
+
+/* A flat section from its table (plan_fields.h): every field, but optional ones that hold
+ * their default, in table order, as a flow or block mapping. */
+static void emit_fields(struct em *m, const char *key, const struct qp_field_table *t, const void *base,
+                        bool flow) {
+    str(m, key);
+    map_start(m, flow);
+    for (int i = 0; i < t->n; i++) {
+        const struct qp_field *f = &t->fields[i];
+        if (qp_field_is_default(f, base)) continue;
+        const char *at = (const char *)base + f->off;
+        char b[32];
+        str(m, f->key);
+        switch (f->kind) {
+        case QP_FIELD_STR: str(m, *(char *const *)at ? *(char *const *)at : ""); break;
+        case QP_FIELD_I64: i64(m, *(const int64_t *)at); break;
+        case QP_FIELD_I32: i64(m, *(const int32_t *)at); break;
+        case QP_FIELD_U64: u64(m, *(const uint64_t *)at); break;
+        case QP_FIELD_F64: f64(m, *(const double *)at); break;
+        case QP_FIELD_BOOL01: str(m, *(const int32_t *)at ? "true" : "false"); break;
+        case QP_FIELD_KV_TYPE: str(m, *(const int32_t *)at == QP_GGML_F32 ? "f32" : "f16"); break;
+        case QP_FIELD_SM:
+            snprintf(b, sizeof b, "sm_%d", (int)*(const int32_t *)at);
+            str(m, b);
+            break;
+        }
+    }
+    map_end(m);
+}
+
+/* True when any field of a table holds other than its default (a section worth writing). */
+static bool any_set(const struct qp_field_table *t, const void *base) {
+    for (int i = 0; i < t->n; i++)
+        if (!qp_field_is_default(&t->fields[i], base)) return true;
+    return false;
 }
 
 static void lower_name(char *dst, size_t n, const char *src) {
@@ -166,31 +204,11 @@ static void emit_node(struct em *m, const struct qp_plan *p, const struct qp_pla
     if (n->prologue != QP_PROLOGUE_NONE) kv_str(m, "prologue", qp_prologue_name(n->prologue));
     if (n->epilogue != QP_EPILOGUE_NONE) kv_str(m, "epilogue", qp_epilogue_name(n->epilogue));
     if (n->rows != QP_PLAN_ROWS_ALL) kv_str(m, "rows", qp_plan_rows_name(n->rows));
-    const struct qp_plan_params *pp = &n->params;
-    if (pp->eps != 0 || pp->n_head || pp->n_head_kv || pp->head_dim || pp->rope_base != 0 ||
-        pp->layer >= 0) {
-        str(m, "params");
-        map_start(m, true);
-        if (pp->eps != 0) kv_f64(m, "eps", pp->eps);
-        if (pp->n_head) kv_i64(m, "n_head", pp->n_head);
-        if (pp->n_head_kv) kv_i64(m, "n_head_kv", pp->n_head_kv);
-        if (pp->head_dim) kv_i64(m, "head_dim", pp->head_dim);
-        if (pp->rope_base != 0) kv_f64(m, "rope_base", pp->rope_base);
-        if (pp->layer >= 0) kv_i64(m, "layer", pp->layer);
-        map_end(m);
-    }
-    str(m, "launch");
-    map_start(m, true);
-    kv_i64(m, "block", n->launch.block);
-    kv_i64(m, "rows_per_block", n->launch.rows_per_block);
-    kv_i64(m, "split", n->launch.split);
-    map_end(m);
+    if (any_set(&qp_fields_params, &n->params)) emit_fields(m, "params", &qp_fields_params, &n->params, true);
+    emit_fields(m, "launch", &qp_fields_launch, &n->launch, true);
     if (n->scratch_bytes) {
-        str(m, "scratch");
-        map_start(m, true);
-        kv_u64(m, "offset", n->scratch_offset);
-        kv_u64(m, "bytes", n->scratch_bytes);
-        map_end(m);
+        const struct qp_scratch_view sv = {n->scratch_offset, n->scratch_bytes};
+        emit_fields(m, "scratch", &qp_fields_scratch, &sv, true);
     }
     map_end(m);
 }
@@ -204,7 +222,11 @@ static void emit_plan(struct em *m, const struct qp_plan *p) {
     ev(m, &e, ok);
     map_start(m, false);
     kv_i64(m, "qplan", p->version);
-    kv_str(m, "target", p->target ? p->target : "");
+    emit_fields(m, "target", &qp_fields_target, &p->target, true);
+    str(m, "passes");
+    seq_start(m, true);
+    for (int32_t i = 0; i < p->n_passes; i++) str(m, p->passes[i]);
+    seq_end(m);
 
     str(m, "model");
     map_start(m, false);
@@ -215,52 +237,11 @@ static void emit_plan(struct em *m, const struct qp_plan *p) {
     scalar_style(m, hash, YAML_DOUBLE_QUOTED_SCALAR_STYLE);
     map_end(m);
 
-    const struct qp_plan_hparams *h = &p->hparams;
-    str(m, "hparams");
-    map_start(m, false);
-    kv_str(m, "arch", h->arch ? h->arch : "");
-    kv_i64(m, "n_vocab", h->n_vocab);
-    kv_i64(m, "n_embd", h->n_embd);
-    kv_i64(m, "n_layer", h->n_layer);
-    kv_i64(m, "n_ff", h->n_ff);
-    kv_i64(m, "n_head", h->n_head);
-    kv_i64(m, "n_head_kv", h->n_head_kv);
-    kv_i64(m, "head_dim", h->head_dim);
-    kv_i64(m, "n_ctx_train", h->n_ctx_train);
-    kv_f64(m, "rope_base", h->rope_base);
-    kv_f64(m, "eps", h->eps);
-    map_end(m);
-
-    str(m, "limits");
-    map_start(m, false);
-    kv_i64(m, "max_ctx", p->limits.max_ctx);
-    kv_i64(m, "max_chunk", p->limits.max_chunk);
-    map_end(m);
-
-    str(m, "memory");
-    map_start(m, false);
-    kv_u64(m, "alignment", p->memory.alignment);
-    kv_u64(m, "arena_bytes", p->memory.arena_bytes);
-    kv_u64(m, "kv_bytes", p->memory.kv_bytes);
-    kv_u64(m, "weight_bytes", p->memory.weight_bytes);
-    map_end(m);
-
-    str(m, "step");
-    map_start(m, true);
-    kv_u64(m, "offset", p->step.offset);
-    kv_u64(m, "bytes", p->step.bytes);
-    map_end(m);
-
-    str(m, "kv_cache");
-    map_start(m, false);
-    kv_str(m, "type", p->kv.type == QP_GGML_F32 ? "f32" : "f16");
-    kv_i64(m, "n_layer", p->kv.n_layer);
-    kv_i64(m, "ctx", p->kv.ctx);
-    kv_i64(m, "kv_dim", p->kv.kv_dim);
-    kv_u64(m, "k_offset", p->kv.k_offset);
-    kv_u64(m, "v_offset", p->kv.v_offset);
-    kv_u64(m, "layer_stride", p->kv.layer_stride);
-    map_end(m);
+    emit_fields(m, "hparams", &qp_fields_hparams, &p->hparams, false);
+    emit_fields(m, "limits", &qp_fields_limits, &p->limits, false);
+    emit_fields(m, "memory", &qp_fields_memory, &p->memory, false);
+    emit_fields(m, "step", &qp_fields_step, &p->step, true);
+    emit_fields(m, "kv_cache", &qp_fields_kv, &p->kv, false);
 
     str(m, "weights");
     seq_start(m, false);
@@ -303,10 +284,15 @@ static void emit_plan(struct em *m, const struct qp_plan *p) {
 
     str(m, "programs");
     map_start(m, false);
-    for (int k = 0; k < QP_PLAN_N_PROGRAMS; k++) {
+    for (int32_t k = 0; k < p->n_programs; k++) {
         const struct qp_plan_program *g = &p->programs[k];
-        str(m, qp_plan_program_name((enum qp_plan_program_id)k));
+        str(m, g->name ? g->name : "");
         map_start(m, false);
+        str(m, "tokens");
+        seq_start(m, true);
+        i64(m, g->min_tok);
+        i64(m, g->max_tok);
+        seq_end(m);
         kv_str(m, "capture", g->capture ? "true" : "false");
         str(m, "nodes");
         seq_start(m, false);

@@ -33,6 +33,19 @@ int qp_pass_from_name(const char *name);  /* -1 when unknown ("norm" works for "
 
 #define QP_COMPILE_DEFAULT_CTX 4096  /* default --ctx cap: the model's context if smaller */
 #define QP_COMPILE_DEFAULT_CHUNK 512 /* default prefill chunk (capped by ctx) */
+/* Default --matvec-tokens: chunks of up to this many tokens run the matvec kernels (program
+ * prefill_small), which read the weights once per token in f32 where the gemm kernel
+ * dequantizes them to f16 once per chunk; 8 is where the two met on an H100 (docs/performance.md). */
+#define QP_COMPILE_DEFAULT_MATVEC_TOKENS 8
+#define QP_COMPILE_DEFAULT_SM 90 /* default --target: sm_90 (H100, H200) */
+
+/* --kernel PATTERN=NAME: every node PATTERN matches runs kernel NAME. PATTERN is
+ * PROGRAM:OP[:WEIGHT], each part a shell glob (fnmatch) against the program's name, the node's op
+ * and its first weight's name (WEIGHT left out: any node, with weights or not). */
+struct qp_kernel_override {
+    const char *pattern;
+    const char *kernel;
+};
 
 struct qp_compile_options {
     int64_t ctx;       /* KV positions; 0 = min(model context, QP_COMPILE_DEFAULT_CTX) */
@@ -40,19 +53,26 @@ struct qp_compile_options {
     int32_t kv_type;   /* QP_GGML_F16 (default when 0 is given as -1) or QP_GGML_F32 */
     unsigned disabled; /* bit (1u << pass) set: pass not run */
     const char *file_name; /* recorded as model.file; NULL = base name of the GGUF path */
+    int32_t sm;            /* target compute capability x 10; 0 = QP_COMPILE_DEFAULT_SM */
+    int32_t sms;           /* target SMs; 0 = the usual count for sm (qp_compile_default_sms) */
+    int32_t matvec_tokens; /* -1 = QP_COMPILE_DEFAULT_MATVEC_TOKENS; 0 or 1: no prefill_small */
+    int32_t n_overrides;
+    const struct qp_kernel_override *overrides; /* [n_overrides], applied in order (last wins) */
 };
 
 /* What the compile did, for the summary. */
 struct qp_compile_stats {
     int32_t fused[QP_PASS_COUNT];      /* rewrites each pass made */
     int32_t unfused_nodes;             /* nodes the lowering made (one program) */
-    int32_t n_nodes[QP_PLAN_N_PROGRAMS];
     int32_t removed_buffers, removed_weights;
     bool ctx_defaulted;                /* ctx came from the default rule */
     int64_t model_ctx;                 /* the model's trained context */
 };
 
-/* Options with their defaults (ctx 0, chunk 0, kv f16, all passes on). */
+/* SMs of the usual card of a compute capability (sm_90: H100 SXM and H200, 132). */
+int32_t qp_compile_default_sms(int32_t sm);
+
+/* Options with their defaults (ctx 0, chunk 0, kv f16, all passes on, sm_90, matvec_tokens -1). */
 void qp_compile_options_default(struct qp_compile_options *o);
 
 /* Compiles the opened model. On success *out is a validated plan (caller frees). On failure
@@ -60,6 +80,12 @@ void qp_compile_options_default(struct qp_compile_options *o);
 enum qp_status qp_compile(const struct qp_gguf *g, const struct qp_compile_options *o,
                           struct qp_plan **out, struct qp_compile_stats *stats,
                           struct qp_error *err);
+
+/* Every node's kernel is one of the registry's (include/qp_kernels.h), of the node's op, and can
+ * run the node with its launch shape and scratch on the plan's target. QP_ERR_INVALID naming the
+ * plan line on the first that cannot. (qplan validate runs it; the runtime checks the same at load
+ * against the device it runs on.) */
+enum qp_status qp_plan_check_kernels(const struct qp_plan *p, struct qp_error *err);
 
 /* Comma-separated list of the architectures with a lowering, e.g. "qwen2". */
 const char *qp_compile_architectures(void);

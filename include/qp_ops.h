@@ -81,12 +81,16 @@ struct qp_kv_ref {
     int64_t kv_dim; /* n_head_kv * head_dim */
 };
 
-/* Launch parameters the compiler chose for a node (plan data; 0 = backend default). */
+/* Launch parameters of a node's kernel: plan data, chosen by the compiler (or qplan tune) and
+ * checked against the kernel at load (include/qp_kernels.h says what each kernel reads). */
 struct qp_launch {
     int32_t block;          /* threads per block */
-    int32_t rows_per_block; /* output rows per block (matvec) */
-    int32_t split;          /* split factor (split-K, flash-decoding chunks) */
-    int32_t reserved;
+    int32_t rows_per_block; /* output units per block (matvec), rows per chunk (gemm), query rows
+                               per block (prefill attention); 0 where the kernel has none */
+    int32_t split;          /* warps per row (mmv), blocks (mmv_argmax), chunks (gemm, attention) */
+    int32_t grid;           /* most blocks of the launch (mmv; 0: one unit per warp) */
+    int32_t pdl;            /* 1: launched with programmatic dependent launch (sm_90), may start
+                               before the previous kernel ends; 0: ordinary stream order */
 };
 
 #define QP_OP_MAX_PARTS 3
@@ -94,6 +98,7 @@ struct qp_launch {
 /* Everything an op reads. Each op uses the fields its enum comment names; the rest are 0. */
 struct qp_op_args {
     enum qp_op op;
+    int32_t kernel;         /* enum qp_kernel (include/qp_kernels.h): the plan's kernel for the node */
     int32_t n_tok;          /* activation rows: 1 for decode, the chunk size for prefill */
     struct qp_step *step;   /* backend memory */
 
@@ -119,8 +124,7 @@ struct qp_op_args {
     size_t scratch_bytes;
     struct qp_launch launch;
     void *stream;                               /* cudaStream_t for CUDA, NULL for CPU */
-    void *blas;                                 /* cublasHandle_t for CUDA (LINEAR with n_tok
-                                                   > QP_CUDA_MATVEC_MAX_TOK, include/qp_cuda.h),
+    void *blas;                                 /* cublasHandle_t for CUDA (the gemm kernel),
                                                    owned by the backend; NULL for CPU */
 };
 

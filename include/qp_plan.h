@@ -14,11 +14,18 @@
  * order, per program) do not overlap may share arena bytes; the validator checks that no two
  * buffers live at the same node overlap, and that a node's scratch overlaps no live buffer.
  *
- * Programs. `prefill` runs on a chunk of n_tok <= limits.max_chunk tokens, `decode` on one
- * token and is captured once into a CUDA graph (capture = true). Both read position, token ids
- * and n_tok from the step state. A node with rows = QP_PLAN_ROWS_LAST runs on the last token
- * row only: the runtime passes in0 (and in1) advanced to row n_tok-1 and n_tok = 1 (used for
- * the final norm and LM head of prefill, whose other rows nobody reads).
+ * Programs. Each program runs chunks of min_tok..max_tok tokens; the ranges of a plan's programs
+ * are disjoint and cover 1..limits.max_chunk, so the runtime runs a chunk of n tokens with the one
+ * program whose range holds n (the compiler writes `decode` for 1 token, captured once into a
+ * CUDA graph, `prefill_small` for chunks short enough for the matvec kernels, and `prefill`).
+ * Every program reads position, token ids and n_tok from the step state. A node with rows =
+ * QP_PLAN_ROWS_LAST runs on the last token row only: the runtime passes in0 (and in1) advanced
+ * to row n_tok-1 and n_tok = 1 (used for the final norm and LM head of prefill, whose other rows
+ * nobody reads).
+ *
+ * Kernels. A node's `kernel` names one kernel of the target backend's registry
+ * (include/qp_kernels.h) and `launch` its launch shape; the backend runs exactly that, and a
+ * name it does not know, or a kernel that cannot run the node, is a load error.
  *
  * How a node fills struct qp_op_args (include/qp_ops.h):
  *   in0/in1  = arena + buffers[in[0]/in[1]].offset (advanced to the last row for ROWS_LAST)
@@ -42,7 +49,7 @@
 extern "C" {
 #endif
 
-#define QP_PLAN_VERSION 1
+#define QP_PLAN_VERSION 2
 #define QP_PLAN_ALIGNMENT 256 /* arena offsets: enough for any vector load and cuBLAS */
 #define QP_PLAN_MAX_IN 2
 #define QP_PLAN_STEP_HEADER_BYTES 16 /* pos, n_tok, next_token, reserved (struct qp_step) */
@@ -145,7 +152,7 @@ struct qp_plan_params {
 
 struct qp_plan_node {
     enum qp_op op;
-    char *kernel;                      /* backend kernel variant, e.g. "mmv", "gemm" */
+    char *kernel;                      /* a kernel of the registry, e.g. "mmv_stream", "gemm" */
     int32_t n_in;
     int32_t in[QP_PLAN_MAX_IN];        /* buffer indices */
     int32_t out;                       /* buffer index; -1 for kv_write, argmax, step_advance */
@@ -158,23 +165,33 @@ struct qp_plan_node {
     enum qp_epilogue epilogue;
     enum qp_plan_rows rows;
     struct qp_plan_params params;
-    struct qp_launch launch;           /* 0 = backend default */
+    struct qp_launch launch;           /* the kernel's launch shape (qp_kernels.h) */
     uint64_t scratch_offset;           /* arena offset, aligned; 0 with scratch_bytes 0 */
     uint64_t scratch_bytes;
     int line;
 };
 
-enum qp_plan_program_id { QP_PLAN_PREFILL, QP_PLAN_DECODE, QP_PLAN_N_PROGRAMS };
-
 struct qp_plan_program {
-    bool capture;                 /* decode: true (CUDA graph), prefill: false */
+    char *name;                   /* unique in the plan: "decode", "prefill_small", "prefill" */
+    int32_t min_tok, max_tok;     /* runs chunks of min_tok..max_tok tokens */
+    bool capture;                 /* replayed from a CUDA graph (min_tok == max_tok) */
     int32_t n_nodes;
     struct qp_plan_node *nodes;   /* [n_nodes], in execution order */
+    int line;
+};
+
+/* What the plan's kernels and launch shapes were chosen for. */
+struct qp_plan_target {
+    char *backend; /* "cuda" (the CPU backend runs any plan with its reference ops) */
+    int32_t sm;    /* compute capability x 10, e.g. 90 for sm_90 (H100, H200) */
+    int32_t sms;   /* streaming multiprocessors the grids were sized for */
 };
 
 struct qp_plan {
     int32_t version; /* QP_PLAN_VERSION */
-    char *target;    /* backend the kernels and launch params were chosen for: "cuda" */
+    struct qp_plan_target target;
+    int32_t n_passes;
+    char **passes;   /* [n_passes] the compiler's fusion passes that ran, in order */
     struct qp_plan_model model;
     struct qp_plan_hparams hparams;
     struct qp_plan_limits limits;
@@ -185,12 +202,15 @@ struct qp_plan {
     struct qp_plan_weight *weights; /* [n_weights] */
     int32_t n_buffers;
     struct qp_plan_buffer *buffers; /* [n_buffers] */
-    struct qp_plan_program programs[QP_PLAN_N_PROGRAMS];
+    int32_t n_programs;
+    struct qp_plan_program *programs; /* [n_programs] */
     char *source;                   /* path it was read from (messages); NULL when built */
 };
 
-/* Program names as written in plans: "prefill", "decode". */
-const char *qp_plan_program_name(enum qp_plan_program_id id);
+/* The program that runs a chunk of n tokens; -1 when none does. */
+int32_t qp_plan_find_program(const struct qp_plan *p, int64_t n);
+/* The program named name; -1 when absent. */
+int32_t qp_plan_program_by_name(const struct qp_plan *p, const char *name);
 /* Name of a node's rows mode: "all", "last". */
 const char *qp_plan_rows_name(enum qp_plan_rows r);
 

@@ -19,6 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdio.h>
+
+#include "qp_ops.h"
 #include "qp_sampler.h"
 #include "qp_status.h"
 
@@ -35,6 +38,9 @@ struct qrun_options {
     bool no_graph;          /* --no-graph: launch decode eagerly */
     bool progress;          /* progress bar on stderr while weights load */
     bool verbose;
+    bool sync_each;         /* --sync-each: synchronise after every node (CUDA), so that a fault is
+                               reported against its node */
+    bool profile;           /* --profile: per-op device times of eager runs on stderr (CUDA) */
 };
 struct qrun_options qrun_options_default(void);
 
@@ -119,6 +125,23 @@ enum qp_status qrun_find_model(const char *plan_path, const char *model_override
 
 /* Forgets the conversation (position 0, chat turns, sampler window). */
 void qrun_reset(struct qrun *q);
+
+/* One plan node, and the kernel the backend launched for it the last time it ran. */
+struct qrun_node_kernel {
+    const char *program; /* the plan program's name */
+    int32_t node;        /* index in the program */
+    int line;            /* the node's line in the plan */
+    const char *op, *out;
+    const char *kernel;  /* the plan's kernel */
+    const char *ran;     /* what the backend launched: a kernel name; "reference" for the CPU
+                            backend's op; NULL when the node has not run */
+    struct qp_launch launch;
+};
+/* Fills out[0 .. min(count, max)) with every node of every program, in plan order; returns the
+ * count (out may be NULL with max 0). */
+int32_t qrun_node_kernels(const struct qrun *q, struct qrun_node_kernel *out, int32_t max);
+/* The same as a table on f (qrun -v prints it after generating): the nodes that ran. */
+void qrun_print_kernels(const struct qrun *q, FILE *f);
 
 int64_t qrun_n_ctx(const struct qrun *q);          /* usable positions */
 int64_t qrun_pos(const struct qrun *q);            /* positions used */

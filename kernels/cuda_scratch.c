@@ -5,6 +5,7 @@
 #include "qp_cuda.h"
 
 #include "qp_ggml.h"
+#include "qp_kernels.h"
 
 static bool align_add(size_t *off, size_t bytes, size_t *start) {
     size_t o = (*off + 255u) & ~(size_t)255u;
@@ -22,17 +23,6 @@ int64_t qp_cuda_rows_total(const struct qp_op_args *a) {
     return r;
 }
 
-static int32_t attn_split(const struct qp_op_args *a) {
-    if (a->launch.split > 0) return a->launch.split;
-    /* Decode: enough chunks that 14 heads fill 132 SMs at long contexts (~128 positions per
-     * chunk, at most 64 chunks); prefill has n_tok x n_head blocks already, so fewer. */
-    int64_t s = a->n_tok <= 1 ? (a->kv.ctx + 127) / 128 : (a->kv.ctx + 1023) / 1024;
-    int64_t cap = a->n_tok <= 1 ? 64 : 8;
-    if (s < 1) s = 1;
-    if (s > cap) s = cap;
-    return (int32_t)s;
-}
-
 enum qp_status qp_cuda_scratch_plan(const struct qp_op_args *a, struct qp_cuda_scratch_layout *l,
                                     struct qp_error *err) {
     struct qp_cuda_scratch_layout z = {0};
@@ -40,11 +30,11 @@ enum qp_status qp_cuda_scratch_plan(const struct qp_op_args *a, struct qp_cuda_s
     size_t off = 0, b = 0;
     if (a->n_tok < 1) return qp_error_set(err, QP_ERR_INVALID, "cuda scratch: n_tok %d < 1", a->n_tok);
     const size_t n = (size_t)a->n_tok;
-    bool argmax = a->op == QP_OP_ARGMAX ||
-                  (a->op == QP_OP_LINEAR && a->epilogue == QP_EPILOGUE_ARGMAX);
+    bool argmax = a->kernel == QP_KERNEL_ARGMAX || a->kernel == QP_KERNEL_MMV_ARGMAX ||
+                  (a->kernel == QP_KERNEL_GEMM && a->epilogue == QP_EPILOGUE_ARGMAX);
     if (argmax && !align_add(&off, (size_t)QP_CUDA_ARGMAX_BLOCKS * 8u, &l->argmax_off))
         goto overflow;
-    if (a->op == QP_OP_LINEAR && a->n_tok > QP_CUDA_MATVEC_MAX_TOK) {
+    if (a->kernel == QP_KERNEL_GEMM) {
         int64_t rows = qp_cuda_rows_total(a);
         if (rows <= 0 || a->in_w <= 0)
             return qp_error_set(err, QP_ERR_INVALID, "cuda scratch: linear with %lld rows x %lld cols",
@@ -71,11 +61,11 @@ enum qp_status qp_cuda_scratch_plan(const struct qp_op_args *a, struct qp_cuda_s
             goto overflow;
         if (!align_add(&off, QP_CUDA_GEMM_WS_BYTES, &l->ws_off)) goto overflow;
     }
-    if (a->op == QP_OP_ATTENTION) {
-        if (a->n_head <= 0 || a->head_dim <= 0)
-            return qp_error_set(err, QP_ERR_INVALID, "cuda scratch: attention with %d heads of %d",
-                                a->n_head, a->head_dim);
-        l->attn_split = attn_split(a);
+    if (a->kernel == QP_KERNEL_ATTN_SPLIT || a->kernel == QP_KERNEL_ATTN_GQA) {
+        if (a->n_head <= 0 || a->head_dim <= 0 || a->launch.split < 1)
+            return qp_error_set(err, QP_ERR_INVALID, "cuda scratch: attention with %d heads of %d, split %d",
+                                a->n_head, a->head_dim, a->launch.split);
+        l->attn_split = a->launch.split;
         if (!qp_mul_size(n, (size_t)a->n_head, &b) || !qp_mul_size(b, (size_t)l->attn_split, &b) ||
             !qp_mul_size(b, (size_t)a->head_dim + 2u, &b) || !qp_mul_size(b, 4, &b) ||
             !align_add(&off, b, &l->attn_off))
@@ -84,5 +74,6 @@ enum qp_status qp_cuda_scratch_plan(const struct qp_op_args *a, struct qp_cuda_s
     l->total = off;
     return QP_OK;
 overflow:
-    return qp_error_set(err, QP_ERR_RANGE, "cuda scratch: size of op %d overflows", (int)a->op);
+    return qp_error_set(err, QP_ERR_RANGE, "cuda scratch: the scratch of a %s kernel overflows",
+                        qp_kernel_desc(a->kernel) ? qp_kernel_desc(a->kernel)->name : "?");
 }

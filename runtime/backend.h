@@ -48,15 +48,21 @@ struct qp_backend_config {
     int32_t device;      /* device ordinal (CUDA); ignored by the CPU backend */
     bool use_graph;      /* false: --no-graph (replay falls back to eager run) */
     bool verbose;        /* print device memory totals etc. to stderr */
+    bool sync_each;      /* --sync-each: synchronise after every node, so that an asynchronous
+                            fault is reported against the node that caused it (CUDA) */
+    bool profile;        /* --profile: device time of every node of eager runs, per op (CUDA) */
 };
 
 /* A program prepared for running: the executor builds it once at load. */
 struct qp_backend_program {
-    const char *name;              /* "prefill" or "decode" */
+    const char *name;              /* the plan program's name: "decode", "prefill", ... */
     int32_t n_nodes;
     struct qp_op_args *args;       /* [n_nodes], host memory; pointers into backend memory */
     const char *const *node_names; /* [n_nodes], for messages (the plan node's name) */
     bool capture;                  /* the plan marks this program for graph capture */
+    int32_t *ran;                  /* [n_nodes]: the backend writes the enum qp_kernel it launched
+                                      for each node when it runs or captures the program
+                                      (QP_KERNEL_UNKNOWN: the CPU's reference op) */
 };
 
 struct qp_backend_vtbl;
@@ -71,6 +77,9 @@ struct qp_backend {
     size_t weights_bytes;
     void *stream;          /* cudaStream_t for CUDA, NULL for CPU: copied into qp_op_args */
     const qp_op_fn *ops;   /* [QP_OP_COUNT] the op functions this backend runs */
+    int32_t sm, sms;       /* the device's compute capability x 10 and SMs (0: a CPU, which
+                              runs every kernel with its op's reference function) */
+    const char *device_name; /* e.g. "NVIDIA H100 80GB HBM3", "cpu" */
     void *impl;            /* backend-private state */
 };
 

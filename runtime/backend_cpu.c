@@ -6,6 +6,7 @@
  * Nothing is allocated after init and weights_alloc.
  */
 #include "backend.h"
+#include "qp_kernels.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ static enum qp_status cpu_init(const struct qp_backend_config *cfg, struct qp_ba
     b->arena_bytes = cfg->arena_bytes;
     b->step = (struct qp_step *)((char *)b->arena + cfg->step_offset);
     b->ops = qp_cpu_ops;
+    b->device_name = "cpu";
     *out = b;
     return QP_OK;
 }
@@ -84,6 +86,7 @@ static enum qp_status cpu_run(struct qp_backend *b, const struct qp_backend_prog
             return qp_error_set(err, s, "%s node %d '%s' (%s): %s", prog->name, i,
                                 prog->node_names[i], d ? d->name : "?", e.msg);
         }
+        if (prog->ran) prog->ran[i] = QP_KERNEL_UNKNOWN; /* the op's reference function */
     }
     return QP_OK;
 }

@@ -13,12 +13,14 @@
 #include <string.h>
 
 #include "qp_ggml.h"
+#include "qp_kernels.h"
 
 #define NODE_NAME_MAX 96
 
 struct exec_program {
     struct qp_backend_program prog;
     struct qp_op_args *args;  /* [n_nodes] */
+    int32_t *ran;             /* [n_nodes] kernel the backend launched last (-1: not run yet) */
     const char **names;       /* [n_nodes] -> name_buf */
     char *name_buf;           /* [n_nodes][NODE_NAME_MAX] */
     const float **in0_base;   /* [n_nodes] row 0 of in0 (last-row nodes advance from it) */
@@ -36,7 +38,7 @@ struct qp_exec {
     struct qp_backend *b;
     void *stacked;                /* host copies of stacked weights (host-memory backends) */
     const void **wptr;            /* [n_weights] backend pointers of plan weights */
-    struct exec_program progs[QP_PLAN_N_PROGRAMS];
+    struct exec_program *progs;   /* [plan->n_programs] */
     float *logits;                /* [n_vocab] host */
     int32_t *step_host;           /* [4 + max_chunk] staging for step writes */
     /* last forward */
@@ -128,13 +130,43 @@ static enum qp_status set_weight(struct qp_exec *x, const struct qp_plan_part *p
     return QP_OK;
 }
 
-static enum qp_status prepare_program(struct qp_exec *x, enum qp_plan_program_id id,
-                                      struct qp_error *err) {
+/* Resolves node i's kernel name through the registry and checks that the kernel can run the
+ * node as prepared in a, on this backend's device (the plan's target for the CPU, which runs every
+ * kernel with its op's reference function). */
+static enum qp_status resolve_kernel(struct qp_exec *x, const struct qp_plan_program *pp, int32_t i,
+                                     struct qp_op_args *a, struct qp_error *err) {
+    const struct qp_plan *p = x->plan;
+    const struct qp_plan_node *nd = &pp->nodes[i];
+    const char *src = p->source ? p->source : "plan";
+    const struct qp_op_desc *od = qp_op_desc(nd->op);
+    const struct qp_kernel_desc *kd = nd->kernel ? qp_kernel_find(nd->kernel) : NULL;
+    if (!kd || kd->op != nd->op) {
+        char names[256];
+        qp_kernel_names(nd->op, names, sizeof names);
+        return qp_error_set(err, QP_ERR_INVALID, "%s:%d: %s node %d (%s): %s kernel '%s' (kernels of %s: %s)",
+                            src, nd->line, pp->name, i, od ? od->name : "?", kd ? "not an op's" : "no",
+                            nd->kernel ? nd->kernel : "", od ? od->name : "?", names);
+    }
+    a->kernel = kd->id;
+    const struct qp_kernel_target t = x->b->sm > 0 ? (struct qp_kernel_target){x->b->sm, x->b->sms}
+                                                   : (struct qp_kernel_target){p->target.sm, p->target.sms};
+    struct qp_op_args c = *a;
+    c.n_tok = nd->rows == QP_PLAN_ROWS_LAST ? 1 : pp->max_tok;
+    struct qp_error e;
+    if (qp_kernel_check(kd->id, &c, &t, &e) != QP_OK)
+        return qp_error_set(err, QP_ERR_INVALID, "%s:%d: %s node %d (%s): %s cannot run it on %s (sm_%d): %s", src,
+                            nd->line, pp->name, i, od ? od->name : "?", kd->name, x->b->device_name,
+                            t.sm, e.msg);
+    return QP_OK;
+}
+
+static enum qp_status prepare_program(struct qp_exec *x, int32_t id, struct qp_error *err) {
     const struct qp_plan *p = x->plan;
     const struct qp_plan_program *pp = &p->programs[id];
     struct exec_program *e = &x->progs[id];
     size_t n = (size_t)(pp->n_nodes > 0 ? pp->n_nodes : 1);
     e->args = calloc(n, sizeof *e->args);
+    e->ran = malloc(n * sizeof *e->ran);
     e->names = calloc(n, sizeof *e->names);
     e->name_buf = calloc(n, NODE_NAME_MAX);
     e->in0_base = calloc(n, sizeof *e->in0_base);
@@ -142,10 +174,10 @@ static enum qp_status prepare_program(struct qp_exec *x, enum qp_plan_program_id
     e->in0_w = calloc(n, sizeof *e->in0_w);
     e->in1_w = calloc(n, sizeof *e->in1_w);
     e->last_row = calloc(n, 1);
-    if (!e->args || !e->names || !e->name_buf || !e->in0_base || !e->in1_base || !e->in0_w || !e->in1_w ||
-        !e->last_row)
-        return qp_error_set(err, QP_ERR_NOMEM, "out of memory preparing the %s program",
-                            qp_plan_program_name(id));
+    if (!e->args || !e->ran || !e->names || !e->name_buf || !e->in0_base || !e->in1_base || !e->in0_w ||
+        !e->in1_w || !e->last_row)
+        return qp_error_set(err, QP_ERR_NOMEM, "out of memory preparing the %s program", pp->name);
+    for (size_t i = 0; i < n; i++) e->ran[i] = -1;
     char *arena = x->b->arena;
     e->logits_node = -1;
     for (int32_t i = 0; i < pp->n_nodes; i++) {
@@ -182,7 +214,7 @@ static enum qp_status prepare_program(struct qp_exec *x, enum qp_plan_program_id
         int nb = qp_plan_node_parts(p, nd, true, bparts);
         if (np < 0 || nb < 0 || (nb > 0 && nb != np))
             return qp_error_set(err, QP_ERR_INVALID, "%s: %s node %d '%s': %d weight parts and %d bias parts",
-                                p->source ? p->source : "plan", qp_plan_program_name(id), i, name, np, nb);
+                                p->source ? p->source : "plan", pp->name, i, name, np, nb);
         a->n_parts = np;
         for (int k = 0; k < np; k++) {
             enum qp_status s = set_weight(x, &parts[k], &a->w[k], err);
@@ -217,12 +249,14 @@ static enum qp_status prepare_program(struct qp_exec *x, enum qp_plan_program_id
         e->last_row[i] = nd->rows == QP_PLAN_ROWS_LAST;
         if (nd->op == QP_OP_ARGMAX || nd->epilogue == QP_EPILOGUE_ARGMAX) e->has_argmax = true;
         if (nd->op == QP_OP_STEP_ADVANCE) e->has_advance = true;
+        enum qp_status ks = resolve_kernel(x, pp, i, a, err);
+        if (ks != QP_OK) return ks;
     }
     if (e->logits_node < 0)
         return qp_error_set(err, QP_ERR_INVALID, "%s: the %s program writes no buffer of n_vocab (%lld) columns: no logits",
-                            p->source ? p->source : "plan", qp_plan_program_name(id),
-                            (long long)p->hparams.n_vocab);
-    e->prog.name = qp_plan_program_name(id);
+                            p->source ? p->source : "plan", pp->name, (long long)p->hparams.n_vocab);
+    e->prog.name = pp->name;
+    e->prog.ran = e->ran;
     e->prog.n_nodes = pp->n_nodes;
     e->prog.args = e->args;
     e->prog.node_names = e->names;
@@ -246,20 +280,27 @@ enum qp_status qp_exec_init(const struct qp_plan *p, const struct qp_gguf *g,
         .device = cfg->device,
         .use_graph = cfg->use_graph,
         .verbose = cfg->verbose,
+        .sync_each = cfg->sync_each,
+        .profile = cfg->profile,
     };
     x->wptr = calloc((size_t)(p->n_weights > 0 ? p->n_weights : 1), sizeof *x->wptr);
     x->logits = malloc((size_t)p->hparams.n_vocab * sizeof *x->logits);
     x->step_host = calloc((size_t)p->limits.max_chunk + 4, sizeof *x->step_host);
-    if (!x->wptr || !x->logits || !x->step_host) {
+    x->progs = calloc((size_t)p->n_programs + 1, sizeof *x->progs);
+    if (!x->wptr || !x->logits || !x->step_host || !x->progs) {
         s = qp_error_set(err, QP_ERR_NOMEM, "out of memory");
         goto fail;
     }
     s = cfg->backend->init(&bc, &x->b, err);
     if (s != QP_OK) goto fail;
+    if (x->b->sm > 0 && (x->b->sm != p->target.sm || x->b->sms != p->target.sms))
+        fprintf(stderr, "qrun: note: the plan's kernels and launch shapes were chosen for sm_%d with %d SMs; %s is "
+                "sm_%d with %d SMs (qplan compile --target sm_%d --sms %d, or qplan tune, fits them to it)\n",
+                p->target.sm, p->target.sms, x->b->device_name, x->b->sm, x->b->sms, x->b->sm, x->b->sms);
     s = bind_weights(x, g, cfg, err);
     if (s != QP_OK) goto fail;
-    for (int id = 0; id < QP_PLAN_N_PROGRAMS; id++) {
-        s = prepare_program(x, (enum qp_plan_program_id)id, err);
+    for (int32_t id = 0; id < p->n_programs; id++) {
+        s = prepare_program(x, id, err);
         if (s != QP_OK) goto fail;
     }
     *out = x;
@@ -271,9 +312,10 @@ fail:
 
 void qp_exec_free(struct qp_exec *x) {
     if (!x) return;
-    for (int id = 0; id < QP_PLAN_N_PROGRAMS; id++) {
+    for (int32_t id = 0; x->progs && id < x->plan->n_programs; id++) {
         struct exec_program *e = &x->progs[id];
         free(e->args);
+        free(e->ran);
         free(e->names);
         free(e->name_buf);
         free(e->in0_base);
@@ -287,6 +329,7 @@ void qp_exec_free(struct qp_exec *x) {
     free(x->wptr);
     free(x->logits);
     free(x->step_host);
+    free(x->progs);
     free(x);
 }
 
@@ -300,7 +343,8 @@ enum qp_status qp_exec_forward(struct qp_exec *x, const int32_t *tokens, int32_t
         return qp_error_set(err, QP_ERR_RANGE,
                             "forward: positions %lld..%lld are past the KV cache (%lld positions)",
                             (long long)pos, (long long)(pos + n - 1), (long long)p->limits.max_ctx);
-    int32_t id = n == 1 ? QP_PLAN_DECODE : QP_PLAN_PREFILL;
+    const int32_t id = qp_plan_find_program(p, n); /* validated: one program runs each size */
+    if (id < 0) return qp_error_set(err, QP_ERR_INVALID, "forward: no program of the plan runs %d tokens", n);
     struct exec_program *e = &x->progs[id];
     for (int32_t i = 0; i < e->prog.n_nodes; i++) {
         struct qp_op_args *a = &e->args[i];
@@ -329,7 +373,7 @@ enum qp_status qp_exec_forward(struct qp_exec *x, const int32_t *tokens, int32_t
     }
     x->dev_known = false;
     x->dev_tok0_known = false;
-    if (id == QP_PLAN_DECODE && x->b->vt->replay)
+    if (e->prog.capture && x->b->vt->replay)
         s = x->b->vt->replay(x->b, &e->prog, err);
     else
         s = x->b->vt->run(x->b, &e->prog, err);
@@ -357,8 +401,18 @@ enum qp_status qp_exec_logits(struct qp_exec *x, const float **logits, struct qp
 }
 
 bool qp_exec_has_argmax(const struct qp_exec *x) {
-    return x->progs[QP_PLAN_PREFILL].has_argmax && x->progs[QP_PLAN_DECODE].has_argmax;
+    for (int32_t k = 0; k < x->plan->n_programs; k++)
+        if (!x->progs[k].has_argmax) return false;
+    return true;
 }
+
+int32_t qp_exec_kernel_ran(const struct qp_exec *x, int32_t program, int32_t node) {
+    if (program < 0 || program >= x->plan->n_programs || node < 0 || node >= x->plan->programs[program].n_nodes)
+        return -1;
+    return x->progs[program].ran[node];
+}
+
+const struct qp_plan *qp_exec_plan(const struct qp_exec *x) { return x->plan; }
 
 enum qp_status qp_exec_argmax(struct qp_exec *x, int32_t *token, struct qp_error *err) {
     if (x->last_prog < 0 || !x->progs[x->last_prog].has_argmax)

@@ -17,6 +17,8 @@ struct qp_exec_config {
     int32_t device;
     bool use_graph;
     bool verbose;
+    bool sync_each; /* backend config, see runtime/backend.h */
+    bool profile;
     /* Called as weights are bound (done of total bytes); may be NULL. */
     void (*progress)(void *user, uint64_t done, uint64_t total);
     void *progress_user;
@@ -26,14 +28,17 @@ struct qp_exec;
 
 /* Creates the backend (one arena of the plan's arena_bytes), binds every plan weight to its
  * GGUF tensor(s) (the mmap of g, which must outlive the executor; stacked weights assembled
- * here) and prepares both programs' op args. p must be validated and checked against g. */
+ * here) and prepares every program's op args, resolving each node's kernel through the registry
+ * (include/qp_kernels.h): an unknown name, or a kernel that cannot run its node on this device,
+ * is QP_ERR_INVALID naming the plan line. p must be validated and checked against g. */
 enum qp_status qp_exec_init(const struct qp_plan *p, const struct qp_gguf *g,
                             const struct qp_exec_config *cfg, struct qp_exec **out,
                             struct qp_error *err);
 void qp_exec_free(struct qp_exec *x); /* NULL is fine */
 
-/* Runs tokens[0..n) at positions pos .. pos+n-1 (their K and V go to the cache there):
- * decode (graph replay where the backend has it) for n == 1, prefill otherwise.
+/* Runs tokens[0..n) at positions pos .. pos+n-1 (their K and V go to the cache there) with the
+ * plan's program for chunks of n tokens (graph replay where it is captured and the backend has
+ * graphs).
  * QP_ERR_RANGE when n is not in [1, max_chunk] or pos + n > max_ctx (nothing is written). */
 enum qp_status qp_exec_forward(struct qp_exec *x, const int32_t *tokens, int32_t n, int64_t pos,
                                struct qp_error *err);
@@ -42,8 +47,13 @@ enum qp_status qp_exec_forward(struct qp_exec *x, const int32_t *tokens, int32_t
  * the next forward. */
 enum qp_status qp_exec_logits(struct qp_exec *x, const float **logits, struct qp_error *err);
 
-/* True when both programs pick the argmax on the backend (argmax op or epilogue). */
+/* True when every program picks the argmax on the backend (argmax op or epilogue). */
 bool qp_exec_has_argmax(const struct qp_exec *x);
+
+/* The enum qp_kernel the backend launched for node `node` of program `program` the last time it
+ * ran (QP_KERNEL_UNKNOWN: the CPU's reference op), -1 when it has not run. */
+int32_t qp_exec_kernel_ran(const struct qp_exec *x, int32_t program, int32_t node);
+const struct qp_plan *qp_exec_plan(const struct qp_exec *x);
 
 /* The last forward's argmax, picked on the backend (one small read). Requires has_argmax. */
 enum qp_status qp_exec_argmax(struct qp_exec *x, int32_t *token, struct qp_error *err);

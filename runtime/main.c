@@ -47,13 +47,16 @@ static void usage(FILE *f) {
           "  --tokenize TEXT         print the token ids of TEXT and exit (-v: one per line)\n"
           "  --detokenize IDS        print the text of ids \"1,2,3\" and exit\n"
           "  --no-graph              launch the decode step eagerly (no CUDA graph)\n"
+          "  --sync-each             synchronise after every node (CUDA): a fault names its node\n"
+          "  --profile               per-op device times of every eager run on stderr (CUDA)\n"
           "  --bench                 benchmark (llama-bench's table: pp512, tg128 at depths 0,\n"
           "                          4096, 16384; TTFT; device memory) instead of generating\n"
           "  --bench-json PATH       also write the benchmark as JSON\n"
           "  --bench-reps N          repetitions per test (default 5)\n"
           "  --bench-depths LIST     tg depths, e.g. 0,4096,16384 (tokens already in the KV cache)\n"
           "  --bench-pp N, --bench-tg N  tokens of the pp and tg tests (default 512, 128)\n"
-          "  -v, --verbose           more messages on stderr\n"
+          "  -v, --verbose           more messages on stderr, and after generating, per plan node,\n"
+          "                          the kernel the backend ran\n"
           "  -h, --help              this text\n",
           f);
 }
@@ -199,6 +202,8 @@ int main(int argc, char **argv) {
         else if (IS("--tokenize", "--tokenize")) { NEED_VAL; tokenize = val; }
         else if (IS("--detokenize", "--detokenize")) { NEED_VAL; detokenize = val; }
         else if (IS("--no-graph", "--no-graph")) o.no_graph = true;
+        else if (IS("--sync-each", "--sync-each")) o.sync_each = true;
+        else if (IS("--profile", "--profile")) o.profile = true;
         else if (IS("--bench", "--bench")) bench = true;
         else if (IS("--bench-json", "--bench-json")) { NEED_VAL; bo.json_path = val; bench = true; }
         else if (IS("--bench-reps", "--bench-reps")) { NEED_VAL; if (parse_int(a, val, 1, 100, &v)) return 2; bo.reps = (int)v; }
@@ -304,6 +309,7 @@ int main(int argc, char **argv) {
             rc = 1;
         } else {
             print_timings(q, &st);
+            if (o.verbose) qrun_print_kernels(q, stderr);
             if (st.stop == QRUN_STOP_INTERRUPT) rc = 130;
         }
     } else {

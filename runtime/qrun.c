@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "executor.h"
+#include "qp_kernels.h"
 #include "qp_chat.h"
 #include "qp_gguf.h"
 #include "qp_plan.h"
@@ -176,6 +177,8 @@ enum qp_status qrun_open(const char *plan_path, const struct qrun_options *o, st
         .device = 0,
         .use_graph = !o->no_graph,
         .verbose = o->verbose,
+        .sync_each = o->sync_each,
+        .profile = o->profile,
         .progress = o->progress ? progress_bar : NULL,
         .progress_user = q,
     };
@@ -192,7 +195,8 @@ enum qp_status qrun_open(const char *plan_path, const struct qrun_options *o, st
     } else {
         xc.backend = qp_backend_find("cuda");
         s = xc.backend ? qp_exec_init(q->plan, q->gguf, &xc, &q->exec, err) : QP_ERR_UNSUPPORTED;
-        if (s != QP_OK) {
+        /* no GPU (or no CUDA build): the CPU runs the plan; a plan the GPU cannot run is an error */
+        if (s == QP_ERR_DEVICE || s == QP_ERR_UNSUPPORTED) {
             if (xc.backend && o->verbose) fprintf(stderr, "qrun: cuda unavailable (%s): using cpu\n", err->msg);
             xc.backend = &qp_backend_cpu;
             s = qp_exec_init(q->plan, q->gguf, &xc, &q->exec, err);
@@ -500,4 +504,45 @@ enum qp_status qrun_chat_turn(struct qrun *q, const char *system, const char *us
     gg.parse_special = true;
     gg.keep_context = qp_chat_turns(q->chat) > 1;
     return qrun_generate(q, text, &gg, cb, user, stats, err);
+}
+
+int32_t qrun_node_kernels(const struct qrun *q, struct qrun_node_kernel *out, int32_t max) {
+    const struct qp_plan *p = q->plan;
+    int32_t n = 0;
+    for (int32_t k = 0; k < p->n_programs; k++)
+        for (int32_t i = 0; i < p->programs[k].n_nodes; i++, n++) {
+            if (n >= max) continue;
+            const struct qp_plan_node *nd = &p->programs[k].nodes[i];
+            const int32_t ran = qp_exec_kernel_ran(q->exec, k, i);
+            const struct qp_op_desc *od = qp_op_desc(nd->op);
+            const struct qp_kernel_desc *kd = qp_kernel_desc(ran);
+            out[n] = (struct qrun_node_kernel){
+                .program = p->programs[k].name,
+                .node = i,
+                .line = nd->line,
+                .op = od ? od->name : "?",
+                .out = nd->out >= 0 ? p->buffers[nd->out].name : "",
+                .kernel = nd->kernel,
+                .ran = ran < 0 ? NULL : kd ? kd->name : "reference",
+                .launch = nd->launch,
+            };
+        }
+    return n;
+}
+
+void qrun_print_kernels(const struct qrun *q, FILE *f) {
+    const int32_t n = qrun_node_kernels(q, NULL, 0);
+    struct qrun_node_kernel *r = calloc((size_t)n + 1, sizeof *r);
+    if (!r) return;
+    qrun_node_kernels(q, r, n);
+    fprintf(f, "qrun: kernels on %s (program node op -> out: plan kernel {block, rows_per_block, split, grid, "
+            "pdl}, what ran; nodes of programs that did not run are left out)\n", qrun_device(q));
+    for (int32_t i = 0; i < n; i++) {
+        if (!r[i].ran) continue;
+        const struct qp_launch *l = &r[i].launch;
+        fprintf(f, "  %-13s %3d %-9s -> %-5s %-12s {%d, %d, %d, %d, %d}  ran %s  (line %d)\n", r[i].program,
+                r[i].node, r[i].op, r[i].out, r[i].kernel, l->block, l->rows_per_block, l->split, l->grid,
+                l->pdl, r[i].ran, r[i].line);
+    }
+    free(r);
 }

@@ -208,7 +208,7 @@ static void test_golden(const struct shape *s) {
     char *text2 = p2 ? emit(p2) : NULL;
     CHECK(text2 && !strcmp(text, text2), "%s: two compiles differ", s->name);
     /* every op the plan uses is in the op table and the CPU backend */
-    for (int k = 0; k < QP_PLAN_N_PROGRAMS; k++)
+    for (int32_t k = 0; k < p->n_programs; k++)
         for (int32_t i = 0; i < p->programs[k].n_nodes; i++) {
             const struct qp_plan_node *n = &p->programs[k].nodes[i];
             const struct qp_op_desc *d = qp_op_desc(n->op);
@@ -236,8 +236,9 @@ static void test_fusions(void) {
     CHECK(s.fused[QP_PASS_FUSE_RESIDUAL] == 4, "fuse_residual %d", s.fused[QP_PASS_FUSE_RESIDUAL]);
     CHECK(s.fused[QP_PASS_FUSE_LM_HEAD] == 1, "fuse_lm_head %d", s.fused[QP_PASS_FUSE_LM_HEAD]);
     /* embed + 5 per layer (qkv, attention, o, gate_up, down) + lm head + step */
-    CHECK(s.n_nodes[0] == 1 + 5 * 2 + 2 && s.n_nodes[1] == s.n_nodes[0], "nodes %d %d",
-          s.n_nodes[0], s.n_nodes[1]);
+    CHECK(p->n_programs >= 2 && p->programs[0].n_nodes == 1 + 5 * 2 + 2 &&
+              p->programs[1].n_nodes == p->programs[0].n_nodes,
+          "nodes %d %d", p->programs[0].n_nodes, p->n_programs > 1 ? p->programs[1].n_nodes : -1);
     CHECK(s.unfused_nodes == 1 + 16 * 2 + 4, "unfused %d", s.unfused_nodes);
     /* layer 0 qkv: 3 parts (v is Q5_0); layer 1: one stacked weight of 3 sources */
     int qkv = 0;
@@ -258,7 +259,7 @@ static void test_fusions(void) {
         CHECK(p != NULL, "compile with passes 0x%x off", dis);
         for (int j = 0; j < QP_PASS_COUNT; j++)
             if (dis & (1u << j)) CHECK(s.fused[j] == 0, "pass %d off but fused", j);
-        if (k == QP_PASS_COUNT) CHECK(s.n_nodes[0] == s.unfused_nodes, "no-fuse all");
+        if (k == QP_PASS_COUNT && p) CHECK(p->programs[0].n_nodes == s.unfused_nodes, "no-fuse all");
         qp_plan_free(p);
     }
     /* kv f32 and a smaller ctx */
@@ -293,16 +294,16 @@ static void test_corrupt(void) {
     if (!text) return;
     static const struct corrupt cases[] = {
         {"- op: attention", "- op: attend", "unknown op 'attend'"},
-        {"qplan: 1", "qplan: 2", "plan format version 2"},
+        {"qplan: 2", "qplan: 3", "plan format version 3"},
         {"  alignment: 256", "  alignment: 128", "memory.alignment 128"},
         {"name: x, dtype: f32, shape: [512, 64], offset: ", "name: x, dtype: f32, shape: [512, 64], offset: 1", "not a multiple of the alignment"},
         {"header_hash: \"0x", "header_hash: \"0xz", "16 hex digits"},
         {"type: Q5_0", "type: Q4_0", "bytes"},
         {"shape: [128, 64], bytes: 8704", "shape: [64, 64], bytes: 8704", "bytes 8704 != rows * row bytes"},
         {"  type: f16", "  type: q8_0", "kv_cache.type: expected f16 or f32"},
-        {"launch: {block: 256,", "launch: {block: 100,", "launch.block 100"},
-        {"launch: {block: 256, rows_per_block: 8, split: 1}", "launch: {block: 256, rows_per_block: -3, split: 1}", "rows_per_block -3"},
-        {"rows_per_block: 0, split: 0}", "rows_per_block: 0}", "missing key 'split'"},
+        {"launch: {block: 128,", "launch: {block: 100,", "launch.block 100"},
+        {"launch: {block: 128, rows_per_block: 0,", "launch: {block: 128, rows_per_block: -3,", "rows_per_block: -3 out of range"},
+        {"rows_per_block: 0, split: 0, grid", "rows_per_block: 0, grid", "missing key 'split'"},
         {"capture: true", "capture: true\n    captured: yes", "unknown key 'captured'"},
         {"in: [x]", "in: [nowhere]", "no buffer named 'nowhere'"},
         {"weights: [token_embd.weight]", "weights: [token_embd.weights]", "no weight named 'token_embd.weights'"},
@@ -311,7 +312,10 @@ static void test_corrupt(void) {
         {"  ctx: 512", "  ctx: 256", "kv_cache.ctx 256 != limits.max_ctx 512"},
         {"      epilogue: rope_kv", "      epilogue: swiglu", "swiglu needs 2 parts"},
         {"params: {n_head: 4, n_head_kv: 2, head_dim: 16, layer: 0}", "params: {n_head: 4, n_head_kv: 2, head_dim: 16, layer: 9}", "params.layer 9"},
-        {"  capture: false", "  capture: true", "capture must be false"},
+        {"  capture: false", "  capture: true", "a captured program runs one chunk size"},
+        {"tokens: [2, 8]", "tokens: [1, 8]", "both run chunks of 1 tokens"},
+        {"tokens: [2, 8]", "tokens: [3, 8]", "no program runs a chunk of 2 tokens"},
+        {"target: {backend: cuda, arch: sm_90", "target: {backend: cuda, arch: 90", "expected sm_<compute capability>"},
         {"      epilogue: residual", "      epilogue: none", "takes 1 input buffer(s)"},
     };
     int n_ok = 0;
@@ -461,12 +465,12 @@ static void test_big_shapes(void) {
         CHECK(p != NULL, "%s does not compile", ss[i]->name);
         if (!p) continue;
         CHECK(p->hparams.n_layer == ss[i]->layers && p->limits.max_ctx == 4096 &&
-                  st.n_nodes[1] == 1 + 5 * (int)ss[i]->layers + 2,
+                  p->programs[0].n_nodes == 1 + 5 * (int)ss[i]->layers + 2,
               "%s: layers %lld ctx %lld nodes %d", ss[i]->name, (long long)p->hparams.n_layer,
-              (long long)p->limits.max_ctx, st.n_nodes[1]);
+              (long long)p->limits.max_ctx, p->programs[0].n_nodes);
         printf("%s: arena %.1f MiB (KV %.1f MiB), weights %.2f GiB, %d nodes per program\n",
                ss[i]->name, p->memory.arena_bytes / 1048576.0, p->memory.kv_bytes / 1048576.0,
-               p->memory.weight_bytes / 1073741824.0, st.n_nodes[0]);
+               p->memory.weight_bytes / 1073741824.0, p->programs[0].n_nodes);
         qp_plan_free(p);
     }
 }

@@ -6,7 +6,11 @@
  *      position;
  *   2. graph replay == eager: a 64-token greedy generation (argmax on the device) gives exactly
  *      the same tokens with the captured graph as with eager launches, and bit-identical logits;
- *   3. a prefill long enough for the cuBLAS path (several chunks) against the CPU.
+ *   3. a prefill long enough for the cuBLAS path (several chunks) against the CPU;
+ *   4. the plan decides: the model compiled again with --kernel naming, in turn, each linear and
+ *      attention kernel that can run the nodes; the backend must report exactly the named kernels
+ *      for every node that ran (qrun_node_kernels), and the logits must agree with the CPU's
+ *      (a shorter run of 1 and 3 per variant).
  *
  * Models: a small synthetic Qwen2 with the default model's mix of weight types, written and
  * compiled here with qplan; and, when QP_E2E_MODEL and QP_E2E_PLAN name them (scripts/
@@ -105,6 +109,27 @@ static int collect(void *user, int32_t token, const char *text, size_t len) {
     return 0;
 }
 
+/* Every node of every program that ran on q ran the kernel its plan names; when want is not NULL,
+ * the nodes whose op is want_op ran want (the --kernel override took). Returns the nodes checked. */
+static int check_ran(const char *label, struct qrun *q, const char *want_op, const char *want) {
+    const int32_t n = qrun_node_kernels(q, NULL, 0);
+    struct qrun_node_kernel *r = calloc((size_t)n + 1, sizeof *r);
+    qrun_node_kernels(q, r, n);
+    int checked = 0, named = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (!r[i].ran) continue;
+        checked++;
+        CHECK(strcmp(r[i].ran, r[i].kernel) == 0, "%s: %s node %d (%s, line %d): the plan names %s, the backend ran %s",
+              label, r[i].program, r[i].node, r[i].op, r[i].line, r[i].kernel, r[i].ran);
+        if (want && strcmp(r[i].op, want_op) == 0 && strcmp(r[i].kernel, want) == 0) named++;
+    }
+    if (want) CHECK(named > 0, "%s: no %s node ran %s", label, want_op, want);
+    printf("kernels: %d nodes ran, each the kernel its plan names%s%s%s\n", checked, want ? " (" : "",
+           want ? want : "", want ? " where named)" : "");
+    free(r);
+    return checked;
+}
+
 static void check_model(const char *label, const char *plan, const char *model) {
     printf("== %s (%s)\n", label, model);
     struct qrun *cpu = open_on(plan, model, "cpu", false);
@@ -168,11 +193,55 @@ static void check_model(const char *label, const char *plan, const char *model) 
     double el = rel_err(eval(gr, ids, N_LONG, 0, "cuda"), ref, nv);
     printf("prefill of %d tokens: rel %.3e (tol %.0e)\n", N_LONG, el, TOL_GEMM);
     CHECK(el <= TOL_GEMM, "%s: %d-token prefill logits differ by rel %.3e", label, N_LONG, el);
+    check_ran(label, gr, NULL, NULL);
+    check_ran(label, eg, NULL, NULL);
     free(ref);
     free(lg);
     qrun_close(cpu);
     qrun_close(gr);
     qrun_close(eg);
+}
+
+/* One --kernel variant: compile the model with the override, run a 3-token prompt, 8 decode steps
+ * and a 40-token prefill on the CPU and on CUDA (graph), compare the logits (tol: TOL_GEMM where
+ * the variant puts f16 operands in the path, else TOL_FP32), and check what ran. */
+static void check_variant(const char *qplan_model, const char *dir, const char *model, const char *override,
+                          const char *op, const char *kernel, double tol) {
+    char plan[400], cmd[2048];
+    snprintf(plan, sizeof plan, "%s/%s.yaml", dir, kernel);
+    snprintf(cmd, sizeof cmd, "%s compile %s -o %s --ctx 128 --chunk 16 --kernel '%s' > /dev/null", QPLAN,
+             qplan_model, plan, override);
+    sh(cmd);
+    char label[128];
+    snprintf(label, sizeof label, "--kernel %s", override);
+    printf("== %s\n", label);
+    struct qrun *cpu = open_on(plan, model, "cpu", false);
+    struct qrun *gr = open_on(plan, model, "cuda", true);
+    const int32_t nv = qrun_n_vocab(cpu);
+    float *ref = malloc((size_t)nv * sizeof *ref);
+    int32_t ids[N_LONG];
+    for (int i = 0; i < N_LONG; i++) ids[i] = (int32_t)((i * 2654435761u) % (uint32_t)nv);
+    double worst = 0;
+    int32_t seq[3 + 9];
+    memcpy(seq, ids, 3 * sizeof *seq);
+    for (int step = 0; step <= 8; step++) {
+        const int32_t *in = step == 0 ? seq : &seq[3 + step - 1];
+        size_t n = step == 0 ? 3 : 1;
+        int64_t pos = step == 0 ? 0 : 3 + step - 1;
+        memcpy(ref, eval(cpu, in, n, pos, "cpu"), (size_t)nv * sizeof *ref);
+        double e = rel_err(eval(gr, in, n, pos, "cuda graph"), ref, nv);
+        if (!(e <= worst)) worst = e;
+        if (step < 8) seq[3 + step] = argmax_f(ref, nv);
+    }
+    memcpy(ref, eval(cpu, ids, N_LONG, 0, "cpu"), (size_t)nv * sizeof *ref);
+    double el = rel_err(eval(gr, ids, N_LONG, 0, "cuda graph"), ref, nv);
+    if (!(el <= worst)) worst = el;
+    printf("logits cuda vs cpu: worst rel %.3e (tol %.0e)\n", worst, tol);
+    CHECK(worst <= tol, "%s: cuda logits differ from cpu by rel %.3e", label, worst);
+    check_ran(label, gr, op, kernel);
+    free(ref);
+    qrun_close(cpu);
+    qrun_close(gr);
 }
 
 int main(void) {
@@ -204,6 +273,16 @@ int main(void) {
     snprintf(cmd, sizeof cmd, "%s compile %s -o %s --ctx 128 --chunk 16", QPLAN, m, p);
     sh(cmd);
     check_model("small synthetic, mixed types", p, m);
+    /* the plan decides: each linear and attention kernel named in turn (the LM head, with its argmax
+     * epilogue, only runs mmv_argmax and gemm: blk.* names the layers' linears). With the matvecs
+     * everywhere every product is f32 (TOL_FP32); where gemm runs (named, or the 40-token prefill's
+     * default beside a named attention kernel) the f16 operands set the bound (TOL_GEMM). */
+    check_variant(m, dir, m, "*:linear:blk.*=mmv", "linear", "mmv", TOL_FP32);
+    check_variant(m, dir, m, "*:linear:blk.*=mmv_stream", "linear", "mmv_stream", TOL_FP32);
+    check_variant(m, dir, m, "*:linear=gemm", "linear", "gemm", TOL_GEMM);
+    check_variant(m, dir, m, "*:attention=attn_split", "attention", "attn_split", TOL_GEMM);
+    check_variant(m, dir, m, "*:attention=attn_gqa", "attention", "attn_gqa", TOL_GEMM);
+    check_variant(m, dir, m, "*:attention=attn_prefill", "attention", "attn_prefill", TOL_GEMM);
     const char *em = getenv("QP_E2E_MODEL"), *ep = getenv("QP_E2E_PLAN");
     if (em && ep && *em && *ep) check_model("QP_E2E_MODEL", ep, em);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -19,15 +19,15 @@ static __global__ void add_kernel(const float *a, const float *b, int64_t n, flo
 }
 
 enum qp_status qp_cuda_swiglu(const struct qp_op_args *a, struct qp_error *err) {
-    const int64_t n = (int64_t)a->n_tok * a->out_w;
-    QP_CUDA_LAUNCH(err, swiglu_kernel, (unsigned)((n + 255) / 256), 256, 0, QP_STREAM(a), a->in0,
-                   a->in1, n, a->out);
+    const int64_t n = (int64_t)a->n_tok * a->out_w, bs = a->launch.block;
+    QP_CUDA_LAUNCH(err, swiglu_kernel, (unsigned)((n + bs - 1) / bs), (unsigned)bs, 0, a, a->in0, a->in1, n,
+                   a->out);
     return QP_OK;
 }
 
 enum qp_status qp_cuda_add(const struct qp_op_args *a, struct qp_error *err) {
-    const int64_t n = (int64_t)a->n_tok * a->out_w;
-    QP_CUDA_LAUNCH(err, add_kernel, (unsigned)((n + 255) / 256), 256, 0, QP_STREAM(a), a->in0,
-                   a->in1, n, a->out);
+    const int64_t n = (int64_t)a->n_tok * a->out_w, bs = a->launch.block;
+    QP_CUDA_LAUNCH(err, add_kernel, (unsigned)((n + bs - 1) / bs), (unsigned)bs, 0, a, a->in0, a->in1, n,
+                   a->out);
     return QP_OK;
 }

@@ -30,13 +30,14 @@ static __global__ void argmax_stage2_kernel(const qp_amax *__restrict__ part, in
     if (threadIdx.x == 0) step->next_token = i == INT32_MAX ? 0 : i;
 }
 
-enum qp_status qp_cuda_argmax_row(const float *logits, int64_t n_cols, struct qp_step *step,
-                                  void *scratch, cudaStream_t stream, struct qp_error *err) {
-    int64_t blocks = (n_cols + 1023) / 1024; /* >= 4 elements per thread of 256 */
+enum qp_status qp_cuda_argmax_row(const struct qp_op_args *a, const float *logits, int64_t n_cols,
+                                  void *scratch, struct qp_error *err) {
+    const int64_t bs = a->launch.block;
+    int64_t blocks = (n_cols + 4 * bs - 1) / (4 * bs); /* >= 4 elements per thread */
     if (blocks > QP_CUDA_ARGMAX_BLOCKS) blocks = QP_CUDA_ARGMAX_BLOCKS;
     if (blocks < 1) blocks = 1;
     qp_amax *part = (qp_amax *)scratch;
-    QP_CUDA_LAUNCH(err, argmax_stage1_kernel, (unsigned)blocks, 256, 0, stream, logits, n_cols, part);
-    QP_CUDA_LAUNCH(err, argmax_stage2_kernel, 1, 256, 0, stream, part, (int)blocks, step);
+    QP_CUDA_LAUNCH(err, argmax_stage1_kernel, (unsigned)blocks, (unsigned)bs, 0, a, logits, n_cols, part);
+    QP_CUDA_LAUNCH(err, argmax_stage2_kernel, 1, (unsigned)bs, 0, a, part, (int)blocks, a->step);
     return QP_OK;
 }

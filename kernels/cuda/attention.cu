@@ -1,10 +1,11 @@
-/* attention.cu — ATTENTION: out[t] = causal GQA attention of q = in0[t] over the cache rows
- * 0 .. pos+t (pos = step->pos, read on the device), scale 1/sqrt(head_dim), softmax in f32.
+/* attention.cu — the kernels attn_split and attn_gqa: ATTENTION, out[t] = causal GQA attention of
+ * q = in0[t] over the cache rows 0 .. pos+t (pos = step->pos, read on the device), scale
+ * 1/sqrt(head_dim), softmax in f32.
  *
- * Flash-decoding for every n_tok (decode is n_tok = 1; prefill runs the same kernels with one
+ * attn_split: flash-decoding for every n_tok (decode is n_tok = 1; prefill runs the same kernels with one
  * grid row per token, which is causal by construction): the sequence 0..L-1 (L = pos+t+1,
- * capped at kv.ctx) is cut into `split` chunks of ceil(L/split) positions, split fixed at launch
- * (include/qp_cuda.h) so that a captured graph stays valid as L grows.
+ * capped at kv.ctx) is cut into launch.split chunks of ceil(L/split) positions, split fixed by the
+ * plan so that a captured graph stays valid as L grows.
  *   1. attn_partial_kernel, grid (split, n_head, n_tok), 4 warps: each warp walks positions of
  *      the chunk with an online softmax (running max m, sum l, output o); the 4 warps merge;
  *      the block writes {m, l, o[head_dim]} to scratch.
@@ -13,8 +14,8 @@
  *      `split` chunks each launch (empty ones as m = -inf, l = 0), which the combine relies on.
  * Query head h reads KV head h / (n_head / n_head_kv). head_dim <= 256 (8 values per lane).
  *
- * Step 1 for an f16 cache with head_dim 64 or 128 and G = n_head / n_head_kv <= 8 query heads per
- * KV head (Qwen2.5-0.5B: 14 / 2 = 7) is attn_gqa_kernel instead: grid (split, n_head_kv, n_tok),
+ * attn_gqa: step 1 for an f16 cache with head_dim 64 or 128 and G = n_head / n_head_kv <= 8 query
+ * heads per KV head (Qwen2.5-0.5B: 14 / 2 = 7) is attn_gqa_kernel instead: grid (split, n_head_kv, n_tok),
  * one block per (chunk, KV head) computing ALL G query heads of the group, so each K/V row is
  * read once instead of G times; a position's row is held by head_dim / 8 lanes with one 16-byte
  * load each (64: 8 lanes, 4 positions per warp per step), two steps' loads issued before any
@@ -22,15 +23,15 @@
  * warps through shared memory into the same {m, l, o} partials, so step 2 is unchanged. Within it,
  * by the chunk's length: >= QP_GQA_MMA_MIN positions on the tensor cores (attn_gqa_mma), shorter
  * chunks one warp per query head (attn_gqa_short), and the CUDA-core path just described only
- * where that knob sets the tensor cores aside.
- * Decode only (n_tok <= QP_CUDA_MATVEC_MAX_TOK); prefill keeps the per-head kernel.
- * QP_CUDA_ATTN_GQA=0 in the environment selects the per-head kernel (a measurement knob).
+ * where QP_GQA_MMA_MIN sets the tensor cores aside (the chunk's length changes as the sequence
+ * grows, so this choice is made on the device at every step). Made for decode; the compiler gives
+ * prefill attn_prefill (docs/performance.md: attn_gqa measured slower for 512-token chunks).
  */
 #include "cuda_common.cuh"
 #include "qp_cuda.h"
 
-#define QP_ATTN_WARPS 4
-#define QP_ATTN_MAX_HD 256
+#define QP_ATTN_WARPS (QP_CUDA_ATTN_SPLIT_THREADS / 32)
+#define QP_ATTN_MAX_HD QP_CUDA_ATTN_MAX_HEAD_DIM
 
 /* Positions per chunk: ceil(L / S), but at least QP_ATTN_MIN_CHUNK, so that at a short live
  * length only the first few chunks have work and the combine reads only those (the split S is
@@ -121,8 +122,8 @@ static __global__ void __launch_bounds__(QP_ATTN_WARPS * 32)
     }
 }
 
-#define QP_GQA_WARPS 8
-#define QP_GQA_GMAX 8
+#define QP_GQA_WARPS (QP_CUDA_GQA_THREADS / 32)
+#define QP_GQA_GMAX QP_CUDA_GQA_GMAX
 
 /* 8 halves (one 16-byte load) to floats. */
 static __device__ __forceinline__ void qp_h8(const uint4 &r, float (&f)[8]) {
@@ -602,38 +603,38 @@ enum qp_status qp_cuda_attention(const struct qp_op_args *a, struct qp_error *er
     enum qp_status s = qp_cuda_scratch_plan(a, &l, err);
     if (s != QP_OK) return s;
     float *part = (float *)((char *)a->scratch + l.attn_off);
-    cudaStream_t st = QP_STREAM(a);
     const dim3 grid((unsigned)l.attn_split, (unsigned)a->n_head, (unsigned)a->n_tok);
     const float scale = 1.0f / sqrtf((float)a->head_dim);
-    static int gqa_env = -1;
-    if (gqa_env < 0) {
-        const char *e = getenv("QP_CUDA_ATTN_GQA");
-        gqa_env = !(e && e[0] == '0');
-    }
     const int G = a->n_head_kv > 0 && a->n_head % a->n_head_kv == 0 ? a->n_head / a->n_head_kv : 0;
-    /* decode only (n_tok <= QP_CUDA_MATVEC_MAX_TOK): with it, pp512 measured 43.3k -> 41.4k t/s */
-    const bool gqa = gqa_env && a->n_tok <= QP_CUDA_MATVEC_MAX_TOK && a->kv.type == QP_GGML_F16 && (a->head_dim == 64 || a->head_dim == 128) &&
-                     G >= 1 && G <= QP_GQA_GMAX && a->kv.kv_dim % 8 == 0 && (uintptr_t)a->kv.k % 16 == 0 &&
-                     (uintptr_t)a->kv.v % 16 == 0;
+    const bool gqa = a->kernel == QP_KERNEL_ATTN_GQA;
+    if (gqa && !(a->kv.type == QP_GGML_F16 && (a->head_dim == 64 || a->head_dim == 128) && G >= 1 &&
+                 G <= QP_GQA_GMAX && a->kv.kv_dim % 8 == 0 && (uintptr_t)a->kv.k % 16 == 0 &&
+                 (uintptr_t)a->kv.v % 16 == 0))
+        return qp_error_set(err, QP_ERR_UNSUPPORTED, "cuda attn_gqa: needs an f16 cache (16-byte aligned), "
+                            "head_dim 64 or 128 and 1..%d query heads per KV head", QP_GQA_GMAX);
+    if (a->launch.block != (gqa ? QP_GQA_WARPS : QP_ATTN_WARPS) * 32)
+        return qp_error_set(err, QP_ERR_INVALID, "cuda %s: launch.block %d, the kernel runs %d",
+                            gqa ? "attn_gqa" : "attn_split", a->launch.block, (gqa ? QP_GQA_WARPS : QP_ATTN_WARPS) * 32);
     const dim3 gg((unsigned)l.attn_split, (unsigned)a->n_head_kv, (unsigned)a->n_tok);
+    qp_cuda_note_launch(gqa ? QP_KERNEL_ATTN_GQA : QP_KERNEL_ATTN_SPLIT);
     if (gqa && a->head_dim == 64)
-        QP_CUDA_LAUNCH(err, attn_gqa_kernel<64>, gg, QP_GQA_WARPS * 32, 0, st, a->in0, (const __half *)a->kv.k,
+        QP_CUDA_LAUNCH(err, attn_gqa_kernel<64>, gg, QP_GQA_WARPS * 32, 0, a, a->in0, (const __half *)a->kv.k,
                        (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx, a->n_head, a->n_head_kv, scale, a->step,
                        part);
     else if (gqa)
-        QP_CUDA_LAUNCH(err, attn_gqa_kernel<128>, gg, QP_GQA_WARPS * 32, 0, st, a->in0, (const __half *)a->kv.k,
+        QP_CUDA_LAUNCH(err, attn_gqa_kernel<128>, gg, QP_GQA_WARPS * 32, 0, a, a->in0, (const __half *)a->kv.k,
                        (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx, a->n_head, a->n_head_kv, scale, a->step,
                        part);
     else if (a->kv.type == QP_GGML_F16)
-        QP_CUDA_LAUNCH(err, attn_partial_kernel<__half>, grid, QP_ATTN_WARPS * 32, 0, st, a->in0,
+        QP_CUDA_LAUNCH(err, attn_partial_kernel<__half>, grid, QP_ATTN_WARPS * 32, 0, a, a->in0,
                        (const __half *)a->kv.k, (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx,
                        a->n_head, a->n_head_kv, a->head_dim, scale, a->step, part);
     else
-        QP_CUDA_LAUNCH(err, attn_partial_kernel<float>, grid, QP_ATTN_WARPS * 32, 0, st, a->in0,
+        QP_CUDA_LAUNCH(err, attn_partial_kernel<float>, grid, QP_ATTN_WARPS * 32, 0, a, a->in0,
                        (const float *)a->kv.k, (const float *)a->kv.v, a->kv.kv_dim, a->kv.ctx,
                        a->n_head, a->n_head_kv, a->head_dim, scale, a->step, part);
     const dim3 g2((unsigned)a->n_head, (unsigned)a->n_tok);
-    QP_CUDA_LAUNCH(err, attn_combine_kernel, g2, QP_COMB_THREADS, 0, st, part, a->n_head, a->head_dim,
+    QP_CUDA_LAUNCH(err, attn_combine_kernel, g2, QP_COMB_THREADS, 0, a, part, a->n_head, a->head_dim,
                    (int)l.attn_split, a->out);
     return QP_OK;
 }

@@ -1,5 +1,5 @@
-/* attn_prefill.cu — ATTENTION for n_tok > 1 (prefill): the plan's "attn_prefill" kernel, 128
- * threads, 16 query rows per block, keys streamed from the cache through shared memory.
+/* attn_prefill.cu — the kernel attn_prefill: ATTENTION for many tokens (prefill), 128 threads, 16
+ * query rows per block, keys streamed from the cache through shared memory.
  *
  * Same function as attention.cu (out[t] = causal GQA attention of q = in0[t] over the cache rows
  * 0 .. pos+t, capped at kv.ctx; scale 1/sqrt(head_dim); softmax in f32), arranged for many
@@ -12,19 +12,15 @@
  *          float per row: no bank conflicts), masked past pos+t (causal) and ctx;
  *   softmax: one warp max and one warp sum per row and tile (not per key);
  *   output: lane owns head dims lane + 32 j; p of each key broadcast by a shuffle.
- * head_dim must be 32, 64 or 128 (NJ = head_dim / 32 values per lane); qp_cuda_attn_prefill_ok
- * says whether a node qualifies, else attention.cu runs it. QP_CUDA_ATTN_PREFILL=0 in the
- * environment sends every node to attention.cu (for comparison).
+ * head_dim must be 32, 64 or 128 (NJ = head_dim / 32 values per lane; qp_kernel_check refuses
+ * other nodes at load).
  */
 #include "cuda_common.cuh"
 #include "qp_cuda.h"
 
-#include <stdlib.h>
-#include <string.h>
-
-#define QP_AP_QT 16 /* tokens (query rows) per block */
+#define QP_AP_QT QP_CUDA_AP_ROWS /* tokens (query rows) per block */
 #define QP_AP_KT 32 /* keys per shared tile: one per lane */
-#define QP_AP_WARPS 4
+#define QP_AP_WARPS (QP_CUDA_AP_THREADS / 32)
 #define QP_AP_RPW (QP_AP_QT / QP_AP_WARPS) /* rows per warp */
 
 template <typename C> static __device__ __forceinline__ float qp_ap_ld(const C *p) {
@@ -112,24 +108,18 @@ static __global__ void __launch_bounds__(QP_AP_WARPS * 32)
     }
 }
 
-bool qp_cuda_attn_prefill_ok(const struct qp_op_args *a) {
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("QP_CUDA_ATTN_PREFILL");
-        on = !(e && strcmp(e, "0") == 0);
-    }
-    return on && a->n_tok > 1 && (a->head_dim == 32 || a->head_dim == 64 || a->head_dim == 128) &&
-           (a->kv.type == QP_GGML_F16 || a->kv.type == QP_GGML_F32);
-}
-
 enum qp_status qp_cuda_attn_prefill(const struct qp_op_args *a, struct qp_error *err) {
-    cudaStream_t st = QP_STREAM(a);
+    if (a->launch.block != QP_AP_WARPS * 32 || a->launch.rows_per_block != QP_AP_QT)
+        return qp_error_set(err, QP_ERR_INVALID, "cuda attn_prefill: launch.block %d and rows_per_block %d, "
+                            "the kernel runs %d and %d", a->launch.block, a->launch.rows_per_block,
+                            QP_AP_WARPS * 32, QP_AP_QT);
     const dim3 grid((unsigned)((a->n_tok + QP_AP_QT - 1) / QP_AP_QT), (unsigned)a->n_head);
     const float scale = 1.0f / sqrtf((float)a->head_dim);
     const bool f16 = a->kv.type == QP_GGML_F16;
+    qp_cuda_note_launch(QP_KERNEL_ATTN_PREFILL);
     const struct qp_step *step = (const struct qp_step *)a->step;
 #define QP_AP_GO(C, NJ)                                                                          \
-    QP_CUDA_LAUNCH(err, (attn_prefill_kernel<C, NJ>), grid, QP_AP_WARPS * 32, 0, st, a->in0,      \
+    QP_CUDA_LAUNCH(err, (attn_prefill_kernel<C, NJ>), grid, QP_AP_WARPS * 32, 0, a, a->in0,       \
                    (const C *)a->kv.k, (const C *)a->kv.v, a->kv.kv_dim, a->kv.ctx, a->n_head,    \
                    a->n_head_kv, a->n_tok, scale, step, a->out)
     switch (a->head_dim) {

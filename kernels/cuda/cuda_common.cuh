@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "qp_ggml.h"
+#include "qp_kernels.h"
 #include "qp_ops.h"
 #include "qp_status.h"
 
@@ -41,14 +42,15 @@
                                 __LINE__, #stmt, cublasGetStatusString(qp_s_));                 \
     } while (0)
 
-/* Programmatic Dependent Launch (PDL, sm_90). Every kernel of kernels/cuda/ is launched with
- * cudaLaunchAttributeProgrammaticStreamSerialization (unless QP_CUDA_PDL=0 in the environment),
- * so it may start while the previous kernel in the stream is still running. The rule that keeps
- * this correct: every kernel calls qp_pdl_wait() before it reads anything an earlier kernel wrote
- * or writes anything (only immutable data, the weights, may be touched before), then
- * qp_pdl_trigger() to let the next kernel start. Since every kernel waits for its predecessor's
- * completion before it completes, completion is transitive along the stream. Both are no-ops
- * when the kernel was launched without the attribute (or a cuBLAS kernel precedes it). */
+/* Programmatic Dependent Launch (PDL, sm_90). A node whose launch says pdl: 1 is launched with
+ * cudaLaunchAttributeProgrammaticStreamSerialization, so it may start while the previous kernel
+ * in the stream is still running. The rule that keeps this correct: every kernel calls
+ * qp_pdl_wait() before it reads anything an earlier kernel wrote or writes anything (only
+ * immutable data, the weights, may be touched before), then qp_pdl_trigger() to let the next
+ * kernel start. Since every kernel waits for its predecessor's completion before it completes,
+ * completion is transitive along the stream. Both are no-ops when the kernel was launched without
+ * the attribute (or a cuBLAS kernel precedes it). The compiler sets pdl on the nodes of the
+ * decode-sized programs (docs/performance.md has the measurements). */
 static __device__ __forceinline__ void qp_pdl_wait(void) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
@@ -59,24 +61,6 @@ static __device__ __forceinline__ void qp_pdl_trigger(void) {
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
-/* Whether launches carry the PDL attribute: ON unless the environment says QP_CUDA_PDL=0 (read
- * once per translation unit). Measured on an H100 (docs/performance.md, round 7): with the
- * streamed matvec, tg128 1,143 t/s with PDL against 1,046 without; before it (round 6) PDL was
- * neutral and, earlier still, slower (725 vs 817 t/s), which is why it used to be off. */
-static inline bool qp_cuda_pdl_on(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("QP_CUDA_PDL");
-        on = !(e && e[0] == '0');
-    }
-    return on != 0;
-}
-
-/* Whether the op being enqueued is a decode-sized one (n_tok <= QP_CUDA_MATVEC_MAX_TOK), set by
- * the op table (ops.cu) before each op's launcher runs. PDL is used for those only: on prefill,
- * where cuBLAS GEMMs run between our kernels, it measured slower (pp512 71.2k -> 54.2k t/s). */
-extern thread_local bool qp_cuda_op_decode;
-
 /* SMs of the current device (read once per translation unit; 1 if the query fails, which only
  * makes grids smaller). */
 static inline int qp_cuda_sm_count(void) {
@@ -91,11 +75,12 @@ static inline int qp_cuda_sm_count(void) {
     return sms;
 }
 
-/* Launches kernel k with PDL allowed (see above); returns the launch's error. */
+/* Launches kernel k, with PDL when pdl (see above); returns the launch's error. */
 template <typename... KArgs, typename... Args>
 static cudaError_t qp_cuda_launch_k(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem,
-                                    cudaStream_t st, Args &&...args) {
+                                    cudaStream_t st, bool pdl, Args &&...args) {
 #ifdef QP_KEMU /* tests/kemu/: run on the CPU, at once */
+    (void)pdl;
     return kemu_launch(k, grid, block, smem, st, std::forward<Args>(args)...);
 #else
     cudaLaunchConfig_t cfg = {};
@@ -107,17 +92,18 @@ static cudaError_t qp_cuda_launch_k(void (*k)(KArgs...), dim3 grid, dim3 block, 
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
-    cfg.numAttrs = qp_cuda_pdl_on() && qp_cuda_op_decode ? 1 : 0;
+    cfg.numAttrs = pdl ? 1 : 0;
     return cudaLaunchKernelEx(&cfg, k, std::forward<Args>(args)...);
 #endif
 }
 
-/* Launch and check the launch (configuration errors show at once; faults show at the next
- * synchronising call, which the runtime attributes to the node). A kernel name with template
- * arguments separated by commas goes in parentheses. */
-#define QP_CUDA_LAUNCH(err, kernel, grid, block, smem, stream, ...)                            \
+/* Launch for node a (its stream and pdl) and check the launch (configuration errors show at once;
+ * faults show at the next synchronising call, which the runtime attributes to the node). A kernel
+ * name with template arguments separated by commas goes in parentheses. */
+#define QP_CUDA_LAUNCH(err, kernel, grid, block, smem, a, ...)                                 \
     do {                                                                                       \
-        QP_CUDA_CHECK(err, qp_cuda_launch_k(kernel, (grid), (block), (smem), (stream), __VA_ARGS__)); \
+        QP_CUDA_CHECK(err, qp_cuda_launch_k(kernel, (grid), (block), (smem), QP_STREAM(a),      \
+                                            (a)->launch.pdl != 0, __VA_ARGS__));               \
         QP_CUDA_CHECK(err, cudaPeekAtLastError());                                             \
     } while (0)
 
@@ -224,25 +210,28 @@ static __device__ __forceinline__ void qp_rope_cs(int64_t pos, int i, int hd, fl
     qp_rope_cs_f(pos, qp_rope_freq(i, hd, base), cs, sn);
 }
 
+/* Records that the calling thread just enqueued kernel id (enum qp_kernel): every launcher calls
+ * it where it launches, so qp_cuda_last_kernel (qp_cuda.h) reports what ran, not what was asked. */
+void qp_cuda_note_launch(int32_t id);
+
 /* ---- launchers (one per op family; ops.cu validates first) ---- */
 enum qp_status qp_cuda_embed(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_rms_norm(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err);
-/* matvec_stream.cu: the decode LINEAR with its weights streamed into shared memory; false when it
- * does not take the node (then matvec.cu's kernel runs it), else true with the launch's status. */
-bool qp_cuda_matvec_stream(const struct qp_op_args *a, enum qp_status *status, struct qp_error *err);
+/* matvec_stream.cu: the mmv_stream kernel (weights streamed into shared memory) */
+enum qp_status qp_cuda_matvec_stream(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_gemm(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_rope(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_kv_write(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_attention(const struct qp_op_args *a, struct qp_error *err);
-/* attn_prefill.cu: the prefill attention kernel (n_tok > 1), for the nodes it takes */
-bool qp_cuda_attn_prefill_ok(const struct qp_op_args *a);
+/* attn_prefill.cu: the attn_prefill kernel */
 enum qp_status qp_cuda_attn_prefill(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_swiglu(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_add(const struct qp_op_args *a, struct qp_error *err);
-/* Two-stage argmax of logits[n_cols) into step->next_token; scratch >= QP_CUDA_ARGMAX_SCRATCH. */
-enum qp_status qp_cuda_argmax_row(const float *logits, int64_t n_cols, struct qp_step *step,
-                                  void *scratch, cudaStream_t stream, struct qp_error *err);
+/* Two-stage argmax of logits[n_cols) into step->next_token, launched for node a (stream, pdl,
+ * launch.block threads); scratch holds QP_CUDA_ARGMAX_BLOCKS partials. */
+enum qp_status qp_cuda_argmax_row(const struct qp_op_args *a, const float *logits, int64_t n_cols,
+                                  void *scratch, struct qp_error *err);
 enum qp_status qp_cuda_step_advance(const struct qp_op_args *a, struct qp_error *err);
 /* Epilogue of a linear whose raw products (no bias) sit in y [n][rows_total] f32. */
 enum qp_status qp_cuda_linear_epilogue(const struct qp_op_args *a, const float *y,

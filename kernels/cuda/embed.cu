@@ -50,8 +50,9 @@ enum qp_status qp_cuda_embed(const struct qp_op_args *a, struct qp_error *err) {
                              qp_ggml_type_name(T));
             return;
         }
-        cudaError_t e = qp_cuda_launch_k(embed_kernel<T>, a->n_tok, 128, 0, st, (const uint8_t *)w->data,
-                                         w->row_bytes, w->rows, w->cols, vec, a->step, a->out);
+        cudaError_t e = qp_cuda_launch_k(embed_kernel<T>, a->n_tok, a->launch.block, 0, st, a->launch.pdl != 0,
+                                         (const uint8_t *)w->data, w->row_bytes, w->rows, w->cols, vec, a->step,
+                                         a->out);
         if (e == cudaSuccess) e = cudaPeekAtLastError();
         if (e != cudaSuccess)
             s = qp_error_set(err, QP_ERR_DEVICE, "%s:%d: embed_kernel<%s>: %s", __FILE__, __LINE__,

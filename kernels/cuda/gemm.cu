@@ -1,4 +1,5 @@
-/* gemm.cu — LINEAR for many tokens (prefill; n_tok > QP_CUDA_MATVEC_MAX_TOK) through cuBLAS.
+/* gemm.cu — the kernel gemm: LINEAR for many tokens (prefill) through cuBLAS, chunks of
+ * launch.rows_per_block weight rows dequantized to f16 at a time.
  *
  * Steps, all on a->stream, all buffers in the node's scratch (include/qp_cuda.h):
  *   1. xh [n][in_w] f16 = prologue(x) (RMS norm applied here, once per token and node).
@@ -95,7 +96,7 @@ enum qp_status qp_cuda_linear_epilogue(const struct qp_op_args *a, const float *
     enum qp_status s = QP_OK;
     qp_epi_dispatch(a->epilogue, [&](auto te_) {
                     constexpr int EPI = decltype(te_)::value;
-        cudaError_t e = qp_cuda_launch_k(linear_epilogue_kernel<EPI>, grid, 256, 0, st, p, y, p.row0[a->n_parts]);
+        cudaError_t e = qp_cuda_launch_k(linear_epilogue_kernel<EPI>, grid, 256, 0, st, a->launch.pdl != 0, p, y, p.row0[a->n_parts]);
         if (e == cudaSuccess) e = cudaPeekAtLastError();
         if (e != cudaSuccess)
             s = qp_error_set(err, QP_ERR_DEVICE, "%s:%d: linear_epilogue_kernel<%s>: %s", __FILE__,
@@ -152,7 +153,7 @@ enum qp_status qp_cuda_gemm(const struct qp_op_args *a, struct qp_error *err) {
     /* the products' destination: y (staged for the epilogue kernel) or out itself */
     float *y = l.gemm_direct ? a->out : (float *)(sc + l.y_off);
     const int64_t ldy = l.gemm_direct ? a->out_w : rows_total;
-    QP_CUDA_LAUNCH(err, gemm_prep_x_kernel, a->n_tok, 256, 0, st, a->in0,
+    QP_CUDA_LAUNCH(err, gemm_prep_x_kernel, a->n_tok, 256, 0, a, a->in0,
                    a->prologue == QP_PROLOGUE_RMS_NORM ? a->norm : (const float *)NULL, a->eps, cols, xh);
     float beta = 0.0f;
     if (l.gemm_direct && a->epilogue == QP_EPILOGUE_RESIDUAL) {
@@ -169,6 +170,7 @@ enum qp_status qp_cuda_gemm(const struct qp_op_args *a, struct qp_error *err) {
 
     /* cublasSetStream resets the workspace to cuBLAS's own pool (which it would allocate):
      * set ours, in this node's scratch, after it, every call. */
+    qp_cuda_note_launch(QP_KERNEL_GEMM);
     QP_CUBLAS_CHECK(err, cublasSetStream(h, st));
     QP_CUBLAS_CHECK(err, cublasSetWorkspace(h, sc + l.ws_off, QP_CUDA_GEMM_WS_BYTES));
     const float one = 1.0f;
@@ -186,7 +188,7 @@ enum qp_status qp_cuda_gemm(const struct qp_op_args *a, struct qp_error *err) {
                 constexpr int T = decltype(tc_)::value;
                 const int64_t items = (vec || !qp_is_float<T>::value) ? (hi - lo) * (cols / 32) : (hi - lo) * cols;
                 const unsigned blocks = (unsigned)((items + 255) / 256);
-                cudaError_t e = qp_cuda_launch_k(dequant_rows_kernel<T>, blocks, 256, 0, st, g->data, g->row_bytes,
+                cudaError_t e = qp_cuda_launch_k(dequant_rows_kernel<T>, blocks, 256, 0, st, a->launch.pdl != 0, g->data, g->row_bytes,
                                                  lo - g->row0, hi - lo, cols, vec, wh + (lo - r0) * cols);
                 if (e == cudaSuccess) e = cudaPeekAtLastError();
                 if (e != cudaSuccess)
@@ -207,14 +209,13 @@ enum qp_status qp_cuda_gemm(const struct qp_op_args *a, struct qp_error *err) {
         for (int pi = 0; pi < a->n_parts; pi++) bias = bias || a->bias[pi];
         if (bias) {
             const dim3 grid((unsigned)((rows_total + 255) / 256), (unsigned)a->n_tok);
-            QP_CUDA_LAUNCH(err, gemm_bias_kernel, grid, 256, 0, st, qp_lin_params_make(a), rows_total);
+            QP_CUDA_LAUNCH(err, gemm_bias_kernel, grid, 256, 0, a, qp_lin_params_make(a), rows_total);
         }
     } else {
         s = qp_cuda_linear_epilogue(a, y, err);
         if (s != QP_OK) return s;
     }
     if (a->epilogue == QP_EPILOGUE_ARGMAX)
-        return qp_cuda_argmax_row(a->out + (int64_t)(a->n_tok - 1) * a->out_w, a->out_w, a->step,
-                                  sc + l.argmax_off, st, err);
+        return qp_cuda_argmax_row(a, a->out + (int64_t)(a->n_tok - 1) * a->out_w, a->out_w, sc + l.argmax_off, err);
     return QP_OK;
 }

@@ -26,12 +26,13 @@ static __global__ void kv_write_kernel(const float *__restrict__ k, const float 
 }
 
 enum qp_status qp_cuda_kv_write(const struct qp_op_args *a, struct qp_error *err) {
-    const dim3 grid((unsigned)((a->kv.kv_dim + 127) / 128), (unsigned)a->n_tok);
+    const int64_t bs = a->launch.block;
+    const dim3 grid((unsigned)((a->kv.kv_dim + bs - 1) / bs), (unsigned)a->n_tok);
     if (a->kv.type == QP_GGML_F16)
-        QP_CUDA_LAUNCH(err, kv_write_kernel<__half>, grid, 128, 0, QP_STREAM(a), a->in0, a->in1,
-                       a->kv.kv_dim, a->kv.ctx, a->step, (__half *)a->kv.k, (__half *)a->kv.v);
+        QP_CUDA_LAUNCH(err, kv_write_kernel<__half>, grid, (unsigned)bs, 0, a, a->in0, a->in1, a->kv.kv_dim,
+                       a->kv.ctx, a->step, (__half *)a->kv.k, (__half *)a->kv.v);
     else
-        QP_CUDA_LAUNCH(err, kv_write_kernel<float>, grid, 128, 0, QP_STREAM(a), a->in0, a->in1,
-                       a->kv.kv_dim, a->kv.ctx, a->step, (float *)a->kv.k, (float *)a->kv.v);
+        QP_CUDA_LAUNCH(err, kv_write_kernel<float>, grid, (unsigned)bs, 0, a, a->in0, a->in1, a->kv.kv_dim,
+                       a->kv.ctx, a->step, (float *)a->kv.k, (float *)a->kv.v);
     return QP_OK;
 }

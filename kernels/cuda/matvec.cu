@@ -1,11 +1,10 @@
-/* matvec.cu — LINEAR for a few tokens (decode; n_tok <= QP_CUDA_MATVEC_MAX_TOK): reads the
- * quantized weight blocks directly, no dequantized copy. One launch per node. The streamed kernel
- * (matvec_stream.cu) takes most decode nodes first; this one runs the ARGMAX epilogue (the LM
- * head) and whatever that one does not take, or every node with QP_CUDA_MMV_STREAM=0.
+/* matvec.cu — the kernels mmv and mmv_argmax: LINEAR that reads the quantized weight blocks
+ * directly, no dequantized copy, one launch per node; made for a few tokens (decode), since every
+ * token re-reads the weights.
  *
- * Mapping: one warp per epilogue unit (linear_common.cuh), a block of launch.block threads
- * (default 256 = 8 units), grid.y = token, warps walk units with a grid stride (the ARGMAX
- * epilogue caps the grid at QP_CUDA_ARGMAX_BLOCKS blocks; otherwise one unit per warp). Each lane
+ * Mapping: one warp per epilogue unit (linear_common.cuh), a block of launch.block threads (at
+ * most 256), grid.y = token, warps walk units with a grid stride: mmv_argmax runs launch.split
+ * blocks; mmv one unit per warp, or at most launch.grid blocks when that is set. Each lane
  * takes 32-element sub-chunks of the row in turn (qp_row_dot_lane), fp32 accumulation, then a
  * warp reduction. The RMS-norm prologue is folded in: each block computes 1/rms of its token's
  * input, and the product uses x * norm, scaled by 1/rms after the reduction. x * norm is staged
@@ -222,7 +221,7 @@ static __global__ void __launch_bounds__(256)
 
 template <int T, int EPI, bool AM, int KS = 1>
 static enum qp_status launch_mmv(const qp_lin_params &p, dim3 grid, int threads, int vec, qp_amax *part,
-                                 cudaStream_t st, struct qp_error *err) {
+                                 cudaStream_t st, bool pdl, struct qp_error *err) {
     const size_t smem = p.cols % 32 == 0 ? qp_xs_bytes(p.cols) : 0;
     cudaError_t e = cudaSuccess;
     static size_t smem_set = 48 * 1024; /* per instance: beyond the default dynamic limit, opt in once */
@@ -230,7 +229,7 @@ static enum qp_status launch_mmv(const qp_lin_params &p, dim3 grid, int threads,
         e = cudaFuncSetAttribute(matvec_kernel<T, EPI, AM, KS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e == cudaSuccess) smem_set = smem;
     }
-    if (e == cudaSuccess) e = qp_cuda_launch_k(matvec_kernel<T, EPI, AM, KS>, grid, threads, smem, st, p, vec, part);
+    if (e == cudaSuccess) e = qp_cuda_launch_k(matvec_kernel<T, EPI, AM, KS>, grid, threads, smem, st, pdl, p, vec, part);
     if (e == cudaSuccess) e = cudaPeekAtLastError();
     if (e != cudaSuccess)
         return qp_error_set(err, QP_ERR_DEVICE, "%s:%d: matvec_kernel<%s, %s%s, ks %d><<<%u x %u, %d>>>: %s", __FILE__,
@@ -240,33 +239,17 @@ static enum qp_status launch_mmv(const qp_lin_params &p, dim3 grid, int threads,
     return QP_OK;
 }
 
-/* Warps per long row (QP_CUDA_MMV_KS: 1 = the one-warp-per-row kernel everywhere). */
-static int qp_mmv_ks(void) {
-    const char *e = getenv("QP_CUDA_MMV_KS");
-    if (e && e[0] == '1' && !e[1]) return 1;
-    if (e && e[0] == '4' && !e[1]) return 4;
-    return 2; /* measured best (tg128, H100: KS 1 972, 2 983, 4 969 t/s; docs/performance.md) */
-}
-
-/* blocks, capped at QP_CUDA_MMV_BPS blocks per SM when that is set (a measurement knob, default
- * off: one unit per warp): capped, warps take several units with the grid stride and the kernel
- * is one wave. */
-static int64_t qp_mmv_capped(int64_t blocks) {
-    static int64_t cap = -1;
-    if (cap < 0) {
-        const char *e = getenv("QP_CUDA_MMV_BPS");
-        const int bps = e ? atoi(e) : 0;
-        cap = bps > 0 ? (int64_t)bps * qp_cuda_sm_count() : 0;
-    }
-    return cap > 0 && blocks > cap ? cap : blocks;
+/* At most launch.grid blocks when that is set: warps then take several units with the grid
+ * stride and the kernel is one wave. */
+static int64_t mmv_blocks_capped(const struct qp_op_args *a, int64_t blocks) {
+    return a->launch.grid > 0 && blocks > a->launch.grid ? a->launch.grid : blocks;
 }
 
 enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err) {
-    enum qp_status ss;
-    if (qp_cuda_matvec_stream(a, &ss, err)) return ss;
     const qp_lin_params p = qp_lin_params_make(a);
     cudaStream_t st = QP_STREAM(a);
-    const int threads = a->launch.block > 0 ? a->launch.block : 256;
+    const bool pdl = a->launch.pdl != 0;
+    const int threads = a->launch.block;
     const int warps = threads / 32;
     bool vec = a->in_w % 32 == 0;
     bool mixed = false;
@@ -274,50 +257,66 @@ enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err) 
         vec = vec && a->w[i].row_bytes % 16 == 0 && (uintptr_t)a->w[i].data % 16 == 0;
         mixed = mixed || a->w[i].type != a->w[0].type;
     }
-    const bool am = a->epilogue == QP_EPILOGUE_ARGMAX;
-    int64_t blocks = (p.units + warps - 1) / warps;
+    const bool am = a->kernel == QP_KERNEL_MMV_ARGMAX;
+    if (am != (a->epilogue == QP_EPILOGUE_ARGMAX))
+        return qp_error_set(err, QP_ERR_INVALID, "cuda matvec: the argmax epilogue runs with mmv_argmax only");
+    const int ks = am ? 1 : a->launch.split;
+    if (threads < 32 || threads > 256 || threads % 32 || (ks != 1 && ks != 2 && ks != 4) || warps % ks)
+        return qp_error_set(err, QP_ERR_INVALID, "cuda matvec: launch.block %d, split %d (1, 2 or 4 warps per "
+                            "unit dividing at most 8 warps)", threads, ks);
     qp_amax *part = NULL;
+    int64_t blocks = (p.units + warps - 1) / warps;
     if (am) {
         struct qp_cuda_scratch_layout l;
         enum qp_status s = qp_cuda_scratch_plan(a, &l, err);
         if (s != QP_OK) return s;
         part = (qp_amax *)((char *)a->scratch + l.argmax_off);
-        if (blocks > QP_CUDA_ARGMAX_BLOCKS) blocks = QP_CUDA_ARGMAX_BLOCKS;
+        blocks = a->launch.split;
+        if (blocks < 1 || blocks > QP_CUDA_ARGMAX_BLOCKS)
+            return qp_error_set(err, QP_ERR_INVALID, "cuda mmv_argmax: launch.split %d blocks, 1..%d",
+                                a->launch.split, QP_CUDA_ARGMAX_BLOCKS);
+    } else {
+        blocks = mmv_blocks_capped(a, blocks);
     }
-    blocks = qp_mmv_capped(blocks);
     if (blocks < 1) return QP_OK;
     const dim3 grid((unsigned)blocks, (unsigned)a->n_tok);
     const int v = vec ? 1 : 0;
+    qp_cuda_note_launch(am ? QP_KERNEL_MMV_ARGMAX : QP_KERNEL_MMV);
     enum qp_status s = QP_OK;
     if (mixed) {
+        if (ks != 1)
+            return qp_error_set(err, QP_ERR_INVALID, "cuda mmv: split %d needs weight parts of one type", ks);
         qp_epi_dispatch(a->epilogue, [&](auto te_) {
             constexpr int EPI = decltype(te_)::value;
             if constexpr (EPI == QP_EPILOGUE_NONE) /* ARGMAX dispatches as NONE */
                 if (am) {
-                    s = launch_mmv<QP_MMV_MIXED, EPI, true>(p, grid, threads, v, part, st, err);
+                    s = launch_mmv<QP_MMV_MIXED, EPI, true>(p, grid, threads, v, part, st, pdl, err);
                     return;
                 }
-            s = launch_mmv<QP_MMV_MIXED, EPI, false>(p, grid, threads, v, part, st, err);
+            s = launch_mmv<QP_MMV_MIXED, EPI, false>(p, grid, threads, v, part, st, pdl, err);
         });
         return s;
     }
-    /* Long quantized rows with the residual epilogue (ffn_down: 4864 columns, 152 sub-chunks, ~5
-     * per lane with one warp per row) take the split-K instance: QP_CUDA_MMV_KS (1, 2 or 4;
-     * default 2) warps per row, nw/KS rows per block. */
-    const int ks = qp_mmv_ks();
-    if (ks > 1 && a->epilogue == QP_EPILOGUE_RESIDUAL && a->in_w % 32 == 0 && a->in_w / 32 >= 128 &&
-        warps % ks == 0 && a->w[0].type != QP_GGML_F32 && a->w[0].type != QP_GGML_F16 &&
-        a->w[0].type != QP_GGML_BF16) {
+    /* split-K: ks warps per unit (the residual epilogue on quantized rows: ffn_down's long rows) */
+    if (ks > 1) {
+        if (a->epilogue != QP_EPILOGUE_RESIDUAL || a->in_w % 32)
+            return qp_error_set(err, QP_ERR_UNSUPPORTED, "cuda mmv: split %d needs the residual epilogue and "
+                                "rows of whole 32-element sub-chunks", ks);
         const int upb = warps / ks;
-        const dim3 gk((unsigned)qp_mmv_capped((p.units + upb - 1) / upb), (unsigned)a->n_tok);
+        const dim3 gk((unsigned)mmv_blocks_capped(a, (p.units + upb - 1) / upb), (unsigned)a->n_tok);
         bool ok = qp_type_dispatch(a->w[0].type, [&](auto tc_) {
             constexpr int T = decltype(tc_)::value;
             if constexpr (!qp_is_float<T>::value) {
-                if (ks == 2) s = launch_mmv<T, QP_EPILOGUE_RESIDUAL, false, 2>(p, gk, threads, v, part, st, err);
-                else s = launch_mmv<T, QP_EPILOGUE_RESIDUAL, false, 4>(p, gk, threads, v, part, st, err);
+                if (ks == 2) s = launch_mmv<T, QP_EPILOGUE_RESIDUAL, false, 2>(p, gk, threads, v, part, st, pdl, err);
+                else s = launch_mmv<T, QP_EPILOGUE_RESIDUAL, false, 4>(p, gk, threads, v, part, st, pdl, err);
+            } else {
+                s = qp_error_set(err, QP_ERR_UNSUPPORTED, "cuda mmv: split %d needs quantized rows", ks);
             }
         });
-        if (ok) return s;
+        if (!ok)
+            return qp_error_set(err, QP_ERR_UNSUPPORTED, "cuda mmv: weight type %s has no kernel",
+                                qp_ggml_type_name(a->w[0].type));
+        return s;
     }
     bool ok = qp_type_dispatch(a->w[0].type, [&](auto tc_) {
         constexpr int T = decltype(tc_)::value;
@@ -325,10 +324,10 @@ enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err) 
             constexpr int EPI = decltype(te_)::value;
             if constexpr (EPI == QP_EPILOGUE_NONE) /* ARGMAX dispatches as NONE */
                 if (am) {
-                    s = launch_mmv<T, EPI, true>(p, grid, threads, v, part, st, err);
+                    s = launch_mmv<T, EPI, true>(p, grid, threads, v, part, st, pdl, err);
                     return;
                 }
-            s = launch_mmv<T, EPI, false>(p, grid, threads, v, part, st, err);
+            s = launch_mmv<T, EPI, false>(p, grid, threads, v, part, st, pdl, err);
         });
     });
     if (!ok)

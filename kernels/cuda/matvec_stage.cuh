@@ -3,6 +3,7 @@
  * memory in a padded layout, with the sum of squares for 1/rms taken on the way. */
 #pragma once
 #include "cuda_common.cuh"
+#include "qp_cuda.h"
 
 static __device__ __forceinline__ void qp_prefetch_l2(const void *ptr) {
 #ifdef QP_KEMU
@@ -17,7 +18,7 @@ static __device__ __forceinline__ void qp_prefetch_l2(const void *ptr) {
  * 16-byte load phase in different banks; reading x straight from global memory instead (each lane
  * a different 128-byte line per float4) cost 32 L1 wavefronts per load and was what held the
  * decode matvec to 2-14% of bandwidth (docs/performance.md). */
-#define QP_XS_STRIDE 36
+#define QP_XS_STRIDE QP_CUDA_XS_STRIDE /* include/qp_cuda.h, where the shared-memory sizes are planned */
 
 /* Stages x (times norm when norm != NULL) into w, sub-chunk s of 32 floats at w + s *
  * QP_XS_STRIDE, with 16-byte loads, QP_STAGE_BATCH of them (and of norm) issued per thread before
@@ -75,4 +76,4 @@ static __device__ __forceinline__ float qp_stage_x_block(float *w, const float *
 }
 
 /* Shared-memory bytes of a staged x of `cols` floats (cols % 32 == 0). */
-static inline size_t qp_xs_bytes(int64_t cols) { return (size_t)(cols / 32) * QP_XS_STRIDE * sizeof(float); }
+static inline size_t qp_xs_bytes(int64_t cols) { return qp_cuda_xs_bytes(cols); }

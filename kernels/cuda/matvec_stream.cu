@@ -1,11 +1,12 @@
-/* matvec_stream.cu — the decode LINEAR (n_tok <= QP_CUDA_MATVEC_MAX_TOK) with its weights streamed
- * into shared memory by the copy engine of each SM (TMA bulk copies, sm_90) before the kernel
- * waits for its input.
+/* matvec_stream.cu — the kernel mmv_stream: LINEAR for a few tokens (decode) with its weights
+ * streamed into shared memory by the copy engine of each SM (TMA bulk copies, sm_90) before the
+ * kernel waits for its input.
  *
- * Why (docs/performance.md, round 7): the one-warp-per-row kernel (matvec.cu) pays a chain of
+ * Why (docs/performance.md): the one-warp-per-row kernel (matvec.cu) pays a chain of
  * latencies per block and per wave — stage x and its RMS norm, then issue a row's loads, wait a
  * DRAM round trip, reduce, store — so a 6 MB gate+up took ~13 us against ~2 us of bandwidth. Here
- * each block owns one contiguous range of units whose rows fit in QP_MMVS_WBYTES of shared memory;
+ * each block owns one contiguous range of launch.rows_per_block units whose rows fit in
+ * QP_CUDA_MMVS_WBYTES of shared memory (qp_mmvs_geometry, kernels/kernel_table.c, sizes it);
  * its first thread issues one bulk copy per contiguous row segment, all at kernel start, and only
  * then does the block wait for the previous kernel (PDL: the copies overlap that kernel's tail) and
  * stage x. The DRAM stream of the whole range is in flight at once, and the decode reads shared
@@ -23,30 +24,23 @@
  * modulo 16 as in global memory (so the decoders' aligned loads hold); the 16-byte-aligned middle
  * is one bulk copy, the at most 15 + 15 bytes outside it are copied by one thread each.
  *
- * Not taken (the caller runs matvec.cu instead): the ARGMAX epilogue, rows whose columns are not a
- * multiple of 32 or float rows not 16-byte aligned, one unit larger than the budget, or when
- * QP_CUDA_MMV_STREAM=0 in the environment.
+ * Does not run (qp_kernel_check refuses it at load): the ARGMAX epilogue, rows whose columns are not
+ * a multiple of 32, float rows not 16-byte aligned, one unit larger than the budget.
  */
 #include "linear_common.cuh"
 #include "matvec_stage.cuh"
 #include "qp_cuda.h"
 #include "quant_blocks.cuh"
 #include "quant_dot.cuh"
+#include "qp_kernels.h"
 
-#ifndef QP_MMVS_THREADS
-#define QP_MMVS_THREADS 512
-#endif
+#define QP_MMVS_THREADS QP_CUDA_MMVS_THREADS
 /* Blocks of 512 threads per SM the registers must allow: 2 caps them at 64, so that the next
  * node's block (PDL) fits beside this one. */
 #ifndef QP_MMVS_MIN_BLOCKS
 #define QP_MMVS_MIN_BLOCKS 1
 #endif
-#define QP_MMVS_MAX_SEGS 16 /* segments per block (the host bounds a block's range to fit) */
-#define QP_MMVS_WBYTES (48 * 1024) /* weight bytes per block (shared memory) */
-#define QP_MMVS_MAX_PARTIALS 2048  /* chunk sums per block (shared memory, 4 bytes each) */
-/* dynamic shared memory a block may take: sm_90's 227 KB opt-in limit less the kernel's static
- * shared memory (under 1 KB) */
-#define QP_MMVS_SMEM_MAX (226 * 1024)
+#define QP_MMVS_MAX_SEGS QP_CUDA_MMVS_MAX_SEGS /* segments per block (qp_mmvs_geometry bounds a block's range) */
 #define QP_MMVS_MIXED (-1)
 /* rounds of the edge copy: one warp per segment per round */
 #define QP_MMVS_EDGE_ROUNDS ((QP_MMVS_MAX_SEGS * 32 + QP_MMVS_THREADS - 1) / QP_MMVS_THREADS)
@@ -313,18 +307,9 @@ static __global__ void __launch_bounds__(QP_MMVS_THREADS, QP_MMVS_MIN_BLOCKS)
 #endif
 }
 
-static bool qp_mmvs_env_on(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("QP_CUDA_MMV_STREAM");
-        on = !(e && e[0] == '0' && !e[1]);
-    }
-    return on != 0;
-}
-
 template <int T, int EPI>
 static enum qp_status launch_mmvs(const qp_lin_params &p, int64_t blocks, int64_t upb, uint32_t wbytes, size_t smem,
-                                  int n_tok, cudaStream_t st, struct qp_error *err) {
+                                  int n_tok, cudaStream_t st, bool pdl, struct qp_error *err) {
     auto k = matvec_stream_kernel<T, EPI>;
     cudaError_t e = cudaSuccess;
     /* per instance, set when first needed, not on every (eager) per-token launch: the dynamic
@@ -341,7 +326,7 @@ static enum qp_status launch_mmvs(const qp_lin_params &p, int64_t blocks, int64_
         carveout_set = e == cudaSuccess;
     }
     if (e == cudaSuccess)
-        e = qp_cuda_launch_k(k, dim3((unsigned)blocks), dim3(QP_MMVS_THREADS), smem, st, p, upb, wbytes, n_tok);
+        e = qp_cuda_launch_k(k, dim3((unsigned)blocks), dim3(QP_MMVS_THREADS), smem, st, pdl, p, upb, wbytes, n_tok);
     if (e == cudaSuccess) e = cudaPeekAtLastError();
     if (e != cudaSuccess)
         return qp_error_set(err, QP_ERR_DEVICE, "%s:%d: matvec_stream_kernel<%s, %s><<<%lld, %d, %zu>>>: %s", __FILE__,
@@ -349,17 +334,6 @@ static enum qp_status launch_mmvs(const qp_lin_params &p, int64_t blocks, int64_
                             qp_epilogue_name((enum qp_epilogue)EPI), (long long)blocks, QP_MMVS_THREADS, smem,
                             cudaGetErrorString(e));
     return QP_OK;
-}
-
-/* Blocks per SM the kernel aims at (QP_CUDA_MMVS_BPS, default 1): more blocks than the weight budget
- * needs spread a small matrix over the whole GPU. */
-static int qp_mmvs_bps(void) {
-    static int bps = 0;
-    if (!bps) {
-        const char *e = getenv("QP_CUDA_MMVS_BPS");
-        bps = e && atoi(e) > 0 && atoi(e) <= 8 ? atoi(e) : 1;
-    }
-    return bps;
 }
 
 /* Whether the kernels were built for sm_90 or later (the bulk copies and mbarriers need it). */
@@ -374,56 +348,49 @@ static bool qp_mmvs_built_for_sm90(void) {
     return ok != 0;
 }
 
-bool qp_cuda_matvec_stream(const struct qp_op_args *a, enum qp_status *status, struct qp_error *err) {
-    if (!qp_mmvs_env_on() || !qp_mmvs_built_for_sm90() || a->epilogue == QP_EPILOGUE_ARGMAX || a->in_w % 32 != 0) return false;
+enum qp_status qp_cuda_matvec_stream(const struct qp_op_args *a, struct qp_error *err) {
+    if (!qp_mmvs_built_for_sm90())
+        return qp_error_set(err, QP_ERR_UNSUPPORTED, "cuda mmv_stream: this build has no sm_90 code for it "
+                            "(CMAKE_CUDA_ARCHITECTURES); compile the plan for this card's --target");
+    if (a->epilogue == QP_EPILOGUE_ARGMAX || a->in_w % 32 != 0)
+        return qp_error_set(err, QP_ERR_UNSUPPORTED, "cuda mmv_stream: no argmax epilogue, rows of whole "
+                            "32-element sub-chunks");
+    if (a->launch.block != QP_MMVS_THREADS)
+        return qp_error_set(err, QP_ERR_INVALID, "cuda mmv_stream: launch.block %d, the kernel runs %d",
+                            a->launch.block, QP_MMVS_THREADS);
+    struct qp_mmvs_geometry g;
+    enum qp_status s = qp_mmvs_geometry(a, a->launch.rows_per_block, &g, err);
+    if (s != QP_OK) return s;
     const qp_lin_params p = qp_lin_params_make(a);
     bool mixed = false;
-    size_t bpu = 0, rbmax = 0;
     for (int i = 0; i < a->n_parts; i++) {
         const bool fl = a->w[i].type == QP_GGML_F32 || a->w[i].type == QP_GGML_F16 || a->w[i].type == QP_GGML_BF16;
-        if (fl && (a->w[i].row_bytes % 16 || (uintptr_t)a->w[i].data % 16)) return false;
+        if (fl && (a->w[i].row_bytes % 16 || (uintptr_t)a->w[i].data % 16))
+            return qp_error_set(err, QP_ERR_UNSUPPORTED, "cuda mmv_stream: %s rows must be 16-byte aligned",
+                                qp_ggml_type_name(a->w[i].type));
         mixed = mixed || a->w[i].type != a->w[0].type;
-        if (a->w[i].row_bytes > rbmax) rbmax = a->w[i].row_bytes;
     }
-    const int nr = a->epilogue == QP_EPILOGUE_SWIGLU || a->epilogue == QP_EPILOGUE_ROPE_KV ? 2 : 1;
-    if (a->epilogue == QP_EPILOGUE_SWIGLU) bpu = a->w[0].row_bytes + a->w[1].row_bytes;
-    else bpu = (size_t)nr * rbmax;
-    const int64_t nchunk = (a->in_w / 32 + 31) / 32;
-    const size_t slack = (size_t)QP_MMVS_MAX_SEGS * 32; /* alignment of each segment's copy */
-    if (bpu + slack > QP_MMVS_WBYTES) return false;
-    int64_t fit = (int64_t)((QP_MMVS_WBYTES - slack) / bpu);
-    if (fit > QP_MMVS_MAX_PARTIALS / (nr * nchunk)) fit = QP_MMVS_MAX_PARTIALS / (nr * nchunk);
-    if (a->epilogue == QP_EPILOGUE_ROPE_KV) { /* <= QP_MMVS_MAX_SEGS segments: at most 8 pieces */
-        const int64_t half = a->head_dim / 2;
-        if (fit > (QP_MMVS_MAX_SEGS / 2 - 3) * half) fit = (QP_MMVS_MAX_SEGS / 2 - 3) * half;
-    }
-    if (fit < 1 || p.units < 1) return false;
-    int64_t blocks = (p.units + fit - 1) / fit;
-    const int64_t want = (int64_t)qp_cuda_sm_count() * qp_mmvs_bps();
-    if (blocks < want) blocks = want < p.units ? want : p.units;
-    const int64_t upb = (p.units + blocks - 1) / blocks;
-    blocks = (p.units + upb - 1) / upb;
-    const uint32_t wbytes = (uint32_t)((upb * bpu + slack + 15) & ~(size_t)15);
-    const size_t smem = wbytes + qp_xs_bytes(a->in_w) + (size_t)upb * nr * nchunk * sizeof(float);
-    if (smem > QP_MMVS_SMEM_MAX) return false;
+    if (g.blocks < 1) return QP_OK;
     cudaStream_t st = QP_STREAM(a);
-    enum qp_status s = QP_OK;
+    const bool pdl = a->launch.pdl != 0;
+    const int64_t upb = a->launch.rows_per_block;
+    qp_cuda_note_launch(QP_KERNEL_MMV_STREAM);
     if (mixed) {
         qp_epi_dispatch(a->epilogue, [&](auto te_) {
             constexpr int EPI = decltype(te_)::value;
-            s = launch_mmvs<QP_MMVS_MIXED, EPI>(p, blocks, upb, wbytes, smem, a->n_tok, st, err);
+            s = launch_mmvs<QP_MMVS_MIXED, EPI>(p, g.blocks, upb, g.wbytes, g.smem, a->n_tok, st, pdl, err);
         });
-        *status = s;
-        return true;
+        return s;
     }
     const bool ok = qp_type_dispatch(a->w[0].type, [&](auto tc_) {
         constexpr int T = decltype(tc_)::value;
         qp_epi_dispatch(a->epilogue, [&](auto te_) {
             constexpr int EPI = decltype(te_)::value;
-            s = launch_mmvs<T, EPI>(p, blocks, upb, wbytes, smem, a->n_tok, st, err);
+            s = launch_mmvs<T, EPI>(p, g.blocks, upb, g.wbytes, g.smem, a->n_tok, st, pdl, err);
         });
     });
-    if (!ok) return false;
-    *status = s;
-    return true;
+    if (!ok)
+        return qp_error_set(err, QP_ERR_UNSUPPORTED, "cuda mmv_stream: weight type %s has no kernel",
+                            qp_ggml_type_name(a->w[0].type));
+    return s;
 }

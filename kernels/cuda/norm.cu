@@ -14,7 +14,7 @@ static __global__ void rms_norm_kernel(const float *__restrict__ x, const float 
 }
 
 enum qp_status qp_cuda_rms_norm(const struct qp_op_args *a, struct qp_error *err) {
-    QP_CUDA_LAUNCH(err, rms_norm_kernel, a->n_tok, 256, 0, QP_STREAM(a), a->in0, a->norm, a->eps,
-                   a->in_w, a->out);
+    QP_CUDA_LAUNCH(err, rms_norm_kernel, a->n_tok, a->launch.block, 0, a, a->in0, a->norm, a->eps, a->in_w,
+                   a->out);
     return QP_OK;
 }

@@ -1,8 +1,9 @@
 /* ops.cu — the CUDA op table (qp_cuda_ops, include/qp_ops.h): for each op, check the shapes,
- * types, pointers and scratch that the kernels rely on, then call the op family's launcher
- * (cuda_common.cuh), which enqueues on a->stream. Nothing here synchronises, allocates or reads
- * device memory, so every entry may run inside CUDA Graph capture. Errors name the op and what
- * is wrong; the runtime adds the plan node.
+ * types, pointers and scratch that the kernels rely on, then call the launcher of the kernel the
+ * plan names (a->kernel, include/qp_kernels.h; the executor has checked at load that it can run
+ * the node), which enqueues on a->stream. No entry chooses a kernel. Nothing here synchronises,
+ * allocates or reads device memory, so every entry may run inside CUDA Graph capture. Errors
+ * name the op and what is wrong; the runtime adds the plan node.
  */
 #include "cuda_common.cuh"
 #include "qp_cuda.h"
@@ -26,7 +27,7 @@ static enum qp_status check_common(const struct qp_op_args *a, const char *op, b
                                    struct qp_error *err) {
     if (a->n_tok < 1) FAIL("cuda %s: n_tok %d < 1", op, a->n_tok);
     if (needs_step && !a->step) FAIL("cuda %s: no step state", op);
-    if (a->launch.block != 0 && (a->launch.block < 32 || a->launch.block > 1024 || a->launch.block % 32))
+    if (a->launch.block < 32 || a->launch.block > 1024 || a->launch.block % 32)
         FAIL("cuda %s: launch.block %d is not a multiple of 32 in [32, 1024]", op, a->launch.block);
     return QP_OK;
 }
@@ -88,8 +89,6 @@ static enum qp_status op_linear(const struct qp_op_args *a, struct qp_error *err
                                                      a->epilogue == QP_EPILOGUE_ARGMAX, err);
     if (s != QP_OK) return s;
     if (a->n_parts < 1 || a->n_parts > QP_OP_MAX_PARTS) FAIL("cuda linear: %d weight parts", a->n_parts);
-    if (a->launch.block > 256) /* matvec_kernel's __launch_bounds__: registers for the decoders */
-        FAIL("cuda linear: launch.block %d > 256", a->launch.block);
     if (!a->in0 || !a->out || a->in_w < 1) FAIL("cuda linear: needs in0, out and in_w >= 1");
     for (int i = 0; i < a->n_parts; i++) {
         s = check_weight(&a->w[i], a->in_w, "linear", i, err);
@@ -132,9 +131,15 @@ static enum qp_status op_linear(const struct qp_op_args *a, struct qp_error *err
     if (rows > INT32_MAX || a->in_w > INT32_MAX) FAIL("cuda linear: matrix larger than 2^31 rows or columns");
     s = check_scratch(a, "linear", err);
     if (s != QP_OK) return s;
-    if (a->n_tok <= QP_CUDA_MATVEC_MAX_TOK) return qp_cuda_matvec(a, err);
-    if (!a->blas) FAIL("cuda linear: %d tokens need the cuBLAS handle (args.blas)", a->n_tok);
-    return qp_cuda_gemm(a, err);
+    switch (a->kernel) {
+    case QP_KERNEL_MMV:
+    case QP_KERNEL_MMV_ARGMAX: return qp_cuda_matvec(a, err);
+    case QP_KERNEL_MMV_STREAM: return qp_cuda_matvec_stream(a, err);
+    case QP_KERNEL_GEMM:
+        if (!a->blas) FAIL("cuda linear: the gemm kernel needs the cuBLAS handle (args.blas)");
+        return qp_cuda_gemm(a, err);
+    default: FAIL("cuda linear: kernel id %d is not a linear kernel", (int)a->kernel);
+    }
 }
 
 static enum qp_status op_rope(const struct qp_op_args *a, struct qp_error *err) {
@@ -175,7 +180,7 @@ static enum qp_status op_attention(const struct qp_op_args *a, struct qp_error *
              a->n_head_kv, a->head_dim, (long long)a->kv.kv_dim);
     s = check_scratch(a, "attention", err);
     if (s != QP_OK) return s;
-    if (qp_cuda_attn_prefill_ok(a)) return qp_cuda_attn_prefill(a, err);
+    if (a->kernel == QP_KERNEL_ATTN_PREFILL) return qp_cuda_attn_prefill(a, err);
     return qp_cuda_attention(a, err);
 }
 
@@ -202,8 +207,8 @@ static enum qp_status op_argmax(const struct qp_op_args *a, struct qp_error *err
     struct qp_cuda_scratch_layout l;
     s = qp_cuda_scratch_plan(a, &l, err);
     if (s != QP_OK) return s;
-    return qp_cuda_argmax_row(a->in0 + (int64_t)(a->n_tok - 1) * a->in_w, a->in_w, a->step,
-                              (char *)a->scratch + l.argmax_off, QP_STREAM(a), err);
+    return qp_cuda_argmax_row(a, a->in0 + (int64_t)(a->n_tok - 1) * a->in_w, a->in_w,
+                              (char *)a->scratch + l.argmax_off, err);
 }
 
 static enum qp_status op_step_advance(const struct qp_op_args *a, struct qp_error *err) {
@@ -216,13 +221,23 @@ static_assert(QP_OP_EMBED == 0 && QP_OP_RMS_NORM == 1 && QP_OP_LINEAR == 2 && QP
                   QP_OP_KV_WRITE == 4 && QP_OP_ATTENTION == 5 && QP_OP_SWIGLU == 6 && QP_OP_ADD == 7 &&
                   QP_OP_ARGMAX == 8 && QP_OP_STEP_ADVANCE == 9 && QP_OP_COUNT == 10,
               "qp_cuda_ops lists the ops in enum order");
-thread_local bool qp_cuda_op_decode = true;
+static thread_local int32_t qp_cuda_launched = QP_KERNEL_UNKNOWN;
+void qp_cuda_note_launch(int32_t id) { qp_cuda_launched = id; }
+extern "C" int32_t qp_cuda_last_kernel(void) { return qp_cuda_launched; }
 
-/* Every entry of the table: records whether the op is decode-sized (the PDL policy,
- * cuda_common.cuh), then runs the op. */
+/* Every entry of the table: the node's kernel must be one of its op's (the executor resolved the
+ * plan's name and checked the kernel against the node at load; this guards direct callers). */
 template <qp_op_fn F> static enum qp_status op_entry(const struct qp_op_args *a, struct qp_error *err) {
-    qp_cuda_op_decode = a->n_tok <= QP_CUDA_MATVEC_MAX_TOK;
-    return F(a, err);
+    const struct qp_kernel_desc *d = qp_kernel_desc(a->kernel);
+    const struct qp_op_desc *od = qp_op_desc(a->op);
+    if (!d || d->op != a->op)
+        return qp_error_set(err, QP_ERR_INVALID, "cuda %s: kernel id %d (%s) does not run this op",
+                            od ? od->name : "?", (int)a->kernel, d ? d->name : "unknown");
+    qp_cuda_launched = QP_KERNEL_UNKNOWN;
+    const enum qp_status s = F(a, err);
+    /* an op with one kernel: its launcher is that kernel */
+    if (s == QP_OK && a->op != QP_OP_LINEAR && a->op != QP_OP_ATTENTION) qp_cuda_launched = a->kernel;
+    return s;
 }
 
 extern "C" const qp_op_fn qp_cuda_ops[QP_OP_COUNT] = {

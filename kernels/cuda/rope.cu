@@ -22,8 +22,9 @@ static __global__ void rope_kernel(const float *src, float *dst, int n_head, int
 
 enum qp_status qp_cuda_rope(const struct qp_op_args *a, struct qp_error *err) {
     const int64_t pairs = (int64_t)a->n_head * (a->head_dim / 2);
-    const dim3 grid((unsigned)((pairs + 127) / 128), (unsigned)a->n_tok);
-    QP_CUDA_LAUNCH(err, rope_kernel, grid, 128, 0, QP_STREAM(a), a->in0 ? a->in0 : a->out, a->out,
-                   a->n_head, a->head_dim, a->rope_base, a->step);
+    const int64_t bs = a->launch.block;
+    const dim3 grid((unsigned)((pairs + bs - 1) / bs), (unsigned)a->n_tok);
+    QP_CUDA_LAUNCH(err, rope_kernel, grid, (unsigned)bs, 0, a, a->in0 ? a->in0 : a->out, a->out, a->n_head,
+                   a->head_dim, a->rope_base, a->step);
     return QP_OK;
 }

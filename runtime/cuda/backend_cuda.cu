@@ -14,7 +14,7 @@
  *
  * Error reporting: every CUDA / cuBLAS call goes through CK / CKB, which name the statement,
  * file and line, and (inside a program) the node: "<program> node <i> '<name>' (<op>)". A run
- * checks cudaGetLastError after each node; QP_CUDA_SYNC_EACH=1 also synchronises after each
+ * checks cudaGetLastError after each node; --sync-each (cfg.sync_each) also synchronises after each
  * node, so that an asynchronous fault is reported against the node that caused it.
  *
  * Host-side code only (no kernels here): the ops are kernels/cuda/ (qp_cuda_ops).
@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "qp_cuda.h"
 #include "qp_ops.h"
 
 #define STAGING_BYTES ((size_t)8 << 20)     /* each of the two pinned upload buffers */
@@ -56,7 +57,7 @@ struct cuda_impl {
     /* memory accounting: cudaMemGetInfo's free bytes after each step (verbose prints deltas) */
     size_t total_mem, free_at_start, free_after_init;
     size_t free_after_arena, free_after_stream, free_after_blas, free_after_weights;
-    /* QP_CUDA_PROFILE=1: device time of each node of eager runs (events), printed per run */
+    /* --profile: device time of each node of eager runs (events), printed per run */
     bool profile;
     char name[256];
     int cc_major, cc_minor, sms;
@@ -117,6 +118,9 @@ static enum qp_status cuda_init_impl(const struct qp_backend_config *cfg, struct
     m->cc_major = prop.major;
     m->cc_minor = prop.minor;
     m->sms = prop.multiProcessorCount;
+    b->sm = prop.major * 10 + prop.minor;
+    b->sms = prop.multiProcessorCount;
+    b->device_name = m->name;
     CK(cudaMemGetInfo(&m->free_at_start, &m->total_mem));
     if (cfg->arena_bytes > m->free_at_start)
         return qp_error_set(err, QP_ERR_DEVICE,
@@ -177,10 +181,8 @@ static enum qp_status cuda_init(const struct qp_backend_config *cfg, struct qp_b
     b->ops = qp_cuda_ops;
     m->use_graph = cfg->use_graph;
     m->verbose = cfg->verbose;
-    const char *se = getenv("QP_CUDA_SYNC_EACH");
-    m->sync_each = se && strcmp(se, "0") != 0 && se[0];
-    const char *pe = getenv("QP_CUDA_PROFILE");
-    m->profile = pe && strcmp(pe, "0") != 0 && pe[0];
+    m->sync_each = cfg->sync_each;
+    m->profile = cfg->profile;
     enum qp_status s = cuda_init_impl(cfg, b, m, err);
     if (s != QP_OK) {
         cuda_free(b);
@@ -287,6 +289,7 @@ static enum qp_status enqueue(struct qp_backend *b, const struct qp_backend_prog
         struct qp_error e = {{0}};
         enum qp_status s = b->ops[a.op](&a, &e);
         if (s != QP_OK) return qp_error_set(err, s, "%s%s", where, e.msg);
+        if (prog->ran) prog->ran[i] = qp_cuda_last_kernel();
         if (check) {
             CKW(where, cudaGetLastError());
             if (m->sync_each) CKW(where, cudaStreamSynchronize(m->stream));
@@ -296,7 +299,7 @@ static enum qp_status enqueue(struct qp_backend *b, const struct qp_backend_prog
     return QP_OK;
 }
 
-/* QP_CUDA_PROFILE=1: the device time between the events around each node, summed by op and
+/* --profile: the device time between the events around each node, summed by op and
  * epilogue, one table per eager run on stderr (a diagnostic: the events cost a little). */
 static void profile_print(const struct qp_backend_program *prog, cudaEvent_t *ev) {
     struct row { int op, epi; double ms; int n; } rows[64];
@@ -352,7 +355,7 @@ static enum qp_status cuda_run(struct qp_backend *b, const struct qp_backend_pro
     if (s != QP_OK) return s;
     if (e != cudaSuccess)
         return qp_error_set(err, QP_ERR_DEVICE,
-                            "%s program: a kernel failed: %s (%s); run with QP_CUDA_SYNC_EACH=1 to name the node",
+                            "%s program: a kernel failed: %s (%s); run with --no-graph --sync-each to name the node",
                             prog->name, cudaGetErrorString(e), cudaGetErrorName(e));
     return QP_OK;
 }
@@ -433,7 +436,7 @@ static enum qp_status cuda_read(struct qp_backend *b, void *dst, const void *src
         if (e != cudaSuccess)
             return qp_error_set(err, QP_ERR_DEVICE,
                                 "cuda backend: reading results: %s (%s): a kernel of the last program failed; "
-                                "run with --no-graph and QP_CUDA_SYNC_EACH=1 to name the node",
+                                "run with --no-graph --sync-each to name the node",
                                 cudaGetErrorString(e), cudaGetErrorName(e));
         memcpy(d, m->rd, k);
         s += k;

@@ -136,7 +136,7 @@ case_plan_edited() {
   edit unknown-buffer '0,/out: x$/s//out: xx/' "no buffer named 'xx'"
   edit missing-key '/^  header_hash:/d' "header_hash"
   edit weight-bytes '0,/bytes: \([0-9]*\), from/s//bytes: 1\1, from/' "!= rows * row bytes"
-  edit version 's/^qplan: 1$/qplan: 2/' "version"
+  edit version 's/^qplan: 2$/qplan: 3/' "version"
   edit heads 's/^  n_head: 4$/  n_head: 3/' "n_head"
   edit tabs '0,/^hparams:/s/^hparams:/hparams:\n\tarch: x/' "tabs.yaml:"
   edit not-yaml '1s/^/{{{ /' "YAML error"
