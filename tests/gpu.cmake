@@ -1,18 +1,25 @@
 # GPU op tests: every CUDA op against its CPU op (tests/test_gpu_ops.c). Built wherever the
 # CUDA backend is built; skips (exit 77) where no GPU is present. Label gpu.
 #
-# test_gpu_ops's configurations beyond the default (every kernel that can run a case, with its
-# default launch), "name|args": the same checks with other launches. tests/kemu.cmake runs them on
-# the CPU emulator too (label emu_variant there).
-#   all  every launch shape qplan tune times (qp_kernel_candidates), each with and without PDL
-set(QP_GPU_OPS_VARIANTS "all|--all")
+# test_gpu_ops's configurations beyond the default (the kernels the compiler's defaults give each
+# case, with their default launches), "name|args[|gpu]": the same checks with other kernels and
+# launches. tests/kemu.cmake runs them on the CPU emulator too, except those marked gpu (too slow
+# there: hours on 2 cores).
+#   all  every kernel that can run a case, with every launch shape qplan tune times
+#        (qp_kernel_candidates), each with and without PDL
+set(QP_GPU_OPS_VARIANTS "all|--all|gpu")
 
-# qp_add_gpu_ops_variants(EXE LABELS): a test EXE_<name> per variant, labelled LABELS.
+# qp_add_gpu_ops_variants(EXE LABELS [EMULATED]): a test EXE_<name> per variant, labelled LABELS;
+# EMULATED leaves out the variants marked gpu.
 function(qp_add_gpu_ops_variants exe label)
   foreach(v ${QP_GPU_OPS_VARIANTS})
     string(REPLACE "|" ";" parts "${v}")
     list(GET parts 0 name)
     list(GET parts 1 args)
+    list(LENGTH parts n)
+    if(ARGN AND n GREATER 2)
+      continue()
+    endif()
     separate_arguments(args)
     add_test(NAME ${exe}_${name} COMMAND ${exe} ${args})
     set_tests_properties(${exe}_${name} PROPERTIES LABELS "${label}" SKIP_RETURN_CODE 77 TIMEOUT 900)

@@ -43,7 +43,7 @@ elseif(QP_KEMU AND CUDAToolkit_FOUND)
   target_link_libraries(qpcuda_kemu PUBLIC qpkernels qpcore Boost::context)
 
   qp_add_test(test_gpu_ops_emu SOURCES test_gpu_ops.c LIBS qpcuda_kemu qpkernels LABELS cpu emu)
-  qp_add_gpu_ops_variants(test_gpu_ops_emu "cpu;emu;emu_variant") # tests/gpu.cmake's configurations
+  qp_add_gpu_ops_variants(test_gpu_ops_emu "cpu;emu;emu_variant" EMULATED) # tests/gpu.cmake's configurations
 
   # libqrun with its CUDA backend (runtime/cuda/*.cu, graph capture and replay included) on the
   # emulated kernels, and test_cuda_backend on it: whole-model logits against the CPU backend,
