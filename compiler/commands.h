@@ -23,5 +23,9 @@ int qp_cmd_header(int argc, char **argv);
  * writes a synthetic model of random, well-scaled weights (compiler/cmd_synth.c). */
 int qp_cmd_synth(int argc, char **argv);
 
+/* qplan tune plan.yaml [-o out.yaml] ... — times every node's kernels and launch shapes on the
+ * GPU and writes the fastest that pass into the plan (compiler/cmd_tune.c; links libqrun). */
+int qp_cmd_tune(int argc, char **argv);
+
 /* qplan validate plan.yaml [model.gguf] — checks a plan alone and against a model. */
 int qp_cmd_validate(int argc, char **argv);

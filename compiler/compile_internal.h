@@ -51,6 +51,10 @@ int qp_pass_run(struct qp_plan *p, enum qp_pass pass, struct qp_error *err);
 /* Chooses every node's kernel and launch shape for p->target (the registry's defaults, or the
  * options' --kernel overrides) and sizes its scratch. */
 enum qp_status qp_select_kernels(struct qp_plan *p, const struct qp_compile_options *o, struct qp_error *err);
+/* Sets node i of program g to run kernel with launch, and sizes its scratch for it (its offset is
+ * the memory planner's to set). */
+enum qp_status qp_select_set(struct qp_plan *p, struct qp_plan_program *g, int32_t i, int32_t kernel,
+                             const struct qp_launch *launch, struct qp_error *err);
 /* The description of node n of program g that include/qp_kernels.h's functions take (no data
  * pointers; n_tok = the most tokens the node runs with; scratch_bytes = the node's). */
 enum qp_status qp_select_node_args(const struct qp_plan *p, const struct qp_plan_program *g,

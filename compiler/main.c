@@ -20,6 +20,7 @@ static const struct command commands[] = {
     {"header", qp_cmd_header, "write a model's metadata and tensor table without data"},
     {"inspect", qp_cmd_inspect, "print a GGUF file's header, hyperparameters, tokenizer and tensors"},
     {"synth", qp_cmd_synth, "write a synthetic model (random weights) of a given or tiny shape"},
+    {"tune", qp_cmd_tune, "choose every node's kernel and launch by measuring them on this GPU"},
     {"validate", qp_cmd_validate, "check a plan on its own and against its model"},
 };
 // clang-format on

@@ -188,14 +188,24 @@ static enum qp_status select_node(struct qp_plan *p, struct qp_plan_program *g, 
         return qp_error_set(err, st, "%s node %d (%s %s): no kernel can run it: %s", g->name, i,
                             qp_op_desc(n->op)->name, wn, e.msg);
     }
-    st = set_kernel_name(n, qp_kernel_desc(k)->name, err);
+    return qp_select_set(p, g, i, k, &n->launch, err);
+}
+
+enum qp_status qp_select_set(struct qp_plan *p, struct qp_plan_program *g, int32_t i, int32_t kernel,
+                             const struct qp_launch *launch, struct qp_error *err) {
+    struct qp_plan_node *n = &g->nodes[i];
+    const struct qp_kernel_desc *kd = qp_kernel_desc(kernel);
+    if (!kd) return qp_error_set(err, QP_ERR_INVALID, "internal: kernel id %d", (int)kernel);
+    enum qp_status st = set_kernel_name(n, kd->name, err);
     if (st != QP_OK) return st;
-    a.kernel = k;
-    a.launch = n->launch;
+    n->launch = *launch;
+    struct qp_op_args a;
+    if ((st = qp_select_node_args(p, g, n, &a, err)) != QP_OK) return st;
     uint64_t cuda = 0, cpu = n->op == QP_OP_LINEAR ? cpu_linear_scratch(p, &a) : 0;
     st = cuda_scratch_need(&a, &cuda, err);
     if (st != QP_OK) return st;
     n->scratch_bytes = align_up(cuda > cpu ? cuda : cpu);
+    if (!n->scratch_bytes) n->scratch_offset = 0;
     return QP_OK;
 }
 

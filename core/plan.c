@@ -34,6 +34,7 @@ struct qp_plan *qp_plan_new(void) {
 void qp_plan_free(struct qp_plan *p) {
     if (!p) return;
     free(p->target.backend);
+    free(p->target.card);
     for (int32_t i = 0; i < p->n_passes; i++) free(p->passes[i]);
     free(p->passes);
     free(p->source);

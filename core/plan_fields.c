@@ -16,6 +16,7 @@ static const struct qp_field target[] = {
     F(struct qp_plan_target, "backend", QP_FIELD_STR, backend, 0, 0),
     F(struct qp_plan_target, "arch", QP_FIELD_SM, sm, 10, 1000),
     F(struct qp_plan_target, "sms", QP_FIELD_I32, sms, 1, 4096),
+    OPT(struct qp_plan_target, "card", QP_FIELD_STR, card, 0, 0, 0),
 };
 TABLE(qp_fields_target, "target", target);
 

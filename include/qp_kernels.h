@@ -94,6 +94,15 @@ struct qp_kernel_choice {
 int qp_kernel_candidates(const struct qp_op_args *a, const struct qp_kernel_target *t, bool pdl,
                          struct qp_kernel_choice *out, int max);
 
+/* The bound on the relative L2 difference between a kernel's output and its op's CPU reference
+ * on the same inputs (the tests and qplan tune hold every kernel to it): 2e-5 for the kernels that
+ * read weights as stored and accumulate in f32 (the two sides differ by summation order, ~sqrt(n)
+ * 2^-24 over n <= 18944 terms); 3e-3 for gemm, whose operands are rounded to f16 (2^-11 each,
+ * ~5e-4 expected). docs/cuda-kernels.md derives both. */
+#define QP_KERNEL_TOL_F32 2e-5
+#define QP_KERNEL_TOL_F16 3e-3
+double qp_kernel_tolerance(int32_t id);
+
 /* --- kernel geometry the launchers and the checks share --- */
 
 /* Output units of a linear: the work items of the matvec kernels (one row; a gate/up pair for

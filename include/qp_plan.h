@@ -185,6 +185,7 @@ struct qp_plan_target {
     char *backend; /* "cuda" (the CPU backend runs any plan with its reference ops) */
     int32_t sm;    /* compute capability x 10, e.g. 90 for sm_90 (H100, H200) */
     int32_t sms;   /* streaming multiprocessors the grids were sized for */
+    char *card;    /* the card qplan tune measured the choices on (NULL: not tuned) */
 };
 
 struct qp_plan {

@@ -143,10 +143,45 @@ int32_t qrun_node_kernels(const struct qrun *q, struct qrun_node_kernel *out, in
 /* The same as a table on f (qrun -v prints it after generating): the nodes that ran. */
 void qrun_print_kernels(const struct qrun *q, FILE *f);
 
+/* --- Tuning: what `qplan tune` measures (runtime/tune.c) --- */
+
+#define QRUN_TUNE_MAX_CHOICES 48
+
+/* One kernel and launch shape tried on one node. */
+struct qrun_tune_choice {
+    int32_t kernel;          /* enum qp_kernel */
+    struct qp_launch launch;
+    double us;               /* device time of one run (eager launches), when ok */
+    double err;              /* relative L2 difference of its outputs from the CPU op's */
+    double tol;              /* its kernel's bound (qp_kernel_tolerance) */
+    bool ok;                 /* ran, within the bound, and picked the same token where it picks one */
+    char why[160];           /* when not ok: why */
+};
+
+struct qrun_tune_node {
+    int32_t program, node;   /* in the plan */
+    int line;                /* the node's line in the plan */
+    int32_t n_tok;           /* tokens it ran with */
+    int32_t n_choices;       /* choice[0] is the plan's own kernel and launch */
+    struct qrun_tune_choice choice[QRUN_TUNE_MAX_CHOICES];
+    int32_t best;            /* the fastest ok choice; -1 when none passed */
+};
+typedef void (*qrun_tune_fn)(void *user, const struct qrun_tune_node *r);
+
+/* Runs every node of every program of q's plan on its own with each kernel and launch shape the
+ * registry offers for it on q's device (qp_kernel_candidates), on the state a prefill of depth
+ * tokens leaves, at the program's largest chunk; checks each against the CPU op on the same
+ * inputs and times those that pass (reps runs per batch; 0: about 2 ms of runs). cb gets each
+ * node's results. The runtime's cache is left holding the tuner's tokens (position 0 after). */
+enum qp_status qrun_tune(struct qrun *q, int64_t depth, int reps, qrun_tune_fn cb, void *user,
+                         struct qp_error *err);
+
 int64_t qrun_n_ctx(const struct qrun *q);          /* usable positions */
 int64_t qrun_pos(const struct qrun *q);            /* positions used */
 int32_t qrun_n_vocab(const struct qrun *q);
 const char *qrun_device(const struct qrun *q);     /* "cpu", "cuda" */
+/* The device: compute capability x 10 and SMs (0 for the CPU), its name into name[n]. */
+void qrun_device_info(const struct qrun *q, int32_t *sm, int32_t *sms, char *name, size_t n);
 const char *qrun_model_path(const struct qrun *q);
 struct qp_tokenizer *qrun_tokenizer(struct qrun *q);
 double qrun_load_seconds(const struct qrun *q);

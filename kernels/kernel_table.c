@@ -62,6 +62,8 @@ void qp_kernel_names(enum qp_op op, char *buf, size_t n) {
     }
 }
 
+double qp_kernel_tolerance(int32_t id) { return id == QP_KERNEL_GEMM ? QP_KERNEL_TOL_F16 : QP_KERNEL_TOL_F32; }
+
 static bool is_float_type(int32_t t) { return t == QP_GGML_F32 || t == QP_GGML_F16 || t == QP_GGML_BF16; }
 
 static int64_t rows_total(const struct qp_op_args *a) {

@@ -39,6 +39,8 @@ extern "C" {
 
 /* Alignment of the arena base, the weight pool base, and every weight placed in the pool. */
 #define QP_BACKEND_ALIGN 256
+/* Extra regions a backend hands out (alloc_extra). */
+#define QP_BACKEND_MAX_EXTRA 4
 
 /* What init needs to know. All sizes come from a validated plan. */
 struct qp_backend_config {
@@ -79,6 +81,8 @@ struct qp_backend {
     const qp_op_fn *ops;   /* [QP_OP_COUNT] the op functions this backend runs */
     int32_t sm, sms;       /* the device's compute capability x 10 and SMs (0: a CPU, which
                               runs every kernel with its op's reference function) */
+    void *extra[QP_BACKEND_MAX_EXTRA]; /* regions from alloc_extra, [extra_bytes[i]] each */
+    size_t extra_bytes[QP_BACKEND_MAX_EXTRA];
     const char *device_name; /* e.g. "NVIDIA H100 80GB HBM3", "cpu" */
     void *impl;            /* backend-private state */
 };
@@ -129,7 +133,22 @@ struct qp_backend_vtbl {
     enum qp_status (*write)(struct qp_backend *b, void *dst, const void *src, size_t bytes,
                             struct qp_error *err);
 
-    /* Releases everything init and weights_alloc made; NULL is fine. */
+    /* --- for qplan tune (runtime/tune.c); no per-token path uses them --- */
+
+    /* Runs the one op a (pointers into backend memory) reps times after warming it up and sets *us
+     * to the device time of one run: the median of three batches of reps. Synchronous. */
+    enum qp_status (*time_op)(struct qp_backend *b, const struct qp_op_args *a, int reps, double *us,
+                              struct qp_error *err);
+
+    /* Another region of backend memory of bytes (zeroed), owned by the backend until free: the
+     * tuner's arena snapshot and scratch. At most QP_BACKEND_MAX_EXTRA regions. */
+    enum qp_status (*alloc_extra)(struct qp_backend *b, size_t bytes, void **out, struct qp_error *err);
+
+    /* Copies bytes within backend memory (arena, weights, extra regions) in stream order and waits. */
+    enum qp_status (*copy)(struct qp_backend *b, void *dst, const void *src, size_t bytes,
+                           struct qp_error *err);
+
+    /* Releases everything init, weights_alloc and alloc_extra made; NULL is fine. */
     void (*free)(struct qp_backend *b);
 };
 
@@ -141,6 +160,12 @@ extern const struct qp_backend_vtbl qp_backend_cpu;
  * when CUDA is built and runtime/cuda/ has sources. */
 extern const struct qp_backend_vtbl qp_backend_cuda;
 #endif
+
+/* The median of three timings (time_op). */
+static inline double qp_backend_median3(const double t[3]) {
+    const double lo = t[0] < t[1] ? t[0] : t[1], hi = t[0] < t[1] ? t[1] : t[0];
+    return t[2] < lo ? lo : t[2] > hi ? hi : t[2];
+}
 
 /* The backend named name ("cpu", "cuda"); NULL when unknown or not built. */
 const struct qp_backend_vtbl *qp_backend_find(const char *name);

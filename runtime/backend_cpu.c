@@ -5,11 +5,13 @@
  * generic path also works (tests use it to check the executor's upload path on the CPU).
  * Nothing is allocated after init and weights_alloc.
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "backend.h"
 #include "qp_kernels.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "qp_ggml.h"
 
@@ -105,8 +107,55 @@ static enum qp_status cpu_write(struct qp_backend *b, void *dst, const void *src
     return cpu_copy(dst, src, bytes);
 }
 
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
+}
+
+static enum qp_status cpu_time_op(struct qp_backend *b, const struct qp_op_args *a, int reps, double *us,
+                                  struct qp_error *err) {
+    if ((unsigned)a->op >= QP_OP_COUNT || !b->ops[a->op] || reps < 1)
+        return qp_error_set(err, QP_ERR_INVALID, "cpu backend: cannot time op %d (%d runs)", (int)a->op, reps);
+    double t[3];
+    for (int k = -1; k < 3; k++) { /* k = -1: the warm-up batch */
+        const double t0 = cpu_now();
+        for (int r = 0; r < reps; r++) {
+            struct qp_error e = {{0}};
+            enum qp_status s = b->ops[a->op](a, &e);
+            if (s != QP_OK) return qp_error_set(err, s, "cpu backend: %s", e.msg);
+        }
+        if (k >= 0) t[k] = (cpu_now() - t0) / reps;
+    }
+    *us = qp_backend_median3(t);
+    return QP_OK;
+}
+
+static enum qp_status cpu_alloc_extra(struct qp_backend *b, size_t bytes, void **out, struct qp_error *err) {
+    int i = 0;
+    while (i < QP_BACKEND_MAX_EXTRA && b->extra[i]) i++;
+    if (i == QP_BACKEND_MAX_EXTRA)
+        return qp_error_set(err, QP_ERR_INVALID, "cpu backend: more than %d extra regions", QP_BACKEND_MAX_EXTRA);
+    const size_t n = (bytes + QP_BACKEND_ALIGN - 1) / QP_BACKEND_ALIGN * QP_BACKEND_ALIGN;
+    b->extra[i] = aligned_alloc(QP_BACKEND_ALIGN, n ? n : QP_BACKEND_ALIGN);
+    if (!b->extra[i]) return qp_error_set(err, QP_ERR_NOMEM, "cpu backend: cannot allocate %zu bytes", bytes);
+    memset(b->extra[i], 0, n);
+    b->extra_bytes[i] = bytes;
+    *out = b->extra[i];
+    return QP_OK;
+}
+
+static enum qp_status cpu_copy_within(struct qp_backend *b, void *dst, const void *src, size_t bytes,
+                                      struct qp_error *err) {
+    (void)b;
+    (void)err;
+    memmove(dst, src, bytes);
+    return QP_OK;
+}
+
 static void cpu_free(struct qp_backend *b) {
     if (!b) return;
+    for (int i = 0; i < QP_BACKEND_MAX_EXTRA; i++) free(b->extra[i]);
     free(b->arena);
     free(b->weights);
     free(b);
@@ -123,6 +172,9 @@ const struct qp_backend_vtbl qp_backend_cpu = {
     .replay = NULL,
     .read = cpu_read,
     .write = cpu_write,
+    .time_op = cpu_time_op,
+    .alloc_extra = cpu_alloc_extra,
+    .copy = cpu_copy_within,
     .free = cpu_free,
 };
 

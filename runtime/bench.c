@@ -323,14 +323,16 @@ enum qp_status qrun_bench(const char *plan_path, const struct qrun_options *o,
     for (int i = 0; i < n_res; i++) {
         struct test_result *r = &res[i];
         fprintf(out, "| %s | %.2f MiB | %.2f M | %s | %s | ", mname, mem.weights, params / 1e6, backend, r->name);
+        double m = 0, sd = 0;
         if (r->skipped) {
             fprintf(out, "skipped: %s |\n", r->why);
         } else {
-            double m, sd;
             mean_sd(r->ts, r->reps, &m, &sd);
             fprintf(out, "%.2f ± %.2f |\n", m, sd);
         }
+        if (bo->mean_ts) bo->mean_ts[i] = m;
     }
+    if (bo->n_mean_ts) *bo->n_mean_ts = n_res;
     double ttft = 0, ttft_sd = 0;
     if (n_res > 0 && bo->n_prompt > 0 && !res[0].skipped) {
         mean_sd(res[0].sec, res[0].reps, &ttft, &ttft_sd);

@@ -30,6 +30,10 @@ struct qrun_bench_options {
     int64_t depths[QRUN_BENCH_MAX_DEPTHS];
     uint64_t seed;     /* token ids */
     const char *json_path; /* --bench-json PATH, or NULL */
+    /* when not NULL: the mean t/s of each test, in the table's order (pp first, then tg per depth;
+     * 0 for a skipped test), and how many were written */
+    double *mean_ts;
+    int *n_mean_ts;
 };
 struct qrun_bench_options qrun_bench_options_default(void);
 

@@ -148,8 +148,8 @@ static enum qp_status resolve_kernel(struct qp_exec *x, const struct qp_plan_pro
                             nd->kernel ? nd->kernel : "", od ? od->name : "?", names);
     }
     a->kernel = kd->id;
-    const struct qp_kernel_target t = x->b->sm > 0 ? (struct qp_kernel_target){x->b->sm, x->b->sms}
-                                                   : (struct qp_kernel_target){p->target.sm, p->target.sms};
+    struct qp_kernel_target t;
+    qp_exec_target(x, &t);
     struct qp_op_args c = *a;
     c.n_tok = nd->rows == QP_PLAN_ROWS_LAST ? 1 : pp->max_tok;
     struct qp_error e;
@@ -333,19 +333,9 @@ void qp_exec_free(struct qp_exec *x) {
     free(x);
 }
 
-enum qp_status qp_exec_forward(struct qp_exec *x, const int32_t *tokens, int32_t n, int64_t pos,
-                               struct qp_error *err) {
-    const struct qp_plan *p = x->plan;
-    if (n < 1 || n > p->limits.max_chunk)
-        return qp_error_set(err, QP_ERR_RANGE, "forward: %d tokens, the plan's chunk is 1..%lld", n,
-                            (long long)p->limits.max_chunk);
-    if (pos < 0 || pos + n > p->limits.max_ctx)
-        return qp_error_set(err, QP_ERR_RANGE,
-                            "forward: positions %lld..%lld are past the KV cache (%lld positions)",
-                            (long long)pos, (long long)(pos + n - 1), (long long)p->limits.max_ctx);
-    const int32_t id = qp_plan_find_program(p, n); /* validated: one program runs each size */
-    if (id < 0) return qp_error_set(err, QP_ERR_INVALID, "forward: no program of the plan runs %d tokens", n);
-    struct exec_program *e = &x->progs[id];
+/* Sets every node of program id up for a chunk of n tokens: n_tok, and a last-row node's inputs
+ * advanced to row n-1. */
+static void set_chunk(struct exec_program *e, int32_t n) {
     for (int32_t i = 0; i < e->prog.n_nodes; i++) {
         struct qp_op_args *a = &e->args[i];
         if (e->last_row[i]) {
@@ -356,23 +346,45 @@ enum qp_status qp_exec_forward(struct qp_exec *x, const int32_t *tokens, int32_t
             a->n_tok = n;
         }
     }
+}
+
+/* The program for n tokens at pos, set up (set_chunk), with the step state written unless the
+ * backend already holds it; *id is the program. */
+static enum qp_status begin(struct qp_exec *x, const int32_t *tokens, int32_t n, int64_t pos, int32_t *id,
+                            struct qp_error *err) {
+    const struct qp_plan *p = x->plan;
+    if (n < 1 || n > p->limits.max_chunk)
+        return qp_error_set(err, QP_ERR_RANGE, "forward: %d tokens, the plan's chunk is 1..%lld", n,
+                            (long long)p->limits.max_chunk);
+    if (pos < 0 || pos + n > p->limits.max_ctx)
+        return qp_error_set(err, QP_ERR_RANGE,
+                            "forward: positions %lld..%lld are past the KV cache (%lld positions)",
+                            (long long)pos, (long long)(pos + n - 1), (long long)p->limits.max_ctx);
+    *id = qp_plan_find_program(p, n); /* validated: one program runs each size */
+    if (*id < 0) return qp_error_set(err, QP_ERR_INVALID, "forward: no program of the plan runs %d tokens", n);
+    set_chunk(&x->progs[*id], n);
     /* The step state: skip the write when the backend already holds it (a decode program that
      * advanced the step itself and picked this very token): that is what lets a replayed
      * decode graph run with no host-to-device copy per token. */
     bool skip = n == 1 && x->dev_known && x->dev_pos == pos && x->dev_tok0_known &&
                 x->dev_tok0 == tokens[0];
-    enum qp_status s;
-    if (!skip) {
-        x->step_host[0] = (int32_t)pos;
-        x->step_host[1] = n;
-        x->step_host[2] = -1;
-        x->step_host[3] = 0;
-        memcpy(x->step_host + 4, tokens, (size_t)n * sizeof *tokens);
-        s = x->b->vt->write(x->b, x->b->step, x->step_host, (size_t)(4 + n) * sizeof(int32_t), err);
-        if (s != QP_OK) return s;
-    }
     x->dev_known = false;
     x->dev_tok0_known = false;
+    if (skip) return QP_OK;
+    x->step_host[0] = (int32_t)pos;
+    x->step_host[1] = n;
+    x->step_host[2] = -1;
+    x->step_host[3] = 0;
+    memcpy(x->step_host + 4, tokens, (size_t)n * sizeof *tokens);
+    return x->b->vt->write(x->b, x->b->step, x->step_host, (size_t)(4 + n) * sizeof(int32_t), err);
+}
+
+enum qp_status qp_exec_forward(struct qp_exec *x, const int32_t *tokens, int32_t n, int64_t pos,
+                               struct qp_error *err) {
+    int32_t id = -1;
+    enum qp_status s = begin(x, tokens, n, pos, &id, err);
+    if (s != QP_OK) return s;
+    struct exec_program *e = &x->progs[id];
     if (e->prog.capture && x->b->vt->replay)
         s = x->b->vt->replay(x->b, &e->prog, err);
     else
@@ -385,6 +397,60 @@ enum qp_status qp_exec_forward(struct qp_exec *x, const int32_t *tokens, int32_t
         x->dev_pos = pos + n;
     }
     return QP_OK;
+}
+
+enum qp_status qp_exec_begin(struct qp_exec *x, const int32_t *tokens, int32_t n, int64_t pos, int32_t *program,
+                             struct qp_error *err) {
+    return begin(x, tokens, n, pos, program, err);
+}
+
+struct qp_op_args *qp_exec_node_args(struct qp_exec *x, int32_t program, int32_t node) {
+    if (program < 0 || program >= x->plan->n_programs || node < 0 || node >= x->progs[program].prog.n_nodes)
+        return NULL;
+    return &x->progs[program].args[node];
+}
+
+enum qp_status qp_exec_run_op(struct qp_exec *x, const struct qp_op_args *a, struct qp_error *err) {
+    int32_t ran = -1;
+    const char *name = "tuning";
+    const struct qp_backend_program one = {"tune", 1, (struct qp_op_args *)a, &name, false, &ran};
+    return x->b->vt->run(x->b, &one, err);
+}
+
+enum qp_status qp_exec_time_op(struct qp_exec *x, const struct qp_op_args *a, int reps, double *us,
+                               struct qp_error *err) {
+    if (!x->b->vt->time_op) return qp_error_set(err, QP_ERR_UNSUPPORTED, "the %s backend cannot time ops", x->b->vt->name);
+    return x->b->vt->time_op(x->b, a, reps, us, err);
+}
+
+enum qp_status qp_exec_alloc_extra(struct qp_exec *x, size_t bytes, void **out, struct qp_error *err) {
+    if (!x->b->vt->alloc_extra) return qp_error_set(err, QP_ERR_UNSUPPORTED, "the %s backend has no extra memory", x->b->vt->name);
+    return x->b->vt->alloc_extra(x->b, bytes, out, err);
+}
+
+enum qp_status qp_exec_copy(struct qp_exec *x, void *dst, const void *src, size_t bytes, struct qp_error *err) {
+    if (!x->b->vt->copy) return qp_error_set(err, QP_ERR_UNSUPPORTED, "the %s backend cannot copy", x->b->vt->name);
+    return x->b->vt->copy(x->b, dst, src, bytes, err);
+}
+
+enum qp_status qp_exec_read(struct qp_exec *x, void *dst, const void *src, size_t bytes, struct qp_error *err) {
+    return x->b->vt->read(x->b, dst, src, bytes, err);
+}
+
+void *qp_exec_arena(const struct qp_exec *x, size_t *bytes) {
+    if (bytes) *bytes = x->b->arena_bytes;
+    return x->b->arena;
+}
+
+void qp_exec_device(const struct qp_exec *x, int32_t *sm, int32_t *sms, char *name, size_t n) {
+    *sm = x->b->sm;
+    *sms = x->b->sms;
+    snprintf(name, n, "%s", x->b->device_name ? x->b->device_name : x->b->vt->name);
+}
+
+void qp_exec_target(const struct qp_exec *x, struct qp_kernel_target *t) {
+    *t = x->b->sm > 0 ? (struct qp_kernel_target){x->b->sm, x->b->sms}
+                      : (struct qp_kernel_target){x->plan->target.sm, x->plan->target.sms};
 }
 
 enum qp_status qp_exec_logits(struct qp_exec *x, const float **logits, struct qp_error *err) {

@@ -9,6 +9,7 @@
 
 #include "backend.h"
 #include "qp_gguf.h"
+#include "qp_kernels.h"
 #include "qp_plan.h"
 #include "qp_status.h"
 
@@ -59,3 +60,29 @@ const struct qp_plan *qp_exec_plan(const struct qp_exec *x);
 enum qp_status qp_exec_argmax(struct qp_exec *x, int32_t *token, struct qp_error *err);
 
 const char *qp_exec_backend_name(const struct qp_exec *x);
+
+/* --- for qplan tune (runtime/tune.c): one node at a time --- */
+
+/* Sets up the program for n tokens at pos (its nodes' n_tok and last-row inputs) and writes the
+ * step state, as qp_exec_forward does before it runs; *program is the program. */
+enum qp_status qp_exec_begin(struct qp_exec *x, const int32_t *tokens, int32_t n, int64_t pos, int32_t *program,
+                             struct qp_error *err);
+/* The prepared args of a node (owned by x; set up by qp_exec_begin); NULL out of range. */
+struct qp_op_args *qp_exec_node_args(struct qp_exec *x, int32_t program, int32_t node);
+/* Runs one op (args as qp_exec_node_args gives them, or a copy with another kernel, launch or
+ * scratch in backend memory), eagerly and synchronously. */
+enum qp_status qp_exec_run_op(struct qp_exec *x, const struct qp_op_args *a, struct qp_error *err);
+/* The device time of one run of the op, in microseconds (the backend's time_op). */
+enum qp_status qp_exec_time_op(struct qp_exec *x, const struct qp_op_args *a, int reps, double *us,
+                               struct qp_error *err);
+/* Backend memory beyond the arena (the backend's alloc_extra), a copy within backend memory, and a
+ * read of backend memory into host memory. */
+enum qp_status qp_exec_alloc_extra(struct qp_exec *x, size_t bytes, void **out, struct qp_error *err);
+enum qp_status qp_exec_copy(struct qp_exec *x, void *dst, const void *src, size_t bytes, struct qp_error *err);
+enum qp_status qp_exec_read(struct qp_exec *x, void *dst, const void *src, size_t bytes, struct qp_error *err);
+/* The backend's arena (backend memory) and its size. */
+void *qp_exec_arena(const struct qp_exec *x, size_t *bytes);
+/* The backend's device: compute capability x 10 and SMs (0 for the CPU), and its name. */
+void qp_exec_device(const struct qp_exec *x, int32_t *sm, int32_t *sms, char *name, size_t n);
+/* What kernels are checked against: the device (CUDA), or the plan's target (CPU). */
+void qp_exec_target(const struct qp_exec *x, struct qp_kernel_target *t);

@@ -15,26 +15,12 @@
 #include <unistd.h>
 
 #include "executor.h"
+#include "qrun_internal.h"
 #include "qp_kernels.h"
 #include "qp_chat.h"
 #include "qp_gguf.h"
 #include "qp_plan.h"
 #include "qp_tokenizer.h"
-
-struct qrun {
-    struct qp_plan *plan;
-    struct qp_gguf *gguf;
-    struct qp_exec *exec;
-    struct qp_tokenizer *tok;
-    struct qp_chat *chat;
-    char *chat_template; /* copy; NULL when the model has none */
-    char *model_path;
-    int64_t n_ctx;
-    int64_t pos;
-    int32_t pending;     /* a generated token not yet fed to the cache (chat), -1 none */
-    double load_s;
-    bool progress_shown;
-};
 
 static double now_s(void) {
     struct timespec ts;
@@ -235,6 +221,9 @@ int64_t qrun_pos(const struct qrun *q) { return q->pos; }
 int32_t qrun_n_vocab(const struct qrun *q) { return (int32_t)q->plan->hparams.n_vocab; }
 const char *qrun_device(const struct qrun *q) { return qp_exec_backend_name(q->exec); }
 const char *qrun_model_path(const struct qrun *q) { return q->model_path; }
+void qrun_device_info(const struct qrun *q, int32_t *sm, int32_t *sms, char *name, size_t n) {
+    qp_exec_device(q->exec, sm, sms, name, n);
+}
 struct qp_tokenizer *qrun_tokenizer(struct qrun *q) { return q->tok; }
 double qrun_load_seconds(const struct qrun *q) { return q->load_s; }
 

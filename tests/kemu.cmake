@@ -61,6 +61,11 @@ elseif(QP_KEMU AND CUDAToolkit_FOUND)
     target_link_libraries(qrunlib_kemu PUBLIC qpcuda_kemu qpcore qpkernels PkgConfig::PCRE2 Threads::Threads ${MATH_LIB})
     qp_add_test(test_cuda_backend_emu SOURCES test_cuda_backend.c LIBS qrunlib_kemu LABELS cpu emu)
     add_dependencies(test_cuda_backend_emu qplan)
+
+    # qplan with the emulated runtime: qplan tune on the emulated kernels (tests/tune/tune.sh)
+    add_executable(qplan_emu ${CMAKE_SOURCE_DIR}/compiler/main.c ${CMAKE_SOURCE_DIR}/compiler/cmd_tune.c)
+    target_include_directories(qplan_emu PRIVATE ${CMAKE_SOURCE_DIR}/compiler)
+    target_link_libraries(qplan_emu PRIVATE qpcompiler qrunlib_kemu)
   endif()
   # Again with the threads of each block resumed in reverse and in shuffled order (kemu.cpp,
   # read_schedule): a missing barrier between one warp's write and another's read fails in some

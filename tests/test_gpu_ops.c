@@ -32,8 +32,8 @@
 /* Bounds on rel (see the file comment). fp32 paths: both sides accumulate in f32 in different
  * orders over at most 4864 terms: ~sqrt(n) * 2^-24 ~ 1e-6 expected, 2e-5 allowed. The cuBLAS
  * path rounds x and the weights to f16 (2^-11 relative each): ~5e-4 expected, 3e-3 allowed. */
-#define TOL_F32 2e-5
-#define TOL_GEMM 3e-3
+#define TOL_F32 QP_KERNEL_TOL_F32
+#define TOL_GEMM QP_KERNEL_TOL_F16
 #define MAX_CHUNK 64
 
 static int g_fail, g_pass;
@@ -286,10 +286,6 @@ static bool run_gpu(const char *what, struct qp_op_args *g, const struct qp_kern
     return true;
 }
 
-/* Tolerance of kernel k: the gemm kernel multiplies f16-rounded operands (TOL_GEMM); the others
- * read the weights as stored and accumulate in f32 (TOL_F32). */
-static double kernel_tol(int32_t k) { return k == QP_KERNEL_GEMM ? TOL_GEMM : TOL_F32; }
-
 static float *poisoned(size_t n) {
     float *d = dalloc(n * sizeof(float));
     CK(cudaMemset(d, 0xFF, n * sizeof(float)));
@@ -471,7 +467,7 @@ static void test_linear(int32_t type, const struct lin_case *lc) {
         }
         CK(cudaMemset(g.out, 0xFF, (size_t)n * out_w * sizeof(float)));
         if (!run_gpu(wk, &g, &ch[ci])) continue;
-        const double tol = kernel_tol(ch[ci].kernel);
+        const double tol = qp_kernel_tolerance(ch[ci].kernel);
         float *o = download(g.out, (size_t)n * out_w);
         if (lc->xpat == X_NAN || lc->xpat == X_INF) check_nonfinite(wk, o, out_c, (size_t)n * out_w);
         else check(wk, o, out_c, (size_t)n * out_w, tol);

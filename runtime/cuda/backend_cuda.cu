@@ -94,7 +94,10 @@ static bool in_range(const void *p, size_t n, const void *base, size_t size) {
 }
 
 static bool backend_memory(const struct qp_backend *b, const void *p, size_t n) {
-    return in_range(p, n, b->arena, b->arena_bytes) || in_range(p, n, b->weights, b->weights_bytes);
+    if (in_range(p, n, b->arena, b->arena_bytes) || in_range(p, n, b->weights, b->weights_bytes)) return true;
+    for (int i = 0; i < QP_BACKEND_MAX_EXTRA; i++)
+        if (in_range(p, n, b->extra[i], b->extra_bytes[i])) return true;
+    return false;
 }
 
 static void cuda_free(struct qp_backend *b);
@@ -468,8 +471,66 @@ static enum qp_status cuda_write(struct qp_backend *b, void *dst, const void *sr
     return QP_OK;
 }
 
+/* qplan tune: one op, warmed up, then three batches of reps between events; the median batch's
+ * time per run. Launches are eager (no graph), so each includes its launch overhead. */
+static enum qp_status cuda_time_op(struct qp_backend *b, const struct qp_op_args *a0, int reps, double *us,
+                                   struct qp_error *err) {
+    struct cuda_impl *m = I(b);
+    if ((unsigned)a0->op >= QP_OP_COUNT || !b->ops[a0->op] || reps < 1)
+        return qp_error_set(err, QP_ERR_INVALID, "cuda backend: cannot time op %d (%d runs)", (int)a0->op, reps);
+    struct qp_op_args a = *a0;
+    a.stream = m->stream;
+    a.blas = m->blas;
+    cudaEvent_t ev[2];
+    CK(cudaEventCreate(&ev[0]));
+    if (cudaEventCreate(&ev[1]) != cudaSuccess) {
+        cudaEventDestroy(ev[0]);
+        return qp_error_set(err, QP_ERR_DEVICE, "cuda backend: cudaEventCreate failed");
+    }
+    enum qp_status s = QP_OK;
+    double t[3] = {0, 0, 0};
+    for (int k = -1; k < 3 && s == QP_OK; k++) { /* k = -1: the warm-up batch */
+        if (cudaEventRecord(ev[0], m->stream) != cudaSuccess) s = QP_ERR_DEVICE;
+        for (int r = 0; r < reps && s == QP_OK; r++) s = b->ops[a.op](&a, err);
+        if (s == QP_OK && (cudaEventRecord(ev[1], m->stream) != cudaSuccess ||
+                           cudaEventSynchronize(ev[1]) != cudaSuccess))
+            s = qp_error_set(err, QP_ERR_DEVICE, "cuda backend: timing a kernel: %s",
+                             cudaGetErrorString(cudaGetLastError()));
+        float ms = 0;
+        if (s == QP_OK && k >= 0 && cudaEventElapsedTime(&ms, ev[0], ev[1]) == cudaSuccess) t[k] = 1e3 * ms / reps;
+    }
+    cudaEventDestroy(ev[0]);
+    cudaEventDestroy(ev[1]);
+    if (s == QP_OK) *us = qp_backend_median3(t);
+    return s;
+}
+
+static enum qp_status cuda_alloc_extra(struct qp_backend *b, size_t bytes, void **out, struct qp_error *err) {
+    int i = 0;
+    while (i < QP_BACKEND_MAX_EXTRA && b->extra[i]) i++;
+    if (i == QP_BACKEND_MAX_EXTRA)
+        return qp_error_set(err, QP_ERR_INVALID, "cuda backend: more than %d extra regions", QP_BACKEND_MAX_EXTRA);
+    CK(cudaMalloc(&b->extra[i], bytes ? bytes : 1));
+    CK(cudaMemset(b->extra[i], 0, bytes ? bytes : 1));
+    b->extra_bytes[i] = bytes;
+    *out = b->extra[i];
+    return QP_OK;
+}
+
+static enum qp_status cuda_copy(struct qp_backend *b, void *dst, const void *src, size_t bytes,
+                                struct qp_error *err) {
+    struct cuda_impl *m = I(b);
+    if (!backend_memory(b, dst, bytes) || !backend_memory(b, src, bytes))
+        return qp_error_set(err, QP_ERR_INVALID, "cuda backend: copy of %zu bytes outside backend memory", bytes);
+    CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, m->stream));
+    CK(cudaStreamSynchronize(m->stream));
+    return QP_OK;
+}
+
 static void cuda_free(struct qp_backend *b) {
     if (!b) return;
+    for (int i = 0; i < QP_BACKEND_MAX_EXTRA; i++)
+        if (b->extra[i]) cudaFree(b->extra[i]);
     struct cuda_impl *m = I(b);
     if (m) {
         if (m->stream) cudaStreamSynchronize(m->stream);
@@ -508,5 +569,8 @@ extern "C" const struct qp_backend_vtbl qp_backend_cuda = {
     /* replay */ cuda_replay,
     /* read */ cuda_read,
     /* write */ cuda_write,
+    /* time_op */ cuda_time_op,
+    /* alloc_extra */ cuda_alloc_extra,
+    /* copy */ cuda_copy,
     /* free */ cuda_free,
 };
