@@ -11,11 +11,13 @@
 #   6. compute-sanitizer memcheck and racecheck on a short generation (qrun, graph replay)
 #      (QP_SAN_TIMEOUT seconds each, default 150)
 #   7. a long run: 8,000 decode tokens, device memory sampled with nvidia-smi (constant?)
+#   8. qplan tune on the same-shape plan (per-node table, untuned vs tuned pp512/tg128 in one
+#      process), then test_cuda_backend on the tuned plan (CUDA vs CPU logits, graph == eager)
 # Logs go to $OUT (the device tool's folder) or ./device-out. Each step's status is listed at
 # the end; the script exits nonzero when any step failed.
 #   QP_HEADER  the header (default: <repo>/../model-header.gguf, i.e. .device/model-header.gguf)
 #   QP_CTX     plan context (default 16640 = 16384 + 256: enough for tg128 @ d16384)
-#   QP_STEPS   steps to run (default "build synth test sanitize bench bw longrun")
+#   QP_STEPS   steps to run (default "build synth test sanitize bench bw longrun tune")
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 final=${OUT:-$root/device-out}
@@ -26,7 +28,7 @@ out=${TMPDIR:-/tmp}/qp-e2e/logs
 mkdir -p "$out"
 header=${QP_HEADER:-$root/../model-header.gguf}
 ctx=${QP_CTX:-16640}
-steps=${QP_STEPS:-build synth test sanitize bench bw longrun}
+steps=${QP_STEPS:-build synth test sanitize bench bw longrun tune}
 export QP_BUILD_DIR=${QP_BUILD_DIR:-$root/build-device}
 b=$QP_BUILD_DIR
 export PATH=/usr/local/cuda/bin:$PATH
@@ -52,7 +54,7 @@ if want synth; then
   else tail -20 "$out/synth.log"; note "synth + compile: FAILED (synth.log)"; fi
 fi
 if want test; then
-  ( cd "$b" && QP_E2E_MODEL=$model QP_E2E_PLAN=$plan timeout 300 ctest -L gpu --output-on-failure -V ) > "$out/test.log" 2>&1
+  ( cd "$b" && QP_E2E_MODEL=$model QP_E2E_PLAN=$plan timeout 420 ctest -L gpu --output-on-failure -V ) > "$out/test.log" 2>&1
   rc=$?
   grep -E '^(ok|FAIL)|rel |identical|DIFFERENT|tests passed|tests failed|Test +#|skip' "$out/test.log" | grep -v '^ok ' | tail -40
   note "gpu tests: $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc") ($(grep -c '^ok ' "$out/test.log") op checks ok)"
@@ -123,10 +125,26 @@ if want longrun && [ -x "$b/runtime/qrun" ]; then
   grep -E 'tg8000' "$out/longrun.txt"
   note "long run (8,000 tokens, graph): $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc"); device memory $mem"
 fi
+if want tune && [ -x "$b/compiler/qplan" ]; then
+  timeout 420 "$b/compiler/qplan" tune "$plan" -m "$model" -o "$work/tuned.yaml" > "$out/tune.txt" 2> "$out/tune.err"
+  rc=$?
+  tail -4 "$out/tune.err"
+  grep -E 'nodes changed|end to end|wrote' "$out/tune.txt"
+  note "qplan tune: $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc") ($(( $(date +%s) - t0 )) s)"
+  if [ $rc = 0 ]; then
+    cp "$work/tuned.yaml" "$out/tuned-plan.yaml"
+    timeout 200 "$b/tests/test_cuda_backend" "$work/tuned.yaml" "$model" > "$out/tune-test.log" 2>&1
+    rc=$?
+    grep -E 'rel|identical|DIFFERENT|kernels:|FAIL|passed' "$out/tune-test.log"
+    note "tuned plan, CUDA vs CPU: $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc")"
+    cat "$out/tune-test.log" >> "$out/tune.txt"
+  fi
+  cat "$out/tune.err" >> "$out/tune.txt"
+fi
 echo "---- summary ($(( $(date +%s) - t0 )) s) ----"
 printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
 cat "$out/bench-eager.txt" >> "$out/bench.txt" 2>/dev/null
-for f in summary.txt test.log bench.txt bench.json sanitizer-memcheck-full.log sanitizer-racecheck-short.log sanitizer-racecheck-full.log; do
+for f in summary.txt test.log bench.txt bench.json tune.txt tuned-plan.yaml sanitizer-memcheck-full.log; do
   [ -f "$out/$f" ] && cp "$out/$f" "$final/"
 done
 ! grep -q 'FAILED\|rc=' "$out/summary.txt"

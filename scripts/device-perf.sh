@@ -6,14 +6,14 @@
 #   2. the same-shape synthetic model from the real model's header, a plan from each tree
 #   3. the GPU tests of this tree (ctest -L gpu: every CUDA op vs the CPU op, and CUDA vs CPU
 #      logits over a 64-token greedy run, graph == eager, on the same-shape model)
-#   4. qrun --bench of both trees (graph replay), and this tree with QP_CUDA_PDL=0
+#   4. qrun --bench of both trees (graph replay), and this tree's plan with every node's pdl off
 #   5. ncu (--clock-control none): per-kernel durations of ~2 decode steps of each tree
 # Logs to $OUT (at most 8 files come back) or ./device-out.
 #   QP_BASE    baseline source tree (default <repo>/../perf-base); QP_BASE_DEPS its .deps
 #   QP_HEADER  model header (default <repo>/../model-header.gguf)
 #   QP_CTX     plan context (default 16640); QP_REPS bench repetitions (default 3)
 #   QP_STEPS   default "build test bench ncu"; QP_NCU_TREES default "base new"
-#   QP_BENCH_PDL=0 skips the QP_CUDA_PDL=0 run
+#   QP_BENCH_PDL=0 skips the pdl-off run
 #   QP_VARIANTS "name:-DFLAG,-DFLAG name2:..." also builds this tree with those CUDA flags into
 #              build-<name> (qrun + test_gpu_ops; the GPU op tests of each variant run too)
 #   QP_MATRIX  "name:VAR=v,VAR=v name2:..." extra runs of this tree (tg only, args
@@ -97,7 +97,10 @@ bench() { # name qrun plan [env...]
 if want bench; then
   bench base "$base/build-device/runtime/qrun" "$work/plan-base.yaml"
   bench new "$root/build-device/runtime/qrun" "$work/plan-new.yaml"
-  [ "${QP_BENCH_PDL:-1}" = 0 ] || QP_BENCH_ARGS="--bench-depths 0 --bench-pp 0" bench new-nopdl "$root/build-device/runtime/qrun" "$work/plan-new.yaml" QP_CUDA_PDL=0
+  if [ "${QP_BENCH_PDL:-1}" != 0 ]; then
+    sed 's/pdl: true/pdl: false/' "$work/plan-new.yaml" > "$work/plan-new-nopdl.yaml"
+    QP_BENCH_ARGS="--bench-depths 0 --bench-pp 0" bench new-nopdl "$root/build-device/runtime/qrun" "$work/plan-new-nopdl.yaml"
+  fi
   for m in ${QP_MATRIX:-}; do
     name=${m%%:*}
     q=$root/build-${name%%-*}/runtime/qrun # a variant's build, when the name says one

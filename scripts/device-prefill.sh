@@ -6,7 +6,7 @@
 #   2. the same-shape synthetic model (base's qplan synth --like the carried header), a plan per
 #      tree (each tree's qplan compile, --ctx $QP_CTX)
 #   3. qrun --bench (pp512, tg128 at depth 0) base, this, base, this: tables, memory lines, JSON
-#   4. this tree: qrun -v (memory taken by each init step and after), QP_CUDA_PROFILE=1 pp512
+#   4. this tree: qrun -v (memory taken by each init step and after), qrun --profile pp512
 #      (device time per op), bench_gemm (cuBLAS memory and time by workspace size)
 #   5. QP_STEPS containing "test": ctest -L gpu on this tree; "san": compute-sanitizer memcheck
 #      on a prefill + decode
@@ -40,16 +40,18 @@ for r in 1 2; do
   echo "== base run $r"; bench "$base" "$work/base.yaml" "base$r"
   echo "== this run $r"; bench "$root" "$work/this.yaml" "this$r"
 done
-echo "== this tree, QP_CUDA_ATTN_PREFILL=0 (attention.cu for prefill too)"
-QP_CUDA_ATTN_PREFILL=0 bench "$root" "$work/this.yaml" "this-noap"
+echo "== this tree, prefill attention on attn_split (qplan compile --kernel)"
+"$root/build-device/compiler/qplan" compile "$work/synth.gguf" -o "$work/this-noap.yaml" --ctx "$ctx" \
+  --kernel 'prefill:attention=attn_split' > /dev/null
+bench "$root" "$work/this-noap.yaml" "this-noap"
 echo "== memory by step (this tree, qrun -v)"
 "$root/build-device/runtime/qrun" "$work/this.yaml" -m "$work/synth.gguf" --device cuda -v -p hi -n 8 --temp 0 \
   2>&1 >/dev/null | grep -E 'cuda:'
 echo "== memory (base tree, qrun -v)"
 "$base/build-device/runtime/qrun" "$work/base.yaml" -m "$work/synth.gguf" --device cuda -v -p hi -n 8 --temp 0 \
   2>&1 >/dev/null | grep -E 'cuda:'
-echo "== prefill profile (this tree, QP_CUDA_PROFILE=1, pp512, second run)"
-QP_CUDA_PROFILE=1 "$root/build-device/runtime/qrun" "$work/this.yaml" -m "$work/synth.gguf" --device cuda --bench \
+echo "== prefill profile (this tree, qrun --profile, pp512, second run)"
+"$root/build-device/runtime/qrun" "$work/this.yaml" -m "$work/synth.gguf" --device cuda --profile --bench \
   --bench-tg 0 --bench-reps 1 2>&1 | grep 'cuda profile' | tail -n 14
 echo "== bench_gemm"
 "$root/build-device/bench/bench_gemm" 512
