@@ -287,7 +287,7 @@ case_qrun_refuses() {
   synth b.gguf 192
   compile_ok m.gguf p.yaml
   sed 's/arena_bytes: [0-9]*/arena_bytes: 4096/' "$work/p.yaml" >"$work/edited.yaml"
-  expect_fail "qrun edited plan" "edited.yaml:1: kv_cache" \
+  expect_fail "qrun edited plan" "edited.yaml:$(grep -n '^kv_cache:' "$work/p.yaml" | cut -d: -f1): kv_cache" \
     "$qrun" edited.yaml -m m.gguf --device cpu -p hi -n 4 --seed 1
   sed 's/^  n_head: 4$/  n_head: 3/' "$work/p.yaml" >"$work/heads.yaml"
   expect_fail "qrun edited plan (heads)" "heads.yaml:" "$qrun" heads.yaml -m m.gguf --device cpu -p hi -n 4
