@@ -18,6 +18,17 @@ int32_t qp_plan_program_by_name(const struct qp_plan *p, const char *name) {
     return -1;
 }
 
+int qp_plan_line(const struct qp_plan *p, const char *path) {
+    size_t sect = strcspn(path, ".");
+    int at = 0;
+    for (int32_t i = 0; i < p->n_lines; i++) {
+        const char *k = p->lines[i].path;
+        if (strcmp(k, path) == 0) return p->lines[i].line;
+        if (strlen(k) == sect && strncmp(k, path, sect) == 0) at = p->lines[i].line;
+    }
+    return at;
+}
+
 const char *qp_plan_rows_name(enum qp_plan_rows r) {
     return r == QP_PLAN_ROWS_LAST ? "last" : "all";
 }
@@ -38,6 +49,7 @@ void qp_plan_free(struct qp_plan *p) {
     for (int32_t i = 0; i < p->n_passes; i++) free(p->passes[i]);
     free(p->passes);
     free(p->source);
+    free(p->lines);
     free(p->model.file);
     free(p->hparams.arch);
     for (int32_t i = 0; i < p->n_weights; i++) {

@@ -531,6 +531,45 @@ static enum qp_status read_passes(struct rd *r, yaml_node_t *n, struct qp_plan *
     return QP_OK;
 }
 
+/* The lines of the top-level sections and of the fields of the flat ones (qp_plan_line). root is
+ * a mapping whose keys check_map accepted. */
+static bool is_flat(const char *section) {
+    static const char *const flat[] = {"target", "model", "hparams", "limits", "memory",
+                                       "step", "kv_cache", NULL};
+    return in_list(section, flat);
+}
+
+static void add_line(struct qp_plan *p, const char *section, const char *key, int line) {
+    struct qp_plan_line *l = &p->lines[p->n_lines++];
+    if (key) snprintf(l->path, sizeof l->path, "%s.%.20s", section, key);
+    else snprintf(l->path, sizeof l->path, "%s", section);
+    l->line = line;
+}
+
+static enum qp_status record_lines(struct rd *r, yaml_node_t *root, struct qp_plan *p) {
+    yaml_node_pair_t *first = root->data.mapping.pairs.start, *end = root->data.mapping.pairs.top;
+    size_t n = 0;
+    for (yaml_node_pair_t *s = first; s < end; s++) {
+        yaml_node_t *v = node_at(r, s->value);
+        n++;
+        if (is_flat(scalar(node_at(r, s->key))) && v && v->type == YAML_MAPPING_NODE)
+            n += (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+    }
+    if (!(p->lines = calloc(n + 1, sizeof *p->lines)))
+        return qp_error_set(r->err, QP_ERR_NOMEM, "%s: out of memory", r->name);
+    for (yaml_node_pair_t *s = first; s < end; s++) {
+        yaml_node_t *k = node_at(r, s->key), *v = node_at(r, s->value);
+        const char *section = scalar(k);
+        add_line(p, section, NULL, line_of(k));
+        if (!is_flat(section) || !v || v->type != YAML_MAPPING_NODE) continue;
+        for (yaml_node_pair_t *f = v->data.mapping.pairs.start; f < v->data.mapping.pairs.top; f++) {
+            yaml_node_t *fk = node_at(r, f->key);
+            if (scalar(fk)) add_line(p, section, scalar(fk), line_of(fk));
+        }
+    }
+    return QP_OK;
+}
+
 static enum qp_status read_root(struct rd *r, struct qp_plan *p) {
     static const char *const keys[] = {"qplan",  "target",   "passes",   "model",  "hparams",
                                        "limits", "memory",   "step",     "kv_cache",
@@ -547,6 +586,7 @@ static enum qp_status read_root(struct rd *r, struct qp_plan *p) {
         }
     }
     TRY(check_map(r, root, "plan", keys, keys));
+    TRY(record_lines(r, root, p));
     TRY(read_fields(r, map_get(r, root, "target"), "target", &qp_fields_target, &p->target));
     TRY(read_passes(r, map_get(r, root, "passes"), p));
     TRY(read_model(r, map_get(r, root, "model"), p));

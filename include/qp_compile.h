@@ -87,6 +87,29 @@ enum qp_status qp_compile(const struct qp_gguf *g, const struct qp_compile_optio
  * against the device it runs on.) */
 enum qp_status qp_plan_check_kernels(const struct qp_plan *p, struct qp_error *err);
 
+/* Does plan p compute model g? (compiler/plan_semantics.c) Compiles g again with the options p
+ * records (limits.max_ctx, limits.max_chunk, kv_cache.type, the passes p lists, the chunk range
+ * of program prefill_small) and requires what decides the computation to equal that reference:
+ * hparams (as g's metadata gives them), the KV cache geometry, each GGUF tensor the lowering uses
+ * read by exactly one plan weight and no other tensor read, every weight's type, shape, sources
+ * and parts, the buffers' shapes, the programs' names, token ranges and capture, and every
+ * node's op, rows, in, out, weights, bias, norm, prologue, epilogue and params. Kernels, launch
+ * shapes, scratch, offsets and totals are not compared (qp_plan_validate and
+ * qp_plan_check_kernels check them). Expects p to have passed qp_plan_validate and
+ * qp_plan_check_model against g. QP_ERR_INVALID with "plan:line: what the plan says, what the
+ * model needs" on the first difference; g may be opened header-only. */
+enum qp_status qp_plan_check_semantics(const struct qp_plan *p, const struct qp_gguf *g,
+                                       struct qp_error *err);
+
+/* The same check for many plans of one model (tests that edit a plan line by line): the
+ * reference is compiled once and kept while the plans' options stay the same. g must outlive s. */
+struct qp_semantics;
+enum qp_status qp_semantics_new(const struct qp_gguf *g, struct qp_semantics **out,
+                                struct qp_error *err);
+enum qp_status qp_semantics_check(struct qp_semantics *s, const struct qp_plan *p,
+                                  struct qp_error *err);
+void qp_semantics_free(struct qp_semantics *s); /* NULL is fine */
+
 /* Comma-separated list of the architectures with a lowering, e.g. "qwen2". */
 const char *qp_compile_architectures(void);
 

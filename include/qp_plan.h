@@ -180,6 +180,13 @@ struct qp_plan_program {
     int line;
 };
 
+/* Where the reader found a top-level section or a field of a flat section: path "hparams",
+ * "hparams.eps", "kv_cache.ctx", ... (see qp_plan_line). */
+struct qp_plan_line {
+    char path[32];
+    int line; /* YAML line, 1-based */
+};
+
 /* What the plan's kernels and launch shapes were chosen for. */
 struct qp_plan_target {
     char *backend; /* "cuda" (the CPU backend runs any plan with its reference ops) */
@@ -206,12 +213,20 @@ struct qp_plan {
     int32_t n_programs;
     struct qp_plan_program *programs; /* [n_programs] */
     char *source;                   /* path it was read from (messages); NULL when built */
+    int32_t n_lines;
+    struct qp_plan_line *lines;     /* [n_lines] the sections' and flat fields' lines; NULL when
+                                       built in memory */
 };
 
 /* The program that runs a chunk of n tokens; -1 when none does. */
 int32_t qp_plan_find_program(const struct qp_plan *p, int64_t n);
 /* The program named name; -1 when absent. */
 int32_t qp_plan_program_by_name(const struct qp_plan *p, const char *name);
+/* The YAML line of a top-level section ("passes", "hparams", ...) or of a field of a flat section
+ * ("hparams.rope_base", "limits.max_ctx", "kv_cache.type", ...), for messages that name where a
+ * value came from; a field's section line when the field has none, 0 when neither is known (a
+ * plan built in memory). */
+int qp_plan_line(const struct qp_plan *p, const char *path);
 /* Name of a node's rows mode: "all", "last". */
 const char *qp_plan_rows_name(enum qp_plan_rows r);
 
