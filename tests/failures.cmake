@@ -1,4 +1,4 @@
-# Failure behaviour (issue 9): the built tools run as a user runs them, on broken inputs
+# Failure behaviour: the built tools run as a user runs them, on broken inputs
 # (tests/failures/failures.sh CASE): a clear message naming the file, exit 1 or 2 (never a
 # crash), nothing on stdout, no output file or temporary file left behind.
 #   gguf_corrupt      truncated (8 points) and corrupted (magic, version, counts, key length,

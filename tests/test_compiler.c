@@ -1,4 +1,4 @@
-/* test_compiler.c — qplan compile / validate (issue 5).
+/* test_compiler.c — qplan compile / validate.
  *
  * Synthetic header-only Qwen2 models of several shapes are written with the GGUF writer into
  * the build folder; the compiler's plans for two tiny shapes are compared byte for byte with

@@ -1,4 +1,4 @@
-/* test_cuda_backend.c — the CUDA backend end to end against the CPU backend (issue 7):
+/* test_cuda_backend.c — the CUDA backend end to end against the CPU backend:
  *
  *   1. whole-model logits: the same token sequence (a random prompt, then 64 greedy tokens
  *      chosen by the CPU backend) is fed to the CPU backend, the CUDA backend with graph replay

@@ -44,10 +44,6 @@ static __device__ __forceinline__ int64_t qp_attn_chunk(int64_t L, int S) {
     return c > QP_ATTN_MIN_CHUNK ? c : QP_ATTN_MIN_CHUNK;
 }
 
-template <typename C> static __device__ __forceinline__ float qp_ld_kv(const C *p) {
-    if constexpr (sizeof(C) == 2) return __half2float(*(const __half *)p);
-    else return *p;
-}
 
 template <typename C>
 static __global__ void __launch_bounds__(QP_ATTN_WARPS * 32)
@@ -81,7 +77,7 @@ static __global__ void __launch_bounds__(QP_ATTN_WARPS * 32)
 #pragma unroll
         for (int j = 0; j < NJ; j++) {
             const int d = lane + 32 * j;
-            if (d < hd) sc += qr[j] * qp_ld_kv(kr + d);
+            if (d < hd) sc += qr[j] * qp_kv_f32(kr + d);
         }
         sc = qp_warp_sum(sc);
         const float mn = fmaxf(m, sc), c = expf(m - mn), e = expf(sc - mn);
@@ -89,7 +85,7 @@ static __global__ void __launch_bounds__(QP_ATTN_WARPS * 32)
 #pragma unroll
         for (int j = 0; j < NJ; j++) {
             const int d = lane + 32 * j;
-            if (d < hd) o[j] = o[j] * c + e * qp_ld_kv(vr + d);
+            if (d < hd) o[j] = o[j] * c + e * qp_kv_f32(vr + d);
         }
         m = mn;
     }
@@ -221,7 +217,7 @@ static __device__ __forceinline__ void attn_gqa_short(const float *__restrict__ 
  * group of 16 positions costs each warp 2 x HD/16 x 2 mma for the scores S = Q K^T and HD/8 x 2
  * for P V, instead of ~30 instructions per (head, position) on the CUDA cores: the CUDA-core
  * path in attn_gqa_kernel is bound by that arithmetic, not by the K/V bytes (docs/performance.md,
- * round 9).
+ * docs/performance.md).
  *
  * Accuracy: q and p are not f16 values. Each is split into hi = f16(v) and lo = f16(v - hi), and
  * both halves go through the tensor cores (K, V are f16 already, so every product is exact in the
@@ -247,7 +243,7 @@ static __device__ __forceinline__ void attn_gqa_short(const float *__restrict__ 
  */
 #ifndef QP_GQA_MMA_MIN
 /* The shortest chunk (positions) that takes the tensor-core path; shorter ones keep the short or
- * long path. A measurement knob (docs/performance.md, round 9). */
+ * long path. A measurement knob (docs/performance.md). */
 #define QP_GQA_MMA_MIN 64
 #endif
 
@@ -536,7 +532,7 @@ static __global__ void __launch_bounds__(QP_GQA_WARPS * 32)
  * blockDim / hd groups of hd: group g takes chunks g, g + NG, ..., QP_COMB_BATCH at a time with
  * all their loads in flight, and folds them into a running (max, sum of weights * l, sum of
  * weights * o[d]) as flash-decoding does; the NG group results are merged in order through shared
- * memory. Measured (docs/performance.md, round 7): one L2 round trip instead of three (the step,
+ * memory. Measured (docs/performance.md): one L2 round trip instead of three (the step,
  * then m, then o). */
 #define QP_COMB_THREADS 256
 #define QP_COMB_BATCH 8

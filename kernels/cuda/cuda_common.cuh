@@ -176,6 +176,12 @@ static __device__ __forceinline__ void qp_amax_block(float *v, int32_t *i) {
     }
 }
 
+/* One element of a KV cache of type C (__half or float) as f32. */
+template <typename C> static __device__ __forceinline__ float qp_kv_f32(const C *p) {
+    if constexpr (sizeof(C) == 2) return __half2float(*(const __half *)p);
+    else return *p;
+}
+
 static __device__ __forceinline__ float qp_h2f(uint16_t h) {
     return __half2float(__ushort_as_half(h));
 }

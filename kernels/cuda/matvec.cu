@@ -100,7 +100,7 @@ static __device__ __forceinline__ float qp_mmv_dot(const qp_lin_params &p, int64
  * added in warp order through shared memory. One staged x serves the block's nw/KS units. A
  * separate template instance, so the KS = 1 kernel keeps its registers (docs/performance.md).
  * __launch_bounds__(256) with no minimum of blocks per SM: spelling the minimum as 1 let ptxas
- * take ~122 registers instead of ~78 (2 blocks per SM instead of 3), 6% slower (round 6). */
+ * take ~122 registers instead of ~78 (2 blocks per SM instead of 3), measured 6% slower (docs/performance.md). */
 template <int T, int EPI, bool AM, int KS>
 static __global__ void __launch_bounds__(256)
     matvec_kernel(const qp_lin_params p, const int vec, qp_amax *__restrict__ part) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# failures.sh — failure behaviour of the built tools, run as a user runs them (issue 9).
+# failures.sh — failure behaviour of the built tools, run as a user runs them.
 #   failures.sh BUILD_DIR CASE
 # Each CASE (one ctest test, tests/failures.cmake) feeds qplan broken inputs and checks that
 # the tool fails the way a user needs: a non-zero exit that is not a crash (1 or 2, never a
