@@ -75,6 +75,7 @@ static enum qp_status plan_options(struct sc *c, struct qp_compile_options *o) {
     o->ctx = p->limits.max_ctx;
     o->chunk = p->limits.max_chunk;
     o->kv_type = p->kv.type;
+    o->slots = (int32_t)p->kv.slots;
     unsigned ran = 0;
     int last = -1;
     const int line = qp_plan_line(p, "passes");
@@ -105,7 +106,7 @@ static enum qp_status plan_options(struct sc *c, struct qp_compile_options *o) {
 
 static bool same_options(const struct qp_compile_options *a, const struct qp_compile_options *b) {
     return a->ctx == b->ctx && a->chunk == b->chunk && a->kv_type == b->kv_type &&
-           a->disabled == b->disabled && a->matvec_tokens == b->matvec_tokens;
+           a->disabled == b->disabled && a->matvec_tokens == b->matvec_tokens && a->slots == b->slots;
 }
 
 /* s->ref := the model compiled with options o, written and read back. */

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-int32_t qp_plan_find_program(const struct qp_plan *p, int64_t n) {
+int32_t qp_plan_find_program(const struct qp_plan *p, int64_t n, bool batch) {
     for (int32_t k = 0; k < p->n_programs; k++)
-        if (n >= p->programs[k].min_tok && n <= p->programs[k].max_tok) return k;
+        if (p->programs[k].batch == batch && n >= p->programs[k].min_tok && n <= p->programs[k].max_tok) return k;
     return -1;
 }
 

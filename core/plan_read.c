@@ -476,14 +476,16 @@ static enum qp_status read_node(struct rd *r, const struct qp_plan *p, yaml_node
     return QP_OK;
 }
 
-/* programs: a mapping of program name to {tokens: [min, max], capture, nodes}. */
+/* programs: a mapping of program name to {tokens: [min, max], batch (default false), capture,
+ * nodes}. */
 static enum qp_status read_programs(struct rd *r, yaml_node_t *m, struct qp_plan *p) {
     if (!m || m->type != YAML_MAPPING_NODE) return fail(r, m, "programs: expected a mapping");
     ptrdiff_t count = m->data.mapping.pairs.top - m->data.mapping.pairs.start;
     if (count < 1 || count > 64) return fail(r, m, "programs: expected 1 to 64 programs, found %td", count);
     p->programs = calloc((size_t)count, sizeof *p->programs);
     if (!p->programs) return qp_error_set(r->err, QP_ERR_NOMEM, "%s: out of memory", r->name);
-    static const char *const pk[] = {"tokens", "capture", "nodes", NULL};
+    static const char *const pk[] = {"tokens", "batch", "capture", "nodes", NULL};
+    static const char *const pk_req[] = {"tokens", "capture", "nodes", NULL};
     for (ptrdiff_t k = 0; k < count; k++) {
         yaml_node_pair_t *pair = &m->data.mapping.pairs.start[k];
         yaml_node_t *kn = node_at(r, pair->key), *g = node_at(r, pair->value);
@@ -495,7 +497,7 @@ static enum qp_status read_programs(struct rd *r, yaml_node_t *m, struct qp_plan
         if (qp_plan_program_by_name(p, pg->name) != (int32_t)k)
             return fail(r, kn, "programs: duplicate program '%s'", pg->name);
         snprintf(what, sizeof what, "programs.%s", pg->name);
-        TRY(check_map(r, g, what, pk, pk));
+        TRY(check_map(r, g, what, pk, pk_req));
         yaml_node_t *tk = map_get(r, g, "tokens");
         int nt = 0;
         snprintf(what, sizeof what, "programs.%s.tokens", pg->name);
@@ -504,6 +506,9 @@ static enum qp_status read_programs(struct rd *r, yaml_node_t *m, struct qp_plan
         TRY(get_i32(r, seq_item(r, tk, 1), what, 1, INT32_MAX, &pg->max_tok));
         snprintf(what, sizeof what, "programs.%s.capture", pg->name);
         TRY(get_bool(r, map_get(r, g, "capture"), what, &pg->capture));
+        yaml_node_t *bn = map_get(r, g, "batch");
+        snprintf(what, sizeof what, "programs.%s.batch", pg->name);
+        if (bn) TRY(get_bool(r, bn, what, &pg->batch));
         yaml_node_t *nodes = map_get(r, g, "nodes");
         int n = 0;
         snprintf(what, sizeof what, "programs.%s.nodes", pg->name);

@@ -113,9 +113,9 @@ static enum qp_status check_header(struct vd *v, struct region **fixed, int64_t 
         return bad(v, at(v, "limits.max_ctx"), "limits: max_ctx %" PRId64 " exceeds the trained context %" PRId64,
                    p->limits.max_ctx, h->n_ctx_train);
     /* step state */
-    uint64_t need = QP_PLAN_STEP_HEADER_BYTES + 4 * (uint64_t)p->limits.max_chunk;
+    uint64_t need = QP_STEP_HEADER_BYTES + QP_STEP_ROW_BYTES * (uint64_t)p->limits.max_chunk;
     if (p->step.bytes < need)
-        return bad(v, at(v, "step.bytes"), "step.bytes %" PRIu64 " < %" PRIu64 " (16 + 4 * max_chunk)",
+        return bad(v, at(v, "step.bytes"), "step.bytes %" PRIu64 " < %" PRIu64 " (16 + 16 * max_chunk)",
                    p->step.bytes, need);
     TRY(check_region(v, at(v, "step.offset"), "step", p->step.offset, p->step.bytes));
     /* KV cache */
@@ -131,15 +131,18 @@ static enum qp_status check_header(struct vd *v, struct region **fixed, int64_t 
     if (kv->kv_dim != h->n_head_kv * h->head_dim)
         return bad(v, at(v, "kv_cache.kv_dim"), "kv_cache.kv_dim %" PRId64 " != n_head_kv * head_dim = %" PRId64,
                    kv->kv_dim, h->n_head_kv * h->head_dim);
+    if (kv->slots > p->limits.max_chunk)
+        return bad(v, at(v, "kv_cache.slots"), "kv_cache.slots %" PRId64 " exceeds limits.max_chunk %" PRId64
+                   " (a batch step holds a row per slot)", kv->slots, p->limits.max_chunk);
     uint64_t slice = (uint64_t)kv->ctx * (uint64_t)kv->kv_dim; /* both < 2^31 */
-    if (!qp_mul_size(slice, elem_size(kv->type), &slice))
+    if (!qp_mul_size(slice, elem_size(kv->type), &slice) || !qp_mul_size(slice, (size_t)kv->slots, &slice))
         return bad(v, at(v, "kv_cache"), "kv_cache: slice size overflows");
     if (kv->layer_stride < slice)
-        return bad(v, at(v, "kv_cache.layer_stride"), "kv_cache.layer_stride %" PRIu64 " < ctx * kv_dim * %zu = %" PRIu64,
-                   kv->layer_stride, elem_size(kv->type), slice);
+        return bad(v, at(v, "kv_cache.layer_stride"), "kv_cache.layer_stride %" PRIu64 " < slots * ctx * kv_dim * %zu = %"
+                   PRIu64, kv->layer_stride, elem_size(kv->type), slice);
     size_t kvb;
     if (!qp_mul_size(slice, 2 * (size_t)kv->n_layer, &kvb) || kvb != p->memory.kv_bytes)
-        return bad(v, at(v, "memory.kv_bytes"), "memory.kv_bytes %" PRIu64 " != 2 * n_layer * ctx * kv_dim * %zu = %zu",
+        return bad(v, at(v, "memory.kv_bytes"), "memory.kv_bytes %" PRIu64 " != 2 * n_layer * slots * ctx * kv_dim * %zu = %zu",
                    p->memory.kv_bytes, elem_size(kv->type), kvb);
     *n_fixed = 1 + 2 * kv->n_layer;
     struct region *r = calloc((size_t)*n_fixed, sizeof *r);
@@ -574,7 +577,7 @@ static enum qp_status check_program(struct vd *v, int32_t id) {
         const struct qp_plan_node *n = &g->nodes[i];
         if (!n->scratch_bytes) continue;
         bool hit = overlap(n->scratch_offset, n->scratch_bytes, p->step.offset, p->step.bytes);
-        uint64_t slice = (uint64_t)p->kv.ctx * (uint64_t)p->kv.kv_dim * elem_size(p->kv.type);
+        uint64_t slice = (uint64_t)p->kv.slots * (uint64_t)p->kv.ctx * (uint64_t)p->kv.kv_dim * elem_size(p->kv.type);
         for (int64_t l = 0; l < p->kv.n_layer && !hit; l++) {
             uint64_t o = (uint64_t)l * p->kv.layer_stride; /* bounded: check_header passed */
             hit = overlap(n->scratch_offset, n->scratch_bytes, p->kv.k_offset + o, slice) ||
@@ -602,17 +605,29 @@ enum qp_status qp_plan_validate(const struct qp_plan *p, struct qp_error *err) {
     if (st == QP_OK) st = check_buffers(&v, fixed, n_fixed);
     free(fixed);
     for (int32_t k = 0; k < p->n_programs && st == QP_OK; k++) st = check_program(&v, k);
-    /* the programs' token ranges are disjoint and cover every chunk size 1..max_chunk */
-    for (int64_t n = 1; n <= p->limits.max_chunk && st == QP_OK; n++) {
-        int32_t first = qp_plan_find_program(p, n), again = -1;
-        for (int32_t k = first + 1; first >= 0 && k < p->n_programs && again < 0; k++)
-            if (n >= p->programs[k].min_tok && n <= p->programs[k].max_tok) again = k;
-        if (first < 0)
-            st = bad(&v, at(&v, "programs"), "programs: no program runs a chunk of %" PRId64 " tokens (their tokens "
-                     "ranges must cover 1..max_chunk %" PRId64 ")", n, p->limits.max_chunk);
-        else if (again >= 0)
-            st = bad(&v, p->programs[again].line, "programs %s and %s both run chunks of %" PRId64
-                     " tokens", p->programs[first].name, p->programs[again].name, n);
+    /* the chunk programs' token ranges are disjoint and cover every chunk size 1..max_chunk; the
+     * batch programs' are disjoint and within 2..slots (a batch of one is the decode chunk) */
+    for (int b = 0; b < 2 && st == QP_OK; b++) {
+        const bool batch = b == 1;
+        const int64_t top = batch ? p->kv.slots : p->limits.max_chunk;
+        for (int64_t n = 1; n <= top && st == QP_OK; n++) {
+            int32_t first = qp_plan_find_program(p, n, batch), again = -1;
+            for (int32_t k = first + 1; first >= 0 && k < p->n_programs && again < 0; k++)
+                if (p->programs[k].batch == batch && n >= p->programs[k].min_tok && n <= p->programs[k].max_tok)
+                    again = k;
+            if (first < 0 && !batch)
+                st = bad(&v, at(&v, "programs"), "programs: no program runs a chunk of %" PRId64 " tokens (their "
+                         "tokens ranges must cover 1..max_chunk %" PRId64 ")", n, p->limits.max_chunk);
+            else if (again >= 0)
+                st = bad(&v, p->programs[again].line, "programs %s and %s both run %s of %" PRId64 " %s",
+                         p->programs[first].name, p->programs[again].name, batch ? "batches" : "chunks", n,
+                         batch ? "sequences" : "tokens");
+        }
+        for (int32_t k = 0; batch && k < p->n_programs && st == QP_OK; k++)
+            if (p->programs[k].batch && (p->programs[k].min_tok < 2 || p->programs[k].max_tok > p->kv.slots))
+                st = bad(&v, p->programs[k].line, "program %s: a batch of %d..%d sequences, the plan has %" PRId64
+                         " slots (a batch is 2..slots)", p->programs[k].name, p->programs[k].min_tok,
+                         p->programs[k].max_tok, p->kv.slots);
     }
     /* every buffer is used by some program (dead buffers are removed by the compiler) */
     for (int32_t b = 0; b < p->n_buffers && st == QP_OK; b++) {

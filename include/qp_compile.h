@@ -56,6 +56,9 @@ struct qp_compile_options {
     int32_t sm;            /* target compute capability x 10; 0 = QP_COMPILE_DEFAULT_SM */
     int32_t sms;           /* target SMs; 0 = the usual count for sm (qp_compile_default_sms) */
     int32_t matvec_tokens; /* -1 = QP_COMPILE_DEFAULT_MATVEC_TOKENS; 0 or 1: no prefill_small */
+    int32_t slots;         /* sequences decoded together, each its own KV region; 0 = 1. With
+                              slots >= 2 the plan has batch programs batch_2, batch_4, ... up to
+                              slots (each captured), a step of n sequences padded to a bucket */
     int32_t n_overrides;
     const struct qp_kernel_override *overrides; /* [n_overrides], applied in order (last wins) */
 };

@@ -44,11 +44,25 @@ static __device__ __forceinline__ int64_t qp_attn_chunk(int64_t L, int S) {
     return c > QP_ATTN_MIN_CHUNK ? c : QP_ATTN_MIN_CHUNK;
 }
 
+/* Positions row t attends to: 0..pos of its slot (capped at ctx); none for a padding row (slot
+ * < 0) or a slot past the cache's, whose partials are then all empty and whose output is 0. */
+static __device__ __forceinline__ int64_t qp_attn_len(const struct qp_step *step, int t, int64_t ctx, int64_t slots) {
+    const struct qp_step_row rw = step->rows[t];
+    if (rw.slot < 0 || rw.slot >= slots) return 0;
+    const int64_t L = (int64_t)rw.pos + 1;
+    return L < ctx ? L : ctx;
+}
+/* Elements from the layer's cache to row t's slot. */
+static __device__ __forceinline__ int64_t qp_attn_slot(const struct qp_step *step, int t, int64_t ctx, int64_t kv_dim) {
+    const int32_t slot = step->rows[t].slot;
+    return slot > 0 ? (int64_t)slot * ctx * kv_dim : 0;
+}
+
 
 template <typename C>
 static __global__ void __launch_bounds__(QP_ATTN_WARPS * 32)
     attn_partial_kernel(const float *__restrict__ q, const C *__restrict__ kc, const C *__restrict__ vc,
-                        int64_t kv_dim, int64_t ctx, int n_head, int n_head_kv, int hd, float scale,
+                        int64_t kv_dim, int64_t ctx, int64_t slots, int n_head, int n_head_kv, int hd, float scale,
                         const struct qp_step *__restrict__ step, float *__restrict__ part) {
     qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
     qp_pdl_trigger();
@@ -56,8 +70,9 @@ static __global__ void __launch_bounds__(QP_ATTN_WARPS * 32)
     __shared__ float sm[QP_ATTN_WARPS], sl[QP_ATTN_WARPS], so[QP_ATTN_WARPS][QP_ATTN_MAX_HD];
     const int s = blockIdx.x, h = blockIdx.y, t = blockIdx.z, S = gridDim.x;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int64_t L = (int64_t)step->pos + t + 1;
-    if (L > ctx) L = ctx;
+    const int64_t L = qp_attn_len(step, t, ctx, slots);
+    kc += qp_attn_slot(step, t, ctx, kv_dim);
+    vc += qp_attn_slot(step, t, ctx, kv_dim);
     const int64_t chunk = qp_attn_chunk(L, S), p0 = (int64_t)s * chunk;
     const int64_t p1 = p0 + chunk < L ? p0 + chunk : L;
     const int kvh = h / (n_head / n_head_kv);
@@ -429,7 +444,7 @@ static __device__ __forceinline__ void attn_gqa_merge(float *__restrict__ part, 
 template <int HD>
 static __global__ void __launch_bounds__(QP_GQA_WARPS * 32)
     attn_gqa_kernel(const float *__restrict__ q, const __half *__restrict__ kc, const __half *__restrict__ vc,
-                    int64_t kv_dim, int64_t ctx, int n_head, int n_head_kv, float scale,
+                    int64_t kv_dim, int64_t ctx, int64_t slots, int n_head, int n_head_kv, float scale,
                     const struct qp_step *__restrict__ step, float *__restrict__ part) {
     qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
     qp_pdl_trigger();
@@ -439,8 +454,9 @@ static __global__ void __launch_bounds__(QP_GQA_WARPS * 32)
     const int s = blockIdx.x, kvh = blockIdx.y, t = blockIdx.z, S = gridDim.x;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int G = n_head / n_head_kv, grp = lane / LPP, d0 = (lane % LPP) * 8;
-    int64_t L = (int64_t)step->pos + t + 1;
-    if (L > ctx) L = ctx;
+    const int64_t L = qp_attn_len(step, t, ctx, slots);
+    kc += qp_attn_slot(step, t, ctx, kv_dim);
+    vc += qp_attn_slot(step, t, ctx, kv_dim);
     const int64_t chunk = qp_attn_chunk(L, S), p0 = (int64_t)s * chunk;
     const int64_t p1 = p0 + chunk < L ? p0 + chunk : L;
     if (chunk >= QP_GQA_MMA_MIN) { /* tensor cores, see above */
@@ -590,7 +606,7 @@ static __global__ void __launch_bounds__(QP_COMB_THREADS)
             r += acc_s[k * hd + tid] * c;
             lt += gl[k] * c;
         }
-        out[((int64_t)t * n_head + h) * hd + tid] = r / lt;
+        out[((int64_t)t * n_head + h) * hd + tid] = lt > 0.0f ? r / lt : 0.0f; /* no positions: a padding row */
     }
 }
 
@@ -615,19 +631,19 @@ enum qp_status qp_cuda_attention(const struct qp_op_args *a, struct qp_error *er
     qp_cuda_note_launch(gqa ? QP_KERNEL_ATTN_GQA : QP_KERNEL_ATTN_SPLIT);
     if (gqa && a->head_dim == 64)
         QP_CUDA_LAUNCH(err, attn_gqa_kernel<64>, gg, QP_GQA_WARPS * 32, 0, a, a->in0, (const __half *)a->kv.k,
-                       (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx, a->n_head, a->n_head_kv, scale, a->step,
+                       (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx, a->kv.slots, a->n_head, a->n_head_kv, scale, a->step,
                        part);
     else if (gqa)
         QP_CUDA_LAUNCH(err, attn_gqa_kernel<128>, gg, QP_GQA_WARPS * 32, 0, a, a->in0, (const __half *)a->kv.k,
-                       (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx, a->n_head, a->n_head_kv, scale, a->step,
+                       (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx, a->kv.slots, a->n_head, a->n_head_kv, scale, a->step,
                        part);
     else if (a->kv.type == QP_GGML_F16)
         QP_CUDA_LAUNCH(err, attn_partial_kernel<__half>, grid, QP_ATTN_WARPS * 32, 0, a, a->in0,
-                       (const __half *)a->kv.k, (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx,
+                       (const __half *)a->kv.k, (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx, a->kv.slots,
                        a->n_head, a->n_head_kv, a->head_dim, scale, a->step, part);
     else
         QP_CUDA_LAUNCH(err, attn_partial_kernel<float>, grid, QP_ATTN_WARPS * 32, 0, a, a->in0,
-                       (const float *)a->kv.k, (const float *)a->kv.v, a->kv.kv_dim, a->kv.ctx,
+                       (const float *)a->kv.k, (const float *)a->kv.v, a->kv.kv_dim, a->kv.ctx, a->kv.slots,
                        a->n_head, a->n_head_kv, a->head_dim, scale, a->step, part);
     const dim3 g2((unsigned)a->n_head, (unsigned)a->n_tok);
     QP_CUDA_LAUNCH(err, attn_combine_kernel, g2, QP_COMB_THREADS, 0, a, part, a->n_head, a->head_dim,

@@ -38,7 +38,10 @@ static __global__ void __launch_bounds__(QP_AP_WARPS * 32)
     const int h = blockIdx.y, t0 = blockIdx.x * QP_AP_QT;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int kvh = h / (n_head / n_head_kv);
-    const int64_t pos = step->pos;
+    /* a chunk of one sequence: its rows are consecutive positions of one slot */
+    const int64_t pos = step->rows[0].pos;
+    kc += (int64_t)(step->rows[0].slot > 0 ? step->rows[0].slot : 0) * ctx * kv_dim;
+    vc += (int64_t)(step->rows[0].slot > 0 ? step->rows[0].slot : 0) * ctx * kv_dim;
     for (int i = threadIdx.x; i < QP_AP_QT * HD; i += blockDim.x) {
         const int r = i / HD, d = i % HD, t = t0 + r;
         qs[r][d] = t < n_tok ? q[((int64_t)t * n_head + h) * HD + d] * scale : 0.0f;

@@ -136,7 +136,7 @@ case_plan_edited() {
   edit unknown-buffer '0,/out: x$/s//out: xx/' "no buffer named 'xx'"
   edit missing-key '/^  header_hash:/d' "header_hash"
   edit weight-bytes '0,/bytes: \([0-9]*\), from/s//bytes: 1\1, from/' "!= rows * row bytes"
-  edit version 's/^qplan: 2$/qplan: 3/' "version"
+  edit version 's/^qplan: 3$/qplan: 4/' "version"
   edit heads 's/^  n_head: 4$/  n_head: 3/' "n_head"
   edit tabs '0,/^hparams:/s/^hparams:/hparams:\n\tarch: x/' "tabs.yaml:"
   edit not-yaml '1s/^/{{{ /' "YAML error"
@@ -307,7 +307,8 @@ case_qrun_refuses() {
   synth m.gguf 128
   synth b.gguf 192
   compile_ok m.gguf p.yaml
-  sed 's/arena_bytes: [0-9]*/arena_bytes: 4096/' "$work/p.yaml" >"$work/edited.yaml"
+  # an arena that holds the step state (16 bytes + 16 per chunk row) but not the KV cache
+  sed 's/arena_bytes: [0-9]*/arena_bytes: 16384/' "$work/p.yaml" >"$work/edited.yaml"
   expect_fail "qrun edited plan" "edited.yaml:$(grep -n '^kv_cache:' "$work/p.yaml" | cut -d: -f1): kv_cache" \
     "$qrun" edited.yaml -m m.gguf --device cpu -p hi -n 4 --seed 1
   sed 's/^  n_head: 4$/  n_head: 3/' "$work/p.yaml" >"$work/heads.yaml"
