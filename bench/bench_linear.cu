@@ -259,6 +259,14 @@ static void *to_dev(const void *h, size_t n) {
     return d;
 }
 
+/* The step state of a chunk of n tokens of one sequence in slot 0 at positions KV_POS.., nothing
+ * picked yet (the argmax epilogue writes each row's next). */
+static void step_reset(struct qp_step *st, int n) {
+    st->n_tok = n;
+    st->n_out = 1;
+    for (int i = 0; i < MAX_TOK; i++) st->rows[i] = (struct qp_step_row){0, KV_POS + i, 0, -1};
+}
+
 static void bench_init(struct bench *b, const struct shape *s, size_t l2_bytes) {
     memset(b, 0, sizeof *b);
     b->s = *s;
@@ -318,11 +326,9 @@ static void bench_init(struct bench *b, const struct shape *s, size_t l2_bytes) 
     }
     b->dk = to_dev(b->hk, kvn * 2);
     b->dv = to_dev(b->hv, kvn * 2);
-    b->step_bytes = sizeof(struct qp_step) + MAX_TOK * sizeof(int32_t);
+    b->step_bytes = sizeof(struct qp_step) + MAX_TOK * sizeof(struct qp_step_row);
     b->hstep = (struct qp_step *)calloc(1, b->step_bytes);
-    b->hstep->pos = KV_POS;
-    b->hstep->n_tok = 1;
-    b->hstep->next_token = -1;
+    step_reset(b->hstep, 1);
     b->dstep = (struct qp_step *)to_dev(b->hstep, b->step_bytes);
 }
 
@@ -377,7 +383,7 @@ static struct qp_op_args bench_args(const struct bench *b, int n, bool host) {
         a.head_dim = s->m->hd;
         a.rope_base = 1e6f;
         a.kv = (struct qp_kv_ref){host ? (void *)b->hk : b->dk, host ? (void *)b->hv : b->dv,
-                                  QP_GGML_F16, KV_CTX, b->kv_dim};
+                                  QP_GGML_F16, KV_CTX, b->kv_dim, 1};
     }
     return a;
 }
@@ -495,8 +501,7 @@ static void reference_make(struct bench *b, int n, struct reference *r) {
     }
     r->out = (float *)xmalloc(sizeof(float) * (size_t)n * (size_t)b->s.out_w);
     c.out = r->out;
-    b->hstep->n_tok = n;
-    b->hstep->next_token = -1;
+    step_reset(b->hstep, n);
     struct qp_error err;
     memset(&err, 0, sizeof err);
     if (qp_cpu_ops[QP_OP_LINEAR](&c, &err) != QP_OK) {
@@ -504,7 +509,7 @@ static void reference_make(struct bench *b, int n, struct reference *r) {
                 k_node_names[b->s.node], err.msg);
         exit(1);
     }
-    r->next = b->hstep->next_token;
+    r->next = b->hstep->rows[n - 1].next;
     if (k0) {
         const size_t m = (size_t)n * (size_t)b->kv_dim, at = (size_t)KV_POS * (size_t)b->kv_dim;
         r->k = (float *)xmalloc(sizeof(float) * m);
@@ -525,8 +530,7 @@ static bool check_launch(struct bench *b, struct qp_op_args *g, const struct ref
                          char *msg, size_t n) {
     const size_t no = (size_t)ref->n * (size_t)b->s.out_w;
     CK(cudaMemset(b->dout, 0xFF, no * sizeof(float))); /* NaN: an unwritten element fails */
-    b->hstep->n_tok = ref->n;
-    b->hstep->next_token = -1;
+    step_reset(b->hstep, ref->n);
     CK(cudaMemcpy(b->dstep, b->hstep, b->step_bytes, cudaMemcpyHostToDevice));
     if (!run_sync(g, msg, n)) return false;
     const double tol = qp_kernel_tolerance(g->kernel);
@@ -561,10 +565,11 @@ static bool check_launch(struct bench *b, struct qp_op_args *g, const struct ref
         free(vf);
     }
     if (ok && b->s.epi == QP_EPILOGUE_ARGMAX) {
-        struct qp_step st;
-        CK(cudaMemcpy(&st, b->dstep, sizeof st, cudaMemcpyDeviceToHost));
+        struct qp_step_row last_row;
+        CK(cudaMemcpy(&last_row, (const char *)b->dstep + QP_STEP_HEADER_BYTES + (size_t)(ref->n - 1) * QP_STEP_ROW_BYTES,
+                      sizeof last_row, cudaMemcpyDeviceToHost));
         const float *last = ref->out + (size_t)(ref->n - 1) * (size_t)b->s.out_w;
-        const int32_t gt = st.next_token, ct = ref->next;
+        const int32_t gt = last_row.next, ct = ref->next;
         const float slack = (g->kernel == QP_KERNEL_GEMM ? 1e-2f : 1e-4f) * fabsf(last[ct]) + 1e-6f;
         ok = gt == ct || (gt >= 0 && gt < b->s.out_w && fabsf(last[gt] - last[ct]) <= slack);
         if (!ok) snprintf(msg, n, "argmax: gpu %d, cpu %d", gt, ct);
@@ -586,7 +591,7 @@ static double time_launch(struct bench *b, struct qp_op_args *g, bool *eager, ch
             *ok = launch_once(&a, msg, n);
         }
     };
-    b->hstep->n_tok = g->n_tok;
+    step_reset(b->hstep, g->n_tok);
     CK(cudaMemcpy(b->dstep, b->hstep, b->step_bytes, cudaMemcpyHostToDevice));
     *eager = false;
     cudaGraph_t graph = NULL;
