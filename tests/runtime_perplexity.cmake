@@ -4,3 +4,7 @@
 if(TARGET qrunlib)
   qp_add_test(test_kld_base SOURCES test_kld_base.c LIBS qrunlib LABELS cpu)
 endif()
+if(TARGET qrunlib AND TARGET qpref AND TARGET qplan AND TARGET qrun)
+  qp_add_test(test_perplexity_synth SOURCES test_perplexity_synth.c LIBS qrunlib qpref LABELS cpu)
+  add_dependencies(test_perplexity_synth qplan qrun)
+endif()
