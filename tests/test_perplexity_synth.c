@@ -94,7 +94,7 @@ static double oracle_ppl64(struct qp_ref *r, const int32_t *toks, int32_t n_chun
         CHECK(qp_kld_writer_open(base, N_CTX, x.nv, n_chunk, toks, &x.w, &e) == QP_OK, "%s", e.msg);
     for (int32_t c = 0; c < n_chunk; c++) {
         x.ids = toks + c * N_CTX;
-        CHECK(qp_ref_seq64(r, x.ids, N_CTX - 1, N_CTX / 2, 2, take64, &x, &e) == QP_OK, "%s", e.msg);
+        CHECK(qp_ref_seq64(r, x.ids, N_CTX - 1, N_CTX / 2, 2, QP_REF_EXACT, take64, &x, &e) == QP_OK, "%s", e.msg);
     }
     if (x.w) CHECK(qp_kld_writer_commit(x.w, &e) == QP_OK, "%s", e.msg);
     free(x.narrow);

@@ -450,6 +450,57 @@ static void transpose_blocks(const double *x, int32_t n, int64_t cols, double *x
     }
 }
 
+/* ---- deliberate roundings (enum qp_ref_rounding) ---- */
+
+static double to_f16(double x) { return (double)qp_fp16_to_fp32(qp_fp32_to_fp16((float)x)); }
+
+/* llama.cpp's q8_0 of a block of 32 (its reference quantizer): d = amax / 127 stored as f16,
+ * q = roundf(x / d); the product then sees d16 * q. */
+static void q8_0_block(float *x) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    const float d16 = qp_fp16_to_fp32(qp_fp32_to_fp16(d));
+    for (int j = 0; j < 32; j++) x[j] = d16 * roundf(x[j] * id);
+}
+
+/* llama.cpp's q8_K of a block of 256: iscale = -127 / (the value of largest magnitude),
+ * q = min(127, round-to-even(iscale * x)), d = 1 / iscale in f32. */
+static void q8_k_block(float *x) {
+    float amax = 0.0f, mx = 0.0f;
+    for (int j = 0; j < 256; j++)
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            mx = x[j];
+        }
+    if (amax == 0.0f) return;
+    const float iscale = -127.0f / mx, d = 1.0f / iscale;
+    for (int j = 0; j < 256; j++) {
+        float q = rintf(iscale * x[j]);
+        x[j] = d * (q > 127.0f ? 127.0f : q);
+    }
+}
+
+/* The input of a product with weights of type `type` as llama.cpp's CPU backend feeds it: x
+ * [n][cols] in place, through f32 and the type's vec_dot format. */
+static void round_like_llama(double *x, int32_t n, int64_t cols, int32_t type, float *tmp) {
+    const bool legacy = type == QP_GGML_Q4_0 || type == QP_GGML_Q4_1 || type == QP_GGML_Q5_0 ||
+                        type == QP_GGML_Q5_1 || type == QP_GGML_Q8_0;
+    const bool kq = type == QP_GGML_Q2_K || type == QP_GGML_Q3_K || type == QP_GGML_Q4_K ||
+                    type == QP_GGML_Q5_K || type == QP_GGML_Q6_K;
+    for (int32_t t = 0; t < n; t++) {
+        double *row = x + (size_t)t * (size_t)cols;
+        for (int64_t c = 0; c < cols; c++) tmp[c] = (float)row[c];
+        if (legacy && cols % 32 == 0)
+            for (int64_t c = 0; c < cols; c += 32) q8_0_block(tmp + c);
+        else if (kq && cols % 256 == 0)
+            for (int64_t c = 0; c < cols; c += 256) q8_k_block(tmp + c);
+        else if (type == QP_GGML_F16)
+            for (int64_t c = 0; c < cols; c++) tmp[c] = qp_fp16_to_fp32(qp_fp32_to_fp16(tmp[c]));
+        for (int64_t c = 0; c < cols; c++) row[c] = (double)tmp[c];
+    }
+}
+
 /* out[t][r] = W[r] . x[t] (+ bias[r]) for t < n and the rows of m; out's row stride is ldo. */
 struct mm_job {
     const struct ref_mat *m;
@@ -497,9 +548,24 @@ static void mm_range(void *ctx, int64_t r0, int64_t r1) {
     free(panel);
 }
 
+/* xr: scratch [n][cols] for the rounded input (LLAMA_CPU), tmp: [cols] floats. */
+struct mm_ctx {
+    double *xt, *xr;
+    float *tmp;
+    int n_threads;
+    enum qp_ref_rounding rounding;
+};
+
 static enum qp_status mm64(const struct ref_mat *m, const double *x, int32_t n, const float *bias,
-                           double *out, int64_t ldo, double *xt, int n_threads,
+                           double *out, int64_t ldo, const struct mm_ctx *mc,
                            struct qp_error *err) {
+    double *xt = mc->xt;
+    const int n_threads = mc->n_threads;
+    if (mc->rounding == QP_REF_LLAMA_CPU) {
+        memcpy(mc->xr, x, (size_t)n * (size_t)m->cols * sizeof(double));
+        round_like_llama(mc->xr, n, m->cols, m->type, mc->tmp);
+        x = mc->xr;
+    }
     transpose_blocks(x, n, m->cols, xt);
     struct mm_job j = {.m = m, .xt = xt, .n = n, .bias = bias, .out = out, .ldo = ldo};
     par_for(n_threads, m->rows, mm_range, &j);
@@ -530,8 +596,36 @@ struct att_job {
     int32_t n;
     const double *q, *k, *v; /* [n][H*hd], [n][K*hd], [n][K*hd] */
     double *att;             /* [n][H*hd] */
+    bool llama;              /* flash attention as llama.cpp's CPU backend runs it */
     bool nomem;
 };
+
+/* One query against keys 0..t, llama.cpp's CPU flash attention: an online softmax whose running
+ * sum of V is an f16 vector (rescaled and accumulated in f16), the query and keys f16 (they are
+ * already rounded by the caller). o [hd]. */
+static void att_row_llama(const double *qh, const double *k, const double *v, int64_t kw,
+                          int64_t ko, int32_t t, int32_t hd, double scale, double *o) {
+    double S = 0.0, M = -INFINITY;
+    for (int32_t i = 0; i < hd; i++) o[i] = 0.0;
+    for (int32_t s = 0; s <= t; s++) {
+        const double *ks = k + s * kw + ko, *vs_row = v + s * kw + ko;
+        double dot = 0.0;
+        for (int32_t i = 0; i < hd; i++) dot += qh[i] * ks[i];
+        const float sc = (float)(dot * scale);
+        float ms = 1.0f, vs = 1.0f;
+        if (sc > M) {
+            const double mold = M;
+            M = sc;
+            ms = expf((float)(mold - M));
+            for (int32_t i = 0; i < hd; i++) o[i] = to_f16(o[i] * ms);
+        } else {
+            vs = expf((float)(sc - M));
+        }
+        for (int32_t i = 0; i < hd; i++) o[i] = to_f16(o[i] + vs_row[i] * vs);
+        S = (float)(S * ms + vs);
+    }
+    for (int32_t i = 0; i < hd; i++) o[i] /= S;
+}
 
 static void att_range(void *ctx, int64_t h0, int64_t h1) {
     struct att_job *j = ctx;
@@ -547,6 +641,10 @@ static void att_range(void *ctx, int64_t h0, int64_t h1) {
         const int64_t ko = (h / (H / K)) * hd;
         for (int32_t t = 0; t < j->n; t++) {
             const double *qh = j->q + t * QW + h * hd;
+            if (j->llama) {
+                att_row_llama(qh, j->k, j->v, KW, ko, t, hd, scale, j->att + t * QW + h * hd);
+                continue;
+            }
             double mx = -INFINITY;
             for (int32_t s = 0; s <= t; s++) {
                 const double *ks = j->k + s * KW + ko;
@@ -573,7 +671,8 @@ static void att_range(void *ctx, int64_t h0, int64_t h1) {
 }
 
 enum qp_status qp_ref_seq64(struct qp_ref *r, const int32_t *tokens, int32_t n, int32_t first,
-                            int n_threads, qp_ref_row_fn row, void *user, struct qp_error *err) {
+                            int n_threads, enum qp_ref_rounding rounding, qp_ref_row_fn row,
+                            void *user, struct qp_error *err) {
     const struct qp_ref_config *c = &r->c;
     if (n < 1 || n > c->n_ctx || first < 0 || first >= n)
         return qp_error_set(err, QP_ERR_RANGE, "oracle: %d tokens from row %d: need 0 <= first < "
@@ -598,9 +697,13 @@ enum qp_status qp_ref_seq64(struct qp_ref *r, const int32_t *tokens, int32_t n, 
     double *up = malloc(nn * (size_t)F * sizeof(double));
     double *xt = malloc(nblk * TB * (size_t)widest * sizeof(double));
     double *logits = malloc((size_t)out_rows * (size_t)V * sizeof(double));
-    float *rowf = malloc((size_t)D * sizeof(float));
+    float *rowf = malloc((size_t)widest * sizeof(float));
+    double *xr = rounding == QP_REF_LLAMA_CPU ? malloc(nn * (size_t)widest * sizeof(double)) : NULL;
+    const struct mm_ctx mc = {.xt = xt, .xr = xr, .tmp = rowf, .n_threads = n_threads,
+                              .rounding = rounding};
     enum qp_status s = QP_OK;
-    if (!x || !xb || !q || !k || !v || !att || !gate || !up || !xt || !logits || !rowf) {
+    if (!x || !xb || !q || !k || !v || !att || !gate || !up || !xt || !logits || !rowf ||
+        (rounding == QP_REF_LLAMA_CPU && !xr)) {
         s = qp_error_set(err, QP_ERR_NOMEM, "oracle: out of memory for a sequence of %d tokens",
                          (int)n);
         goto done;
@@ -617,33 +720,41 @@ enum qp_status qp_ref_seq64(struct qp_ref *r, const int32_t *tokens, int32_t n, 
         const struct ref_layer *L = &r->layers[l];
         for (int32_t t = 0; t < n; t++)
             rmsnorm64(xb + (size_t)t * (size_t)D, x + (size_t)t * (size_t)D, L->attn_norm, D, eps);
-        if ((s = mm64(&L->wq, xb, n, L->bq, q, QW, xt, n_threads, err)) != QP_OK ||
-            (s = mm64(&L->wk, xb, n, L->bk, k, KW, xt, n_threads, err)) != QP_OK ||
-            (s = mm64(&L->wv, xb, n, L->bv, v, KW, xt, n_threads, err)) != QP_OK)
+        if ((s = mm64(&L->wq, xb, n, L->bq, q, QW, &mc, err)) != QP_OK ||
+            (s = mm64(&L->wk, xb, n, L->bk, k, KW, &mc, err)) != QP_OK ||
+            (s = mm64(&L->wv, xb, n, L->bv, v, KW, &mc, err)) != QP_OK)
             break;
         for (int32_t t = 0; t < n; t++) {
             for (int64_t h = 0; h < c->n_head; h++) rope64(q + t * QW + h * hd, (int32_t)hd, t, base);
             for (int64_t h = 0; h < c->n_head_kv; h++) rope64(k + t * KW + h * hd, (int32_t)hd, t, base);
         }
-        struct att_job aj = {.c = c, .n = n, .q = q, .k = k, .v = v, .att = att};
+        if (rounding != QP_REF_EXACT)
+            for (size_t i = 0; i < nn * (size_t)KW; i++) {
+                k[i] = to_f16(k[i]);
+                v[i] = to_f16(v[i]);
+            }
+        if (rounding == QP_REF_LLAMA_CPU)
+            for (size_t i = 0; i < nn * (size_t)QW; i++) q[i] = to_f16(q[i]);
+        struct att_job aj = {.c = c, .n = n, .q = q, .k = k, .v = v, .att = att,
+                             .llama = rounding == QP_REF_LLAMA_CPU};
         par_for(n_threads, c->n_head, att_range, &aj);
         if (aj.nomem) {
             s = qp_error_set(err, QP_ERR_NOMEM, "oracle: out of memory");
             break;
         }
-        if ((s = mm64(&L->wo, att, n, L->bo, xb, D, xt, n_threads, err)) != QP_OK) break;
+        if ((s = mm64(&L->wo, att, n, L->bo, xb, D, &mc, err)) != QP_OK) break;
         for (size_t i = 0; i < nn * (size_t)D; i++) x[i] += xb[i];
 
         for (int32_t t = 0; t < n; t++)
             rmsnorm64(xb + (size_t)t * (size_t)D, x + (size_t)t * (size_t)D, L->ffn_norm, D, eps);
-        if ((s = mm64(&L->w_gate, xb, n, NULL, gate, F, xt, n_threads, err)) != QP_OK ||
-            (s = mm64(&L->w_up, xb, n, NULL, up, F, xt, n_threads, err)) != QP_OK)
+        if ((s = mm64(&L->w_gate, xb, n, NULL, gate, F, &mc, err)) != QP_OK ||
+            (s = mm64(&L->w_up, xb, n, NULL, up, F, &mc, err)) != QP_OK)
             break;
         for (size_t i = 0; i < nn * (size_t)F; i++) {
             const double g = gate[i];
             gate[i] = g / (1.0 + exp(-g)) * up[i];
         }
-        if ((s = mm64(&L->w_down, gate, n, NULL, xb, D, xt, n_threads, err)) != QP_OK) break;
+        if ((s = mm64(&L->w_down, gate, n, NULL, xb, D, &mc, err)) != QP_OK) break;
         for (size_t i = 0; i < nn * (size_t)D; i++) x[i] += xb[i];
     }
     /* the LM head on rows first.. in groups of out_rows, each group's logits handed out in order */
@@ -652,7 +763,7 @@ enum qp_status qp_ref_seq64(struct qp_ref *r, const int32_t *tokens, int32_t n, 
         for (int32_t t = 0; t < m; t++)
             rmsnorm64(xb + (size_t)t * (size_t)D, x + (size_t)(g0 + t) * (size_t)D, r->output_norm,
                       D, eps);
-        if ((s = mm64(&r->output, xb, m, NULL, logits, V, xt, n_threads, err)) != QP_OK) break;
+        if ((s = mm64(&r->output, xb, m, NULL, logits, V, &mc, err)) != QP_OK) break;
         for (int32_t t = 0; t < m; t++)
             if (row(user, g0 + t, logits + (size_t)t * (size_t)V)) {
                 s = qp_error_set(err, QP_ERR_INTERRUPTED, "oracle: stopped by the caller");
@@ -671,5 +782,6 @@ done:
     free(xt);
     free(logits);
     free(rowf);
+    free(xr);
     return s;
 }
