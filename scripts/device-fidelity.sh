@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Runs ON the GPU machine (docs/device.md, docs/fidelity.md): the CUDA backend's perplexity on
+# Debian's GPL-3 text (-c 512, every chunk: 14 for the 0.5B model) and its KL divergence from the
+# CPU backend (and, with the oracle step, from the double-precision reference), one command.
+#
+# What must travel. The real model cannot be carried whole: a call carries at most 64 MiB with the
+# tree and .deps, so it goes in pieces of at most 55 MB, one piece per call. Ignored paths already
+# on a warm machine stay there between calls, so the pieces accumulate; this script joins them in
+# name order and checks the sha256 pinned in scripts/fetch-model.sh before anything runs. Here,
+# once (9 pieces for the 0.5B, 21 for the 1.5B; .device is ignored by git):
+#     mkdir -p /work/main/.device/fid-parts && split -b 55M -d -a 2 \
+#       "$(scripts/fetch-model.sh)" /work/main/.device/fid-parts/model.part
+# then call k carries [".device/fid-parts/model.partNN", ".deps", ".device/<tree>"] (never the
+# whole ".device": that would replace the pieces already there). Where /usr/share/common-licenses
+# is absent on the device, carry a copy of GPL-3 as .device/GPL-3 (35 KB). The last call runs
+#     cd .device/<tree> && timeout 590 scripts/device-fidelity.sh > $OUT/fidelity.log 2>&1; tail -c 9000 $OUT/fidelity.log
+#
+# Steps (QP_STEPS, default "build join cuda cpu kld oracle"; each one's status is listed at the end):
+#   build   scripts/device-build.sh, targets qrun and qpref_cli only
+#   join    the pieces (QP_PARTS, default <repo>/../fid-parts/*) into $work/<model file>, sha256
+#           checked; skipped when QP_MODEL names an existing file (also checked)
+#   cuda    qrun --device cuda --perplexity -f GPL-3 -c 512 --kl-divergence-base $work/cuda.kld
+#   cpu     the same with --device cpu (every core) -> $work/cpu.kld
+#   kld     qrun --device cuda --kl-divergence against cpu.kld (targets: mean KLD <= 1e-4,
+#           same top >= 99.5%), and the reverse (cpu against cuda.kld)
+#   oracle  qpref --perplexity, the double-precision reference, on every core (30 s a chunk on 2
+#           cores here) -> $work/oracle.kld, then cuda and cpu against it
+# Environment:
+#   QP_MODEL_NAME  0.5b (default) or 1.5b: the pinned file and its plan in plans/
+#   QP_CHUNKS      --chunks (default: all; the issue asks 4 for the 1.5B)
+#   QP_TEXT        the text (default /usr/share/common-licenses/GPL-3, else <repo>/../GPL-3)
+# Logs and results go to $OUT (or ./device-out): summary.txt, cuda-ppl.txt, cpu-ppl.txt,
+# kld-cuda-vs-cpu.txt, kld-cpu-vs-cuda.txt, [oracle-ppl.txt, kld-cuda-vs-oracle.txt,
+# kld-cpu-vs-oracle.txt]. The base files (1.09 GB each) stay in $work. Exit status nonzero
+# when a step failed.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${OUT:-$root/device-out}
+mkdir -p "$out"
+steps=${QP_STEPS:-build join cuda cpu kld oracle}
+name=$("$root/scripts/fetch-model.sh" --name "${QP_MODEL_NAME:-0.5b}") || exit 2
+plan=$root/plans/${name%.gguf}.yaml
+work=${TMPDIR:-/tmp}/qp-fidelity
+mkdir -p "$work"
+export QP_BUILD_DIR=${QP_BUILD_DIR:-$root/build-device}
+b=$QP_BUILD_DIR
+export PATH=/usr/local/cuda/bin:$PATH
+text=${QP_TEXT:-}
+if [ -z "$text" ]; then
+  for t in /usr/share/common-licenses/GPL-3 "$root/../GPL-3"; do [ -f "$t" ] && text=$t && break; done
+fi
+chunks=${QP_CHUNKS:+--chunks $QP_CHUNKS}
+summary=()
+note() { summary+=("$1"); echo "== $1"; }
+want() { [[ " $steps " == *" $1 "* ]]; }
+t0=$(date +%s)
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee "$out/gpu.txt"
+echo "commit: $(cat "$root/.git-commit" 2>/dev/null || git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+
+if want build; then
+  if QP_TARGET="qrun qpref_cli" "$root/scripts/device-build.sh" > "$work/build.log" 2>&1; then
+    note "build: ok ($(( $(date +%s) - t0 )) s)"
+  else
+    tail -30 "$work/build.log"; note "build: FAILED"; printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"; exit 1
+  fi
+fi
+
+model=${QP_MODEL:-$work/$name}
+if want join && [ -z "${QP_MODEL:-}" ]; then
+  if [ -f "$model" ] && "$root/scripts/fetch-model.sh" --verify "${QP_MODEL_NAME:-0.5b}" "$model" 2>/dev/null; then
+    note "join: $model already there (sha256 ok)"
+  else
+    parts=(${QP_PARTS:-$root/../fid-parts}/*)
+    if [ ! -f "${parts[0]}" ]; then
+      note "join: FAILED: no pieces in ${QP_PARTS:-$root/../fid-parts} (see this script's header)"
+    else
+      cat "${parts[@]}" > "$model.tmp" && mv "$model.tmp" "$model"
+      if "$root/scripts/fetch-model.sh" --verify "${QP_MODEL_NAME:-0.5b}" "$model"; then
+        note "join: ${#parts[@]} pieces -> $model (sha256 ok)"
+      else
+        note "join: FAILED: ${#parts[@]} pieces, $(stat -c %s "$model") bytes: not $name yet (a piece missing?)"
+        rm -f "$model"
+      fi
+    fi
+  fi
+fi
+ready=1
+[ -f "$model" ] || { note "model: MISSING ($model): nothing to measure"; ready=0; }
+[ -n "$text" ] || { note "text: MISSING (no GPL-3: carry .device/GPL-3 or set QP_TEXT)"; ready=0; }
+[ -x "$b/runtime/qrun" ] || { note "qrun: MISSING (build step)"; ready=0; }
+
+# ppl DEVICE: perplexity on DEVICE, base file $work/DEVICE.kld
+ppl() {
+  local dev=$1 t=$(date +%s)
+  "$b/runtime/qrun" "$plan" -m "$model" --device "$dev" --perplexity -f "$text" -c 512 $chunks \
+    --kl-divergence-base "$work/$dev.kld" > "$out/$dev-ppl.txt" 2>&1
+  local rc=$?
+  note "$dev perplexity: $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc") ($(( $(date +%s) - t )) s): $(grep -o 'PPL = .*' "$out/$dev-ppl.txt")"
+}
+# kld DEVICE BASE: DEVICE against $work/BASE.kld
+kld() {
+  local dev=$1 base=$2 t=$(date +%s)
+  "$b/runtime/qrun" "$plan" -m "$model" --device "$dev" --kl-divergence \
+    --kl-divergence-base "$work/$base.kld" $chunks > "$out/kld-$dev-vs-$base.txt" 2>&1
+  local rc=$?
+  note "$dev vs $base: $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc") ($(( $(date +%s) - t )) s): $(grep -E '^Mean    KLD' "$out/kld-$dev-vs-$base.txt" | tr -s ' ') | $(grep -E '^Same top p' "$out/kld-$dev-vs-$base.txt" | tr -s ' ') | $(grep -E '^Mean PPL\(Q\)/PPL' "$out/kld-$dev-vs-$base.txt" | tr -s ' ')"
+}
+if [ $ready = 1 ]; then
+  want cuda && ppl cuda
+  want cpu && ppl cpu
+  if want kld; then
+    [ -f "$work/cpu.kld" ] && kld cuda cpu
+    [ -f "$work/cuda.kld" ] && kld cpu cuda
+  fi
+  if want oracle; then
+    t=$(date +%s)
+    "$b/tests/qpref" "$model" --perplexity -f "$text" -c 512 $chunks -t "$(nproc)" \
+      --kl-divergence-base "$work/oracle.kld" > "$out/oracle-ppl.txt" 2>&1
+    rc=$?
+    note "oracle perplexity: $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc") ($(( $(date +%s) - t )) s): $(grep -o 'PPL = .*' "$out/oracle-ppl.txt")"
+    if [ $rc = 0 ]; then kld cuda oracle; kld cpu oracle; fi
+  fi
+fi
+echo "---- summary ($(( $(date +%s) - t0 )) s) ----"
+printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
+! grep -q 'FAILED\|MISSING' "$out/summary.txt"
