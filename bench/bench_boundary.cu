@@ -1,5 +1,5 @@
 /* bench_boundary.cu — what a kernel boundary, a grid-wide barrier and a pure weight read cost on
- * this card: the three numbers that decide whether a persistent decode kernel (issue 8,
+ * this card: the three numbers that decide whether a persistent decode kernel (
  * docs/performance.md) can beat the CUDA Graph of one kernel per plan node. An executable, never
  * a test; numbers go to bench/RESULTS.md with card, date and commit.
  *

@@ -25,6 +25,8 @@ static void usage(FILE *f) {
                "  --sms N         its streaming multiprocessors, for grid sizes (default: 132 for sm_90)\n"
                "  --matvec-tokens N  chunks of up to N tokens run the matvec kernels (program\n"
                "                  prefill_small; default %d, 0 for none)\n"
+               "  --slots N       sequences decoded together, each its own KV cache of --ctx positions\n"
+               "                  (default 1); N >= 2 adds the batch programs batch_2, batch_4, ... N\n"
                "  --kernel PATTERN=NAME  run kernel NAME on the nodes PATTERN matches (repeatable):\n"
                "                  PROGRAM:OP[:WEIGHT], shell globs, e.g. 'decode:linear=mmv',\n"
                "                  '*:attention=attn_split', 'decode:linear:blk.*.ffn_down.weight=mmv'\n"
@@ -111,6 +113,13 @@ int qp_cmd_compile(int argc, char **argv) {
                 return 2;
             }
             o.sms = (int32_t)v;
+        } else if (!strcmp(a, "--slots") && has_val) {
+            int64_t v = 0;
+            if (!parse_int(argv[++i], &v) || v > 65536) {
+                fprintf(stderr, "qplan compile: --slots '%s' is not a count of 1..65536\n", argv[i]);
+                return 2;
+            }
+            o.slots = (int32_t)v;
         } else if (!strcmp(a, "--matvec-tokens") && has_val) {
             int64_t v = 0;
             const char *t = argv[++i];
@@ -190,9 +199,9 @@ int qp_cmd_compile(int argc, char **argv) {
     printf("qplan: %s (%s, %" PRId64 " layers, %" PRId64 " wide, vocab %" PRId64 ") -> %s\n",
            model, p->hparams.arch, p->hparams.n_layer, p->hparams.n_embd, p->hparams.n_vocab,
            out_path);
-    printf("  context      %" PRId64 "%s, prefill chunk %" PRId64 ", KV %s\n", p->limits.max_ctx,
+    printf("  context      %" PRId64 "%s, prefill chunk %" PRId64 ", KV %s, %" PRId64 " slot%s\n", p->limits.max_ctx,
            s.ctx_defaulted ? " (default: min(model context, 4096))" : "", p->limits.max_chunk,
-           p->kv.type == QP_GGML_F32 ? "f32" : "f16");
+           p->kv.type == QP_GGML_F32 ? "f32" : "f16", p->kv.slots, p->kv.slots == 1 ? "" : "s");
     printf("  fusions applied\n");
     for (int k = 0; k < QP_PASS_COUNT; k++)
         if (!(o.disabled & (1u << k)))

@@ -250,7 +250,7 @@ int qp_cmd_tune(int argc, char **argv) {
             goto done;
         }
         /* decode is what tg measures, prefill what pp measures */
-        const int32_t dec = qp_plan_find_program(p, 1), pre = qp_plan_find_program(p, p->limits.max_chunk);
+        const int32_t dec = qp_plan_find_program(p, 1, false), pre = qp_plan_find_program(p, p->limits.max_chunk, false);
         bool again = false;
         if (dec >= 0 && after[1] < before[1]) keep[dec] = false, again = true;
         if (pre >= 0 && pre != dec && after[0] < before[0]) keep[pre] = false, again = true;
@@ -271,7 +271,7 @@ int qp_cmd_tune(int argc, char **argv) {
     if (do_bench)
         printf("end to end on %s: pp%lld %.1f -> %.1f t/s, tg%lld %.1f -> %.1f t/s (the tuned plan %s)\n", card,
                (long long)bpp, before[0], after[0], (long long)btg, before[1], after[1],
-               keep[qp_plan_find_program(p, 1)] && keep[qp_plan_find_program(p, p->limits.max_chunk)]
+               keep[qp_plan_find_program(p, 1, false)] && keep[qp_plan_find_program(p, p->limits.max_chunk, false)]
                    ? "as measured"
                    : "with the slower programs' choices reverted");
     printf("qplan tune: wrote %s (tuned on %s)\n", out, card);

@@ -1,5 +1,6 @@
 /* cmd_validate.c — `qplan validate plan.yaml [model.gguf]`: reads and validates a plan, and
- * when a model is given checks the plan against it (identity, weights). */
+ * when a model is given checks the plan against it: identity and weights
+ * (qp_plan_check_model), then that it computes the model (qp_plan_check_semantics). */
 #include <stdio.h>
 #include <string.h>
 
@@ -11,7 +12,9 @@ static void usage(FILE *f) {
     fprintf(f, "usage: qplan validate plan.yaml [model.gguf]\n"
                "  checks the plan on its own (syntax, sizes, arena regions, liveness, ops, each node's\n"
                "  kernel and launch shape on the plan's target) and,\n"
-               "  with a model, that it was compiled from that file (size, header hash, weights)\n");
+               "  with a model, that it was compiled from that file (size, header hash, weights) and that\n"
+               "  it computes that model: every tensor used once, biases, norms, RoPE and every node's\n"
+               "  operands as the compiler lowers the model with the plan's options\n");
 }
 
 int qp_cmd_validate(int argc, char **argv) {
@@ -53,6 +56,7 @@ int qp_cmd_validate(int argc, char **argv) {
         enum qp_status st = qp_gguf_open(model, QP_GGUF_HEADER_ONLY, &g, &err);
         if (st == QP_OK) {
             st = qp_plan_check_model(p, g, &err);
+            if (st == QP_OK) st = qp_plan_check_semantics(p, g, &err);
             qp_gguf_close(g);
         }
         if (st != QP_OK) {

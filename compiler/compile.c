@@ -35,26 +35,40 @@ static const char *base_name(const char *path) {
         if (st != QP_OK) goto fail;                                                            \
     } while (0)
 
-/* Replaces the working graph by the plan's programs, each a copy of it for a range of chunk
- * sizes: decode (1 token, captured), prefill_small (2..matvec_tokens: the matvec kernels), prefill
- * (the rest, up to the chunk). */
-static enum qp_status split_programs(struct qp_plan *p, int64_t chunk, int64_t matvec_tokens,
+#define MAX_PROGRAMS 24
+
+/* Replaces the working graph by the plan's programs, each a copy of it: decode (1 token,
+ * captured), prefill_small (chunks of 2..matvec_tokens: the matvec kernels), prefill (the rest, up
+ * to the chunk), and with slots >= 2 the batch programs batch_B (B sequences a token each,
+ * captured) for B = 2, 4, 8, ... and slots itself. A batch runs every node on all its rows, so the
+ * chunk programs' last-row nodes run on every row there, and their output buffers hold a row per
+ * sequence. */
+static enum qp_status split_programs(struct qp_plan *p, int64_t chunk, int64_t matvec_tokens, int64_t slots,
                                      struct qp_error *err) {
     struct {
-        const char *name;
+        char name[32];
         int64_t lo, hi;
-        bool capture;
-    } want[3] = {{"decode", 1, 1, true}, {"prefill_small", 2, 0, false}, {"prefill", 2, chunk, false}};
+        bool capture, batch;
+    } want[MAX_PROGRAMS] = {{"decode", 1, 1, true, false}, {"prefill_small", 2, 0, false, false},
+                            {"prefill", 2, chunk, false, false}};
+    int n_want = 3;
     const int64_t small = matvec_tokens < chunk ? matvec_tokens : chunk;
     if (small >= 2) {
         want[1].hi = small;
         want[2].lo = small + 1;
     }
+    for (int64_t b = 2; slots >= 2 && n_want < MAX_PROGRAMS; b = b * 2 < slots && b * 2 > b ? b * 2 : slots) {
+        snprintf(want[n_want].name, sizeof want[n_want].name, "batch_%lld", (long long)b);
+        want[n_want].lo = want[n_want].hi = b;
+        want[n_want].capture = want[n_want].batch = true;
+        n_want++;
+        if (b == slots) break;
+    }
     struct qp_plan_program *graph = &p->programs[QP_BUILD_GRAPH];
-    struct qp_plan_program *progs = calloc(3, sizeof *progs);
+    struct qp_plan_program *progs = calloc(MAX_PROGRAMS, sizeof *progs);
     if (!progs) return qp_error_set(err, QP_ERR_NOMEM, "out of memory building a plan");
     int32_t n = 0;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < n_want; k++) {
         if (want[k].hi < want[k].lo) continue;
         struct qp_plan_program *g = &progs[n++];
         g->name = qp_build_strdup(want[k].name);
@@ -70,8 +84,18 @@ static enum qp_status split_programs(struct qp_plan *p, int64_t chunk, int64_t m
         g->min_tok = (int32_t)want[k].lo;
         g->max_tok = (int32_t)want[k].hi;
         g->capture = want[k].capture;
+        g->batch = want[k].batch;
         memcpy(g->nodes, graph->nodes, (size_t)graph->n_nodes * sizeof *g->nodes);
-        for (int32_t i = 0; i < graph->n_nodes; i++) g->nodes[i].kernel = NULL; /* chosen later */
+        for (int32_t i = 0; i < graph->n_nodes; i++) {
+            g->nodes[i].kernel = NULL; /* chosen later */
+            if (!g->batch || g->nodes[i].rows != QP_PLAN_ROWS_LAST) continue;
+            g->nodes[i].rows = QP_PLAN_ROWS_ALL;
+            struct qp_plan_buffer *o = g->nodes[i].out >= 0 ? &p->buffers[g->nodes[i].out] : NULL;
+            if (o && o->rows < g->max_tok) { /* a last-row output: a row per sequence of the largest batch */
+                o->rows = g->max_tok;
+                o->bytes = (uint64_t)o->rows * (uint64_t)o->cols * 4;
+            }
+        }
         g->n_nodes = graph->n_nodes;
     }
     for (int32_t i = 0; i < graph->n_nodes; i++) free(graph->nodes[i].kernel);
@@ -169,6 +193,12 @@ enum qp_status qp_compile(const struct qp_gguf *g, const struct qp_compile_optio
                           qp_ggml_type_name(o->kv_type));
         goto fail;
     }
+    const int64_t slots = o->slots > 0 ? o->slots : 1;
+    if (slots > chunk || slots > 65536) {
+        st = qp_error_set(err, QP_ERR_RANGE, "--slots %" PRId64 " is more than the chunk (%" PRId64 " rows a step): "
+                          "raise --chunk", slots, chunk);
+        goto fail;
+    }
     p->limits.max_ctx = ctx;
     p->limits.max_chunk = chunk;
 
@@ -176,6 +206,7 @@ enum qp_status qp_compile(const struct qp_gguf *g, const struct qp_compile_optio
     stats->unfused_nodes = p->programs[QP_BUILD_GRAPH].n_nodes;
     p->kv.type = o->kv_type;
     p->kv.n_layer = p->hparams.n_layer;
+    p->kv.slots = slots;
     p->kv.ctx = ctx;
     p->kv.kv_dim = p->hparams.n_head_kv * p->hparams.head_dim;
 
@@ -191,7 +222,7 @@ enum qp_status qp_compile(const struct qp_gguf *g, const struct qp_compile_optio
     TRY(record_passes(p, o->disabled, err));
     TRY(qp_build_remove_dead(p, &stats->removed_buffers, &stats->removed_weights, err));
     TRY(split_programs(p, chunk, o->matvec_tokens < 0 ? QP_COMPILE_DEFAULT_MATVEC_TOKENS : o->matvec_tokens,
-                       err));
+                       slots, err));
     TRY(qp_select_kernels(p, o, err));
     TRY(qp_memplan(p, err));
     uint64_t wb = 0;

@@ -78,9 +78,9 @@ static int by_size(const void *a, const void *b) {
 
 enum qp_status qp_memplan(struct qp_plan *p, struct qp_error *err) {
     size_t es = p->kv.type == QP_GGML_F32 ? 4 : 2;
-    uint64_t slice = (uint64_t)p->kv.ctx * (uint64_t)p->kv.kv_dim * es;
+    uint64_t slice = (uint64_t)p->kv.slots * (uint64_t)p->kv.ctx * (uint64_t)p->kv.kv_dim * es;
     p->step.offset = 0;
-    p->step.bytes = QP_PLAN_STEP_HEADER_BYTES + 4 * (uint64_t)p->limits.max_chunk;
+    p->step.bytes = QP_STEP_HEADER_BYTES + QP_STEP_ROW_BYTES * (uint64_t)p->limits.max_chunk;
     p->kv.k_offset = align_up(p->step.bytes);
     p->kv.layer_stride = align_up(slice);
     p->kv.v_offset = p->kv.k_offset + p->kv.layer_stride * (uint64_t)p->kv.n_layer;

@@ -54,6 +54,8 @@ enum qp_status qp_select_node_args(const struct qp_plan *p, const struct qp_plan
     a->kv.ctx = p->kv.ctx;
     a->kv.kv_dim = p->kv.kv_dim;
     a->kv.type = p->kv.type;
+    a->kv.slots = p->kv.slots;
+    a->batch = g->batch;
     a->launch = n->launch;
     a->scratch_bytes = n->scratch_bytes;
     if (n->n_in > 0) a->in_w = p->buffers[n->in[0]].cols;
@@ -93,7 +95,7 @@ static int32_t default_kernel(const struct qp_op_args *a, const struct qp_kernel
         return qp_kernel_default_launch(QP_KERNEL_MMV_STREAM, a, t, false, &l, &e) == QP_OK ? QP_KERNEL_MMV_STREAM
                                                                                            : QP_KERNEL_MMV;
     case QP_OP_ATTENTION: {
-        const int32_t want = short_chunk ? QP_KERNEL_ATTN_GQA : QP_KERNEL_ATTN_PREFILL;
+        const int32_t want = short_chunk || a->batch ? QP_KERNEL_ATTN_GQA : QP_KERNEL_ATTN_PREFILL;
         return qp_kernel_default_launch(want, a, t, false, &l, &e) == QP_OK ? want : QP_KERNEL_ATTN_SPLIT;
     }
     case QP_OP_COUNT: break;
@@ -176,7 +178,7 @@ static enum qp_status select_node(struct qp_plan *p, struct qp_plan_program *g, 
         by = o->overrides[j].pattern;
         matched[j] = true;
     }
-    const bool pdl = p->target.sm >= 90 && (a.n_tok <= matvec_tokens || a.n_tok == 1);
+    const bool pdl = p->target.sm >= 90 && (a.n_tok <= matvec_tokens || a.n_tok == 1 || g->batch);
     struct qp_error e;
     st = qp_kernel_default_launch(k, &a, &t, pdl, &n->launch, &e);
     if (st != QP_OK) {

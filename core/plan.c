@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-int32_t qp_plan_find_program(const struct qp_plan *p, int64_t n) {
+int32_t qp_plan_find_program(const struct qp_plan *p, int64_t n, bool batch) {
     for (int32_t k = 0; k < p->n_programs; k++)
-        if (n >= p->programs[k].min_tok && n <= p->programs[k].max_tok) return k;
+        if (p->programs[k].batch == batch && n >= p->programs[k].min_tok && n <= p->programs[k].max_tok) return k;
     return -1;
 }
 
@@ -16,6 +16,17 @@ int32_t qp_plan_program_by_name(const struct qp_plan *p, const char *name) {
     for (int32_t k = 0; k < p->n_programs; k++)
         if (p->programs[k].name && strcmp(p->programs[k].name, name) == 0) return k;
     return -1;
+}
+
+int qp_plan_line(const struct qp_plan *p, const char *path) {
+    size_t sect = strcspn(path, ".");
+    int at = 0;
+    for (int32_t i = 0; i < p->n_lines; i++) {
+        const char *k = p->lines[i].path;
+        if (strcmp(k, path) == 0) return p->lines[i].line;
+        if (strlen(k) == sect && strncmp(k, path, sect) == 0) at = p->lines[i].line;
+    }
+    return at;
 }
 
 const char *qp_plan_rows_name(enum qp_plan_rows r) {
@@ -38,6 +49,7 @@ void qp_plan_free(struct qp_plan *p) {
     for (int32_t i = 0; i < p->n_passes; i++) free(p->passes[i]);
     free(p->passes);
     free(p->source);
+    free(p->lines);
     free(p->model.file);
     free(p->hparams.arch);
     for (int32_t i = 0; i < p->n_weights; i++) {

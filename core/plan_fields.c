@@ -58,6 +58,7 @@ TABLE(qp_fields_step, "step", step);
 static const struct qp_field kv[] = {
     F(struct qp_plan_kv, "type", QP_FIELD_KV_TYPE, type, 0, 0),
     F(struct qp_plan_kv, "n_layer", QP_FIELD_I64, n_layer, 1, I32MAX),
+    F(struct qp_plan_kv, "slots", QP_FIELD_I64, slots, 1, 65536),
     F(struct qp_plan_kv, "ctx", QP_FIELD_I64, ctx, 1, I32MAX),
     F(struct qp_plan_kv, "kv_dim", QP_FIELD_I64, kv_dim, 1, I32MAX),
     F(struct qp_plan_kv, "k_offset", QP_FIELD_U64, k_offset, 0, 0),

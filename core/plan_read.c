@@ -476,14 +476,16 @@ static enum qp_status read_node(struct rd *r, const struct qp_plan *p, yaml_node
     return QP_OK;
 }
 
-/* programs: a mapping of program name to {tokens: [min, max], capture, nodes}. */
+/* programs: a mapping of program name to {tokens: [min, max], batch (default false), capture,
+ * nodes}. */
 static enum qp_status read_programs(struct rd *r, yaml_node_t *m, struct qp_plan *p) {
     if (!m || m->type != YAML_MAPPING_NODE) return fail(r, m, "programs: expected a mapping");
     ptrdiff_t count = m->data.mapping.pairs.top - m->data.mapping.pairs.start;
     if (count < 1 || count > 64) return fail(r, m, "programs: expected 1 to 64 programs, found %td", count);
     p->programs = calloc((size_t)count, sizeof *p->programs);
     if (!p->programs) return qp_error_set(r->err, QP_ERR_NOMEM, "%s: out of memory", r->name);
-    static const char *const pk[] = {"tokens", "capture", "nodes", NULL};
+    static const char *const pk[] = {"tokens", "batch", "capture", "nodes", NULL};
+    static const char *const pk_req[] = {"tokens", "capture", "nodes", NULL};
     for (ptrdiff_t k = 0; k < count; k++) {
         yaml_node_pair_t *pair = &m->data.mapping.pairs.start[k];
         yaml_node_t *kn = node_at(r, pair->key), *g = node_at(r, pair->value);
@@ -495,7 +497,7 @@ static enum qp_status read_programs(struct rd *r, yaml_node_t *m, struct qp_plan
         if (qp_plan_program_by_name(p, pg->name) != (int32_t)k)
             return fail(r, kn, "programs: duplicate program '%s'", pg->name);
         snprintf(what, sizeof what, "programs.%s", pg->name);
-        TRY(check_map(r, g, what, pk, pk));
+        TRY(check_map(r, g, what, pk, pk_req));
         yaml_node_t *tk = map_get(r, g, "tokens");
         int nt = 0;
         snprintf(what, sizeof what, "programs.%s.tokens", pg->name);
@@ -504,6 +506,9 @@ static enum qp_status read_programs(struct rd *r, yaml_node_t *m, struct qp_plan
         TRY(get_i32(r, seq_item(r, tk, 1), what, 1, INT32_MAX, &pg->max_tok));
         snprintf(what, sizeof what, "programs.%s.capture", pg->name);
         TRY(get_bool(r, map_get(r, g, "capture"), what, &pg->capture));
+        yaml_node_t *bn = map_get(r, g, "batch");
+        snprintf(what, sizeof what, "programs.%s.batch", pg->name);
+        if (bn) TRY(get_bool(r, bn, what, &pg->batch));
         yaml_node_t *nodes = map_get(r, g, "nodes");
         int n = 0;
         snprintf(what, sizeof what, "programs.%s.nodes", pg->name);
@@ -531,6 +536,45 @@ static enum qp_status read_passes(struct rd *r, yaml_node_t *n, struct qp_plan *
     return QP_OK;
 }
 
+/* The lines of the top-level sections and of the fields of the flat ones (qp_plan_line). root is
+ * a mapping whose keys check_map accepted. */
+static bool is_flat(const char *section) {
+    static const char *const flat[] = {"target", "model", "hparams", "limits", "memory",
+                                       "step", "kv_cache", NULL};
+    return in_list(section, flat);
+}
+
+static void add_line(struct qp_plan *p, const char *section, const char *key, int line) {
+    struct qp_plan_line *l = &p->lines[p->n_lines++];
+    if (key) snprintf(l->path, sizeof l->path, "%s.%.20s", section, key);
+    else snprintf(l->path, sizeof l->path, "%s", section);
+    l->line = line;
+}
+
+static enum qp_status record_lines(struct rd *r, yaml_node_t *root, struct qp_plan *p) {
+    yaml_node_pair_t *first = root->data.mapping.pairs.start, *end = root->data.mapping.pairs.top;
+    size_t n = 0;
+    for (yaml_node_pair_t *s = first; s < end; s++) {
+        yaml_node_t *v = node_at(r, s->value);
+        n++;
+        if (is_flat(scalar(node_at(r, s->key))) && v && v->type == YAML_MAPPING_NODE)
+            n += (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+    }
+    if (!(p->lines = calloc(n + 1, sizeof *p->lines)))
+        return qp_error_set(r->err, QP_ERR_NOMEM, "%s: out of memory", r->name);
+    for (yaml_node_pair_t *s = first; s < end; s++) {
+        yaml_node_t *k = node_at(r, s->key), *v = node_at(r, s->value);
+        const char *section = scalar(k);
+        add_line(p, section, NULL, line_of(k));
+        if (!is_flat(section) || !v || v->type != YAML_MAPPING_NODE) continue;
+        for (yaml_node_pair_t *f = v->data.mapping.pairs.start; f < v->data.mapping.pairs.top; f++) {
+            yaml_node_t *fk = node_at(r, f->key);
+            if (scalar(fk)) add_line(p, section, scalar(fk), line_of(fk));
+        }
+    }
+    return QP_OK;
+}
+
 static enum qp_status read_root(struct rd *r, struct qp_plan *p) {
     static const char *const keys[] = {"qplan",  "target",   "passes",   "model",  "hparams",
                                        "limits", "memory",   "step",     "kv_cache",
@@ -547,6 +591,7 @@ static enum qp_status read_root(struct rd *r, struct qp_plan *p) {
         }
     }
     TRY(check_map(r, root, "plan", keys, keys));
+    TRY(record_lines(r, root, p));
     TRY(read_fields(r, map_get(r, root, "target"), "target", &qp_fields_target, &p->target));
     TRY(read_passes(r, map_get(r, root, "passes"), p));
     TRY(read_model(r, map_get(r, root, "model"), p));

@@ -54,6 +54,12 @@ static enum qp_status bad(struct vd *v, int line, const char *fmt, ...) {
         if (st_ != QP_OK) return st_;                                                          \
     } while (0)
 
+/* The line of a section or field ("hparams.eps", qp_plan_line); 1 for a plan built in memory. */
+static int at(const struct vd *v, const char *path) {
+    int line = qp_plan_line(v->p, path);
+    return line ? line : 1;
+}
+
 /* [off, off + bytes) inside the arena and aligned. */
 static enum qp_status check_region(struct vd *v, int line, const char *what, uint64_t off,
                                    uint64_t bytes) {
@@ -85,55 +91,58 @@ static enum qp_status check_header(struct vd *v, struct region **fixed, int64_t 
     const struct qp_plan_hparams *h = &p->hparams;
     *fixed = NULL;
     if (p->version != QP_PLAN_VERSION)
-        return bad(v, 1, "plan format version %d, expected %d", p->version, QP_PLAN_VERSION);
+        return bad(v, at(v, "qplan"), "plan format version %d, expected %d", p->version, QP_PLAN_VERSION);
     if (!p->target.backend || strcmp(p->target.backend, "cuda") != 0)
-        return bad(v, 1, "target.backend '%s' is not known (known: cuda)",
+        return bad(v, at(v, "target.backend"), "target.backend '%s' is not known (known: cuda)",
                    p->target.backend ? p->target.backend : "");
     if (p->memory.alignment != QP_PLAN_ALIGNMENT)
-        return bad(v, 1, "memory.alignment %" PRIu64 ", expected %d", p->memory.alignment,
+        return bad(v, at(v, "memory.alignment"), "memory.alignment %" PRIu64 ", expected %d", p->memory.alignment,
                    QP_PLAN_ALIGNMENT);
     if (h->n_head % h->n_head_kv)
-        return bad(v, 1, "hparams: n_head %" PRId64 " is not a multiple of n_head_kv %" PRId64,
+        return bad(v, at(v, "hparams.n_head"), "hparams: n_head %" PRId64 " is not a multiple of n_head_kv %" PRId64,
                    h->n_head, h->n_head_kv);
     if (h->head_dim % 2)
-        return bad(v, 1, "hparams: head_dim %" PRId64 " is odd (RoPE rotates pairs)", h->head_dim);
+        return bad(v, at(v, "hparams.head_dim"), "hparams: head_dim %" PRId64 " is odd (RoPE rotates pairs)", h->head_dim);
     if (!(h->eps > 0 && h->eps < 1) || !(h->rope_base > 0))
-        return bad(v, 1, "hparams: eps %g must be in (0, 1) and rope_base %g positive", h->eps,
+        return bad(v, at(v, "hparams"), "hparams: eps %g must be in (0, 1) and rope_base %g positive", h->eps,
                    h->rope_base);
     if (p->limits.max_chunk > p->limits.max_ctx)
-        return bad(v, 1, "limits: max_chunk %" PRId64 " exceeds max_ctx %" PRId64,
+        return bad(v, at(v, "limits.max_chunk"), "limits: max_chunk %" PRId64 " exceeds max_ctx %" PRId64,
                    p->limits.max_chunk, p->limits.max_ctx);
     if (p->limits.max_ctx > h->n_ctx_train)
-        return bad(v, 1, "limits: max_ctx %" PRId64 " exceeds the trained context %" PRId64,
+        return bad(v, at(v, "limits.max_ctx"), "limits: max_ctx %" PRId64 " exceeds the trained context %" PRId64,
                    p->limits.max_ctx, h->n_ctx_train);
     /* step state */
-    uint64_t need = QP_PLAN_STEP_HEADER_BYTES + 4 * (uint64_t)p->limits.max_chunk;
+    uint64_t need = QP_STEP_HEADER_BYTES + QP_STEP_ROW_BYTES * (uint64_t)p->limits.max_chunk;
     if (p->step.bytes < need)
-        return bad(v, 1, "step.bytes %" PRIu64 " < %" PRIu64 " (16 + 4 * max_chunk)",
+        return bad(v, at(v, "step.bytes"), "step.bytes %" PRIu64 " < %" PRIu64 " (16 + 16 * max_chunk)",
                    p->step.bytes, need);
-    TRY(check_region(v, 1, "step", p->step.offset, p->step.bytes));
+    TRY(check_region(v, at(v, "step.offset"), "step", p->step.offset, p->step.bytes));
     /* KV cache */
     const struct qp_plan_kv *kv = &p->kv;
     if (kv->type != QP_GGML_F16 && kv->type != QP_GGML_F32)
-        return bad(v, 1, "kv_cache.type must be f16 or f32");
+        return bad(v, at(v, "kv_cache.type"), "kv_cache.type must be f16 or f32");
     if (kv->n_layer != h->n_layer)
-        return bad(v, 1, "kv_cache.n_layer %" PRId64 " != hparams.n_layer %" PRId64, kv->n_layer,
+        return bad(v, at(v, "kv_cache.n_layer"), "kv_cache.n_layer %" PRId64 " != hparams.n_layer %" PRId64, kv->n_layer,
                    h->n_layer);
     if (kv->ctx != p->limits.max_ctx)
-        return bad(v, 1, "kv_cache.ctx %" PRId64 " != limits.max_ctx %" PRId64, kv->ctx,
+        return bad(v, at(v, "kv_cache.ctx"), "kv_cache.ctx %" PRId64 " != limits.max_ctx %" PRId64, kv->ctx,
                    p->limits.max_ctx);
     if (kv->kv_dim != h->n_head_kv * h->head_dim)
-        return bad(v, 1, "kv_cache.kv_dim %" PRId64 " != n_head_kv * head_dim = %" PRId64,
+        return bad(v, at(v, "kv_cache.kv_dim"), "kv_cache.kv_dim %" PRId64 " != n_head_kv * head_dim = %" PRId64,
                    kv->kv_dim, h->n_head_kv * h->head_dim);
+    if (kv->slots > p->limits.max_chunk)
+        return bad(v, at(v, "kv_cache.slots"), "kv_cache.slots %" PRId64 " exceeds limits.max_chunk %" PRId64
+                   " (a batch step holds a row per slot)", kv->slots, p->limits.max_chunk);
     uint64_t slice = (uint64_t)kv->ctx * (uint64_t)kv->kv_dim; /* both < 2^31 */
-    if (!qp_mul_size(slice, elem_size(kv->type), &slice))
-        return bad(v, 1, "kv_cache: slice size overflows");
+    if (!qp_mul_size(slice, elem_size(kv->type), &slice) || !qp_mul_size(slice, (size_t)kv->slots, &slice))
+        return bad(v, at(v, "kv_cache"), "kv_cache: slice size overflows");
     if (kv->layer_stride < slice)
-        return bad(v, 1, "kv_cache.layer_stride %" PRIu64 " < ctx * kv_dim * %zu = %" PRIu64,
-                   kv->layer_stride, elem_size(kv->type), slice);
+        return bad(v, at(v, "kv_cache.layer_stride"), "kv_cache.layer_stride %" PRIu64 " < slots * ctx * kv_dim * %zu = %"
+                   PRIu64, kv->layer_stride, elem_size(kv->type), slice);
     size_t kvb;
     if (!qp_mul_size(slice, 2 * (size_t)kv->n_layer, &kvb) || kvb != p->memory.kv_bytes)
-        return bad(v, 1, "memory.kv_bytes %" PRIu64 " != 2 * n_layer * ctx * kv_dim * %zu = %zu",
+        return bad(v, at(v, "memory.kv_bytes"), "memory.kv_bytes %" PRIu64 " != 2 * n_layer * slots * ctx * kv_dim * %zu = %zu",
                    p->memory.kv_bytes, elem_size(kv->type), kvb);
     *n_fixed = 1 + 2 * kv->n_layer;
     struct region *r = calloc((size_t)*n_fixed, sizeof *r);
@@ -144,7 +153,7 @@ static enum qp_status check_header(struct vd *v, struct region **fixed, int64_t 
         uint64_t ko, vo;
         if (!qp_mul_size((size_t)l, kv->layer_stride, &ko) ||
             !qp_add_size(ko, kv->k_offset, &vo) || !qp_add_size(ko, kv->v_offset, &ko))
-            return bad(v, 1, "kv_cache: layer offsets overflow");
+            return bad(v, at(v, "kv_cache"), "kv_cache: layer offsets overflow");
         struct region *rk = &r[1 + 2 * l], *rv = &r[2 + 2 * l];
         rk->off = vo; /* k_offset + l * stride */
         rk->bytes = slice;
@@ -154,10 +163,10 @@ static enum qp_status check_header(struct vd *v, struct region **fixed, int64_t 
         snprintf(rv->what, sizeof rv->what, "kv_cache V of layer %" PRId64, l);
     }
     for (int64_t i = 0; i < *n_fixed; i++) {
-        TRY(check_region(v, 1, r[i].what, r[i].off, r[i].bytes));
+        TRY(check_region(v, at(v, i ? "kv_cache" : "step"), r[i].what, r[i].off, r[i].bytes));
         for (int64_t j = 0; j < i; j++)
             if (overlap(r[i].off, r[i].bytes, r[j].off, r[j].bytes))
-                return bad(v, 1, "%s overlaps %s", r[i].what, r[j].what);
+                return bad(v, at(v, i ? "kv_cache" : "step"), "%s overlaps %s", r[i].what, r[j].what);
     }
     return QP_OK;
 }
@@ -189,7 +198,7 @@ static enum qp_status check_weights(struct vd *v) {
             return bad(v, w->line, "weight bytes overflow");
     }
     if (total != p->memory.weight_bytes)
-        return bad(v, 1, "memory.weight_bytes %" PRIu64 " != sum of the weights' bytes %" PRIu64,
+        return bad(v, at(v, "memory.weight_bytes"), "memory.weight_bytes %" PRIu64 " != sum of the weights' bytes %" PRIu64,
                    p->memory.weight_bytes, total);
     return QP_OK;
 }
@@ -568,7 +577,7 @@ static enum qp_status check_program(struct vd *v, int32_t id) {
         const struct qp_plan_node *n = &g->nodes[i];
         if (!n->scratch_bytes) continue;
         bool hit = overlap(n->scratch_offset, n->scratch_bytes, p->step.offset, p->step.bytes);
-        uint64_t slice = (uint64_t)p->kv.ctx * (uint64_t)p->kv.kv_dim * elem_size(p->kv.type);
+        uint64_t slice = (uint64_t)p->kv.slots * (uint64_t)p->kv.ctx * (uint64_t)p->kv.kv_dim * elem_size(p->kv.type);
         for (int64_t l = 0; l < p->kv.n_layer && !hit; l++) {
             uint64_t o = (uint64_t)l * p->kv.layer_stride; /* bounded: check_header passed */
             hit = overlap(n->scratch_offset, n->scratch_bytes, p->kv.k_offset + o, slice) ||
@@ -596,17 +605,29 @@ enum qp_status qp_plan_validate(const struct qp_plan *p, struct qp_error *err) {
     if (st == QP_OK) st = check_buffers(&v, fixed, n_fixed);
     free(fixed);
     for (int32_t k = 0; k < p->n_programs && st == QP_OK; k++) st = check_program(&v, k);
-    /* the programs' token ranges are disjoint and cover every chunk size 1..max_chunk */
-    for (int64_t n = 1; n <= p->limits.max_chunk && st == QP_OK; n++) {
-        int32_t first = qp_plan_find_program(p, n), again = -1;
-        for (int32_t k = first + 1; first >= 0 && k < p->n_programs && again < 0; k++)
-            if (n >= p->programs[k].min_tok && n <= p->programs[k].max_tok) again = k;
-        if (first < 0)
-            st = bad(&v, 1, "programs: no program runs a chunk of %" PRId64 " tokens (their tokens "
-                     "ranges must cover 1..max_chunk %" PRId64 ")", n, p->limits.max_chunk);
-        else if (again >= 0)
-            st = bad(&v, p->programs[again].line, "programs %s and %s both run chunks of %" PRId64
-                     " tokens", p->programs[first].name, p->programs[again].name, n);
+    /* the chunk programs' token ranges are disjoint and cover every chunk size 1..max_chunk; the
+     * batch programs' are disjoint and within 2..slots (a batch of one is the decode chunk) */
+    for (int b = 0; b < 2 && st == QP_OK; b++) {
+        const bool batch = b == 1;
+        const int64_t top = batch ? p->kv.slots : p->limits.max_chunk;
+        for (int64_t n = 1; n <= top && st == QP_OK; n++) {
+            int32_t first = qp_plan_find_program(p, n, batch), again = -1;
+            for (int32_t k = first + 1; first >= 0 && k < p->n_programs && again < 0; k++)
+                if (p->programs[k].batch == batch && n >= p->programs[k].min_tok && n <= p->programs[k].max_tok)
+                    again = k;
+            if (first < 0 && !batch)
+                st = bad(&v, at(&v, "programs"), "programs: no program runs a chunk of %" PRId64 " tokens (their "
+                         "tokens ranges must cover 1..max_chunk %" PRId64 ")", n, p->limits.max_chunk);
+            else if (again >= 0)
+                st = bad(&v, p->programs[again].line, "programs %s and %s both run %s of %" PRId64 " %s",
+                         p->programs[first].name, p->programs[again].name, batch ? "batches" : "chunks", n,
+                         batch ? "sequences" : "tokens");
+        }
+        for (int32_t k = 0; batch && k < p->n_programs && st == QP_OK; k++)
+            if (p->programs[k].batch && (p->programs[k].min_tok < 2 || p->programs[k].max_tok > p->kv.slots))
+                st = bad(&v, p->programs[k].line, "program %s: a batch of %d..%d sequences, the plan has %" PRId64
+                         " slots (a batch is 2..slots)", p->programs[k].name, p->programs[k].min_tok,
+                         p->programs[k].max_tok, p->kv.slots);
     }
     /* every buffer is used by some program (dead buffers are removed by the compiler) */
     for (int32_t b = 0; b < p->n_buffers && st == QP_OK; b++) {
@@ -630,13 +651,13 @@ enum qp_status qp_plan_check_model(const struct qp_plan *p, const struct qp_gguf
     struct vd v = {p, err};
     const char *gp = qp_gguf_path(g);
     if (qp_gguf_file_size(g) != p->model.size)
-        return bad(&v, 1, "the plan was compiled from %s (%" PRIu64 " bytes) but %s is %zu "
+        return bad(&v, at(&v, "model.size"), "the plan was compiled from %s (%" PRIu64 " bytes) but %s is %zu "
                    "bytes: it is another file",
                    p->model.file ? p->model.file : "(unnamed)", p->model.size, gp,
                    qp_gguf_file_size(g));
     uint64_t hh = qp_gguf_header_hash(g);
     if (hh != p->model.header_hash)
-        return bad(&v, 1, "the plan was compiled from %s (header hash 0x%016" PRIx64 ") but %s "
+        return bad(&v, at(&v, "model.header_hash"), "the plan was compiled from %s (header hash 0x%016" PRIx64 ") but %s "
                    "hashes to 0x%016" PRIx64 ": it is another file",
                    p->model.file ? p->model.file : "(unnamed)", p->model.header_hash, gp, hh);
     for (int32_t i = 0; i < p->n_weights; i++) {

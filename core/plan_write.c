@@ -293,6 +293,7 @@ static void emit_plan(struct em *m, const struct qp_plan *p) {
         i64(m, g->min_tok);
         i64(m, g->max_tok);
         seq_end(m);
+        if (g->batch) kv_str(m, "batch", "true");
         kv_str(m, "capture", g->capture ? "true" : "false");
         str(m, "nodes");
         seq_start(m, false);

@@ -56,6 +56,9 @@ struct qp_compile_options {
     int32_t sm;            /* target compute capability x 10; 0 = QP_COMPILE_DEFAULT_SM */
     int32_t sms;           /* target SMs; 0 = the usual count for sm (qp_compile_default_sms) */
     int32_t matvec_tokens; /* -1 = QP_COMPILE_DEFAULT_MATVEC_TOKENS; 0 or 1: no prefill_small */
+    int32_t slots;         /* sequences decoded together, each its own KV region; 0 = 1. With
+                              slots >= 2 the plan has batch programs batch_2, batch_4, ... up to
+                              slots (each captured), a step of n sequences padded to a bucket */
     int32_t n_overrides;
     const struct qp_kernel_override *overrides; /* [n_overrides], applied in order (last wins) */
 };
@@ -86,6 +89,29 @@ enum qp_status qp_compile(const struct qp_gguf *g, const struct qp_compile_optio
  * plan line on the first that cannot. (qplan validate runs it; the runtime checks the same at load
  * against the device it runs on.) */
 enum qp_status qp_plan_check_kernels(const struct qp_plan *p, struct qp_error *err);
+
+/* Does plan p compute model g? (compiler/plan_semantics.c) Compiles g again with the options p
+ * records (limits.max_ctx, limits.max_chunk, kv_cache.type, the passes p lists, the chunk range
+ * of program prefill_small) and requires what decides the computation to equal that reference:
+ * hparams (as g's metadata gives them), the KV cache geometry, each GGUF tensor the lowering uses
+ * read by exactly one plan weight and no other tensor read, every weight's type, shape, sources
+ * and parts, the buffers' shapes, the programs' names, token ranges and capture, and every
+ * node's op, rows, in, out, weights, bias, norm, prologue, epilogue and params. Kernels, launch
+ * shapes, scratch, offsets and totals are not compared (qp_plan_validate and
+ * qp_plan_check_kernels check them). Expects p to have passed qp_plan_validate and
+ * qp_plan_check_model against g. QP_ERR_INVALID with "plan:line: what the plan says, what the
+ * model needs" on the first difference; g may be opened header-only. */
+enum qp_status qp_plan_check_semantics(const struct qp_plan *p, const struct qp_gguf *g,
+                                       struct qp_error *err);
+
+/* The same check for many plans of one model (tests that edit a plan line by line): the
+ * reference is compiled once and kept while the plans' options stay the same. g must outlive s. */
+struct qp_semantics;
+enum qp_status qp_semantics_new(const struct qp_gguf *g, struct qp_semantics **out,
+                                struct qp_error *err);
+enum qp_status qp_semantics_check(struct qp_semantics *s, const struct qp_plan *p,
+                                  struct qp_error *err);
+void qp_semantics_free(struct qp_semantics *s); /* NULL is fine */
 
 /* Comma-separated list of the architectures with a lowering, e.g. "qwen2". */
 const char *qp_compile_architectures(void);

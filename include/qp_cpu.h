@@ -32,8 +32,8 @@ bool qp_cpu_weight_type_supported(int32_t type);
  * be multiples of the type's block size, the range inside the row. */
 void qp_cpu_weight_row(const struct qp_weight *w, int64_t row, int64_t first, int64_t n, float *dst);
 
-/* out [n][w->cols]: out[t] = row tokens[t] of w (each 0 <= tokens[t] < w->rows). */
-void qp_cpu_embed(const struct qp_weight *w, const int32_t *tokens, int64_t n, float *out);
+/* out [n][w->cols]: out[t] = row rows[t].token of w (each 0 <= token < w->rows). */
+void qp_cpu_embed(const struct qp_weight *w, const struct qp_step_row *rows, int64_t n, float *out);
 
 /* out [n][dim] = x[t] / sqrt(mean(x[t]^2) + eps) * w, w [dim]. out may equal x. */
 void qp_cpu_rms_norm(const float *x, const float *w, float *out, int64_t n, int64_t dim, float eps);
@@ -50,21 +50,24 @@ void qp_cpu_linear(const struct qp_weight *w, const float *bias, const float *x,
                    bool dequant_once);
 
 /* In place on x [n][n_head*head_dim] (rows x_stride floats apart): NEOX RoPE, for i < head_dim/2
- * the pair (x[i], x[i + head_dim/2]) of every head rotates by (pos0+t) * base^(-2i/head_dim).
- * head_dim even, <= QP_CPU_MAX_HEAD_DIM. The angles are computed in double, the rotation in f32. */
-void qp_cpu_rope(float *x, int64_t x_stride, int64_t n, int32_t n_head, int32_t head_dim, int64_t pos0,
-                 float base);
+ * the pair (x[i], x[i + head_dim/2]) of every head of row t rotates by rows[t].pos *
+ * base^(-2i/head_dim). head_dim even, <= QP_CPU_MAX_HEAD_DIM. The angles are computed in double,
+ * the rotation in f32. */
+void qp_cpu_rope(float *x, int64_t x_stride, int64_t n, int32_t n_head, int32_t head_dim,
+                 const struct qp_step_row *rows, float base);
 
-/* Rows [pos0, pos0+n) of the cache get k[t], v[t] ([n][kv->kv_dim], f32), converted to the
- * cache's type (F16: round to nearest even). pos0 + n <= kv->ctx. */
-void qp_cpu_kv_write(const struct qp_kv_ref *kv, const float *k, const float *v, int64_t n, int64_t pos0);
+/* Position rows[t].pos of slot rows[t].slot of the cache gets k[t], v[t] ([n][kv->kv_dim], f32),
+ * converted to the cache's type (F16: round to nearest even); padding rows (slot < 0) write
+ * nothing. Every other row: 0 <= slot < kv->slots, 0 <= pos < kv->ctx. */
+void qp_cpu_kv_write(const struct qp_kv_ref *kv, const float *k, const float *v, int64_t n,
+                     const struct qp_step_row *rows);
 
-/* out [n][n_head*head_dim]: for token t (position pos0+t) and head h, the softmax-weighted sum
- * of cache V rows 0..pos0+t with weights softmax(q·K_j / sqrt(head_dim)), reading KV head
- * h / (n_head / n_head_kv). q [n][n_head*head_dim]. Softmax in f32 with max subtraction
- * (online over chunks of 2048 positions). pos0 + n <= kv->ctx; n_head % n_head_kv == 0. */
+/* out [n][n_head*head_dim]: for row t and head h, the softmax-weighted sum of the V rows 0..pos
+ * of its slot (pos = rows[t].pos) with weights softmax(q·K_j / sqrt(head_dim)), reading KV head
+ * h / (n_head / n_head_kv); a padding row (slot < 0) gives 0. q [n][n_head*head_dim]. Softmax in
+ * f32 with max subtraction (online over chunks of 2048 positions). n_head % n_head_kv == 0. */
 void qp_cpu_attention(const float *q, const struct qp_kv_ref *kv, float *out, int64_t n, int32_t n_head,
-                      int32_t n_head_kv, int32_t head_dim, int64_t pos0);
+                      int32_t n_head_kv, int32_t head_dim, const struct qp_step_row *rows);
 
 /* silu(g) = g / (1 + exp(-g)) in f32. */
 float qp_cpu_silu(float g);
@@ -81,7 +84,7 @@ void qp_cpu_softmax(float *x, int64_t n, int64_t w);
 /* Index of the largest of x[0..n), n >= 1; the first one on ties; NaNs never win (0 if all NaN). */
 int32_t qp_cpu_argmax(const float *x, int64_t n);
 
-/* step->pos += step->n_tok; step->tokens[0] = step->next_token; step->n_tok = 1. */
+/* The rows move on (struct qp_step says how, by n_out). */
 void qp_cpu_step_advance(struct qp_step *step);
 
 #ifdef __cplusplus

@@ -21,6 +21,9 @@ extern "C" {
 /* Most blocks of argmax's first stage, and of mmv_argmax (whose warps then walk the rows with a
  * grid stride): one (value, index) partial per block in scratch, 8 bytes each. */
 #define QP_CUDA_ARGMAX_BLOCKS 1024
+/* Most rows one argmax (op or epilogue) picks a token for: each has its partials and, in
+ * mmv_argmax, its own done-counter in module memory. */
+#define QP_CUDA_ARGMAX_MAX_ROWS 1024
 /* Bytes of f16 weight rows the gemm kernel dequantizes per cuBLAS call by default (the chunk, over
  * the parts' stacked rows; launch.rows_per_block of a gemm node is the chunk's rows). 24 MiB holds
  * every per-layer matrix of Qwen2.5-0.5B (ffn gate+up: 9728 x 896 x 2 B = 17 MiB) in one chunk. */
@@ -54,7 +57,7 @@ static inline size_t qp_cuda_xs_bytes(int64_t cols) {
 
 struct qp_cuda_scratch_layout {
     size_t total;         /* bytes of scratch the node needs (0: none) */
-    size_t argmax_off;    /* QP_CUDA_ARGMAX_BLOCKS x {f32 value, i32 index} (argmax, epilogue) */
+    size_t argmax_off;    /* [n_tok][QP_CUDA_ARGMAX_BLOCKS] {f32 value, i32 index} (argmax, epilogue) */
     bool gemm;            /* the gemm kernel (cuBLAS) */
     bool gemm_direct;     /* gemm: cuBLAS writes out itself (epilogue NONE, ARGMAX, RESIDUAL with
                            * beta = 1); no y; biases added after by a small kernel */

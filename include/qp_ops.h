@@ -7,9 +7,11 @@
  * ne[0]) is row_bytes bytes at data + r * row_bytes, in blocks of its type. A linear op computes
  * out[t][r] = sum_c W[r][c] * x[t][c] (+ bias[r]) — x times W transposed.
  *
- * Dynamic values (position, token ids, the next token) live in the step state (struct
- * qp_step), in the backend's memory, so a captured decode graph replays unchanged: kernels read
- * the position from it, argmax writes the next token into it, step_advance moves it on.
+ * Dynamic values live in the step state (struct qp_step), in the backend's memory, so a captured
+ * graph replays unchanged: a step is n_tok rows, each a token of one sequence with its position
+ * and its sequence's slot (KV region); kernels read them from the rows, argmax writes each row's
+ * next token there, step_advance moves the rows on. A chunk of one sequence (prefill) is rows of
+ * consecutive positions in one slot; a batch is one row per sequence.
  *
  * Every op function: returns QP_OK, or a status with a message (shape mismatch, unsupported
  * type). CPU functions run synchronously; CUDA functions enqueue on args->stream and never
@@ -26,16 +28,16 @@ extern "C" {
 #endif
 
 enum qp_op {
-    QP_OP_EMBED,        /* out[t] = dequant(w[0] row step->tokens[t]);        out [n][dim]     */
+    QP_OP_EMBED,        /* out[t] = dequant(w[0] row step->rows[t].token);    out [n][dim]     */
     QP_OP_RMS_NORM,     /* out[t] = in0[t] / rms(in0[t]) * norm;              out [n][in_w]    */
     QP_OP_LINEAR,       /* out = epilogue(W · prologue(in0) + bias), see enum qp_epilogue     */
-    QP_OP_ROPE,         /* in place on out [n][n_head*head_dim], NEOX pairs, pos = step->pos+t */
-    QP_OP_KV_WRITE,     /* cache[pos+t] = in0[t] (K), in1[t] (V);             [n][kv_dim]      */
-    QP_OP_ATTENTION,    /* out[t] = causal GQA attention of in0[t] (q) over cache[0..pos+t]   */
+    QP_OP_ROPE,         /* in place on out [n][n_head*head_dim], NEOX pairs, at rows[t].pos    */
+    QP_OP_KV_WRITE,     /* cache[slot][pos] = in0[t] (K), in1[t] (V) of row t; [n][kv_dim]    */
+    QP_OP_ATTENTION,    /* out[t] = causal GQA attention of in0[t] (q) over cache[slot][0..pos]*/
     QP_OP_SWIGLU,       /* out = silu(in0) * in1                              [n][w]           */
     QP_OP_ADD,          /* out = in0 + in1                                    [n][w]           */
-    QP_OP_ARGMAX,       /* step->next_token = argmax of in0[n-1] (the last row)   [n][vocab]   */
-    QP_OP_STEP_ADVANCE, /* step->pos += n_tok; step->tokens[0] = step->next_token; n_tok = 1  */
+    QP_OP_ARGMAX,       /* step->rows[t].next = argmax of in0[t], every row     [n][vocab]   */
+    QP_OP_STEP_ADVANCE, /* the rows move on: each output's token is its next (qp_step)         */
     QP_OP_COUNT
 };
 
@@ -50,8 +52,8 @@ enum qp_epilogue {
     QP_EPILOGUE_SWIGLU,   /* fusion 3: parts (gate, up) of R rows each: out [n][R] = silu(g)*u */
     QP_EPILOGUE_ROPE_KV,  /* fusion 2: parts (q, k, v) with biases; RoPE on q and k; k and v
                              written to the cache at pos+t; out [n][n_head*head_dim] = q      */
-    QP_EPILOGUE_ARGMAX,   /* fusion 5: out [n][rows] = logits; step->next_token = argmax of the
-                             last row (first index wins ties)                                  */
+    QP_EPILOGUE_ARGMAX,   /* fusion 5: out [n][rows] = logits; step->rows[t].next = argmax of
+                             out[t], every row (first index wins ties)                         */
 };
 
 /* One weight matrix (or vector: rows = 1) in GGUF layout. */
@@ -63,22 +65,38 @@ struct qp_weight {
     size_t row_bytes;
 };
 
-/* The step state, at the plan's offset in the arena. tokens[] holds max_chunk ids. */
-struct qp_step {
-    int32_t pos;        /* position of this step's first token in the sequence */
-    int32_t n_tok;      /* tokens in this step */
-    int32_t next_token; /* written by argmax */
-    int32_t reserved;
-    int32_t tokens[];   /* [max_chunk] */
+/* One row of a step: a token of one sequence. */
+struct qp_step_row {
+    int32_t token; /* its id */
+    int32_t pos;   /* its position in its sequence: where its K and V go, what it attends to */
+    int32_t slot;  /* its sequence's KV region, 0 .. kv.slots-1; < 0: a padding row of a batch
+                      (its K and V are not written, its attention output is 0) */
+    int32_t next;  /* row t of an argmax's input: the token picked from it */
 };
 
-/* One layer's slice of the KV cache: k and v are [ctx][kv_dim] of kv_type (F16 or F32). */
+/* The step state, at the plan's offset in the arena.
+ * step_advance: when n_out == n_tok (a batch: every row is its sequence's newest token), each row
+ * becomes {next, pos + 1, slot}; when n_out == 1 (a chunk of one sequence), the step becomes one
+ * row {rows[0].next, rows[n_tok-1].pos + 1, rows[n_tok-1].slot, next -1} (the chunk's argmax ran
+ * on its last row only, so its token is rows[0].next; -1: the next token is not known yet). */
+struct qp_step {
+    int32_t n_tok;             /* rows in this step */
+    int32_t n_out;             /* n_tok (a batch) or 1 (a chunk of one sequence) */
+    int32_t reserved[2];
+    struct qp_step_row rows[]; /* [max_chunk] */
+};
+#define QP_STEP_ROW_BYTES 16
+#define QP_STEP_HEADER_BYTES 16
+
+/* One layer's KV cache: k and v are [slots][ctx][kv_dim] of type (F16 or F32); a row's slot
+ * selects its sequence's [ctx][kv_dim] region. */
 struct qp_kv_ref {
     void *k;
     void *v;
     int32_t type;   /* QP_GGML_F16 or QP_GGML_F32 */
-    int64_t ctx;    /* rows allocated; ops fail (CPU) / never write (CUDA) past it */
+    int64_t ctx;    /* positions per slot; ops fail (CPU) / never write (CUDA) past it */
     int64_t kv_dim; /* n_head_kv * head_dim */
+    int64_t slots;  /* sequences' regions */
 };
 
 /* Launch parameters of a node's kernel: plan data, chosen by the compiler (or qplan tune) and
@@ -93,12 +111,22 @@ struct qp_launch {
                                before the previous kernel ends; 0: ordinary stream order */
 };
 
+#ifdef __cplusplus
+static_assert(sizeof(struct qp_step_row) == QP_STEP_ROW_BYTES, "a step row crosses host and device as 16 bytes");
+static_assert(sizeof(struct qp_step) == QP_STEP_HEADER_BYTES, "the step header is 16 bytes");
+#else
+_Static_assert(sizeof(struct qp_step_row) == QP_STEP_ROW_BYTES, "a step row crosses host and device as 16 bytes");
+_Static_assert(sizeof(struct qp_step) == QP_STEP_HEADER_BYTES, "the step header is 16 bytes");
+#endif
+
 #define QP_OP_MAX_PARTS 3
 
 /* Everything an op reads. Each op uses the fields its enum comment names; the rest are 0. */
 struct qp_op_args {
     enum qp_op op;
     int32_t kernel;         /* enum qp_kernel (include/qp_kernels.h): the plan's kernel for the node */
+    int32_t batch;          /* 1: the rows are tokens of different sequences (a batch program);
+                               0: consecutive tokens of one sequence (a chunk) */
     int32_t n_tok;          /* activation rows: 1 for decode, the chunk size for prefill */
     struct qp_step *step;   /* backend memory */
 

@@ -49,10 +49,10 @@
 extern "C" {
 #endif
 
-#define QP_PLAN_VERSION 2
+#define QP_PLAN_VERSION 3
 #define QP_PLAN_ALIGNMENT 256 /* arena offsets: enough for any vector load and cuBLAS */
 #define QP_PLAN_MAX_IN 2
-#define QP_PLAN_STEP_HEADER_BYTES 16 /* pos, n_tok, next_token, reserved (struct qp_step) */
+
 
 /* The GGUF file a plan was compiled from. header_hash = qp_gguf_header_hash(). */
 struct qp_plan_model {
@@ -88,22 +88,24 @@ struct qp_plan_memory {
     uint64_t weight_bytes; /* sum of the plan weights' bytes (bound outside the arena) */
 };
 
-/* The step state region: struct qp_step + int32 tokens[max_chunk]. */
+/* The step state region: struct qp_step + struct qp_step_row rows[max_chunk] (include/qp_ops.h). */
 struct qp_plan_step {
     uint64_t offset;
-    uint64_t bytes; /* >= QP_PLAN_STEP_HEADER_BYTES + 4 * max_chunk */
+    uint64_t bytes; /* >= QP_STEP_HEADER_BYTES + QP_STEP_ROW_BYTES * max_chunk */
 };
 
-/* KV cache: for layer l, K is [ctx][kv_dim] of type at k_offset + l * layer_stride, V likewise
- * at v_offset + l * layer_stride. kv_bytes = 2 * n_layer * ctx * kv_dim * sizeof(type). */
+/* KV cache: for layer l, K is [slots][ctx][kv_dim] of type at k_offset + l * layer_stride, V
+ * likewise at v_offset + l * layer_stride; slot s is one sequence's [ctx][kv_dim] region.
+ * kv_bytes = 2 * n_layer * slots * ctx * kv_dim * sizeof(type). */
 struct qp_plan_kv {
     int32_t type;          /* QP_GGML_F16 or QP_GGML_F32 */
     int64_t n_layer;
-    int64_t ctx;           /* == limits.max_ctx */
+    int64_t slots;         /* sequences (qplan compile --slots), each its own region */
+    int64_t ctx;           /* == limits.max_ctx: positions per slot */
     int64_t kv_dim;        /* n_head_kv * head_dim */
     uint64_t k_offset;
     uint64_t v_offset;
-    uint64_t layer_stride; /* >= ctx * kv_dim * sizeof(type) */
+    uint64_t layer_stride; /* >= slots * ctx * kv_dim * sizeof(type) */
 };
 
 /* A weight as the kernels see it: rows x cols of one GGML type in GGUF layout. Vectors (norm
@@ -172,12 +174,22 @@ struct qp_plan_node {
 };
 
 struct qp_plan_program {
-    char *name;                   /* unique in the plan: "decode", "prefill_small", "prefill" */
-    int32_t min_tok, max_tok;     /* runs chunks of min_tok..max_tok tokens */
+    char *name;                   /* unique in the plan: "decode", "prefill_small", "prefill",
+                                     "batch_4", ... */
+    int32_t min_tok, max_tok;     /* runs steps of min_tok..max_tok rows */
+    bool batch;                   /* false: a chunk of one sequence's consecutive tokens; true: a
+                                     batch, one token of each of min_tok..max_tok sequences */
     bool capture;                 /* replayed from a CUDA graph (min_tok == max_tok) */
     int32_t n_nodes;
     struct qp_plan_node *nodes;   /* [n_nodes], in execution order */
     int line;
+};
+
+/* Where the reader found a top-level section or a field of a flat section: path "hparams",
+ * "hparams.eps", "kv_cache.ctx", ... (see qp_plan_line). */
+struct qp_plan_line {
+    char path[32];
+    int line; /* YAML line, 1-based */
 };
 
 /* What the plan's kernels and launch shapes were chosen for. */
@@ -206,12 +218,21 @@ struct qp_plan {
     int32_t n_programs;
     struct qp_plan_program *programs; /* [n_programs] */
     char *source;                   /* path it was read from (messages); NULL when built */
+    int32_t n_lines;
+    struct qp_plan_line *lines;     /* [n_lines] the sections' and flat fields' lines; NULL when
+                                       built in memory */
 };
 
-/* The program that runs a chunk of n tokens; -1 when none does. */
-int32_t qp_plan_find_program(const struct qp_plan *p, int64_t n);
+/* The program that runs a chunk of n tokens of one sequence (batch false), or a batch of n
+ * sequences (batch true); -1 when none does. */
+int32_t qp_plan_find_program(const struct qp_plan *p, int64_t n, bool batch);
 /* The program named name; -1 when absent. */
 int32_t qp_plan_program_by_name(const struct qp_plan *p, const char *name);
+/* The YAML line of a top-level section ("passes", "hparams", ...) or of a field of a flat section
+ * ("hparams.rope_base", "limits.max_ctx", "kv_cache.type", ...), for messages that name where a
+ * value came from; a field's section line when the field has none, 0 when neither is known (a
+ * plan built in memory). */
+int qp_plan_line(const struct qp_plan *p, const char *path);
 /* Name of a node's rows mode: "all", "last". */
 const char *qp_plan_rows_name(enum qp_plan_rows r);
 

@@ -1,4 +1,4 @@
-/* qp_tokenizer.h — the byte-level BPE tokenizer read from a GGUF vocabulary (issue 4), its
+/* qp_tokenizer.h — the byte-level BPE tokenizer read from a GGUF vocabulary, its
  * streaming detokenizer, and the `qrun --tokenize / --detokenize` helpers.
  *
  * Pipeline (docs/tokenizer.md): text (valid UTF-8) ▸ split out special tokens as whole

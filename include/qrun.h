@@ -11,7 +11,11 @@
  * Memory: qrun_open allocates everything (one backend arena of the plan's arena_bytes holding
  * activations, KV cache and step state; the sampler's buffers sized by the vocabulary); a
  * generation allocates only the prompt's token array, never per token.
- * Threads: one struct qrun is used by one thread at a time.
+ * Threads: one struct qrun (with its sequences) is used by one thread at a time.
+ *
+ * Many sequences at once (a plan compiled with --slots N): qrun_seq_open takes a slot, append a
+ * prompt, call qrun_step while anything runs, read each sequence's new tokens and text after each
+ * step, close; see "Sequences" below.
  */
 #pragma once
 #include <signal.h>
@@ -41,6 +45,8 @@ struct qrun_options {
     bool sync_each;         /* --sync-each: synchronise after every node (CUDA), so that a fault is
                                reported against its node */
     bool profile;           /* --profile: per-op device times of eager runs on stderr (CUDA) */
+    int32_t step_tokens;    /* the scheduler's token budget: prompt tokens one qrun_step runs at
+                               most (one chunk); 0 = the plan's max_chunk */
 };
 struct qrun_options qrun_options_default(void);
 
@@ -52,6 +58,7 @@ enum qrun_stop {
     QRUN_STOP_CONTEXT,   /* the context is full: stopped before writing past the KV cache */
     QRUN_STOP_INTERRUPT, /* *interrupt became nonzero (Ctrl-C) */
     QRUN_STOP_CALLBACK,  /* the callback returned nonzero */
+    QRUN_STOP_CANCEL,    /* qrun_seq_cancel */
 };
 const char *qrun_stop_str(enum qrun_stop r); /* "end of generation", "context full", ... */
 
@@ -175,6 +182,107 @@ typedef void (*qrun_tune_fn)(void *user, const struct qrun_tune_node *r);
  * node's results. The runtime's cache is left holding the tuner's tokens (position 0 after). */
 enum qp_status qrun_tune(struct qrun *q, int64_t depth, int reps, qrun_tune_fn cb, void *user,
                          struct qp_error *err);
+
+/* --- Sequences: many at once (runtime/sched.c) ---
+ *
+ * A plan compiled with `qplan compile --slots N` keeps N sequences, each in a slot: its own region
+ * of the KV cache (max_ctx positions; -c limits what a sequence may use) and its own positions.
+ *
+ *   struct qrun_seq *s; qrun_seq_open(q, &so, &s, &e);        takes a free slot
+ *   qrun_seq_append_text(s, prompt, true, &e);                 queues its prompt
+ *   while (qrun_step(q, &info, &e) == QP_OK && info.n_active > 0)
+ *       for each open s: qrun_seq_read(s, &toks, &n, &text, &len); ... qrun_seq_state(s)
+ *   qrun_seq_close(s);                                         frees the slot
+ *
+ * The scheduler (qrun_step): one step runs at most one prefill chunk (at most step_tokens of one
+ * waiting prompt; waiting prompts take turns, chunk by chunk) and then one batched decode step of
+ * every sequence that is generating (the plan's batch program for that many rows: each weight is
+ * read once for all of them). A long prompt is thus spread over steps: it delays the others'
+ * decoding by one chunk per step and a short prompt behind it by one chunk per prompt ahead. A sequence whose prompt ends in a step gets its first token from that
+ * chunk and decodes from the next step on. Each decoding sequence gets one token per step.
+ *
+ * Sampling is per sequence (its own qp_sampler_params, seed, stop strings, token limit); greedy
+ * sequences take the backend's argmax, the others read their row of logits.
+ *
+ * Limits, and what happens at them: opening more sequences than slots is QP_ERR_RANGE (nothing
+ * changes; a server queues the request until one closes); a prompt that does not fit the
+ * sequence's context is QP_ERR_RANGE from append (nothing queued); a sequence that reaches its
+ * context while generating stops with QRUN_STOP_CONTEXT. No position past a sequence's context
+ * is ever written, and sequences never see each other's cache.
+ *
+ * Memory: qrun_open sizes the scheduler by the plan's slots; qrun_seq_open allocates the
+ * sequence (its sampler, detokenizer, output buffers); a step allocates nothing, except that
+ * output left unread grows its buffer.
+ *
+ * Threads: q and its sequences are used by one thread at a time (a server runs qrun_step on one
+ * thread and hands requests to it). While sequences are open, qrun_generate, qrun_eval and
+ * qrun_chat_turn fail (they use slot 0); opening a sequence forgets their conversation. */
+
+struct qrun_seq;
+
+struct qrun_seq_options {
+    struct qp_sampler_params sampling;
+    int64_t n_predict;       /* tokens to generate at most per prompt; < 0 = no limit */
+    const char *const *stop; /* [n_stop] stop strings (copied; never output) */
+    int n_stop;
+    bool greedy_on_device;   /* greedy sampling reads the backend's argmax (default true) */
+    bool keep_logits;        /* qrun_seq_logits gives the logits of every token it picks */
+};
+struct qrun_seq_options qrun_seq_options_default(void);
+
+enum qrun_seq_state {
+    QRUN_SEQ_IDLE,    /* open, nothing queued */
+    QRUN_SEQ_PREFILL, /* its prompt is (partly) waiting to run */
+    QRUN_SEQ_DECODE,  /* generating */
+    QRUN_SEQ_DONE,    /* stopped: qrun_seq_stop says why; append continues it */
+};
+
+struct qrun_step_info {
+    int32_t n_prefill; /* prompt tokens this step ran (one sequence's chunk) */
+    int32_t n_decode;  /* sequences this step decoded a token of */
+    int32_t n_active;  /* sequences with work left (prefill or decode) after the step */
+};
+
+/* Opens a sequence in a free slot: QP_ERR_RANGE when all of the plan's slots are open,
+ * QP_ERR_INVALID for bad options (the message names the option). */
+enum qp_status qrun_seq_open(struct qrun *q, const struct qrun_seq_options *o, struct qrun_seq **out,
+                             struct qp_error *err);
+/* Closes it and frees its slot (NULL is fine); its output not yet read is lost. */
+void qrun_seq_close(struct qrun_seq *s);
+
+/* Queues prompt tokens; the next steps run them, then generate. On a stopped sequence it starts
+ * a new turn of the same conversation (what it generated stays in its cache). QP_ERR_RANGE when
+ * a token is outside the vocabulary or the tokens do not fit the sequence's context; QP_ERR_INVALID
+ * while it is generating. Nothing is queued on error. */
+enum qp_status qrun_seq_append(struct qrun_seq *s, const int32_t *ids, size_t n, struct qp_error *err);
+/* The same with text (the model's tokenizer; special-token text becomes those tokens when
+ * parse_special); the first prompt of a sequence gets the model's BOS where it asks for one. */
+enum qp_status qrun_seq_append_text(struct qrun_seq *s, const char *text, bool parse_special, struct qp_error *err);
+
+/* One scheduler step (see above). With nothing to do it returns QP_OK with info all 0. A failure
+ * (the device's, or memory) is returned as is, and the sequences the step ran are then in an
+ * undefined state: close them. info may be NULL. */
+enum qp_status qrun_step(struct qrun *q, struct qrun_step_info *info, struct qp_error *err);
+
+/* What s generated since the last read: tokens[0..*n) and text[0..*len) (valid UTF-8, never a
+ * stop string), owned by s and valid until the next qrun_step, read or close. The final text of a
+ * stopped sequence (held characters) is in the read after the step it stopped in. */
+void qrun_seq_read(struct qrun_seq *s, const int32_t **tokens, size_t *n, const char **text, size_t *len);
+
+/* Stops s now (QRUN_STOP_CANCEL): nothing more runs for it and its queued prompt is dropped
+ * (what already ran stays in its cache); it stays open until closed. */
+void qrun_seq_cancel(struct qrun_seq *s);
+
+enum qrun_seq_state qrun_seq_state(const struct qrun_seq *s);
+enum qrun_stop qrun_seq_stop(const struct qrun_seq *s); /* QRUN_STOP_NONE unless DONE */
+int32_t qrun_seq_slot(const struct qrun_seq *s);
+int64_t qrun_seq_pos(const struct qrun_seq *s);   /* positions of its cache in use */
+int64_t qrun_seq_n_gen(const struct qrun_seq *s); /* tokens generated for its last prompt */
+/* With keep_logits: the logits its last picked token came from ([n_vocab], owned by s), NULL
+ * before the first. */
+const float *qrun_seq_logits(const struct qrun_seq *s);
+
+int32_t qrun_slots(const struct qrun *q); /* sequences the plan holds at once */
 
 int64_t qrun_n_ctx(const struct qrun *q);          /* usable positions */
 int64_t qrun_pos(const struct qrun *q);            /* positions used */

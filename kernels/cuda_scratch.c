@@ -32,7 +32,7 @@ enum qp_status qp_cuda_scratch_plan(const struct qp_op_args *a, struct qp_cuda_s
     const size_t n = (size_t)a->n_tok;
     bool argmax = a->kernel == QP_KERNEL_ARGMAX || a->kernel == QP_KERNEL_MMV_ARGMAX ||
                   (a->kernel == QP_KERNEL_GEMM && a->epilogue == QP_EPILOGUE_ARGMAX);
-    if (argmax && !align_add(&off, (size_t)QP_CUDA_ARGMAX_BLOCKS * 8u, &l->argmax_off))
+    if (argmax && (!qp_mul_size((size_t)QP_CUDA_ARGMAX_BLOCKS * 8u, n, &b) || !align_add(&off, b, &l->argmax_off)))
         goto overflow;
     if (a->kernel == QP_KERNEL_GEMM) {
         int64_t rows = qp_cuda_rows_total(a);

@@ -269,6 +269,7 @@ static enum qp_status check_attention(int32_t id, const char *k, const struct qp
                 QP_CUDA_ATTN_MAX_SPLIT);
         return check_unused(k, l, L_BLOCK | L_SPLIT, err);
     case QP_KERNEL_ATTN_PREFILL:
+        if (a->batch) UNSUP("kernel attn_prefill runs a chunk of one sequence's tokens, not a batch of sequences");
         if (a->head_dim != 32 && a->head_dim != 64 && a->head_dim != 128)
             UNSUP("kernel attn_prefill needs head_dim 32, 64 or 128 (%d)", a->head_dim);
         if ((s = check_block(k, l->block, 1024, QP_CUDA_AP_THREADS, err)) != QP_OK) return s;
@@ -293,6 +294,9 @@ enum qp_status qp_kernel_check(int32_t id, const struct qp_op_args *a, const str
     if (a->launch.pdl && t->sm < 90)
         BAD("launch.pdl needs sm_90 or newer (programmatic dependent launch), the target is sm_%d", t->sm);
     if (a->launch.pdl != 0 && a->launch.pdl != 1) BAD("launch.pdl %d must be 0 or 1", a->launch.pdl);
+    const bool argmax = d->op == QP_OP_ARGMAX || (d->op == QP_OP_LINEAR && a->epilogue == QP_EPILOGUE_ARGMAX);
+    if (argmax && a->n_tok > QP_CUDA_ARGMAX_MAX_ROWS)
+        UNSUP("kernel %s: an argmax of %d rows (at most %d)", d->name, a->n_tok, QP_CUDA_ARGMAX_MAX_ROWS);
     enum qp_status s;
     switch (d->op) {
     case QP_OP_LINEAR: s = check_linear(id, d->name, a, t, err); break;

@@ -144,7 +144,7 @@ static enum qp_status decode(struct bench *B, int32_t tok, int64_t pos, int n, s
     return QP_OK;
 }
 
-static void json_str(FILE *f, const char *s) {
+void qrun_bench_json_str(FILE *f, const char *s) {
     fputc('"', f);
     for (; *s; s++) {
         if (*s == '"' || *s == '\\') fputc('\\', f);
@@ -357,14 +357,14 @@ enum qp_status qrun_bench(const char *plan_path, const struct qrun_options *o,
             goto done;
         }
         fprintf(f, "{\n  \"model\": ");
-        json_str(f, mname);
+        qrun_bench_json_str(f, mname);
         fprintf(f, ",\n  \"plan\": ");
-        json_str(f, plan_path);
+        qrun_bench_json_str(f, plan_path);
         fprintf(f, ",\n  \"model_size\": %llu,\n  \"model_n_params\": %.0f,\n  \"backend\": ",
                 (unsigned long long)p->memory.weight_bytes, params);
-        json_str(f, backend);
+        qrun_bench_json_str(f, backend);
         fprintf(f, ",\n  \"device\": ");
-        json_str(f, mem.known ? mem.device : "");
+        qrun_bench_json_str(f, mem.known ? mem.device : "");
         fprintf(f, ",\n  \"n_ctx\": %lld,\n  \"chunk\": %d,\n  \"reps\": %d,\n  \"seed\": %llu,\n",
                 (long long)p->limits.max_ctx, B.chunk, bo->reps, (unsigned long long)bo->seed);
         fprintf(f, "  \"load_s\": %.6f,\n  \"ttft_ms\": %.6f,\n  \"ttft_sd_ms\": %.6f,\n", t_load, ttft * 1e3,
@@ -379,7 +379,7 @@ enum qp_status qrun_bench(const char *plan_path, const struct qrun_options *o,
             double m = 0, sd = 0;
             if (!r->skipped) mean_sd(r->ts, r->reps, &m, &sd);
             fprintf(f, "%s\n    {\"test\": ", i ? "," : "");
-            json_str(f, r->name);
+            qrun_bench_json_str(f, r->name);
             fprintf(f, ", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %lld, \"skipped\": %s, \"avg_ts\": %.6f, "
                     "\"stddev_ts\": %.6f, \"samples_ts\": [", r->n_prompt, r->n_gen, (long long)r->depth,
                     r->skipped ? "true" : "false", m, sd);

@@ -21,6 +21,7 @@ extern "C" {
 #endif
 
 #define QRUN_BENCH_MAX_DEPTHS 8
+#define QRUN_BENCH_MAX_BATCH 16
 
 struct qrun_bench_options {
     int reps;          /* timed repetitions per test (>= 1; default 5) */
@@ -34,6 +35,9 @@ struct qrun_bench_options {
      * 0 for a skipped test), and how many were written */
     double *mean_ts;
     int *n_mean_ts;
+    /* --batch 1,4,16,64: llama-batched-bench's table instead (qrun_bench_batch) */
+    int n_batch;
+    int32_t batch[QRUN_BENCH_MAX_BATCH];
 };
 struct qrun_bench_options qrun_bench_options_default(void);
 
@@ -45,6 +49,20 @@ enum qp_status qrun_bench_parse_depths(const char *s, struct qrun_bench_options 
  * table to out and writes the JSON. Errors name the file and problem. */
 enum qp_status qrun_bench(const char *plan_path, const struct qrun_options *o,
                           const struct qrun_bench_options *bo, FILE *out, struct qp_error *err);
+
+/* Parses "1,4,16,64" into o->batch. QP_ERR_INVALID with a message when malformed. */
+enum qp_status qrun_bench_parse_batch(const char *s, struct qrun_bench_options *o, struct qp_error *err);
+
+/* `--bench --batch LIST` (runtime/bench_batch.c): for each batch size B of o->batch, B prompts of
+ * n_prompt random tokens prefilled each in its slot, then n_gen decode steps of all B together;
+ * prints llama-batched-bench's table (PP, TG, B, N_KV, T_PP s, S_PP t/s, T_TG s, S_TG t/s, T s,
+ * S t/s) and writes its rows as JSON when json_path is set. Sizes above the plan's slots, or a
+ * PP + TG past a slot's context, are reported as skipped. */
+enum qp_status qrun_bench_batch(const char *plan_path, const struct qrun_options *o,
+                                const struct qrun_bench_options *bo, FILE *out, struct qp_error *err);
+
+/* s as a JSON string literal (quotes, escapes) on f. */
+void qrun_bench_json_str(FILE *f, const char *s);
 
 #ifdef __cplusplus
 }

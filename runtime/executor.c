@@ -40,13 +40,15 @@ struct qp_exec {
     const void **wptr;            /* [n_weights] backend pointers of plan weights */
     struct exec_program *progs;   /* [plan->n_programs] */
     float *logits;                /* [n_vocab] host */
-    int32_t *step_host;           /* [4 + max_chunk] staging for step writes */
+    struct qp_step *step_host;    /* header + rows[max_chunk]: staging for step writes */
     /* last forward */
     int32_t last_prog;
     int32_t last_n;
-    /* what the backend's step state holds after the last run (see forward) */
+    int32_t last_rows;            /* rows the last batch's outputs are (qp_exec_batch_next) */
+    /* what the backend's step state holds after the last chunk (see begin) */
     bool dev_known;
     int64_t dev_pos;
+    int32_t dev_slot;
     int32_t dev_tok0;
     bool dev_tok0_known;
 };
@@ -190,6 +192,7 @@ static enum qp_status prepare_program(struct qp_exec *x, int32_t id, struct qp_e
                  nd->line);
         e->names[i] = name;
         a->op = nd->op;
+        a->batch = pp->batch;
         a->n_tok = 1;
         a->step = x->b->step;
         /* A last-row node reads row n_tok-1 of a per-token input ([max_chunk] rows), but row 0
@@ -236,6 +239,7 @@ static enum qp_status prepare_program(struct qp_exec *x, int32_t id, struct qp_e
             a->kv.v = arena + p->kv.v_offset + lo;
             a->kv.type = p->kv.type;
             a->kv.ctx = p->kv.ctx;
+            a->kv.slots = p->kv.slots;
             a->kv.kv_dim = p->kv.kv_dim;
         }
         if (nd->scratch_bytes) {
@@ -285,7 +289,7 @@ enum qp_status qp_exec_init(const struct qp_plan *p, const struct qp_gguf *g,
     };
     x->wptr = calloc((size_t)(p->n_weights > 0 ? p->n_weights : 1), sizeof *x->wptr);
     x->logits = malloc((size_t)p->hparams.n_vocab * sizeof *x->logits);
-    x->step_host = calloc((size_t)p->limits.max_chunk + 4, sizeof *x->step_host);
+    x->step_host = calloc(1, QP_STEP_HEADER_BYTES + QP_STEP_ROW_BYTES * (size_t)p->limits.max_chunk);
     x->progs = calloc((size_t)p->n_programs + 1, sizeof *x->progs);
     if (!x->wptr || !x->logits || !x->step_host || !x->progs) {
         s = qp_error_set(err, QP_ERR_NOMEM, "out of memory");
@@ -348,10 +352,10 @@ static void set_chunk(struct exec_program *e, int32_t n) {
     }
 }
 
-/* The program for n tokens at pos, set up (set_chunk), with the step state written unless the
- * backend already holds it; *id is the program. */
-static enum qp_status begin(struct qp_exec *x, const int32_t *tokens, int32_t n, int64_t pos, int32_t *id,
-                            struct qp_error *err) {
+/* The chunk program for n tokens of the sequence in slot at pos, set up (set_chunk), with the step
+ * state written unless the backend already holds it; *id is the program. */
+static enum qp_status begin(struct qp_exec *x, int32_t slot, const int32_t *tokens, int32_t n, int64_t pos,
+                            int32_t *id, struct qp_error *err) {
     const struct qp_plan *p = x->plan;
     if (n < 1 || n > p->limits.max_chunk)
         return qp_error_set(err, QP_ERR_RANGE, "forward: %d tokens, the plan's chunk is 1..%lld", n,
@@ -360,48 +364,132 @@ static enum qp_status begin(struct qp_exec *x, const int32_t *tokens, int32_t n,
         return qp_error_set(err, QP_ERR_RANGE,
                             "forward: positions %lld..%lld are past the KV cache (%lld positions)",
                             (long long)pos, (long long)(pos + n - 1), (long long)p->limits.max_ctx);
-    *id = qp_plan_find_program(p, n); /* validated: one program runs each size */
+    if (slot < 0 || slot >= p->kv.slots)
+        return qp_error_set(err, QP_ERR_RANGE, "forward: slot %d, the plan has %lld", slot, (long long)p->kv.slots);
+    *id = qp_plan_find_program(p, n, false); /* validated: one program runs each chunk size */
     if (*id < 0) return qp_error_set(err, QP_ERR_INVALID, "forward: no program of the plan runs %d tokens", n);
     set_chunk(&x->progs[*id], n);
     /* The step state: skip the write when the backend already holds it (a decode program that
      * advanced the step itself and picked this very token): that is what lets a replayed
      * decode graph run with no host-to-device copy per token. */
-    bool skip = n == 1 && x->dev_known && x->dev_pos == pos && x->dev_tok0_known &&
+    bool skip = n == 1 && x->dev_known && x->dev_pos == pos && x->dev_slot == slot && x->dev_tok0_known &&
                 x->dev_tok0 == tokens[0];
     x->dev_known = false;
     x->dev_tok0_known = false;
     if (skip) return QP_OK;
-    x->step_host[0] = (int32_t)pos;
-    x->step_host[1] = n;
-    x->step_host[2] = -1;
-    x->step_host[3] = 0;
-    memcpy(x->step_host + 4, tokens, (size_t)n * sizeof *tokens);
-    return x->b->vt->write(x->b, x->b->step, x->step_host, (size_t)(4 + n) * sizeof(int32_t), err);
+    struct qp_step *h = x->step_host;
+    h->n_tok = n;
+    h->n_out = 1;
+    for (int32_t t = 0; t < n; t++) h->rows[t] = (struct qp_step_row){tokens[t], (int32_t)(pos + t), slot, -1};
+    return x->b->vt->write(x->b, x->b->step, h, QP_STEP_HEADER_BYTES + QP_STEP_ROW_BYTES * (size_t)n, err);
+}
+
+/* Runs program id as set up; a captured one replays its graph where the backend has graphs. */
+static enum qp_status run_program(struct qp_exec *x, int32_t id, int32_t n, struct qp_error *err) {
+    struct exec_program *e = &x->progs[id];
+    enum qp_status s = e->prog.capture && x->b->vt->replay ? x->b->vt->replay(x->b, &e->prog, err)
+                                                           : x->b->vt->run(x->b, &e->prog, err);
+    if (s != QP_OK) return s;
+    x->last_prog = id;
+    x->last_n = n;
+    return QP_OK;
+}
+
+enum qp_status qp_exec_forward_slot(struct qp_exec *x, int32_t slot, const int32_t *tokens, int32_t n, int64_t pos,
+                                    struct qp_error *err) {
+    int32_t id = -1;
+    enum qp_status s = begin(x, slot, tokens, n, pos, &id, err);
+    if (s == QP_OK) s = run_program(x, id, n, err);
+    if (s != QP_OK) return s;
+    x->last_rows = 1;
+    if (x->progs[id].has_advance) {
+        x->dev_known = true;
+        x->dev_pos = pos + n;
+        x->dev_slot = slot;
+    }
+    return QP_OK;
 }
 
 enum qp_status qp_exec_forward(struct qp_exec *x, const int32_t *tokens, int32_t n, int64_t pos,
                                struct qp_error *err) {
-    int32_t id = -1;
-    enum qp_status s = begin(x, tokens, n, pos, &id, err);
-    if (s != QP_OK) return s;
-    struct exec_program *e = &x->progs[id];
-    if (e->prog.capture && x->b->vt->replay)
-        s = x->b->vt->replay(x->b, &e->prog, err);
-    else
-        s = x->b->vt->run(x->b, &e->prog, err);
-    if (s != QP_OK) return s;
-    x->last_prog = id;
-    x->last_n = n;
-    if (e->has_advance) {
-        x->dev_known = true;
-        x->dev_pos = pos + n;
+    return qp_exec_forward_slot(x, 0, tokens, n, pos, err);
+}
+
+/* The batch program for n sequences: the smallest bucket of at least n. */
+static int32_t batch_program(const struct qp_plan *p, int32_t n) {
+    int32_t best = -1;
+    for (int32_t k = 0; k < p->n_programs; k++)
+        if (p->programs[k].batch && p->programs[k].max_tok >= n &&
+            (best < 0 || p->programs[k].max_tok < p->programs[best].max_tok))
+            best = k;
+    return best;
+}
+
+enum qp_status qp_exec_forward_batch(struct qp_exec *x, const struct qp_step_row *rows, int32_t n,
+                                     struct qp_error *err) {
+    const struct qp_plan *p = x->plan;
+    if (n == 1) return qp_exec_forward_slot(x, rows[0].slot, &rows[0].token, 1, rows[0].pos, err);
+    const int32_t id = n >= 2 ? batch_program(p, n) : -1;
+    if (id < 0)
+        return qp_error_set(err, QP_ERR_RANGE, "forward: a batch of %d sequences, the plan runs 1..%lld (its slots)",
+                            n, (long long)p->kv.slots);
+    for (int32_t t = 0; t < n; t++) {
+        const struct qp_step_row *r = &rows[t];
+        if (r->slot < 0 || r->slot >= p->kv.slots || r->pos < 0 || r->pos >= p->limits.max_ctx)
+            return qp_error_set(err, QP_ERR_RANGE, "forward: batch row %d: slot %d (of %lld), position %d (of %lld)",
+                                t, r->slot, (long long)p->kv.slots, r->pos, (long long)p->limits.max_ctx);
+        for (int32_t u = 0; u < t; u++)
+            if (rows[u].slot == r->slot)
+                return qp_error_set(err, QP_ERR_INVALID, "forward: batch rows %d and %d are both slot %d", u, t, r->slot);
     }
+    const int32_t B = p->programs[id].max_tok;
+    struct qp_step *h = x->step_host;
+    h->n_tok = B;
+    h->n_out = B;
+    for (int32_t t = 0; t < B; t++)
+        h->rows[t] = t < n ? (struct qp_step_row){rows[t].token, rows[t].pos, rows[t].slot, -1}
+                           : (struct qp_step_row){0, 0, -1, -1}; /* padding: no cache write, output 0 */
+    x->dev_known = false;
+    x->dev_tok0_known = false;
+    set_chunk(&x->progs[id], B);
+    enum qp_status s = x->b->vt->write(x->b, x->b->step, h, QP_STEP_HEADER_BYTES + QP_STEP_ROW_BYTES * (size_t)B, err);
+    if (s == QP_OK) s = run_program(x, id, B, err);
+    if (s == QP_OK) x->last_rows = n;
+    return s;
+}
+
+enum qp_status qp_exec_batch_next(struct qp_exec *x, int32_t *tokens, int32_t n, struct qp_error *err) {
+    if (x->last_prog < 0 || !x->progs[x->last_prog].has_argmax || n > x->last_rows)
+        return qp_error_set(err, QP_ERR_INVALID, "batch tokens read without a batch run with an argmax");
+    if (!x->plan->programs[x->last_prog].batch) return qp_exec_argmax(x, tokens, err); /* a chunk: one row */
+    struct qp_step *h = x->step_host;
+    enum qp_status s = x->b->vt->read(x->b, h, x->b->step, QP_STEP_HEADER_BYTES + QP_STEP_ROW_BYTES * (size_t)n, err);
+    if (s != QP_OK) return s;
+    for (int32_t t = 0; t < n; t++) {
+        if (h->rows[t].next < 0 || h->rows[t].next >= x->plan->hparams.n_vocab)
+            return qp_error_set(err, QP_ERR_DEVICE, "the backend's argmax wrote token %d for row %d (vocabulary %lld)",
+                                h->rows[t].next, t, (long long)x->plan->hparams.n_vocab);
+        tokens[t] = h->rows[t].next;
+    }
+    return QP_OK;
+}
+
+enum qp_status qp_exec_batch_logits(struct qp_exec *x, int32_t row, const float **logits, struct qp_error *err) {
+    if (x->last_prog < 0 || row < 0 || row >= x->last_rows)
+        return qp_error_set(err, QP_ERR_INVALID, "logits of row %d read, the last run had %d", row, x->last_rows);
+    const struct exec_program *e = &x->progs[x->last_prog];
+    if (!x->plan->programs[x->last_prog].batch) return qp_exec_logits(x, logits, err); /* a chunk: its last token's */
+    const struct qp_op_args *a = &e->args[e->logits_node];
+    enum qp_status s = x->b->vt->read(x->b, x->logits, a->out + (int64_t)row * a->out_w,
+                                      (size_t)x->plan->hparams.n_vocab * sizeof(float), err);
+    if (s != QP_OK) return s;
+    *logits = x->logits;
     return QP_OK;
 }
 
 enum qp_status qp_exec_begin(struct qp_exec *x, const int32_t *tokens, int32_t n, int64_t pos, int32_t *program,
                              struct qp_error *err) {
-    return begin(x, tokens, n, pos, program, err);
+    return begin(x, 0, tokens, n, pos, program, err);
 }
 
 struct qp_op_args *qp_exec_node_args(struct qp_exec *x, int32_t program, int32_t node) {
@@ -483,15 +571,18 @@ const struct qp_plan *qp_exec_plan(const struct qp_exec *x) { return x->plan; }
 enum qp_status qp_exec_argmax(struct qp_exec *x, int32_t *token, struct qp_error *err) {
     if (x->last_prog < 0 || !x->progs[x->last_prog].has_argmax)
         return qp_error_set(err, QP_ERR_INVALID, "argmax read without an argmax in the program");
-    int32_t hdr[4];
-    enum qp_status s = x->b->vt->read(x->b, hdr, x->b->step, sizeof hdr, err);
+    struct qp_step *h = x->step_host;
+    enum qp_status s = x->b->vt->read(x->b, h, x->b->step, QP_STEP_HEADER_BYTES + QP_STEP_ROW_BYTES, err);
     if (s != QP_OK) return s;
-    if (hdr[2] < 0 || hdr[2] >= x->plan->hparams.n_vocab)
-        return qp_error_set(err, QP_ERR_DEVICE, "the backend's argmax wrote token %d (vocabulary %lld)",
-                            hdr[2], (long long)x->plan->hparams.n_vocab);
-    *token = hdr[2];
-    if (x->dev_known) { /* step_advance copied next_token into tokens[0] */
-        x->dev_tok0 = hdr[2];
+    /* a chunk's argmax ran on its last row into rows[0].next, which step_advance then made
+     * rows[0].token */
+    const int32_t tok = x->dev_known ? h->rows[0].token : h->rows[0].next;
+    if (tok < 0 || tok >= x->plan->hparams.n_vocab)
+        return qp_error_set(err, QP_ERR_DEVICE, "the backend's argmax wrote token %d (vocabulary %lld)", tok,
+                            (long long)x->plan->hparams.n_vocab);
+    *token = tok;
+    if (x->dev_known) { /* step_advance moved the picked token into rows[0].token */
+        x->dev_tok0 = tok;
         x->dev_tok0_known = true;
     }
     return QP_OK;

@@ -37,12 +37,26 @@ enum qp_status qp_exec_init(const struct qp_plan *p, const struct qp_gguf *g,
                             struct qp_error *err);
 void qp_exec_free(struct qp_exec *x); /* NULL is fine */
 
-/* Runs tokens[0..n) at positions pos .. pos+n-1 (their K and V go to the cache there) with the
- * plan's program for chunks of n tokens (graph replay where it is captured and the backend has
- * graphs).
+/* Runs tokens[0..n) of the sequence in slot 0 at positions pos .. pos+n-1 (their K and V go to the
+ * cache there) with the plan's program for chunks of n tokens (graph replay where it is captured
+ * and the backend has graphs). qp_exec_forward_slot: the same for the sequence in slot.
  * QP_ERR_RANGE when n is not in [1, max_chunk] or pos + n > max_ctx (nothing is written). */
 enum qp_status qp_exec_forward(struct qp_exec *x, const int32_t *tokens, int32_t n, int64_t pos,
                                struct qp_error *err);
+enum qp_status qp_exec_forward_slot(struct qp_exec *x, int32_t slot, const int32_t *tokens, int32_t n, int64_t pos,
+                                    struct qp_error *err);
+
+/* One token of each of n sequences (rows[t]: token, position, slot; slots distinct, each in
+ * 0..slots-1): the plan's batch program of the smallest bucket >= n, the rows past n padding
+ * (no cache write); n == 1 runs the decode chunk. QP_ERR_RANGE when n exceeds the plan's slots
+ * or a row's slot or position is out of range. Then qp_exec_batch_next reads each row's argmax
+ * (device greedy) and qp_exec_batch_logits a row's logits (host sampling). */
+enum qp_status qp_exec_forward_batch(struct qp_exec *x, const struct qp_step_row *rows, int32_t n,
+                                     struct qp_error *err);
+enum qp_status qp_exec_batch_next(struct qp_exec *x, int32_t *tokens, int32_t n, struct qp_error *err);
+/* Logits of output row `row` of the last run ([n_vocab] host floats owned by x, valid until the
+ * next call): a batch's row t is its sequence t; a chunk has one, row 0. */
+enum qp_status qp_exec_batch_logits(struct qp_exec *x, int32_t row, const float **logits, struct qp_error *err);
 
 /* The last forward's logits of its last token: [n_vocab] host floats owned by x, valid until
  * the next forward. */

@@ -57,6 +57,9 @@ static void usage(FILE *f) {
           "  --bench-reps N          repetitions per test (default 5)\n"
           "  --bench-depths LIST     tg depths, e.g. 0,4096,16384 (tokens already in the KV cache)\n"
           "  --bench-pp N, --bench-tg N  tokens of the pp and tg tests (default 512, 128)\n"
+          "  --batch LIST            with --bench: llama-batched-bench's table for these numbers of\n"
+          "                          sequences decoded together, e.g. 1,4,16,64 (a plan compiled with\n"
+          "                          --slots; PP 128 unless --bench-pp, TG --bench-tg)\n"
           "  --perplexity            perplexity of the text of -f (llama-perplexity's method;\n"
           "                          -c N tokens per chunk, default 512)\n"
           "  --chunks N              at most N chunks (default: all)\n"
@@ -182,7 +185,7 @@ int main(int argc, char **argv) {
                *detokenize = NULL;
     const char *stops[MAX_STOP];
     int n_stop = 0;
-    bool chat = false, seed_given = false, bench = false, perplexity = false;
+    bool chat = false, seed_given = false, bench = false, pp_given = false, perplexity = false;
     struct qrun_ppl_options po = qrun_ppl_options_default();
     struct qrun_bench_options bo = qrun_bench_options_default();
     struct qrun_options o = qrun_options_default();
@@ -247,8 +250,17 @@ int main(int argc, char **argv) {
         else if (IS("--bench", "--bench")) bench = true;
         else if (IS("--bench-json", "--bench-json")) { NEED_VAL; bo.json_path = val; bench = true; }
         else if (IS("--bench-reps", "--bench-reps")) { NEED_VAL; if (parse_int(a, val, 1, 100, &v)) return 2; bo.reps = (int)v; }
-        else if (IS("--bench-pp", "--bench-pp")) { NEED_VAL; if (parse_int(a, val, 0, 1 << 20, &v)) return 2; bo.n_prompt = (int)v; }
+        else if (IS("--bench-pp", "--bench-pp")) { NEED_VAL; if (parse_int(a, val, 0, 1 << 20, &v)) return 2; bo.n_prompt = (int)v; pp_given = true; }
         else if (IS("--bench-tg", "--bench-tg")) { NEED_VAL; if (parse_int(a, val, 0, 1 << 20, &v)) return 2; bo.n_gen = (int)v; }
+        else if (IS("--batch", "--batch")) {
+            NEED_VAL;
+            struct qp_error be = {{0}};
+            if (qrun_bench_parse_batch(val, &bo, &be) != QP_OK) {
+                fprintf(stderr, "qrun: %s\n", be.msg);
+                return 2;
+            }
+            bench = true;
+        }
         else if (IS("--bench-depths", "--bench-depths")) {
             NEED_VAL;
             struct qp_error be = {{0}};
@@ -309,7 +321,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (bench) {
-        enum qp_status bs = qrun_bench(plan, &o, &bo, stdout, &err);
+        if (bo.n_batch > 0 && !pp_given) bo.n_prompt = 128; /* llama-batched-bench's shape: PP 128, TG 128 */
+        enum qp_status bs = bo.n_batch > 0 ? qrun_bench_batch(plan, &o, &bo, stdout, &err)
+                                           : qrun_bench(plan, &o, &bo, stdout, &err);
         if (bs != QP_OK) fprintf(stderr, "qrun: %s\n", err.msg);
         return bs == QP_OK ? 0 : 1;
     }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "executor.h"
+#include "gen.h"
 #include "qrun_internal.h"
 #include "qp_kernels.h"
 #include "qp_chat.h"
@@ -57,6 +58,7 @@ const char *qrun_stop_str(enum qrun_stop r) {
     case QRUN_STOP_CONTEXT: return "context full";
     case QRUN_STOP_INTERRUPT: return "interrupted";
     case QRUN_STOP_CALLBACK: return "stopped by the caller";
+    case QRUN_STOP_CANCEL: return "cancelled";
     }
     return "unknown";
 }
@@ -189,6 +191,8 @@ enum qp_status qrun_open(const char *plan_path, const struct qrun_options *o, st
         }
     }
     if (s != QP_OK) goto fail;
+    s = qrun_sched_init(q, o->step_tokens, err);
+    if (s != QP_OK) goto fail;
     q->load_s = now_s() - t0;
     *out = q;
     return QP_OK;
@@ -199,6 +203,7 @@ fail:
 
 void qrun_close(struct qrun *q) {
     if (!q) return;
+    qrun_sched_free(q);
     qp_exec_free(q->exec);
     qp_tokenizer_free(q->tok);
     qp_chat_free(q->chat);
@@ -249,6 +254,9 @@ static enum qp_status feed(struct qrun *q, const int32_t *ids, size_t n,
 enum qp_status qrun_eval(struct qrun *q, const int32_t *ids, size_t n, int64_t pos,
                          const float **logits, struct qp_error *err) {
     if (n == 0) return qp_error_set(err, QP_ERR_INVALID, "eval: no tokens");
+    if (q->n_seqs > 0)
+        return qp_error_set(err, QP_ERR_INVALID, "eval: %d sequences are open (qrun_seq_open): close them first",
+                            q->n_seqs);
     if (pos < 0 || pos > q->n_ctx || (int64_t)n > q->n_ctx - pos)
         return qp_error_set(err, QP_ERR_RANGE, "eval: %zu tokens at position %lld do not fit the context (%lld)",
                             n, (long long)pos, (long long)q->n_ctx);
@@ -263,59 +271,14 @@ enum qp_status qrun_eval(struct qrun *q, const int32_t *ids, size_t n, int64_t p
     return qp_exec_logits(q->exec, logits, err);
 }
 
-/* Text held back while it may be the start of a stop string. */
-struct holdbuf {
-    char *buf;
-    size_t len, cap, max_stop;
-};
-
-static bool hold_append(struct holdbuf *h, const char *s, size_t n) {
-    if (h->len + n + 1 > h->cap) {
-        size_t cap = (h->len + n + 1) * 2;
-        char *b = realloc(h->buf, cap);
-        if (!b) return false;
-        h->buf = b;
-        h->cap = cap;
-    }
-    memcpy(h->buf + h->len, s, n);
-    h->len += n;
-    return true;
-}
-
-/* Returns the number of bytes of h that may be printed now; *found = a stop string starts at
- * that point. */
-static size_t hold_release(const struct holdbuf *h, const struct qrun_gen_options *g, bool *found) {
-    *found = false;
-    size_t best = h->len;
-    for (int i = 0; i < g->n_stop; i++) {
-        size_t sl = strlen(g->stop[i]);
-        if (!sl || sl > h->len) continue;
-        for (size_t p = 0; p + sl <= h->len && p < best; p++)
-            if (memcmp(h->buf + p, g->stop[i], sl) == 0) {
-                best = p;
-                *found = true;
-                break;
-            }
-    }
-    if (*found) return best;
-    /* keep the longest suffix that is a proper prefix of a stop string */
-    size_t keep = 0;
-    for (int i = 0; i < g->n_stop; i++) {
-        size_t sl = strlen(g->stop[i]);
-        for (size_t k = sl > 0 ? sl - 1 : 0; k > keep; k--)
-            if (k <= h->len && memcmp(h->buf + h->len - k, g->stop[i], k) == 0) {
-                keep = k;
-                break;
-            }
-    }
-    return h->len - keep;
-}
-
 enum qp_status qrun_generate_tokens(struct qrun *q, const int32_t *ids_in, size_t n_in,
                                     const struct qrun_gen_options *g, qrun_token_fn cb, void *user,
                                     struct qrun_stats *stats, struct qp_error *err) {
     struct qrun_stats st = {0};
     double t0 = now_s();
+    if (q->n_seqs > 0)
+        return qp_error_set(err, QP_ERR_INVALID, "generate: %d sequences are open (qrun_seq_open): close them first",
+                            q->n_seqs);
     if (!g->keep_context) {
         q->pos = 0;
         q->pending = -1;
@@ -337,23 +300,18 @@ enum qp_status qrun_generate_tokens(struct qrun *q, const int32_t *ids_in, size_
             return qp_error_set(err, QP_ERR_RANGE, "prompt token %d at %zu is outside the vocabulary (%d)",
                                 ids_in[i], i, nv);
     int32_t *ids = NULL;
-    struct qp_sampler *smp = NULL;
-    struct qp_detok *dt = NULL;
-    struct holdbuf h = {0};
+    struct qp_gen gen;
     int64_t n_decode_total = 0;
-    enum qp_status s = QP_OK;
+    enum qp_status s = qp_gen_init(&gen, q->tok, nv, &g->sampling, g->n_predict, g->stop, g->n_stop, err);
+    if (s != QP_OK) goto done;
     ids = malloc(n * sizeof *ids);
-    if (!ids) return qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+    if (!ids) {
+        s = qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     if (pend >= 0) ids[0] = pend;
     if (n_in) memcpy(ids + (pend >= 0), ids_in, n_in * sizeof *ids);
-    s = qp_sampler_init(&g->sampling, nv, &smp, err);
-    if (s == QP_OK) s = qp_detok_new(q->tok, QP_DETOK_HIDE_SPECIAL, &dt, err);
-    if (s != QP_OK) goto done;
-    for (size_t i = 0; i < n; i++) qp_sampler_accept(smp, ids[i]);
-    for (int i = 0; i < g->n_stop; i++) {
-        size_t l = strlen(g->stop[i]);
-        if (l > h.max_stop) h.max_stop = l;
-    }
+    for (size_t i = 0; i < n; i++) qp_gen_prompt(&gen, ids[i]);
 
     bool intr = false;
     s = feed(q, ids, n, g->interrupt, &intr, err);
@@ -379,44 +337,27 @@ enum qp_status qrun_generate_tokens(struct qrun *q, const int32_t *ids_in, size_
         } else {
             const float *lg;
             s = qp_exec_logits(q->exec, &lg, err);
-            if (s == QP_OK) tok = qp_sampler_sample(smp, lg);
+            if (s == QP_OK) tok = qp_gen_sample(&gen, lg);
         }
         if (s != QP_OK) goto done;
         if (st.n_gen == 0 && n_decode == 0) {
             st.t_first_s = now_s() - t0;
             tg0 = now_s();
         }
-        if (qp_tokenizer_is_eog(q->tok, tok)) {
-            st.stop = QRUN_STOP_EOG;
-            break;
-        }
-        qp_sampler_accept(smp, tok);
-        st.n_gen++;
+        enum qrun_stop why;
         const char *txt;
         size_t tl;
-        s = qp_detok_push(dt, tok, &txt, &tl, err);
+        s = qp_gen_take(&gen, tok, &why, &txt, &tl, err);
         if (s != QP_OK) goto done;
-        if (!hold_append(&h, txt, tl)) {
-            s = qp_error_set(err, QP_ERR_NOMEM, "out of memory");
-            goto done;
+        if (why == QRUN_STOP_EOG) {
+            st.stop = why;
+            break;
         }
-        bool found;
-        size_t rel = hold_release(&h, g, &found);
-        int rc = cb ? cb(user, tok, h.buf, rel) : 0;
-        memmove(h.buf, h.buf + rel, h.len - rel);
-        h.len -= rel;
+        st.n_gen++;
         q->pending = tok; /* not yet in the cache */
-        if (found) {
-            h.len = 0; /* the stop string and what follows are not printed */
-            st.stop = QRUN_STOP_STRING;
-            break;
-        }
-        if (rc) {
-            st.stop = QRUN_STOP_CALLBACK;
-            break;
-        }
-        if (g->n_predict > 0 && st.n_gen >= g->n_predict) {
-            st.stop = QRUN_STOP_LENGTH;
+        int rc = cb ? cb(user, tok, txt, tl) : 0;
+        if (why == QRUN_STOP_STRING || rc || why == QRUN_STOP_LENGTH) {
+            st.stop = why == QRUN_STOP_STRING ? why : rc ? QRUN_STOP_CALLBACK : why;
             break;
         }
         if (g->interrupt && *g->interrupt) {
@@ -435,22 +376,18 @@ enum qp_status qrun_generate_tokens(struct qrun *q, const int32_t *ids_in, size_
         n_decode_total = n_decode;
     }
     st.t_gen_s = n_decode ? now_s() - tg0 : 0.0;
-    {
-        /* flush: an unfinished character, then held text that turned out not to be a stop */
+    if (st.stop != QRUN_STOP_STRING) {
         const char *txt;
         size_t tl;
-        qp_detok_flush(dt, &txt, &tl);
-        if (st.stop != QRUN_STOP_STRING && hold_append(&h, txt, tl) && h.len && cb)
-            cb(user, -1, h.buf, h.len);
+        qp_gen_flush(&gen, &txt, &tl);
+        if (tl && cb) cb(user, -1, txt, tl);
     }
 done:
     st.pos = q->pos;
     st.n_decode = n_decode_total;
     if (stats) *stats = st;
     free(ids);
-    free(h.buf);
-    qp_sampler_free(smp);
-    qp_detok_free(dt);
+    qp_gen_free(&gen);
     return s;
 }
 
@@ -481,6 +418,9 @@ enum qp_status qrun_generate(struct qrun *q, const char *prompt, const struct qr
 enum qp_status qrun_chat_turn(struct qrun *q, const char *system, const char *user_msg,
                               const struct qrun_gen_options *g, qrun_token_fn cb, void *user,
                               struct qrun_stats *stats, struct qp_error *err) {
+    if (q->n_seqs > 0)
+        return qp_error_set(err, QP_ERR_INVALID, "chat: %d sequences are open (qrun_seq_open): close them first",
+                            q->n_seqs);
     if (!q->chat) {
         enum qp_status s = qp_chat_init(q->chat_template, system, &q->chat, err);
         if (s != QP_OK) return s;

@@ -23,4 +23,18 @@ struct qrun {
     int32_t pending;     /* a generated token not yet fed to the cache (chat), -1 none */
     double load_s;
     bool progress_shown;
+    /* the scheduler (sched.c): sized by the plan's slots at open */
+    int32_t n_slots;
+    int32_t step_tokens;          /* prompt tokens a step runs at most */
+    struct qrun_seq **slot_seq;   /* [n_slots] the sequence in each slot, NULL when free */
+    int32_t n_seqs;               /* open sequences */
+    uint64_t next_ticket;         /* prefill turns: each chunk sends its sequence to the back of the line */
+    struct qp_step_row *rows;     /* [n_slots] a decode step's rows */
+    struct qrun_seq **row_seq;    /* [n_slots] the sequence of each row */
+    int32_t *row_tok;             /* [n_slots] the argmax of each row */
+    bool *was_decoding;           /* [n_slots] the slot's sequence was generating when the step began */
 };
+
+/* The scheduler's part of qrun_open and qrun_close (sched.c). */
+enum qp_status qrun_sched_init(struct qrun *q, int32_t step_tokens, struct qp_error *err);
+void qrun_sched_free(struct qrun *q);

@@ -1,4 +1,4 @@
-/* tokenizer.c — the byte-level BPE tokenizer built from a GGUF vocabulary (issue 4).
+/* tokenizer.c — the byte-level BPE tokenizer built from a GGUF vocabulary.
  *
  * Owns: loading and validating tokenizer.ggml.* (tokens, token types, merges, special ids),
  * the GPT-2 byte <-> unicode mapping, the token-text hash, the merge-rank hash, the special-

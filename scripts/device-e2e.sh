@@ -11,13 +11,15 @@
 #   6. compute-sanitizer memcheck and racecheck on a short generation (qrun, graph replay)
 #      (QP_SAN_TIMEOUT seconds each, default 150)
 #   7. a long run: 8,000 decode tokens, device memory sampled with nvidia-smi (constant?)
-#   8. qplan tune on the same-shape plan (per-node table, untuned vs tuned pp512/tg128 in one
+#   8. batch: the same-shape model compiled with $QP_SLOTS slots (default 64) of 512 positions,
+#      qrun --bench --batch 1,2,4,8,16,32,64 (llama-batched-bench's table, PP 128, TG 128)
+#   9. qplan tune on the same-shape plan (per-node table, untuned vs tuned pp512/tg128 in one
 #      process), then test_cuda_backend on the tuned plan (CUDA vs CPU logits, graph == eager)
 # Logs go to $OUT (the device tool's folder) or ./device-out. Each step's status is listed at
 # the end; the script exits nonzero when any step failed.
 #   QP_HEADER  the header (default: <repo>/../model-header.gguf, i.e. .device/model-header.gguf)
 #   QP_CTX     plan context (default 16640 = 16384 + 256: enough for tg128 @ d16384)
-#   QP_STEPS   steps to run (default "build synth test sanitize bench bw longrun tune")
+#   QP_STEPS   steps to run (default "build synth test sanitize bench bw longrun batch tune")
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 final=${OUT:-$root/device-out}
@@ -28,7 +30,7 @@ out=${TMPDIR:-/tmp}/qp-e2e/logs
 mkdir -p "$out"
 header=${QP_HEADER:-$root/../model-header.gguf}
 ctx=${QP_CTX:-16640}
-steps=${QP_STEPS:-build synth test sanitize bench bw longrun tune}
+steps=${QP_STEPS:-build synth test sanitize bench bw longrun batch tune}
 export QP_BUILD_DIR=${QP_BUILD_DIR:-$root/build-device}
 b=$QP_BUILD_DIR
 export PATH=/usr/local/cuda/bin:$PATH
@@ -125,6 +127,16 @@ if want longrun && [ -x "$b/runtime/qrun" ]; then
   grep -E 'tg8000' "$out/longrun.txt"
   note "long run (8,000 tokens, graph): $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc"); device memory $mem"
 fi
+if want batch && [ -x "$b/runtime/qrun" ]; then
+  slots=${QP_SLOTS:-64}
+  "$b/compiler/qplan" compile "$model" -o "$work/slots.yaml" --ctx 512 --slots "$slots" > "$out/batch.txt" 2>&1
+  timeout 300 "$b/runtime/qrun" "$work/slots.yaml" -m "$model" --device cuda --bench --batch 1,2,4,8,16,32,64 \
+    --bench-reps 3 --bench-json "$out/batch.json" >> "$out/batch.txt" 2>&1
+  rc=$?
+  grep -E '^\|' "$out/batch.txt"
+  note "batched bench ($slots slots): $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc")"
+  cat "$out/batch.txt" >> "$out/bench.txt"
+fi
 if want tune && [ -x "$b/compiler/qplan" ]; then
   timeout 420 "$b/compiler/qplan" tune "$plan" -m "$model" -o "$work/tuned.yaml" > "$out/tune.txt" 2> "$out/tune.err"
   rc=$?
@@ -144,7 +156,7 @@ fi
 echo "---- summary ($(( $(date +%s) - t0 )) s) ----"
 printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
 cat "$out/bench-eager.txt" >> "$out/bench.txt" 2>/dev/null
-for f in summary.txt test.log bench.txt bench.json tune.txt tuned-plan.yaml sanitizer-memcheck-full.log; do
+for f in summary.txt test.log bench.txt bench.json batch.json tune.txt tuned-plan.yaml sanitizer-memcheck-full.log; do
   [ -f "$out/$f" ] && cp "$out/$f" "$final/"
 done
 ! grep -q 'FAILED\|rc=' "$out/summary.txt"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs ON the GPU machine: decode-speed work (issue 8) in one command, this tree against a
+# Runs ON the GPU machine: decode-speed work in one command, this tree against a
 # baseline tree, same machine, same synthetic model:
 #   1. builds this tree and the baseline tree ($QP_BASE, a copy of the previous commit) in
 #      parallel (qplan, qrun, and the GPU tests of this tree)

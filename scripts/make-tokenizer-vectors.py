@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""make-tokenizer-vectors.py — known-answer vectors for the tokenizer tests (issue 4).
+"""make-tokenizer-vectors.py — known-answer vectors for the tokenizer tests.
 
 Builds an independent Qwen2 tokenizer with the Hugging Face `tokenizers` library from the
 vocabulary GGUF's tokens and merges (read with the `gguf` package), configured the way

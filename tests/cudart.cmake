@@ -1,4 +1,4 @@
-# CUDA backend end to end (runtime/cuda/, issue 7): CUDA logits vs the CPU backend at every
+# CUDA backend end to end (runtime/cuda/): CUDA logits vs the CPU backend at every
 # position of a greedy run, graph replay vs eager, a cuBLAS-path prefill. Label gpu: skips
 # (exit 77) without a GPU. Needs libqrun's public API (include/qrun.h) and qplan (synth, compile).
 if(QP_HAVE_CUDA AND TARGET qrunlib AND TARGET qplan AND EXISTS ${CMAKE_SOURCE_DIR}/include/qrun.h)

@@ -1,9 +1,11 @@
-# Failure behaviour (issue 9): the built tools run as a user runs them, on broken inputs
+# Failure behaviour: the built tools run as a user runs them, on broken inputs
 # (tests/failures/failures.sh CASE): a clear message naming the file, exit 1 or 2 (never a
 # crash), nothing on stdout, no output file or temporary file left behind.
 #   gguf_corrupt      truncated (8 points) and corrupted (magic, version, counts, key length,
 #                     random bytes, text) GGUF to qplan inspect and compile
-#   plan_edited       a compiled plan edited by hand (11 edits) to qplan validate
+#   plan_edited       a compiled plan edited by hand (11 edits) to qplan validate, and 5 edits
+#                     only the model shows (a bias deleted, a weight swapped, rope_base, eps, a
+#                     KV layer) to qplan validate plan model
 #   plan_other_model  a plan with another model / a truncated copy of its own
 #   missing_files     missing inputs, folders as files, unwritable outputs (missing folder, /proc)
 #   disk_full         plan and model writes on a full disk (tmpfs) or past ulimit -f

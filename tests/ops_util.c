@@ -154,3 +154,10 @@ int tu_finish(const char *test_name) {
            tu_failures == 1 ? "" : "s");
     return tu_failures ? 1 : 0;
 }
+
+void tu_step_chunk(union tu_step *u, int32_t pos0, int32_t n) {
+    memset(u, 0, sizeof *u);
+    u->s.n_tok = n;
+    u->s.n_out = 1;
+    for (int32_t t = 0; t < n && t < TU_STEP_ROWS; t++) u->s.rows[t] = (struct qp_step_row){0, pos0 + t, 0, -1};
+}

@@ -36,6 +36,16 @@ int64_t tu_check_bits(const char *what, const float *a, const float *b, int64_t 
 /* Same for raw bytes (KV caches). */
 int64_t tu_check_bytes(const char *what, const void *a, const void *b, size_t n);
 
+/* A step state with room for TU_STEP_ROWS rows (a struct ending in a flexible array may be a
+ * union's member, not another struct's: C11 6.7.2.1). */
+#define TU_STEP_ROWS 64
+union tu_step {
+    struct qp_step s;
+    struct qp_step_row room[1 + TU_STEP_ROWS]; /* the 16-byte header, then the rows */
+};
+/* u as a chunk of n rows of one sequence in slot 0 at positions pos0.., tokens 0, n_out 1. */
+void tu_step_chunk(union tu_step *u, int32_t pos0, int32_t n);
+
 /* Test report: counts a failure when n != 0. */
 extern int tu_failures;
 /* While set, tu_check reports mismatches as "caught" and does not count them (planted faults). */

@@ -21,7 +21,7 @@
 
 static char tmpdir[512];
 
-static void tmp_init(const char *tag) {
+static inline void tmp_init(const char *tag) {
     snprintf(tmpdir, sizeof tmpdir, "%s/%s.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", tag);
     if (!mkdtemp(tmpdir)) {
         printf("cannot create a temporary folder\n");
@@ -29,7 +29,7 @@ static void tmp_init(const char *tag) {
     }
 }
 
-static void tmp_cleanup(void) {
+static inline void tmp_cleanup(void) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) printf("note: could not remove %s\n", tmpdir);
@@ -37,7 +37,7 @@ static void tmp_cleanup(void) {
 
 /* Runs a shell command (printf-style); exits the test on failure (a broken qplan is a
  * failure of this test's premise, reported with the command). */
-static void sh(const char *fmt, ...) {
+static inline void sh(const char *fmt, ...) {
     char cmd[4096];
     va_list ap;
     va_start(ap, fmt);
@@ -67,7 +67,7 @@ static struct qrun *open_plan(const char *plan, const char *model, int64_t n_ctx
 }
 
 /* |a - b| <= tol * max(1, max |b|) over n logits; returns the worst ratio err / scale. */
-static double logits_err(const float *a, const float *b, int32_t n, int32_t *worst) {
+static inline double logits_err(const float *a, const float *b, int32_t n, int32_t *worst) {
     double mx = 1.0, e = 0.0;
     for (int32_t i = 0; i < n; i++)
         if (fabs((double)b[i]) > mx) mx = fabs((double)b[i]);
@@ -82,7 +82,7 @@ static double logits_err(const float *a, const float *b, int32_t n, int32_t *wor
     return e / mx;
 }
 
-static int32_t argmax_f(const float *x, int32_t n) {
+static inline int32_t argmax_f(const float *x, int32_t n) {
     int32_t b = 0;
     for (int32_t i = 1; i < n; i++)
         if (x[i] > x[b]) b = i;
@@ -99,7 +99,7 @@ struct collect {
     volatile sig_atomic_t *flag_after; /* set after stop_after tokens instead */
 };
 
-static int collect_cb(void *user, int32_t token, const char *text, size_t len) {
+static inline int collect_cb(void *user, int32_t token, const char *text, size_t len) {
     struct collect *c = user;
     if (token >= 0 && c->n < 4096) c->tok[c->n++] = token;
     if (c->len + len < sizeof c->text) {

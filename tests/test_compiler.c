@@ -1,4 +1,4 @@
-/* test_compiler.c — qplan compile / validate (issue 5).
+/* test_compiler.c — qplan compile / validate.
  *
  * Synthetic header-only Qwen2 models of several shapes are written with the GGUF writer into
  * the build folder; the compiler's plans for two tiny shapes are compared byte for byte with
@@ -294,7 +294,7 @@ static void test_corrupt(void) {
     if (!text) return;
     static const struct corrupt cases[] = {
         {"- op: attention", "- op: attend", "unknown op 'attend'"},
-        {"qplan: 2", "qplan: 3", "plan format version 3"},
+        {"qplan: 3", "qplan: 4", "plan format version 4"},
         {"  alignment: 256", "  alignment: 128", "memory.alignment 128"},
         {"name: x, dtype: f32, shape: [512, 64], offset: ", "name: x, dtype: f32, shape: [512, 64], offset: 1", "not a multiple of the alignment"},
         {"header_hash: \"0x", "header_hash: \"0xz", "16 hex digits"},
@@ -307,8 +307,8 @@ static void test_corrupt(void) {
         {"capture: true", "capture: true\n    captured: yes", "unknown key 'captured'"},
         {"in: [x]", "in: [nowhere]", "no buffer named 'nowhere'"},
         {"weights: [token_embd.weight]", "weights: [token_embd.weights]", "no weight named 'token_embd.weights'"},
-        {"step: {offset: 0, bytes: 2064}", "step: {offset: 0, bytes: 16}", "step.bytes 16"},
-        {"k_offset: 2304", "k_offset: -2304", "negative value -2304"},
+        {"step: {offset: 0, bytes: 8208}", "step: {offset: 0, bytes: 16}", "step.bytes 16"},
+        {"k_offset: 8448", "k_offset: -8448", "negative value -8448"},
         {"  ctx: 512", "  ctx: 256", "kv_cache.ctx 256 != limits.max_ctx 512"},
         {"      epilogue: rope_kv", "      epilogue: swiglu", "swiglu needs 2 parts"},
         {"params: {n_head: 4, n_head_kv: 2, head_dim: 16, layer: 0}", "params: {n_head: 4, n_head_kv: 2, head_dim: 16, layer: 9}", "params.layer 9"},

@@ -1,4 +1,4 @@
-/* test_cuda_backend.c — the CUDA backend end to end against the CPU backend (issue 7):
+/* test_cuda_backend.c — the CUDA backend end to end against the CPU backend:
  *
  *   1. whole-model logits: the same token sequence (a random prompt, then 64 greedy tokens
  *      chosen by the CPU backend) is fed to the CPU backend, the CUDA backend with graph replay
@@ -10,7 +10,10 @@
  *   4. the plan decides: the model compiled again with --kernel naming, in turn, each linear and
  *      attention kernel that can run the nodes; the backend must report exactly the named kernels
  *      for every node that ran (qrun_node_kernels), and the logits must agree with the CPU's
- *      (a shorter run of 1 and 3 per variant).
+ *      (a shorter run of 1 and 3 per variant);
+ *   5. many sequences at once (a plan with 8 slots): each sequence's logits decoded together
+ *      against decoded alone, device argmax against host argmax, graph against eager
+ *      (check_batch says how).
  *
  * Models: a small synthetic Qwen2 with the default model's mix of weight types, written and
  * compiled here with qplan; and, when QP_E2E_MODEL and QP_E2E_PLAN name them (scripts/
@@ -259,6 +262,131 @@ static void check_variant(const char *qplan_model, const char *dir, const char *
     qrun_close(gr);
 }
 
+/* 5. Many sequences (a plan with slots): sequences at depths 1..200 joining at different steps,
+ * decoded together on the GPU, against each decoded alone on the GPU (host greedy, every token's
+ * logits kept). Batch programs may run other kernels than the one-token decode (gemm's f16
+ * operands: decode_tol says which bound applies), so the two may pick different tokens at a
+ * near-tie: logits are compared up to and including the first step where the tokens differ.
+ * Then the same batch with the argmax on the device must pick exactly the host's tokens, and
+ * graph replay must equal eager launches bit for bit. */
+enum { B_SEQS = 6, B_GEN = 24 };
+struct batch_rec {
+    int32_t tok[B_GEN];
+    float *logits; /* [B_GEN][n_vocab] */
+    int n;
+};
+
+static void batch_run(struct qrun *q, const int32_t *const *prompt, const size_t *len, const int *join, int n_seqs,
+                      bool device_greedy, struct batch_rec *out, int *most) {
+    const int32_t nv = qrun_n_vocab(q);
+    struct qrun_seq_options o = qrun_seq_options_default();
+    o.sampling.temp = 0.0f;
+    o.n_predict = B_GEN;
+    o.greedy_on_device = device_greedy;
+    o.keep_logits = !device_greedy;
+    struct qrun_seq *s[B_SEQS] = {0};
+    struct qp_error e = {{0}};
+    *most = 0;
+    for (int step = 0;; step++) {
+        for (int i = 0; i < n_seqs; i++)
+            if (join[i] == step &&
+                (qrun_seq_open(q, &o, &s[i], &e) != QP_OK || qrun_seq_append(s[i], prompt[i], len[i], &e) != QP_OK)) {
+                printf("FAIL: sequence %d: %s\n", i, e.msg);
+                exit(1);
+            }
+        struct qrun_step_info in;
+        if (qrun_step(q, &in, &e) != QP_OK) {
+            printf("FAIL: step: %s\n", e.msg);
+            exit(1);
+        }
+        if (in.n_decode > *most) *most = in.n_decode;
+        for (int i = 0; i < n_seqs; i++) {
+            if (!s[i]) continue;
+            const int32_t *t;
+            size_t n, tl;
+            const char *text;
+            qrun_seq_read(s[i], &t, &n, &text, &tl);
+            for (size_t k = 0; k < n && out[i].n < B_GEN; k++) {
+                if (o.keep_logits)
+                    memcpy(out[i].logits + (size_t)out[i].n * (size_t)nv, qrun_seq_logits(s[i]), (size_t)nv * sizeof(float));
+                out[i].tok[out[i].n++] = t[k];
+            }
+        }
+        bool joined = true;
+        for (int i = 0; i < n_seqs; i++) joined = joined && join[i] <= step;
+        if (joined && in.n_active == 0) break;
+    }
+    for (int i = 0; i < n_seqs; i++) qrun_seq_close(s[i]);
+}
+
+static void check_batch(const char *label, const char *plan, const char *model) {
+    printf("== %s: sequences decoded together (%s)\n", label, plan);
+    struct qrun *gr = open_on(plan, model, "cuda", true), *eg = open_on(plan, model, "cuda", false);
+    const int32_t nv = qrun_n_vocab(gr);
+    const double tol = decode_tol(gr);
+    const size_t len[B_SEQS] = {3, 200, 17, 1, 40, 9};
+    const int join[B_SEQS] = {0, 0, 1, 2, 3, 5};
+    int32_t *prompt[B_SEQS];
+    struct batch_rec alone[B_SEQS], together[B_SEQS], dev[B_SEQS], eager[B_SEQS];
+    for (int i = 0; i < B_SEQS; i++) {
+        prompt[i] = malloc(len[i] * sizeof(int32_t));
+        for (size_t k = 0; k < len[i]; k++) prompt[i][k] = (int32_t)(((unsigned)i * 7919u + (unsigned)k * 104729u) % (unsigned)nv);
+        struct batch_rec *r[4] = {&alone[i], &together[i], &dev[i], &eager[i]};
+        for (int j = 0; j < 4; j++) {
+            memset(r[j], 0, sizeof *r[j]);
+            r[j]->logits = calloc((size_t)B_GEN * (size_t)nv, sizeof(float));
+        }
+    }
+    int most = 0, m1;
+    const int zero[1] = {0};
+    for (int i = 0; i < B_SEQS; i++) {
+        const int32_t *pi[1] = {prompt[i]};
+        batch_run(gr, pi, &len[i], zero, 1, false, &alone[i], &m1);
+    }
+    batch_run(gr, (const int32_t *const *)prompt, len, join, B_SEQS, false, together, &most);
+    batch_run(gr, (const int32_t *const *)prompt, len, join, B_SEQS, true, dev, &m1);
+    batch_run(eg, (const int32_t *const *)prompt, len, join, B_SEQS, false, eager, &m1);
+    double worst = 0, worst_eager = 0;
+    int compared = 0, diverged = 0;
+    for (int i = 0; i < B_SEQS; i++) {
+        for (int k = 0; k < together[i].n && k < alone[i].n; k++) {
+            const double e = rel_err(together[i].logits + (size_t)k * (size_t)nv, alone[i].logits + (size_t)k * (size_t)nv, nv);
+            if (!(e <= worst)) worst = e;
+            compared++;
+            if (together[i].tok[k] != alone[i].tok[k]) {
+                diverged++;
+                break;
+            }
+        }
+        const bool same_dev = dev[i].n == together[i].n &&
+                              memcmp(dev[i].tok, together[i].tok, (size_t)dev[i].n * sizeof(int32_t)) == 0;
+        CHECK(same_dev, "%s: sequence %d: the device's argmax picked other tokens than the host's", label, i);
+        for (int k = 0; k < eager[i].n && k < together[i].n; k++) {
+            const double e = rel_err(eager[i].logits + (size_t)k * (size_t)nv, together[i].logits + (size_t)k * (size_t)nv, nv);
+            if (!(e <= worst_eager)) worst_eager = e;
+        }
+        CHECK(eager[i].n == together[i].n, "%s: sequence %d: %d tokens eager, %d replayed", label, i, eager[i].n,
+              together[i].n);
+    }
+    printf("batch: %d tokens of %d sequences (up to %d per step) vs each alone: worst rel %.3e (tol %.0e), %d "
+           "sequences took another token at a near-tie; device argmax == host argmax; graph vs eager rel %.3e\n",
+           compared, B_SEQS, most, worst, tol, diverged, worst_eager);
+    CHECK(worst <= tol, "%s: batched logits differ from alone by rel %.3e", label, worst);
+    CHECK(worst_eager == 0, "%s: batched graph and eager logits differ (rel %.3e)", label, worst_eager);
+    CHECK(most >= 5, "%s: at most %d sequences in one step: the test did not batch", label, most);
+    CHECK(compared >= B_SEQS * B_GEN / 2, "%s: only %d tokens compared", label, compared);
+    check_ran(label, gr, NULL, NULL);
+    for (int i = 0; i < B_SEQS; i++) {
+        free(prompt[i]);
+        free(alone[i].logits);
+        free(together[i].logits);
+        free(dev[i].logits);
+        free(eager[i].logits);
+    }
+    qrun_close(gr);
+    qrun_close(eg);
+}
+
 int main(int argc, char **argv) {
     int n = 0;
     cudaError_t ce = cudaGetDeviceCount(&n);
@@ -293,6 +421,11 @@ int main(int argc, char **argv) {
     snprintf(cmd, sizeof cmd, "%s compile %s -o %s --ctx 128 --chunk 16", QPLAN, m, p);
     sh(cmd);
     check_model("small synthetic, mixed types", p, m);
+    char ps[300];
+    snprintf(ps, sizeof ps, "%s/mixed-slots.yaml", dir);
+    snprintf(cmd, sizeof cmd, "%s compile %s -o %s --ctx 256 --chunk 16 --slots 8", QPLAN, m, ps);
+    sh(cmd);
+    check_batch("small synthetic, 8 slots", ps, m);
     /* the plan decides: each linear and attention kernel named in turn (the LM head, with its argmax
      * epilogue, only runs mmv_argmax and gemm: blk.* names the layers' linears). With the matvecs
      * everywhere every product is f32 (TOL_FP32); where gemm runs (named, or the 40-token prefill's

@@ -34,7 +34,7 @@
  * path rounds x and the weights to f16 (2^-11 relative each): ~5e-4 expected, 3e-3 allowed. */
 #define TOL_F32 QP_KERNEL_TOL_F32
 #define TOL_GEMM QP_KERNEL_TOL_F16
-#define MAX_CHUNK 64
+#define MAX_CHUNK 1024 /* rows of the test step state */
 
 static int g_fail, g_pass;
 static bool g_all;                     /* --all: every candidate launch, PDL on and off */
@@ -162,16 +162,27 @@ struct step_pair {
 };
 static struct step_pair step_new(void) {
     struct step_pair s;
-    s.bytes = sizeof(struct qp_step) + MAX_CHUNK * sizeof(int32_t);
+    s.bytes = sizeof(struct qp_step) + MAX_CHUNK * sizeof(struct qp_step_row);
     s.h = calloc(1, s.bytes);
     s.d = dalloc(s.bytes);
     return s;
 }
+/* A chunk of n_tok rows of one sequence in slot 0 at positions pos.., random tokens < vocab. */
 static void step_set(struct step_pair *s, int pos, int n_tok, int vocab) {
-    s->h->pos = pos;
     s->h->n_tok = n_tok;
-    s->h->next_token = -1;
-    for (int i = 0; i < MAX_CHUNK; i++) s->h->tokens[i] = vocab > 0 ? (int32_t)(rnd() % (uint32_t)vocab) : 0;
+    s->h->n_out = 1;
+    for (int i = 0; i < MAX_CHUNK; i++)
+        s->h->rows[i] = (struct qp_step_row){vocab > 0 ? (int32_t)(rnd() % (uint32_t)vocab) : 0, pos + i, 0, -1};
+    CK(cudaMemcpy(s->d, s->h, s->bytes, cudaMemcpyHostToDevice));
+}
+
+/* A batch of n rows, each its own sequence: row t in slot t at a random position below ctx; the
+ * last row a padding row (slot -1) when pad. */
+static void step_set_batch(struct step_pair *s, int n, int ctx, bool pad) {
+    s->h->n_tok = n;
+    s->h->n_out = n;
+    for (int i = 0; i < MAX_CHUNK; i++) s->h->rows[i] = (struct qp_step_row){0, (int32_t)(rnd() % (uint32_t)ctx), i, -1};
+    if (pad) s->h->rows[n - 1].slot = -1;
     CK(cudaMemcpy(s->d, s->h, s->bytes, cudaMemcpyHostToDevice));
 }
 
@@ -365,12 +376,17 @@ static void check_nonfinite(const char *what, const float *gpu, const float *cpu
     ok ? g_pass++ : g_fail++;
 }
 
+/* When set, test_linear runs its n tokens as a batch: row t in slot t of an n-slot cache, at a random
+ * position, the last row padding (the rope_kv epilogue's cache writes per row and slot). */
+static bool g_batch_rows;
+
 static void test_linear(int32_t type, const struct lin_case *lc) {
     char what[160];
     static const char *const xpat_name[] = {"", " x:range", " x:NaN", " x:inf"};
-    snprintf(what, sizeof what, "linear %s%s %lldx%lld%s n=%d %s/%s%s%s", qp_ggml_type_name(type),
+    snprintf(what, sizeof what, "linear %s%s %lldx%lld%s %s=%d %s/%s%s%s", qp_ggml_type_name(type),
              lc->v_q8 ? "+Q8_0" : "", (long long)(lc->rows[0] + lc->rows[1] + lc->rows[2]), (long long)lc->cols,
-             lc->n_parts > 1 ? " (parts)" : "", lc->n_tok, qp_prologue_name(lc->pro), qp_epilogue_name(lc->epi),
+             lc->n_parts > 1 ? " (parts)" : "", g_batch_rows ? "batch" : "n", lc->n_tok, qp_prologue_name(lc->pro),
+             qp_epilogue_name(lc->epi),
              lc->bias ? " +bias" : "", xpat_name[lc->xpat]);
     if (!cpu_has(type, "linear") || (lc->v_q8 && !cpu_has(QP_GGML_Q8_0, "linear"))) return;
     static cublasHandle_t blas;
@@ -381,9 +397,10 @@ static void test_linear(int32_t type, const struct lin_case *lc) {
     struct qp_op_args c = {0}, g;
     struct step_pair sp = step_new();
     const int n = lc->n_tok;
-    const int n_head = 14, n_kv = 2, hd = 64, ctx = 256;
+    const int n_head = 14, n_kv = 2, hd = 64, ctx = 256, slots = g_batch_rows ? n : 1;
     int pos = (int)(rnd() % 150);
-    step_set(&sp, pos, n, 0);
+    if (g_batch_rows) step_set_batch(&sp, n, ctx, n > 1);
+    else step_set(&sp, pos, n, 0);
     c.op = QP_OP_LINEAR;
     c.n_tok = n;
     c.step = sp.h;
@@ -420,7 +437,7 @@ static void test_linear(int32_t type, const struct lin_case *lc) {
     c.in1 = lc->epi == QP_EPILOGUE_RESIDUAL ? res : NULL;
     float *out_c = malloc((size_t)n * out_w * 4);
     c.out = out_c;
-    size_t kvn = (size_t)ctx * n_kv * hd, kvb = kvn * (lc->kv_type == QP_GGML_F16 ? 2 : 4);
+    size_t kvn = (size_t)slots * ctx * n_kv * hd, kvb = kvn * (lc->kv_type == QP_GGML_F16 ? 2 : 4);
     void *kc_h = NULL, *vc_h = NULL, *kc_d = NULL, *vc_d = NULL;
     if (lc->epi == QP_EPILOGUE_ROPE_KV) {
         c.n_head = n_head;
@@ -437,7 +454,7 @@ static void test_linear(int32_t type, const struct lin_case *lc) {
         memcpy(vc_h, kc_h, kvb);
         kc_d = dup_to_dev(kc_h, kvb);
         vc_d = dup_to_dev(vc_h, kvb);
-        c.kv = (struct qp_kv_ref){kc_h, vc_h, lc->kv_type, ctx, (int64_t)n_kv * hd};
+        c.kv = (struct qp_kv_ref){kc_h, vc_h, lc->kv_type, ctx, (int64_t)n_kv * hd, slots};
     }
     g = c;
     g.step = sp.d;
@@ -450,7 +467,8 @@ static void test_linear(int32_t type, const struct lin_case *lc) {
     g.norm = dup_to_dev(norm, (size_t)lc->cols * 4);
     g.in1 = c.in1 ? dup_to_dev(res, (size_t)n * out_w * 4) : NULL;
     g.out = poisoned((size_t)n * out_w);
-    if (kc_d) g.kv = (struct qp_kv_ref){kc_d, vc_d, lc->kv_type, ctx, (int64_t)n_kv * hd};
+    if (kc_d) g.kv = (struct qp_kv_ref){kc_d, vc_d, lc->kv_type, ctx, (int64_t)n_kv * hd, slots};
+    g.batch = c.batch = g_batch_rows;
     struct qp_kernel_choice ch[MAX_CHOICES];
     const int nch = run_cpu(what, &c) ? gpu_choices(&g, ch) : -1;
     if (nch == 0) {
@@ -487,15 +505,23 @@ static void test_linear(int32_t type, const struct lin_case *lc) {
             check(w2, b1, b2, kvn, ktol);
             free(a1); free(a2); free(b1); free(b2); free(kg); free(vg);
         }
-        if (lc->epi == QP_EPILOGUE_ARGMAX) {
-            struct qp_step st;
-            CK(cudaMemcpy(&st, sp.d, sizeof st, cudaMemcpyDeviceToHost));
-            const float *last = out_c + (size_t)(n - 1) * out_w;
-            int ct = sp.h->next_token, gt = st.next_token;
-            /* a different index passes only as a near-tie within the output tolerance */
-            bool ok = gt == ct || (gt >= 0 && gt < out_w && fabsf(last[gt] - last[ct]) <= (ch[ci].kernel == QP_KERNEL_GEMM ? 1e-2f : 1e-4f) * fabsf(last[ct]) + 1e-6f);
-            printf("%-4s %-58s next_token gpu %d cpu %d\n", ok ? "ok" : "FAIL", "  argmax epilogue", gt, ct);
+        if (lc->epi == QP_EPILOGUE_ARGMAX) { /* every row's token */
+            struct qp_step *st = malloc(sp.bytes);
+            CK(cudaMemcpy(st, sp.d, sp.bytes, cudaMemcpyDeviceToHost));
+            bool ok = true;
+            int bad_t = -1;
+            for (int t = 0; t < n; t++) {
+                const float *row = out_c + (size_t)t * out_w;
+                const int ct = sp.h->rows[t].next, gt = st->rows[t].next;
+                /* a different index passes only as a near-tie within the output tolerance */
+                const bool same = gt == ct || (gt >= 0 && gt < out_w && fabsf(row[gt] - row[ct]) <=
+                                  (ch[ci].kernel == QP_KERNEL_GEMM ? 1e-2f : 1e-4f) * fabsf(row[ct]) + 1e-6f);
+                if (!same && bad_t < 0) bad_t = t;
+                ok = ok && same;
+            }
+            printf("%-4s %-58s next token of every row (first mismatch: %d)\n", ok ? "ok" : "FAIL", "  argmax epilogue", bad_t);
             ok ? g_pass++ : g_fail++;
+            free(st);
         }
     }
     for (int i = 0; i < lc->n_parts; i++) {
@@ -642,12 +668,12 @@ static void test_attention(int n, int pos, int ctx, int n_head, int n_kv, int hd
     c.n_head = n_head;
     c.n_head_kv = n_kv;
     c.head_dim = hd;
-    c.kv = (struct qp_kv_ref){kh, vh, kvt, ctx, kvd};
+    c.kv = (struct qp_kv_ref){kh, vh, kvt, ctx, kvd, 1};
     g = c;
     g.step = sp.d;
     g.in0 = dup_to_dev(k, (size_t)n * kvd * 4);
     g.in1 = dup_to_dev(v, (size_t)n * kvd * 4);
-    g.kv = (struct qp_kv_ref){kd, vd, kvt, ctx, kvd};
+    g.kv = (struct qp_kv_ref){kd, vd, kvt, ctx, kvd, 1};
     struct qp_kernel_choice kw[MAX_CHOICES];
     const int nkw = run_cpu(what, &c) ? gpu_choices(&g, kw) : 0;
     bool ok = nkw > 0;
@@ -696,6 +722,90 @@ static void test_attention(int n, int pos, int ctx, int n_head, int n_kv, int hd
     free(kh); free(vh); free(q); free(k); free(v); free(sp.h);
 }
 
+/* A batch: row t in slot t of a cache of `slots` regions pre-filled with random rows, each at its
+ * own position (the last row padding when pad); kv_write then attention, against the CPU. */
+static void test_attention_batch(int n, int slots, int ctx, int n_head, int n_kv, int hd, int32_t kvt, bool pad) {
+    char what[160];
+    snprintf(what, sizeof what, "kv_write+attention %s batch=%d%s slots=%d ctx=%d heads %d/%d hd %d",
+             qp_ggml_type_name(kvt), n, pad ? " (last padding)" : "", slots, ctx, n_head, n_kv, hd);
+    struct step_pair sp = step_new();
+    step_set_batch(&sp, n, ctx, pad);
+    const int64_t kvd = (int64_t)n_kv * hd, qw = (int64_t)n_head * hd;
+    size_t kvn = (size_t)slots * ctx * kvd, es = kvt == QP_GGML_F16 ? 2 : 4;
+    void *kh = malloc(kvn * es), *vh = malloc(kvn * es);
+    for (size_t i = 0; i < kvn; i++) {
+        if (kvt == QP_GGML_F16) {
+            ((uint16_t *)kh)[i] = rand_f16(12, 15, true);
+            ((uint16_t *)vh)[i] = rand_f16(12, 15, true);
+        } else {
+            ((float *)kh)[i] = frand() * 2.0f;
+            ((float *)vh)[i] = frand();
+        }
+    }
+    void *kd = dup_to_dev(kh, kvn * es), *vd = dup_to_dev(vh, kvn * es);
+    float *q = frand_buf((size_t)n * qw), *k = frand_buf((size_t)n * kvd), *v = frand_buf((size_t)n * kvd);
+    struct qp_op_args c = {0}, g;
+    c.op = QP_OP_KV_WRITE;
+    c.batch = 1;
+    c.n_tok = n;
+    c.step = sp.h;
+    c.in0 = k;
+    c.in1 = v;
+    c.in_w = kvd;
+    c.n_head = n_head;
+    c.n_head_kv = n_kv;
+    c.head_dim = hd;
+    c.kv = (struct qp_kv_ref){kh, vh, kvt, ctx, kvd, slots};
+    g = c;
+    g.step = sp.d;
+    g.in0 = dup_to_dev(k, (size_t)n * kvd * 4);
+    g.in1 = dup_to_dev(v, (size_t)n * kvd * 4);
+    g.kv = (struct qp_kv_ref){kd, vd, kvt, ctx, kvd, slots};
+    struct qp_kernel_choice ch[MAX_CHOICES];
+    int nch = run_cpu(what, &c) ? gpu_choices(&g, ch) : 0;
+    bool ok = nch > 0;
+    for (int ci = 0; ci < nch && ok; ci++) {
+        char wk[256];
+        choice_name(wk, sizeof wk, what, &ch[ci]);
+        ok = run_gpu(wk, &g, &ch[ci]);
+    }
+    CK(cudaFree((void *)g.in0)); CK(cudaFree((void *)g.in1));
+    if (ok) {
+        void *kg = malloc(kvn * es);
+        CK(cudaMemcpy(kg, kd, kvn * es, cudaMemcpyDeviceToHost));
+        float *a1 = kv_to_f32(kg, kvt, kvn), *a2 = kv_to_f32(kh, kvt, kvn);
+        check("  kv_write K rows of every slot (padding row: none)", a1, a2, kvn, 0.0);
+        free(a1); free(a2); free(kg);
+        c.op = g.op = QP_OP_ATTENTION;
+        c.in0 = q;
+        c.in1 = NULL;
+        c.in_w = c.out_w = qw;
+        float *oc = malloc((size_t)n * qw * 4);
+        c.out = oc;
+        g.in0 = dup_to_dev(q, (size_t)n * qw * 4);
+        g.in1 = NULL;
+        g.in_w = g.out_w = qw;
+        g.out = poisoned((size_t)n * qw);
+        nch = run_cpu(what, &c) ? gpu_choices(&g, ch) : 0;
+        if (nch == 0) {
+            printf("FAIL %-58s no CUDA kernel can run it\n", what);
+            g_fail++;
+        }
+        for (int ci = 0; ci < nch; ci++) {
+            char wk[256];
+            choice_name(wk, sizeof wk, what, &ch[ci]);
+            CK(cudaMemset(g.out, 0xFF, (size_t)n * qw * sizeof(float)));
+            if (!run_gpu(wk, &g, &ch[ci])) continue;
+            float *o = download(g.out, (size_t)n * qw);
+            check(wk, o, oc, (size_t)n * qw, TOL_F32);
+            free(o);
+        }
+        CK(cudaFree((void *)g.in0)); CK(cudaFree(g.out)); free(oc);
+    }
+    CK(cudaFree(kd)); CK(cudaFree(vd)); CK(cudaFree(sp.d));
+    free(kh); free(vh); free(q); free(k); free(v); free(sp.h);
+}
+
 static void test_argmax(int n, int64_t vocab, bool plant_tie) {
     char what[160];
     snprintf(what, sizeof what, "argmax n=%d vocab=%lld%s", n, (long long)vocab, plant_tie ? " (planted tie)" : "");
@@ -715,6 +825,8 @@ static void test_argmax(int n, int64_t vocab, bool plant_tie) {
     g = c;
     g.step = sp.d;
     g.in0 = dup_to_dev(x, (size_t)n * vocab * 4);
+    struct qp_step *start = malloc(sp.bytes); /* the device state each run starts from */
+    memcpy(start, sp.h, sp.bytes);
     struct qp_kernel_choice ch[MAX_CHOICES];
     const int nch = run_cpu(what, &c) ? gpu_choices(&g, ch) : -1;
     if (nch == 0) {
@@ -724,24 +836,24 @@ static void test_argmax(int n, int64_t vocab, bool plant_tie) {
     for (int ci = 0; ci < nch; ci++) {
         char wk[256];
         choice_name(wk, sizeof wk, what, &ch[ci]);
-        { /* the device's next_token back to -1 */
-            const int32_t none = -1;
-            CK(cudaMemcpy(&sp.d->next_token, &none, 4, cudaMemcpyHostToDevice));
-        }
+        CK(cudaMemcpy(sp.d, start, sp.bytes, cudaMemcpyHostToDevice)); /* next tokens back to -1 */
         if (!run_gpu(wk, &g, &ch[ci])) continue;
-        struct qp_step st;
-        CK(cudaMemcpy(&st, sp.d, sizeof st, cudaMemcpyDeviceToHost));
-        bool ok = st.next_token == sp.h->next_token;
-        printf("%-4s %-58s next_token gpu %d cpu %d\n", ok ? "ok" : "FAIL", wk, st.next_token, sp.h->next_token);
+        struct qp_step *st = malloc(sp.bytes);
+        CK(cudaMemcpy(st, sp.d, sp.bytes, cudaMemcpyDeviceToHost));
+        bool ok = true;
+        for (int t = 0; t < n; t++) ok = ok && st->rows[t].next == sp.h->rows[t].next;
+        printf("%-4s %-58s next token of the last row gpu %d cpu %d, and of every other row\n", ok ? "ok" : "FAIL", wk,
+               st->rows[n - 1].next, sp.h->rows[n - 1].next);
         ok ? g_pass++ : g_fail++;
+        free(st);
     }
-    CK(cudaFree((void *)g.in0)); CK(cudaFree(sp.d)); free(x); free(sp.h);
+    CK(cudaFree((void *)g.in0)); CK(cudaFree(sp.d)); free(x); free(sp.h); free(start);
 }
 
 static void test_step_advance(void) {
     struct step_pair sp = step_new();
     step_set(&sp, 41, 7, 1000);
-    sp.h->next_token = 1234;
+    sp.h->rows[0].next = 1234; /* a chunk: its argmax wrote row 0 */
     CK(cudaMemcpy(sp.d, sp.h, sp.bytes, cudaMemcpyHostToDevice));
     struct qp_op_args c = {0}, g;
     c.op = QP_OP_STEP_ADVANCE;
@@ -765,8 +877,9 @@ static void test_step_advance(void) {
         if (!run_gpu(wk, &g, &ch[ci])) continue;
         struct qp_step *st = malloc(sp.bytes);
         CK(cudaMemcpy(st, sp.d, sp.bytes, cudaMemcpyDeviceToHost));
-        bool ok = memcmp(st, sp.h, sp.bytes) == 0 && st->pos == 48 && st->n_tok == 1 && st->tokens[0] == 1234;
-        printf("%-4s %-58s pos %d n_tok %d tokens[0] %d\n", ok ? "ok" : "FAIL", "step_advance", st->pos, st->n_tok, st->tokens[0]);
+        bool ok = memcmp(st, sp.h, sp.bytes) == 0 && st->rows[0].pos == 48 && st->n_tok == 1 && st->rows[0].token == 1234;
+        printf("%-4s %-58s pos %d n_tok %d token %d\n", ok ? "ok" : "FAIL", "step_advance", st->rows[0].pos, st->n_tok,
+               st->rows[0].token);
         ok ? g_pass++ : g_fail++;
         free(st);
     }
@@ -926,6 +1039,20 @@ int main(int argc, char **argv) {
         test_attention(1, 2047, 2048, 16, 2, 128, kvt);
         test_attention(3, 3000, 4096, 14, 2, 64, kvt);
     }
+    /* batches: a row per sequence, each its own slot and position, padding rows */
+    for (int kt = 0; kt < 2; kt++) {
+        const int32_t kvt = kt ? QP_GGML_F32 : QP_GGML_F16;
+        test_attention_batch(4, 4, 512, 14, 2, 64, kvt, true);
+        test_attention_batch(3, 5, 2048, 16, 2, 128, kvt, false);
+    }
+    g_batch_rows = true;
+    {
+        struct lin_case qkv = {3, {896, 128, 128}, 896, 4, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ROPE_KV, true, QP_GGML_F16, X_UNIFORM, false};
+        test_linear(QP_GGML_Q5_0, &qkv);
+        struct lin_case am = {1, {3001, 0, 0}, 896, 4, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0, X_UNIFORM, false};
+        test_linear(QP_GGML_Q8_0, &am);
+    }
+    g_batch_rows = false;
     test_argmax(1, 151936, false);
     test_argmax(2, 151936, true);
     test_argmax(1, 1, false);

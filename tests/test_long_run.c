@@ -1,5 +1,5 @@
 /* test_long_run.c — an 8,000-token generation on the CPU backend with host memory flat after
- * warm-up (issue 9). A tiny synthetic Qwen2 (2 layers, 64 wide, vocabulary 300, context 8192)
+ * warm-up. A tiny synthetic Qwen2 (2 layers, 64 wide, vocabulary 300, context 8192)
  * is written and compiled at test time with the built qplan; libqrun then generates 8,000
  * tokens with a seeded sampler, and the process's resident set (VmRSS, /proc/self/status) is
  * sampled every 100 tokens from the token callback.

@@ -28,9 +28,10 @@ static const int32_t weight_types[] = {QP_GGML_F32,  QP_GGML_F16,  QP_GGML_BF16,
 #define N_TYPES ((int)(sizeof weight_types / sizeof weight_types[0]))
 
 static struct qp_step *new_step(int32_t pos, int32_t n_tok, int32_t max_tok) {
-    struct qp_step *s = tu_alloc(sizeof *s + sizeof(int32_t) * (size_t)max_tok);
-    s->pos = pos;
+    struct qp_step *s = tu_alloc(sizeof *s + sizeof(struct qp_step_row) * (size_t)max_tok);
     s->n_tok = n_tok;
+    s->n_out = 1;
+    for (int32_t t = 0; t < max_tok; t++) s->rows[t] = (struct qp_step_row){0, pos + t, 0, -1};
     return s;
 }
 
@@ -54,15 +55,15 @@ static void test_embed(void) {
         float *wf = tu_weight_f32(&tw);
         int32_t n = 7;
         struct qp_step *st = new_step(0, n, n);
-        for (int t = 0; t < n; t++) st->tokens[t] = (int32_t)tu_int(0, 999);
-        st->tokens[0] = 999; /* the last row */
+        for (int t = 0; t < n; t++) st->rows[t].token = (int32_t)tu_int(0, 999);
+        st->rows[0].token = 999; /* the last row */
         float *out = tu_alloc(sizeof(float) * (size_t)n * D);
         struct qp_op_args a = {.op = QP_OP_EMBED, .n_tok = n, .step = st, .out = out, .out_w = D, .n_parts = 1,
                                .w = {tw.w}};
         tu_expect(run_op(&a) == QP_OK, "embed %s runs", qp_ggml_type_name(tw.w.type));
         double *want = tu_alloc(sizeof(double) * (size_t)n * D);
         for (int t = 0; t < n; t++)
-            for (int c = 0; c < D; c++) want[t * D + c] = wf[(int64_t)st->tokens[t] * D + c];
+            for (int c = 0; c < D; c++) want[t * D + c] = wf[(int64_t)st->rows[t].token * D + c];
         char what[64];
         snprintf(what, sizeof what, "embed %s 7 tokens", qp_ggml_type_name(tw.w.type));
         tu_check(what, out, want, NULL, 0.0, n * D);
@@ -169,10 +170,8 @@ static void test_rope(int64_t n, int32_t n_head, int32_t hd, int32_t pos0, float
                 /* cos, sin rounded to f32 (u each), two products and a sum: 3u */
                 tol[o + i] = tol[o + i + hd / 2] = 4 * U * (fabs(a) + fabs(b)) + 1e-30;
             }
-    union {
-        struct qp_step s;
-        int32_t words[4 + 8];
-    } sb = {.s = {.pos = pos0, .n_tok = (int32_t)n}};
+    union tu_step sb;
+    tu_step_chunk(&sb, pos0, (int32_t)n);
     struct qp_op_args a = {.op = QP_OP_ROPE, .n_tok = (int32_t)n, .step = &sb.s, .out = x, .out_w = w,
                            .n_head = n_head, .head_dim = hd, .rope_base = base};
     run_op(&a);
@@ -186,7 +185,7 @@ static void test_rope(int64_t n, int32_t n_head, int32_t hd, int32_t pos0, float
 static struct qp_kv_ref new_kv(int32_t type, int64_t ctx, int64_t kv_dim, int64_t fill) {
     size_t es = type == QP_GGML_F16 ? 2 : 4;
     struct qp_kv_ref kv = {.k = tu_alloc(es * (size_t)(ctx * kv_dim)), .v = tu_alloc(es * (size_t)(ctx * kv_dim)),
-                           .type = type, .ctx = ctx, .kv_dim = kv_dim};
+                           .type = type, .ctx = ctx, .kv_dim = kv_dim, .slots = 1};
     for (int64_t i = 0; i < ctx * kv_dim; i++) {
         float k = i < fill * kv_dim ? tu_uniform(-1.0f, 1.0f) : NAN;
         float v = i < fill * kv_dim ? tu_uniform(-1.0f, 1.0f) : NAN;
@@ -215,10 +214,8 @@ static void test_kv_write(int32_t type, int64_t n, int32_t pos0) {
     float *k = tu_alloc(sizeof(float) * (size_t)(n * kvd)), *v = tu_alloc(sizeof(float) * (size_t)(n * kvd));
     tu_fill(k, n * kvd, -100.0f, 100.0f);
     tu_fill(v, n * kvd, -1e-3f, 1e-3f);
-    union {
-        struct qp_step s;
-        int32_t words[4 + 8];
-    } sb = {.s = {.pos = pos0, .n_tok = (int32_t)n}};
+    union tu_step sb;
+    tu_step_chunk(&sb, pos0, (int32_t)n);
     struct qp_op_args a = {.op = QP_OP_KV_WRITE, .n_tok = (int32_t)n, .step = &sb.s, .in0 = k, .in1 = v,
                            .in_w = kvd, .n_head = 2, .n_head_kv = 2, .head_dim = 64, .kv = kv};
     run_op(&a);
@@ -281,10 +278,8 @@ static void test_attention(int32_t type, int64_t n, int32_t n_head, int32_t n_he
                 tol[t * qw + (int64_t)h * hd + i] = 2 * se + (2.0 * (double)len + 8) * 2 * U;
             }
         }
-    union {
-        struct qp_step s;
-        int32_t words[4 + 8];
-    } sb = {.s = {.pos = pos0, .n_tok = (int32_t)n}};
+    union tu_step sb;
+    tu_step_chunk(&sb, pos0, (int32_t)n);
     struct qp_op_args a = {.op = QP_OP_ATTENTION, .n_tok = (int32_t)n, .step = &sb.s, .in0 = q, .out = out,
                            .in_w = qw, .out_w = qw, .n_head = n_head, .n_head_kv = n_head_kv, .head_dim = hd, .kv = kv};
     run_op(&a);
@@ -354,20 +349,31 @@ static void test_argmax_step(void) {
     x[(n - 1) * vocab + at] = 9.0f;
     x[(n - 1) * vocab + at + 1] = 9.0f; /* a tie: the first index wins */
     x[0] = 100.0f;                       /* a larger value in an earlier row: ignored */
-    union {
-        struct qp_step s;
-        int32_t words[4 + 8];
-    } sb = {.s = {.pos = 5, .n_tok = (int32_t)n}};
+    union tu_step sb;
+    tu_step_chunk(&sb, 5, (int32_t)n);
     struct qp_op_args a = {.op = QP_OP_ARGMAX, .n_tok = (int32_t)n, .step = &sb.s, .in0 = x, .in_w = vocab};
     run_op(&a);
-    tu_expect(sb.s.next_token == at, "argmax of the last row, first index on a tie: %d (want %lld)",
-              (int)sb.s.next_token, (long long)at);
+    tu_expect(sb.s.rows[n - 1].next == at, "argmax of the last row, first index on a tie: %d (want %lld)",
+              (int)sb.s.rows[n - 1].next, (long long)at);
+    tu_expect(sb.s.rows[0].next == 0, "argmax of every row: the first row's is its 100 at 0 (%d)", (int)sb.s.rows[0].next);
     float nan_row[4] = {NAN, 1.0f, NAN, 3.0f}, all_nan[2] = {NAN, NAN};
     tu_expect(qp_cpu_argmax(nan_row, 4) == 3 && qp_cpu_argmax(all_nan, 2) == 0, "argmax: NaNs never win");
     a = (struct qp_op_args){.op = QP_OP_STEP_ADVANCE, .n_tok = (int32_t)n, .step = &sb.s};
+    sb.s.rows[0].next = sb.s.rows[n - 1].next; /* a chunk's argmax runs on its last row only, into row 0 */
     run_op(&a);
-    tu_expect(sb.s.pos == 5 + n && sb.s.n_tok == 1 && sb.s.tokens[0] == at,
-              "step_advance: pos %d, n_tok %d, tokens[0] %d", (int)sb.s.pos, (int)sb.s.n_tok, (int)sb.s.tokens[0]);
+    tu_expect(sb.s.rows[0].pos == 5 + n && sb.s.n_tok == 1 && sb.s.rows[0].token == at,
+              "step_advance of a chunk: pos %d, n_tok %d, token %d", (int)sb.s.rows[0].pos, (int)sb.s.n_tok,
+              (int)sb.s.rows[0].token);
+    /* a batch of 3 sequences: every row moves on to its next token */
+    union tu_step bt;
+    tu_step_chunk(&bt, 0, 3);
+    bt.s.n_out = 3;
+    for (int t = 0; t < 3; t++) bt.s.rows[t] = (struct qp_step_row){t, 10 * t, t, 100 + t};
+    a = (struct qp_op_args){.op = QP_OP_STEP_ADVANCE, .n_tok = 3, .step = &bt.s};
+    run_op(&a);
+    tu_expect(bt.s.n_tok == 3 && bt.s.rows[2].token == 102 && bt.s.rows[2].pos == 21 && bt.s.rows[2].slot == 2,
+              "step_advance of a batch: n_tok %d, row 2 {%d, %d, %d}", (int)bt.s.n_tok, (int)bt.s.rows[2].token,
+              (int)bt.s.rows[2].pos, (int)bt.s.rows[2].slot);
     free(x);
 }
 

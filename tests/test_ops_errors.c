@@ -19,13 +19,6 @@ static void expect_status(const char *what, const struct qp_op_args *a, enum qp_
     tu_expect(ok, "%s: %s%s%s", what, qp_status_str(s), err.msg[0] ? ": " : "", err.msg);
 }
 
-/* a step state with room for 8 tokens: a struct ending in a flexible array may be a union's
- * member, not another struct's (C11 6.7.2.1) */
-union step_buf {
-    struct qp_step s;
-    int32_t words[4 + 8];
-};
-
 static void test_op_table(void) {
     static const char *const names[QP_OP_COUNT] = {"embed", "rms_norm", "linear", "rope", "kv_write",
                                                     "attention", "swiglu", "add", "argmax", "step_advance"};
@@ -58,8 +51,9 @@ int main(void) {
     float *x = tu_alloc(4 * 8 * 4096), *y = tu_alloc(4 * 8 * 4096), *norm = tu_alloc(4 * 4096);
     tu_fill(x, 8 * D, -1, 1);
     tu_fill(norm, D, -1, 1);
-    struct qp_kv_ref kv = {tu_alloc(4 * CTX * KVD), tu_alloc(4 * CTX * KVD), QP_GGML_F32, CTX, KVD};
-    union step_buf sb = {.s = {.pos = 0, .n_tok = 2}};
+    struct qp_kv_ref kv = {tu_alloc(4 * CTX * KVD), tu_alloc(4 * CTX * KVD), QP_GGML_F32, CTX, KVD, 1};
+    union tu_step sb;
+    tu_step_chunk(&sb, 0, 2);
 
     /* linear */
     struct qp_op_args lin = {.op = QP_OP_LINEAR, .n_tok = 2, .in0 = x, .out = y, .in_w = D, .out_w = R,
@@ -126,28 +120,28 @@ int main(void) {
     expect_status("rope_kv cache not bound", &a, QP_ERR_INVALID, "not bound");
     sb.s.n_tok = 3;
     expect_status("rope_kv step n_tok != n_tok", &rkv, QP_ERR_INVALID, "n_tok");
-    sb.s.n_tok = 2, sb.s.pos = -1;
+    sb.s.n_tok = 2, sb.s.rows[0].pos = -1;
     expect_status("rope_kv negative position", &rkv, QP_ERR_INVALID, "negative");
     /* context full: positions 7, 8 in a cache of 8; nothing written */
-    sb.s.pos = CTX - 1;
+    tu_step_chunk(&sb, CTX - 1, 2);
     memset(kv.k, 0x5a, 4 * CTX * KVD);
     memset(y, 0, 4 * 2 * NH * HD);
     expect_status("rope_kv past the context", &rkv, QP_ERR_RANGE, "context full");
     bool untouched = true;
     for (int i = 0; i < 4 * CTX * KVD; i++) untouched = untouched && ((unsigned char *)kv.k)[i] == 0x5a;
     tu_expect(untouched, "  ... the K cache is left untouched");
-    sb.s.pos = CTX - 2;
+    tu_step_chunk(&sb, CTX - 2, 2);
     expect_status("rope_kv filling the context exactly", &rkv, QP_OK, NULL);
 
     /* kv_write, attention, rope */
-    sb.s.pos = CTX - 1;
+    tu_step_chunk(&sb, CTX - 1, 2);
     struct qp_op_args kw = {.op = QP_OP_KV_WRITE, .n_tok = 2, .step = &sb.s, .in0 = x, .in1 = x, .in_w = KVD,
                             .n_head = NH, .n_head_kv = 1, .head_dim = HD, .kv = kv};
     expect_status("kv_write past the context", &kw, QP_ERR_RANGE, "context full");
     struct qp_op_args at = {.op = QP_OP_ATTENTION, .n_tok = 2, .step = &sb.s, .in0 = x, .out = y, .in_w = NH * HD,
                             .out_w = NH * HD, .n_head = NH, .n_head_kv = 1, .head_dim = HD, .kv = kv};
     expect_status("attention past the context", &at, QP_ERR_RANGE, "context full");
-    sb.s.pos = 0;
+    tu_step_chunk(&sb, 0, 2);
     expect_status("kv_write valid", &kw, QP_OK, NULL);
     expect_status("attention valid", &at, QP_OK, NULL);
     a = kw, a.in_w = 2 * KVD;
@@ -169,15 +163,15 @@ int main(void) {
     expect_status("rope out_w != n_head*head_dim", &a, QP_ERR_INVALID, "out_w");
 
     /* embed, rms_norm, swiglu, add, argmax, step_advance */
-    sb.s.tokens[0] = 3, sb.s.tokens[1] = R - 1;
+    sb.s.rows[0].token = 3, sb.s.rows[1].token = R - 1;
     struct qp_op_args em = {.op = QP_OP_EMBED, .n_tok = 2, .step = &sb.s, .out = y, .out_w = D, .n_parts = 1,
                             .w = {w.w}};
     expect_status("embed valid", &em, QP_OK, NULL);
-    sb.s.tokens[1] = R;
+    sb.s.rows[1].token = R;
     expect_status("embed token == vocab size", &em, QP_ERR_RANGE, "vocabulary");
-    sb.s.tokens[1] = -1;
+    sb.s.rows[1].token = -1;
     expect_status("embed negative token", &em, QP_ERR_RANGE, "vocabulary");
-    sb.s.tokens[1] = 0;
+    sb.s.rows[1].token = 0;
     a = em, a.out_w = D + 1;
     expect_status("embed out_w != cols", &a, QP_ERR_INVALID, "out_w");
     struct qp_op_args rn = {.op = QP_OP_RMS_NORM, .n_tok = 2, .in0 = x, .out = y, .in_w = D, .out_w = D,
@@ -200,11 +194,18 @@ int main(void) {
     a = am, a.in_w = 0;
     expect_status("argmax in_w 0", &a, QP_ERR_INVALID, "in_w");
     struct qp_op_args sa = {.op = QP_OP_STEP_ADVANCE, .n_tok = 2, .step = &sb.s};
-    sb.s.pos = INT32_MAX - 1;
+    tu_step_chunk(&sb, INT32_MAX - 1, 2);
     expect_status("step_advance overflowing the position", &sa, QP_ERR_RANGE, "overflow");
-    sb.s.pos = 0;
+    tu_step_chunk(&sb, 0, 2);
     expect_status("step_advance valid", &sa, QP_OK, NULL);
-    tu_expect(sb.s.pos == 2 && sb.s.n_tok == 1, "  ... pos 2, n_tok 1");
+    tu_expect(sb.s.rows[0].pos == 2 && sb.s.n_tok == 1, "  ... pos 2, n_tok 1");
+    /* a batch row in a slot past the cache's */
+    tu_step_chunk(&sb, 0, 2);
+    sb.s.n_out = 2;
+    sb.s.rows[1].slot = 1;
+    expect_status("kv_write to a slot the cache does not have", &kw, QP_ERR_RANGE, "slot 1");
+    sb.s.rows[1].slot = -1; /* a padding row: nothing written, attention 0 */
+    expect_status("kv_write with a padding row", &kw, QP_OK, NULL);
 
     free(x), free(y), free(norm), free(kv.k), free(kv.v);
     tu_weight_free(&w), tu_weight_free(&wq), tu_weight_free(&wk), tu_weight_free(&wv);

@@ -41,12 +41,6 @@ static float *rnd(int64_t n, float lo, float hi) {
     return x;
 }
 
-/* a step state with room for MAXT tokens: a struct ending in a flexible array may be a union's
- * member, not another struct's (C11 6.7.2.1) */
-union step_buf {
-    struct qp_step s;
-    int32_t words[4 + MAXT];
-};
 
 static void fused_norm_linear(int32_t type, int32_t n) {
     struct tu_weight w;
@@ -76,8 +70,9 @@ static void fused_qkv(int32_t type, int32_t kv_type, int32_t n, int32_t pos) {
     float *bq = rnd(NH * HD, -1, 1), *bk = rnd(NKV * HD, -1, 1), *bv = rnd(NKV * HD, -1, 1);
     int64_t ctx = pos + n + 2, kvd = NKV * HD;
     size_t cb = (kv_type == QP_GGML_F16 ? 2 : 4) * (size_t)(ctx * kvd);
-    struct qp_kv_ref kv1 = {tu_alloc(cb), tu_alloc(cb), kv_type, ctx, kvd}, kv2 = {tu_alloc(cb), tu_alloc(cb), kv_type, ctx, kvd};
-    union step_buf sb = {.s = {.pos = pos, .n_tok = n}};
+    struct qp_kv_ref kv1 = {tu_alloc(cb), tu_alloc(cb), kv_type, ctx, kvd, 1}, kv2 = {tu_alloc(cb), tu_alloc(cb), kv_type, ctx, kvd, 1};
+    union tu_step sb;
+    tu_step_chunk(&sb, pos, n);
     float *h = fl(n * DIM), *q1 = fl(n * NH * HD), *k1 = fl(n * kvd), *v1 = fl(n * kvd), *q2 = fl(n * NH * HD);
     /* unfused */
     run(&(struct qp_op_args){.op = QP_OP_RMS_NORM, .n_tok = n, .in0 = x, .out = h, .in_w = DIM, .out_w = DIM,
@@ -164,7 +159,9 @@ static void fused_argmax(int32_t type, int32_t n) {
     tu_weight_rand(&w, type, VOCAB, DIM, 1.0f);
     float *x = rnd(n * DIM, -2, 2), *g = rnd(DIM, -1, 1);
     float *h = fl(n * DIM), *l1 = fl(n * VOCAB), *l2 = fl(n * VOCAB);
-    union step_buf s1 = {.s = {.pos = 3, .n_tok = n, .next_token = -1}}, s2 = s1;
+    union tu_step s1, s2;
+    tu_step_chunk(&s1, 3, n);
+    tu_step_chunk(&s2, 3, n);
     run(&(struct qp_op_args){.op = QP_OP_RMS_NORM, .n_tok = n, .in0 = x, .out = h, .in_w = DIM, .out_w = DIM,
                              .norm = g, .eps = 1e-6f});
     run(&(struct qp_op_args){.op = QP_OP_LINEAR, .n_tok = n, .in0 = h, .out = l1, .in_w = DIM, .out_w = VOCAB,
@@ -177,8 +174,10 @@ static void fused_argmax(int32_t type, int32_t n) {
     snprintf(what, sizeof what, "norm->lm head->argmax == argmax epilogue (%s, n=%d): logits", qp_ggml_type_name(type),
              n);
     tu_check_bits(what, l1, l2, n * VOCAB);
-    tu_expect(s1.s.next_token == s2.s.next_token && s1.s.next_token >= 0, "  ... next token %d == %d",
-              (int)s1.s.next_token, (int)s2.s.next_token);
+    bool same = true;
+    for (int t = 0; t < n; t++) same = same && s1.s.rows[t].next == s2.s.rows[t].next && s1.s.rows[t].next >= 0;
+    tu_expect(same, "  ... every row's next token equal (last row %d == %d)", (int)s1.s.rows[n - 1].next,
+              (int)s2.s.rows[n - 1].next);
     free(x), free(g), free(h), free(l1), free(l2);
     tu_weight_free(&w);
 }

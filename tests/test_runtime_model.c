@@ -1,6 +1,6 @@
 /* test_runtime_model.c — qrun on the default real model (label model; skips when the model is
  * absent): the plan's logits equal the oracle's at each of the first 16 positions of a prompt
- * (decode steps) and after a 16-token prefill; and the haiku anti-cheat test (issue 6): a haiku
+ * (decode steps) and after a 16-token prefill; and the haiku anti-cheat test: a haiku
  * about a word chosen at random now, greedy with a small -n, must be non-empty, differ between
  * two words, and be reproduced token for token by the oracle's forward pass.
  * Tolerance as in test_runtime_synth.c (F16 KV cache vs the oracle's f32), 24 layers: 5e-3 of

@@ -1,4 +1,4 @@
-# Tokenizer (issue 4): known answers, round trips and specials on the real Qwen2 vocabulary
+# Tokenizer: known answers, round trips and specials on the real Qwen2 vocabulary
 # (skips without it), and synthetic vocabularies built in memory (BPE order, specials, streaming
 # detokenizer, CLI helpers, malformed vocabularies) that always run.
 qp_add_test(test_tokenizer SOURCES test_tokenizer.c LIBS qrunlib LABELS cpu)

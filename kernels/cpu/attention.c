@@ -1,7 +1,8 @@
 /* attention.c — causal grouped-query attention over the KV cache (CPU reference).
  *
- * Query head h of token t (position pos0+t) attends to cache rows 0..pos0+t of KV head
- * h / (n_head / n_head_kv), scale 1/sqrt(head_dim). Softmax in f32 with max subtraction,
+ * Query head h of row t (position pos = rows[t].pos in slot rows[t].slot) attends to that slot's
+ * cache rows 0..pos of KV head h / (n_head / n_head_kv), scale 1/sqrt(head_dim); a padding row
+ * (slot < 0) gives 0. Softmax in f32 with max subtraction,
  * computed online over chunks of CHUNK positions (scores of a chunk stored, the running sum and
  * output rescaled when the maximum grows), so any context length needs only fixed stack space;
  * up to CHUNK positions it is the plain two-pass softmax. (t, h) pairs are split over the pool.
@@ -21,7 +22,7 @@ struct attn_job {
     const struct qp_kv_ref *kv;
     float *out;
     int32_t n_head, n_head_kv, head_dim;
-    int64_t pos0;
+    const struct qp_step_row *rows;
 };
 
 /* dst[0..hd) = cache row j, kv head g, as f32. */
@@ -43,14 +44,21 @@ static void attn_items(void *vctx, int64_t i0, int64_t i1) {
         int64_t t = it / a->n_head;
         int32_t h = (int32_t)(it % a->n_head), g = h / group;
         const float *q = a->q + t * qw + (int64_t)h * hd;
-        int64_t len = a->pos0 + t + 1; /* causal: positions 0..pos0+t */
+        float *o = a->out + t * qw + (int64_t)h * hd;
+        const struct qp_step_row *row = &a->rows[t];
+        if (row->slot < 0) { /* a padding row */
+            memset(o, 0, sizeof(float) * (size_t)hd);
+            continue;
+        }
+        int64_t len = (int64_t)row->pos + 1; /* causal: positions 0..pos */
+        const int64_t base = (int64_t)row->slot * a->kv->ctx; /* the slot's first cache row */
         float m = -INFINITY, l = 0.0f;
         memset(acc, 0, sizeof(float) * (size_t)hd);
         for (int64_t j0 = 0; j0 < len; j0 += CHUNK) {
             int64_t cn = len - j0 < CHUNK ? len - j0 : CHUNK;
             float cm = -INFINITY;
             for (int64_t j = 0; j < cn; j++) {
-                const float *k = cache_row(a->kv->k, a->kv->type, kv_dim, j0 + j, g, hd, tmp);
+                const float *k = cache_row(a->kv->k, a->kv->type, kv_dim, base + j0 + j, g, hd, tmp);
                 s[j] = qp_cpu_dot(q, k, hd) * scale;
                 if (s[j] > cm) cm = s[j];
             }
@@ -61,22 +69,21 @@ static void attn_items(void *vctx, int64_t i0, int64_t i1) {
             for (int64_t j = 0; j < cn; j++) {
                 float p = expf(s[j] - nm);
                 l += p;
-                const float *v = cache_row(a->kv->v, a->kv->type, kv_dim, j0 + j, g, hd, tmp);
+                const float *v = cache_row(a->kv->v, a->kv->type, kv_dim, base + j0 + j, g, hd, tmp);
                 for (int32_t i = 0; i < hd; i++) acc[i] += p * v[i];
             }
             m = nm;
         }
-        float *o = a->out + t * qw + (int64_t)h * hd;
         float inv = 1.0f / l;
         for (int32_t i = 0; i < hd; i++) o[i] = acc[i] * inv;
     }
 }
 
 void qp_cpu_attention(const float *q, const struct qp_kv_ref *kv, float *out, int64_t n, int32_t n_head,
-                      int32_t n_head_kv, int32_t head_dim, int64_t pos0) {
-    struct attn_job j = {q, kv, out, n_head, n_head_kv, head_dim, pos0};
-    /* One (token, head) item costs ~2 * (pos0+t+1) * head_dim multiply-adds. */
-    int64_t per_item = 2 * (pos0 + 1) * head_dim;
+                      int32_t n_head_kv, int32_t head_dim, const struct qp_step_row *rows) {
+    struct attn_job j = {q, kv, out, n_head, n_head_kv, head_dim, rows};
+    /* One (row, head) item costs ~2 * (pos+1) * head_dim multiply-adds. */
+    int64_t per_item = 2 * ((int64_t)rows[0].pos + 1) * head_dim;
     int64_t min_items = per_item >= 65536 ? 1 : 65536 / per_item;
     qp_cpu_parallel_for(n * n_head, min_items, attn_items, &j);
 }

@@ -65,11 +65,16 @@ static enum qp_status check_weight(const struct qp_op_args *a, int i, struct qp_
 
 static enum qp_status check_step(const struct qp_op_args *a, struct qp_error *err) {
     if (!a->step) return qp_error_set(err, QP_ERR_INVALID, "%s: no step state", op_name(a));
-    if (a->step->pos < 0)
-        return qp_error_set(err, QP_ERR_INVALID, "%s: step position %d is negative", op_name(a), (int)a->step->pos);
     if (a->step->n_tok != a->n_tok)
-        return qp_error_set(err, QP_ERR_INVALID, "%s: step state holds %d tokens but the op was given n_tok %d",
+        return qp_error_set(err, QP_ERR_INVALID, "%s: step state holds %d rows but the op was given n_tok %d",
                             op_name(a), (int)a->step->n_tok, (int)a->n_tok);
+    if (a->step->n_out != a->n_tok && a->step->n_out != 1)
+        return qp_error_set(err, QP_ERR_INVALID, "%s: step state outputs %d rows of %d (1 or all)", op_name(a),
+                            (int)a->step->n_out, (int)a->n_tok);
+    for (int32_t t = 0; t < a->n_tok; t++)
+        if (a->step->rows[t].pos < 0)
+            return qp_error_set(err, QP_ERR_INVALID, "%s: row %d's position %d is negative", op_name(a), (int)t,
+                                (int)a->step->rows[t].pos);
     return QP_OK;
 }
 
@@ -95,10 +100,16 @@ static enum qp_status check_kv(const struct qp_op_args *a, struct qp_error *err)
     if (kv->kv_dim != (int64_t)a->n_head_kv * a->head_dim)
         return qp_error_set(err, QP_ERR_INVALID, "%s: KV cache kv_dim %lld, expected n_head_kv %d x head_dim %d",
                             op_name(a), (long long)kv->kv_dim, (int)a->n_head_kv, (int)a->head_dim);
-    if ((int64_t)a->step->pos + a->n_tok > kv->ctx)
-        return qp_error_set(err, QP_ERR_RANGE, "%s: context full: positions %d..%lld do not fit a KV cache of %lld",
-                            op_name(a), (int)a->step->pos, (long long)a->step->pos + a->n_tok - 1,
-                            (long long)kv->ctx);
+    for (int32_t t = 0; t < a->n_tok; t++) {
+        const struct qp_step_row *r = &a->step->rows[t];
+        if (r->slot < 0) continue; /* a padding row */
+        if (r->slot >= kv->slots)
+            return qp_error_set(err, QP_ERR_RANGE, "%s: row %d is in slot %d, the KV cache has %lld", op_name(a),
+                                (int)t, (int)r->slot, (long long)kv->slots);
+        if (r->pos >= kv->ctx)
+            return qp_error_set(err, QP_ERR_RANGE, "%s: context full: row %d's position %d does not fit a KV cache "
+                                "of %lld", op_name(a), (int)t, (int)r->pos, (long long)kv->ctx);
+    }
     return QP_OK;
 }
 
@@ -117,12 +128,12 @@ static enum qp_status op_embed(const struct qp_op_args *a, struct qp_error *err)
     TRY(check_weight(a, 0, err));
     TRY(check_width(a, "out_w", a->out_w, a->w[0].cols, err));
     for (int32_t t = 0; t < a->n_tok; t++) {
-        int32_t id = a->step->tokens[t];
+        int32_t id = a->step->rows[t].token;
         if (id < 0 || id >= a->w[0].rows)
             return qp_error_set(err, QP_ERR_RANGE, "embed: token %d (#%d of the step) is outside the vocabulary of %lld",
                                 (int)id, (int)t, (long long)a->w[0].rows);
     }
-    qp_cpu_embed(&a->w[0], a->step->tokens, a->n_tok, a->out);
+    qp_cpu_embed(&a->w[0], a->step->rows, a->n_tok, a->out);
     return QP_OK;
 }
 
@@ -208,9 +219,11 @@ static enum qp_status op_linear(const struct qp_op_args *a, struct qp_error *err
         return qp_error_set(err, QP_ERR_INVALID, "linear: needs %lld bytes of scratch per token, has %lld",
                             (long long)per_tok * 4, (long long)ws_n * 4);
     if (tile > a->n_tok) tile = a->n_tok;
-    const bool dq = a->n_tok > 1; /* decode: quantized dot products; prefill: dequantize rows once */
+    /* a chunk of one sequence's tokens (prefill): dequantize each weight row once for them all;
+     * one token, or a batch of sequences: quantized dot products, so that a sequence's rows are
+     * bit-identical whatever else shares its step */
+    const bool dq = a->n_tok > 1 && (!a->step || a->step->n_out == 1);
     float *xs = ws, *st = ws + (a->prologue == QP_PROLOGUE_RMS_NORM ? tile * a->in_w : 0);
-    int64_t pos = a->step ? a->step->pos : 0;
 
     for (int64_t t0 = 0; t0 < a->n_tok; t0 += tile) {
         int64_t n = a->n_tok - t0 < tile ? a->n_tok - t0 : tile;
@@ -243,14 +256,15 @@ static enum qp_status op_linear(const struct qp_op_args *a, struct qp_error *err
             qp_cpu_linear(&a->w[0], a->bias[0], x, a->in_w, n, out, out_w, NULL, 0, dq);
             qp_cpu_linear(&a->w[1], a->bias[1], x, a->in_w, n, k, kvd, NULL, 0, dq);
             qp_cpu_linear(&a->w[2], a->bias[2], x, a->in_w, n, v, kvd, NULL, 0, dq);
-            qp_cpu_rope(out, out_w, n, a->n_head, a->head_dim, pos + t0, a->rope_base);
-            qp_cpu_rope(k, kvd, n, a->n_head_kv, a->head_dim, pos + t0, a->rope_base);
-            qp_cpu_kv_write(&a->kv, k, v, n, pos + t0);
+            qp_cpu_rope(out, out_w, n, a->n_head, a->head_dim, a->step->rows + t0, a->rope_base);
+            qp_cpu_rope(k, kvd, n, a->n_head_kv, a->head_dim, a->step->rows + t0, a->rope_base);
+            qp_cpu_kv_write(&a->kv, k, v, n, a->step->rows + t0);
             break;
         }
         }
     }
-    if (a->epilogue == QP_EPILOGUE_ARGMAX) a->step->next_token = qp_cpu_argmax(a->out + (a->n_tok - 1) * out_w, out_w);
+    if (a->epilogue == QP_EPILOGUE_ARGMAX)
+        for (int32_t t = 0; t < a->n_tok; t++) a->step->rows[t].next = qp_cpu_argmax(a->out + t * out_w, out_w);
     return QP_OK;
 }
 
@@ -267,7 +281,7 @@ static enum qp_status op_rope(const struct qp_op_args *a, struct qp_error *err) 
         TRY(check_width(a, "in_w", a->in_w, w, err));
         memmove(a->out, a->in0, (size_t)(a->n_tok * w) * sizeof(float));
     }
-    qp_cpu_rope(a->out, w, a->n_tok, a->n_head, a->head_dim, a->step->pos, a->rope_base);
+    qp_cpu_rope(a->out, w, a->n_tok, a->n_head, a->head_dim, a->step->rows, a->rope_base);
     return QP_OK;
 }
 
@@ -279,7 +293,7 @@ static enum qp_status op_kv_write(const struct qp_op_args *a, struct qp_error *e
     TRY(check_heads(a, true, err));
     TRY(check_kv(a, err));
     TRY(check_width(a, "in_w", a->in_w, a->kv.kv_dim, err));
-    qp_cpu_kv_write(&a->kv, a->in0, a->in1, a->n_tok, a->step->pos);
+    qp_cpu_kv_write(&a->kv, a->in0, a->in1, a->n_tok, a->step->rows);
     return QP_OK;
 }
 
@@ -293,7 +307,7 @@ static enum qp_status op_attention(const struct qp_op_args *a, struct qp_error *
     int64_t w = (int64_t)a->n_head * a->head_dim;
     TRY(check_width(a, "in_w", a->in_w, w, err));
     TRY(check_width(a, "out_w", a->out_w, w, err));
-    qp_cpu_attention(a->in0, &a->kv, a->out, a->n_tok, a->n_head, a->n_head_kv, a->head_dim, a->step->pos);
+    qp_cpu_attention(a->in0, &a->kv, a->out, a->n_tok, a->n_head, a->n_head_kv, a->head_dim, a->step->rows);
     return QP_OK;
 }
 
@@ -324,16 +338,17 @@ static enum qp_status op_argmax(const struct qp_op_args *a, struct qp_error *err
     TRY(check_ptr(a, a->in0, "in0", err));
     TRY(check_ptr(a, a->step, "step", err));
     if (a->in_w < 1) return qp_error_set(err, QP_ERR_INVALID, "argmax: in_w %lld", (long long)a->in_w);
-    a->step->next_token = qp_cpu_argmax(a->in0 + (int64_t)(a->n_tok - 1) * a->in_w, a->in_w);
+    for (int32_t t = 0; t < a->n_tok; t++)
+        a->step->rows[t].next = qp_cpu_argmax(a->in0 + (int64_t)t * a->in_w, a->in_w);
     return QP_OK;
 }
 
 static enum qp_status op_step_advance(const struct qp_op_args *a, struct qp_error *err) {
     TRY(check_n_tok(a, err));
     TRY(check_step(a, err));
-    if (a->step->pos > INT32_MAX - a->step->n_tok)
-        return qp_error_set(err, QP_ERR_RANGE, "step_advance: position %d + %d overflows", (int)a->step->pos,
-                            (int)a->step->n_tok);
+    for (int32_t t = 0; t < a->n_tok; t++)
+        if (a->step->rows[t].pos == INT32_MAX)
+            return qp_error_set(err, QP_ERR_RANGE, "step_advance: row %d's position overflows", (int)t);
     qp_cpu_step_advance(a->step);
     return QP_OK;
 }

@@ -9,12 +9,12 @@
 
 #include "qp_cpu.h"
 
-void qp_cpu_rope(float *x, int64_t x_stride, int64_t n, int32_t n_head, int32_t head_dim, int64_t pos0,
-                 float base) {
+void qp_cpu_rope(float *x, int64_t x_stride, int64_t n, int32_t n_head, int32_t head_dim,
+                 const struct qp_step_row *rows, float base) {
     float cs[QP_CPU_MAX_HEAD_DIM / 2], sn[QP_CPU_MAX_HEAD_DIM / 2];
     int32_t half = head_dim / 2;
     for (int64_t t = 0; t < n; t++) {
-        double pos = (double)(pos0 + t);
+        double pos = (double)rows[t].pos;
         for (int32_t i = 0; i < half; i++) {
             double theta = pos * pow((double)base, -2.0 * i / head_dim);
             cs[i] = (float)cos(theta);

@@ -44,15 +44,25 @@ static __device__ __forceinline__ int64_t qp_attn_chunk(int64_t L, int S) {
     return c > QP_ATTN_MIN_CHUNK ? c : QP_ATTN_MIN_CHUNK;
 }
 
-template <typename C> static __device__ __forceinline__ float qp_ld_kv(const C *p) {
-    if constexpr (sizeof(C) == 2) return __half2float(*(const __half *)p);
-    else return *p;
+/* Positions row t attends to: 0..pos of its slot (capped at ctx); none for a padding row (slot
+ * < 0) or a slot past the cache's, whose partials are then all empty and whose output is 0. */
+static __device__ __forceinline__ int64_t qp_attn_len(const struct qp_step *step, int t, int64_t ctx, int64_t slots) {
+    const struct qp_step_row rw = step->rows[t];
+    if (rw.slot < 0 || rw.slot >= slots) return 0;
+    const int64_t L = (int64_t)rw.pos + 1;
+    return L < ctx ? L : ctx;
 }
+/* Elements from the layer's cache to row t's slot. */
+static __device__ __forceinline__ int64_t qp_attn_slot(const struct qp_step *step, int t, int64_t ctx, int64_t kv_dim) {
+    const int32_t slot = step->rows[t].slot;
+    return slot > 0 ? (int64_t)slot * ctx * kv_dim : 0;
+}
+
 
 template <typename C>
 static __global__ void __launch_bounds__(QP_ATTN_WARPS * 32)
     attn_partial_kernel(const float *__restrict__ q, const C *__restrict__ kc, const C *__restrict__ vc,
-                        int64_t kv_dim, int64_t ctx, int n_head, int n_head_kv, int hd, float scale,
+                        int64_t kv_dim, int64_t ctx, int64_t slots, int n_head, int n_head_kv, int hd, float scale,
                         const struct qp_step *__restrict__ step, float *__restrict__ part) {
     qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
     qp_pdl_trigger();
@@ -60,8 +70,9 @@ static __global__ void __launch_bounds__(QP_ATTN_WARPS * 32)
     __shared__ float sm[QP_ATTN_WARPS], sl[QP_ATTN_WARPS], so[QP_ATTN_WARPS][QP_ATTN_MAX_HD];
     const int s = blockIdx.x, h = blockIdx.y, t = blockIdx.z, S = gridDim.x;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int64_t L = (int64_t)step->pos + t + 1;
-    if (L > ctx) L = ctx;
+    const int64_t L = qp_attn_len(step, t, ctx, slots);
+    kc += qp_attn_slot(step, t, ctx, kv_dim);
+    vc += qp_attn_slot(step, t, ctx, kv_dim);
     const int64_t chunk = qp_attn_chunk(L, S), p0 = (int64_t)s * chunk;
     const int64_t p1 = p0 + chunk < L ? p0 + chunk : L;
     const int kvh = h / (n_head / n_head_kv);
@@ -81,7 +92,7 @@ static __global__ void __launch_bounds__(QP_ATTN_WARPS * 32)
 #pragma unroll
         for (int j = 0; j < NJ; j++) {
             const int d = lane + 32 * j;
-            if (d < hd) sc += qr[j] * qp_ld_kv(kr + d);
+            if (d < hd) sc += qr[j] * qp_kv_f32(kr + d);
         }
         sc = qp_warp_sum(sc);
         const float mn = fmaxf(m, sc), c = expf(m - mn), e = expf(sc - mn);
@@ -89,7 +100,7 @@ static __global__ void __launch_bounds__(QP_ATTN_WARPS * 32)
 #pragma unroll
         for (int j = 0; j < NJ; j++) {
             const int d = lane + 32 * j;
-            if (d < hd) o[j] = o[j] * c + e * qp_ld_kv(vr + d);
+            if (d < hd) o[j] = o[j] * c + e * qp_kv_f32(vr + d);
         }
         m = mn;
     }
@@ -221,7 +232,7 @@ static __device__ __forceinline__ void attn_gqa_short(const float *__restrict__ 
  * group of 16 positions costs each warp 2 x HD/16 x 2 mma for the scores S = Q K^T and HD/8 x 2
  * for P V, instead of ~30 instructions per (head, position) on the CUDA cores: the CUDA-core
  * path in attn_gqa_kernel is bound by that arithmetic, not by the K/V bytes (docs/performance.md,
- * round 9).
+ * docs/performance.md).
  *
  * Accuracy: q and p are not f16 values. Each is split into hi = f16(v) and lo = f16(v - hi), and
  * both halves go through the tensor cores (K, V are f16 already, so every product is exact in the
@@ -247,7 +258,7 @@ static __device__ __forceinline__ void attn_gqa_short(const float *__restrict__ 
  */
 #ifndef QP_GQA_MMA_MIN
 /* The shortest chunk (positions) that takes the tensor-core path; shorter ones keep the short or
- * long path. A measurement knob (docs/performance.md, round 9). */
+ * long path. A measurement knob (docs/performance.md). */
 #define QP_GQA_MMA_MIN 64
 #endif
 
@@ -433,7 +444,7 @@ static __device__ __forceinline__ void attn_gqa_merge(float *__restrict__ part, 
 template <int HD>
 static __global__ void __launch_bounds__(QP_GQA_WARPS * 32)
     attn_gqa_kernel(const float *__restrict__ q, const __half *__restrict__ kc, const __half *__restrict__ vc,
-                    int64_t kv_dim, int64_t ctx, int n_head, int n_head_kv, float scale,
+                    int64_t kv_dim, int64_t ctx, int64_t slots, int n_head, int n_head_kv, float scale,
                     const struct qp_step *__restrict__ step, float *__restrict__ part) {
     qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
     qp_pdl_trigger();
@@ -443,8 +454,9 @@ static __global__ void __launch_bounds__(QP_GQA_WARPS * 32)
     const int s = blockIdx.x, kvh = blockIdx.y, t = blockIdx.z, S = gridDim.x;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int G = n_head / n_head_kv, grp = lane / LPP, d0 = (lane % LPP) * 8;
-    int64_t L = (int64_t)step->pos + t + 1;
-    if (L > ctx) L = ctx;
+    const int64_t L = qp_attn_len(step, t, ctx, slots);
+    kc += qp_attn_slot(step, t, ctx, kv_dim);
+    vc += qp_attn_slot(step, t, ctx, kv_dim);
     const int64_t chunk = qp_attn_chunk(L, S), p0 = (int64_t)s * chunk;
     const int64_t p1 = p0 + chunk < L ? p0 + chunk : L;
     if (chunk >= QP_GQA_MMA_MIN) { /* tensor cores, see above */
@@ -536,7 +548,7 @@ static __global__ void __launch_bounds__(QP_GQA_WARPS * 32)
  * blockDim / hd groups of hd: group g takes chunks g, g + NG, ..., QP_COMB_BATCH at a time with
  * all their loads in flight, and folds them into a running (max, sum of weights * l, sum of
  * weights * o[d]) as flash-decoding does; the NG group results are merged in order through shared
- * memory. Measured (docs/performance.md, round 7): one L2 round trip instead of three (the step,
+ * memory. Measured (docs/performance.md): one L2 round trip instead of three (the step,
  * then m, then o). */
 #define QP_COMB_THREADS 256
 #define QP_COMB_BATCH 8
@@ -594,7 +606,7 @@ static __global__ void __launch_bounds__(QP_COMB_THREADS)
             r += acc_s[k * hd + tid] * c;
             lt += gl[k] * c;
         }
-        out[((int64_t)t * n_head + h) * hd + tid] = r / lt;
+        out[((int64_t)t * n_head + h) * hd + tid] = lt > 0.0f ? r / lt : 0.0f; /* no positions: a padding row */
     }
 }
 
@@ -619,19 +631,19 @@ enum qp_status qp_cuda_attention(const struct qp_op_args *a, struct qp_error *er
     qp_cuda_note_launch(gqa ? QP_KERNEL_ATTN_GQA : QP_KERNEL_ATTN_SPLIT);
     if (gqa && a->head_dim == 64)
         QP_CUDA_LAUNCH(err, attn_gqa_kernel<64>, gg, QP_GQA_WARPS * 32, 0, a, a->in0, (const __half *)a->kv.k,
-                       (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx, a->n_head, a->n_head_kv, scale, a->step,
+                       (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx, a->kv.slots, a->n_head, a->n_head_kv, scale, a->step,
                        part);
     else if (gqa)
         QP_CUDA_LAUNCH(err, attn_gqa_kernel<128>, gg, QP_GQA_WARPS * 32, 0, a, a->in0, (const __half *)a->kv.k,
-                       (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx, a->n_head, a->n_head_kv, scale, a->step,
+                       (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx, a->kv.slots, a->n_head, a->n_head_kv, scale, a->step,
                        part);
     else if (a->kv.type == QP_GGML_F16)
         QP_CUDA_LAUNCH(err, attn_partial_kernel<__half>, grid, QP_ATTN_WARPS * 32, 0, a, a->in0,
-                       (const __half *)a->kv.k, (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx,
+                       (const __half *)a->kv.k, (const __half *)a->kv.v, a->kv.kv_dim, a->kv.ctx, a->kv.slots,
                        a->n_head, a->n_head_kv, a->head_dim, scale, a->step, part);
     else
         QP_CUDA_LAUNCH(err, attn_partial_kernel<float>, grid, QP_ATTN_WARPS * 32, 0, a, a->in0,
-                       (const float *)a->kv.k, (const float *)a->kv.v, a->kv.kv_dim, a->kv.ctx,
+                       (const float *)a->kv.k, (const float *)a->kv.v, a->kv.kv_dim, a->kv.ctx, a->kv.slots,
                        a->n_head, a->n_head_kv, a->head_dim, scale, a->step, part);
     const dim3 g2((unsigned)a->n_head, (unsigned)a->n_tok);
     QP_CUDA_LAUNCH(err, attn_combine_kernel, g2, QP_COMB_THREADS, 0, a, part, a->n_head, a->head_dim,

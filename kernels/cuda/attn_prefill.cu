@@ -23,10 +23,6 @@
 #define QP_AP_WARPS (QP_CUDA_AP_THREADS / 32)
 #define QP_AP_RPW (QP_AP_QT / QP_AP_WARPS) /* rows per warp */
 
-template <typename C> static __device__ __forceinline__ float qp_ap_ld(const C *p) {
-    if constexpr (sizeof(C) == 2) return __half2float(*(const __half *)p);
-    else return *p;
-}
 
 template <typename C, int NJ>
 static __global__ void __launch_bounds__(QP_AP_WARPS * 32)
@@ -42,7 +38,10 @@ static __global__ void __launch_bounds__(QP_AP_WARPS * 32)
     const int h = blockIdx.y, t0 = blockIdx.x * QP_AP_QT;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int kvh = h / (n_head / n_head_kv);
-    const int64_t pos = step->pos;
+    /* a chunk of one sequence: its rows are consecutive positions of one slot */
+    const int64_t pos = step->rows[0].pos;
+    kc += (int64_t)(step->rows[0].slot > 0 ? step->rows[0].slot : 0) * ctx * kv_dim;
+    vc += (int64_t)(step->rows[0].slot > 0 ? step->rows[0].slot : 0) * ctx * kv_dim;
     for (int i = threadIdx.x; i < QP_AP_QT * HD; i += blockDim.x) {
         const int r = i / HD, d = i % HD, t = t0 + r;
         qs[r][d] = t < n_tok ? q[((int64_t)t * n_head + h) * HD + d] * scale : 0.0f;
@@ -64,8 +63,8 @@ static __global__ void __launch_bounds__(QP_AP_WARPS * 32)
             const int kk = i / HD, d = i % HD;
             const int64_t p = k0 + kk;
             const bool in = p < nkeys;
-            ks[kk][d] = in ? qp_ap_ld(kc + p * kv_dim + (int64_t)kvh * HD + d) : 0.0f;
-            vs[kk][d] = in ? qp_ap_ld(vc + p * kv_dim + (int64_t)kvh * HD + d) : 0.0f;
+            ks[kk][d] = in ? qp_kv_f32(kc + p * kv_dim + (int64_t)kvh * HD + d) : 0.0f;
+            vs[kk][d] = in ? qp_kv_f32(vc + p * kv_dim + (int64_t)kvh * HD + d) : 0.0f;
         }
         __syncthreads();
 #pragma unroll

@@ -176,6 +176,12 @@ static __device__ __forceinline__ void qp_amax_block(float *v, int32_t *i) {
     }
 }
 
+/* One element of a KV cache of type C (__half or float) as f32. */
+template <typename C> static __device__ __forceinline__ float qp_kv_f32(const C *p) {
+    if constexpr (sizeof(C) == 2) return __half2float(*(const __half *)p);
+    else return *p;
+}
+
 static __device__ __forceinline__ float qp_h2f(uint16_t h) {
     return __half2float(__ushort_as_half(h));
 }
@@ -228,10 +234,11 @@ enum qp_status qp_cuda_attention(const struct qp_op_args *a, struct qp_error *er
 enum qp_status qp_cuda_attn_prefill(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_swiglu(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_add(const struct qp_op_args *a, struct qp_error *err);
-/* Two-stage argmax of logits[n_cols) into step->next_token, launched for node a (stream, pdl,
- * launch.block threads); scratch holds QP_CUDA_ARGMAX_BLOCKS partials. */
-enum qp_status qp_cuda_argmax_row(const struct qp_op_args *a, const float *logits, int64_t n_cols,
-                                  void *scratch, struct qp_error *err);
+/* Two-stage argmax of each of n_rows rows of logits [n_rows][n_cols] into step->rows[t].next,
+ * launched for node a (stream, pdl, launch.block threads); scratch holds QP_CUDA_ARGMAX_BLOCKS
+ * partials per row. */
+enum qp_status qp_cuda_argmax_rows(const struct qp_op_args *a, const float *logits, int64_t n_cols, int n_rows,
+                                   void *scratch, struct qp_error *err);
 enum qp_status qp_cuda_step_advance(const struct qp_op_args *a, struct qp_error *err);
 /* Epilogue of a linear whose raw products (no bias) sit in y [n][rows_total] f32. */
 enum qp_status qp_cuda_linear_epilogue(const struct qp_op_args *a, const float *y,

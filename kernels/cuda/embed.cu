@@ -1,4 +1,4 @@
-/* embed.cu — EMBED: out[t] = dequant(row step->tokens[t] of w[0]), read from the device step
+/* embed.cu — EMBED: out[t] = dequant(row step->rows[t].token of w[0]), read from the device step
  * state so that a captured graph embeds whatever token the previous step chose. A token id out
  * of [0, rows) cannot be reported from the device: its row is written as NaN, which every check
  * downstream (tests, qrun's logits check) rejects; the host validates prompt ids beforehand.
@@ -13,7 +13,7 @@ static __global__ void embed_kernel(const uint8_t *__restrict__ w, size_t row_by
     qp_pdl_wait(); /* PDL: before touching anything an earlier kernel wrote */
     qp_pdl_trigger();
     const int t = blockIdx.x;
-    const int32_t tok = step->tokens[t];
+    const int32_t tok = step->rows[t].token;
     float *o = out + (int64_t)t * cols;
     if (tok < 0 || tok >= rows) {
         for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) o[c] = __int_as_float(0x7fc00000);

@@ -216,6 +216,6 @@ enum qp_status qp_cuda_gemm(const struct qp_op_args *a, struct qp_error *err) {
         if (s != QP_OK) return s;
     }
     if (a->epilogue == QP_EPILOGUE_ARGMAX)
-        return qp_cuda_argmax_row(a, a->out + (int64_t)(a->n_tok - 1) * a->out_w, a->out_w, sc + l.argmax_off, err);
+        return qp_cuda_argmax_rows(a, a->out, a->out_w, a->n_tok, sc + l.argmax_off, err);
     return QP_OK;
 }

@@ -32,9 +32,9 @@ struct qp_lin_params {
     int64_t units;
     int n_head, n_head_kv, head_dim;
     float rope_base;
-    void *kc, *vc;            /* [ctx][kv_dim] f16 or f32 */
+    void *kc, *vc;            /* [slots][ctx][kv_dim] f16 or f32 */
     int kv_f16;
-    int64_t ctx, kv_dim;
+    int64_t ctx, kv_dim, slots;
     const struct qp_step *step;
 };
 
@@ -68,6 +68,7 @@ static inline qp_lin_params qp_lin_params_make(const struct qp_op_args *a) {
     p.kv_f16 = a->kv.type == QP_GGML_F16;
     p.ctx = a->kv.ctx;
     p.kv_dim = a->kv.kv_dim;
+    p.slots = a->kv.slots;
     p.step = a->step;
     switch (a->epilogue) {
     case QP_EPILOGUE_SWIGLU: p.units = a->w[0].rows; break;
@@ -147,7 +148,7 @@ static __device__ __forceinline__ qp_unit_pre qp_unit_prepare(const qp_lin_param
     if (rb >= 0) r.bias_b = qp_lin_bias(p, rb);
     if constexpr (EPI == QP_EPILOGUE_ROPE_KV) {
         const int64_t nq = (int64_t)p.n_head * (p.head_dim / 2), nk = (int64_t)p.n_head_kv * (p.head_dim / 2);
-        if (u < nq + nk) qp_rope_cs_f((int64_t)p.step->pos + t, freq, &r.cs, &r.sn);
+        if (u < nq + nk) qp_rope_cs_f((int64_t)p.step->rows[t].pos, freq, &r.cs, &r.sn);
     } else if constexpr (EPI == QP_EPILOGUE_RESIDUAL) {
         r.res = p.in1[(int64_t)t * p.out_w + u];
     }
@@ -168,7 +169,11 @@ static __device__ __forceinline__ float qp_unit_store_pre(const qp_lin_params &p
     } else if constexpr (EPI == QP_EPILOGUE_ROPE_KV) {
         const int half = p.head_dim / 2;
         const int64_t nq = (int64_t)p.n_head * half, nk = (int64_t)p.n_head_kv * half;
-        const int64_t pos = (int64_t)p.step->pos + t;
+        /* row t's cache position in its slot; a padding row (slot < 0) or a position past the
+         * cache writes nothing */
+        const struct qp_step_row rw = p.step->rows[t];
+        const bool keep = rw.slot >= 0 && rw.slot < p.slots && rw.pos < p.ctx;
+        const int64_t pos = ((int64_t)rw.slot * p.ctx + rw.pos);
         if (u < nq + nk) {
             const int64_t v = u < nq ? u : u - nq;
             const int i = (int)(v % half);
@@ -177,11 +182,11 @@ static __device__ __forceinline__ float qp_unit_store_pre(const qp_lin_params &p
             if (u < nq) {
                 o[r] = x0;
                 o[r + half] = x1;
-            } else if (pos < p.ctx) {
+            } else if (keep) {
                 qp_kv_store(p.kc, p.kv_f16, (int64_t)pos * p.kv_dim + r, x0);
                 qp_kv_store(p.kc, p.kv_f16, (int64_t)pos * p.kv_dim + r + half, x1);
             }
-        } else if (pos < p.ctx) {
+        } else if (keep) {
             qp_kv_store(p.vc, p.kv_f16, (int64_t)pos * p.kv_dim + (u - nq - nk), a);
         }
     } else if constexpr (EPI == QP_EPILOGUE_RESIDUAL) {

@@ -19,11 +19,12 @@
  * into L2 (weights are immutable), so the weight stream of this kernel overlaps the tail of the
  * previous one; everything else happens after the wait.
  *
- * ARGMAX epilogue, fused: each block merges the (logit, row) pairs of its warps into one partial
- * in scratch; the last block to finish (a device counter, reset by that block) merges the
- * partials and writes step->next_token. Ties go to the first index, NaN never wins, as in
- * argmax.cu. The counter is module memory (qp_mmv_argmax_done): kernels in one stream never
- * overlap their use of it (PDL: the next kernel touches it only after its wait).
+ * ARGMAX epilogue, fused, for every token: each block merges the (logit, row) pairs of its warps
+ * into one partial per token in scratch; the last block to finish a token (a device counter per
+ * token, reset by that block) merges its partials and writes step->rows[t].next. Ties go to the
+ * first index, NaN never wins, as in argmax.cu. The counters are module memory
+ * (qp_mmv_argmax_done): kernels in one stream never overlap their use of them (PDL: the next
+ * kernel touches them only after its wait).
  */
 #include "linear_common.cuh"
 #include "qp_cuda.h"
@@ -33,7 +34,7 @@
 
 #define QP_MMV_MIXED (-1)
 
-static __device__ unsigned int qp_mmv_argmax_done;
+static __device__ unsigned int qp_mmv_argmax_done[QP_CUDA_ARGMAX_MAX_ROWS]; /* blocks done, per row */
 
 /* Row r of the stacked matrix and the part it lies in. */
 static __device__ __forceinline__ const uint8_t *qp_lin_row(const qp_lin_params &p, int64_t r, int *part) {
@@ -100,7 +101,7 @@ static __device__ __forceinline__ float qp_mmv_dot(const qp_lin_params &p, int64
  * added in warp order through shared memory. One staged x serves the block's nw/KS units. A
  * separate template instance, so the KS = 1 kernel keeps its registers (docs/performance.md).
  * __launch_bounds__(256) with no minimum of blocks per SM: spelling the minimum as 1 let ptxas
- * take ~122 registers instead of ~78 (2 blocks per SM instead of 3), 6% slower (round 6). */
+ * take ~122 registers instead of ~78 (2 blocks per SM instead of 3), measured 6% slower (docs/performance.md). */
 template <int T, int EPI, bool AM, int KS>
 static __global__ void __launch_bounds__(256)
     matvec_kernel(const qp_lin_params p, const int vec, qp_amax *__restrict__ part) {
@@ -194,13 +195,13 @@ static __global__ void __launch_bounds__(256)
             if constexpr (AM) qp_amax_merge(&bv, &bi, val, (int32_t)u);
         }
     }
-    if constexpr (AM) {
-        if (t != (int)gridDim.y - 1) return; /* argmax of the last token's row only */
+    if constexpr (AM) { /* every token's row: its partials at part[t * gridDim.x], its own counter */
         qp_amax_block(&bv, &bi);
+        part += (int64_t)t * gridDim.x;
         if (threadIdx.x == 0) {
             part[blockIdx.x] = qp_amax{bv, bi};
             __threadfence();
-            last = atomicAdd(&qp_mmv_argmax_done, 1u) == gridDim.x - 1;
+            last = atomicAdd(&qp_mmv_argmax_done[t], 1u) == gridDim.x - 1;
         }
         __syncthreads();
         if (!last) return;
@@ -213,8 +214,8 @@ static __global__ void __launch_bounds__(256)
         }
         qp_amax_block(&bv, &bi);
         if (threadIdx.x == 0) {
-            ((struct qp_step *)p.step)->next_token = bi == INT32_MAX ? 0 : bi;
-            qp_mmv_argmax_done = 0;
+            ((struct qp_step *)p.step)->rows[t].next = bi == INT32_MAX ? 0 : bi;
+            qp_mmv_argmax_done[t] = 0;
         }
     }
 }

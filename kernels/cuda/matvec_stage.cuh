@@ -23,7 +23,7 @@ static __device__ __forceinline__ void qp_prefetch_l2(const void *ptr) {
 /* Stages x (times norm when norm != NULL) into w, sub-chunk s of 32 floats at w + s *
  * QP_XS_STRIDE, with 16-byte loads, QP_STAGE_BATCH of them (and of norm) issued per thread before
  * any is used: the scalar load-store loop this replaces made a 4864-float x ~19 serial L2 round
- * trips per thread (docs/performance.md, perf4). Returns this thread's sum of x^2 (the RMS norm's
+ * trips per thread (docs/performance.md). Returns this thread's sum of x^2 (the RMS norm's
  * input, so x is read once). Requires cols % 32 == 0 and x, norm 16-byte aligned. */
 #define QP_STAGE_BATCH 4
 static __device__ __forceinline__ float qp_stage_x4(float *w, const float *x, const float *norm, int64_t cols) {

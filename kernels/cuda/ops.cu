@@ -207,8 +207,7 @@ static enum qp_status op_argmax(const struct qp_op_args *a, struct qp_error *err
     struct qp_cuda_scratch_layout l;
     s = qp_cuda_scratch_plan(a, &l, err);
     if (s != QP_OK) return s;
-    return qp_cuda_argmax_row(a, a->in0 + (int64_t)(a->n_tok - 1) * a->in_w, a->in_w,
-                              (char *)a->scratch + l.argmax_off, err);
+    return qp_cuda_argmax_rows(a, a->in0, a->in_w, a->n_tok, (char *)a->scratch + l.argmax_off, err);
 }
 
 static enum qp_status op_step_advance(const struct qp_op_args *a, struct qp_error *err) {

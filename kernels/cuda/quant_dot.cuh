@@ -1,6 +1,6 @@
 /* quant_dot.cuh — one lane's dot product of a 32-element sub-chunk of a GGML block with 32 floats
  * of staged x: qp_dot32<T, L>(block, sub, x). The decode matvecs (matvec.cu, matvec_stream.cu)
- * spend their time issuing instructions, not waiting for DRAM (docs/performance.md, round 7:
+ * spend their time issuing instructions, not waiting for DRAM (docs/performance.md:
  * ~14 instructions per weight with qp_dec32 + multiply-add), so the types of the common GGUF
  * mixes have their own dots here, written for few instructions per weight:
  *

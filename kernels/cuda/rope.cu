@@ -1,5 +1,5 @@
 /* rope.cu — ROPE: out [n][n_head*head_dim] = RoPE(in0, or out itself when in0 is NULL or equal),
- * NEOX pairs (i, i + head_dim/2) rotated by (step->pos + t) * base^(-2i/head_dim), the angle in
+ * NEOX pairs (i, i + head_dim/2) rotated by step->rows[t].pos * base^(-2i/head_dim), the angle in
  * double as on the CPU (cuda_common.cuh). One thread per pair: it reads both elements before it
  * writes, so in place is safe. (The fused form is the ROPE_KV epilogue, linear_common.cuh.) */
 #include "cuda_common.cuh"
@@ -14,7 +14,7 @@ static __global__ void rope_kernel(const float *src, float *dst, int n_head, int
     const int h = (int)(u / half), i = (int)(u % half);
     const int64_t off = ((int64_t)t * n_head + h) * hd;
     float sn, cs;
-    qp_rope_cs((int64_t)step->pos + t, i, hd, base, &cs, &sn);
+    qp_rope_cs((int64_t)step->rows[t].pos, i, hd, base, &cs, &sn);
     const float x0 = src[off + i], x1 = src[off + i + half];
     dst[off + i] = x0 * cs - x1 * sn;
     dst[off + i + half] = x0 * sn + x1 * cs;

@@ -63,7 +63,7 @@ struct cuda_impl {
     int cc_major, cc_minor, sms;
 };
 
-static struct cuda_impl *I(struct qp_backend *b) { return (struct cuda_impl *)b->impl; }
+static struct cuda_impl *impl_of(struct qp_backend *b) { return (struct cuda_impl *)b->impl; }
 
 /* "where" is "" outside a program, or "decode node 41 'name' (linear): ". */
 static enum qp_status cuda_fail(struct qp_error *err, const char *where, const char *file, int line,
@@ -203,7 +203,7 @@ static enum qp_status cuda_init(const struct qp_backend_config *cfg, struct qp_b
 }
 
 static enum qp_status cuda_weights_alloc(struct qp_backend *b, size_t bytes, struct qp_error *err) {
-    struct cuda_impl *m = I(b);
+    struct cuda_impl *m = impl_of(b);
     if (b->weights) return qp_error_set(err, QP_ERR_INVALID, "cuda backend: weights allocated twice");
     size_t fr, tot;
     CK(cudaMemGetInfo(&fr, &tot));
@@ -222,7 +222,7 @@ static enum qp_status cuda_weights_alloc(struct qp_backend *b, size_t bytes, str
 /* Copies through the pinned buffers: host memcpy into one while the other's DMA runs. */
 static enum qp_status cuda_upload(struct qp_backend *b, void *dst, const void *src, size_t bytes,
                                   struct qp_error *err) {
-    struct cuda_impl *m = I(b);
+    struct cuda_impl *m = impl_of(b);
     if (!in_range(dst, bytes, b->weights, b->weights_bytes))
         return qp_error_set(err, QP_ERR_INVALID, "cuda backend: upload of %zu bytes to %p is outside the weight pool",
                             bytes, dst);
@@ -253,7 +253,7 @@ static enum qp_status cuda_upload(struct qp_backend *b, void *dst, const void *s
 }
 
 static enum qp_status cuda_weights_sync(struct qp_backend *b, struct qp_error *err) {
-    struct cuda_impl *m = I(b);
+    struct cuda_impl *m = impl_of(b);
     CK(cudaStreamSynchronize(m->stream));
     m->staging_pending[0] = m->staging_pending[1] = false;
     m->fill = 0;
@@ -277,7 +277,7 @@ static enum qp_status cuda_weights_sync(struct qp_backend *b, struct qp_error *e
  * synchronises with sync_each). Inside capture, check is false: nothing may synchronise. */
 static enum qp_status enqueue(struct qp_backend *b, const struct qp_backend_program *prog, bool check,
                               cudaEvent_t *ev, struct qp_error *err) {
-    struct cuda_impl *m = I(b);
+    struct cuda_impl *m = impl_of(b);
     if (ev) CK(cudaEventRecord(ev[0], m->stream));
     for (int32_t i = 0; i < prog->n_nodes; i++) {
         struct qp_op_args a = prog->args[i];
@@ -334,7 +334,7 @@ static void profile_print(const struct qp_backend_program *prog, cudaEvent_t *ev
 
 static enum qp_status cuda_run(struct qp_backend *b, const struct qp_backend_program *prog,
                                struct qp_error *err) {
-    struct cuda_impl *m = I(b);
+    struct cuda_impl *m = impl_of(b);
     cudaEvent_t *ev = NULL;
     if (m->profile) {
         ev = (cudaEvent_t *)calloc((size_t)prog->n_nodes + 1, sizeof *ev);
@@ -366,7 +366,7 @@ static enum qp_status cuda_run(struct qp_backend *b, const struct qp_backend_pro
 /* Captures prog into m->exec. Any failure ends the capture first (the stream stays usable). */
 static enum qp_status capture(struct qp_backend *b, const struct qp_backend_program *prog,
                               struct qp_error *err) {
-    struct cuda_impl *m = I(b);
+    struct cuda_impl *m = impl_of(b);
     CK(cudaStreamBeginCapture(m->stream, cudaStreamCaptureModeThreadLocal));
     enum qp_status s = enqueue(b, prog, false, NULL, err);
     cudaGraph_t g = NULL;
@@ -403,7 +403,7 @@ static enum qp_status capture(struct qp_backend *b, const struct qp_backend_prog
  * one launch plus the 4-byte token read; a fault shows at that read. */
 static enum qp_status cuda_replay(struct qp_backend *b, const struct qp_backend_program *prog,
                                   struct qp_error *err) {
-    struct cuda_impl *m = I(b);
+    struct cuda_impl *m = impl_of(b);
     if (!m->use_graph || !prog->capture) return cuda_run(b, prog, err);
     if (m->exec && (m->graph_prog != prog || m->graph_nodes != prog->n_nodes)) {
         CK(cudaGraphExecDestroy(m->exec)); /* another program: recapture (never per token) */
@@ -426,7 +426,7 @@ static enum qp_status cuda_replay(struct qp_backend *b, const struct qp_backend_
 
 static enum qp_status cuda_read(struct qp_backend *b, void *dst, const void *src, size_t bytes,
                                 struct qp_error *err) {
-    struct cuda_impl *m = I(b);
+    struct cuda_impl *m = impl_of(b);
     if (!backend_memory(b, src, bytes))
         return qp_error_set(err, QP_ERR_INVALID, "cuda backend: read of %zu bytes from %p is outside the arena and weights",
                             bytes, src);
@@ -451,7 +451,7 @@ static enum qp_status cuda_read(struct qp_backend *b, void *dst, const void *src
 
 static enum qp_status cuda_write(struct qp_backend *b, void *dst, const void *src, size_t bytes,
                                  struct qp_error *err) {
-    struct cuda_impl *m = I(b);
+    struct cuda_impl *m = impl_of(b);
     if (!backend_memory(b, dst, bytes))
         return qp_error_set(err, QP_ERR_INVALID, "cuda backend: write of %zu bytes to %p is outside the arena and weights",
                             bytes, dst);
@@ -475,7 +475,7 @@ static enum qp_status cuda_write(struct qp_backend *b, void *dst, const void *sr
  * time per run. Launches are eager (no graph), so each includes its launch overhead. */
 static enum qp_status cuda_time_op(struct qp_backend *b, const struct qp_op_args *a0, int reps, double *us,
                                    struct qp_error *err) {
-    struct cuda_impl *m = I(b);
+    struct cuda_impl *m = impl_of(b);
     if ((unsigned)a0->op >= QP_OP_COUNT || !b->ops[a0->op] || reps < 1)
         return qp_error_set(err, QP_ERR_INVALID, "cuda backend: cannot time op %d (%d runs)", (int)a0->op, reps);
     struct qp_op_args a = *a0;
@@ -519,7 +519,7 @@ static enum qp_status cuda_alloc_extra(struct qp_backend *b, size_t bytes, void 
 
 static enum qp_status cuda_copy(struct qp_backend *b, void *dst, const void *src, size_t bytes,
                                 struct qp_error *err) {
-    struct cuda_impl *m = I(b);
+    struct cuda_impl *m = impl_of(b);
     if (!backend_memory(b, dst, bytes) || !backend_memory(b, src, bytes))
         return qp_error_set(err, QP_ERR_INVALID, "cuda backend: copy of %zu bytes outside backend memory", bytes);
     CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, m->stream));
@@ -531,7 +531,7 @@ static void cuda_free(struct qp_backend *b) {
     if (!b) return;
     for (int i = 0; i < QP_BACKEND_MAX_EXTRA; i++)
         if (b->extra[i]) cudaFree(b->extra[i]);
-    struct cuda_impl *m = I(b);
+    struct cuda_impl *m = impl_of(b);
     if (m) {
         if (m->stream) cudaStreamSynchronize(m->stream);
         if (m->exec) cudaGraphExecDestroy(m->exec);

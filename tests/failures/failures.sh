@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# failures.sh — failure behaviour of the built tools, run as a user runs them (issue 9).
+# failures.sh — failure behaviour of the built tools, run as a user runs them.
 #   failures.sh BUILD_DIR CASE
 # Each CASE (one ctest test, tests/failures.cmake) feeds qplan broken inputs and checks that
 # the tool fails the way a user needs: a non-zero exit that is not a crash (1 or 2, never a
@@ -136,10 +136,31 @@ case_plan_edited() {
   edit unknown-buffer '0,/out: x$/s//out: xx/' "no buffer named 'xx'"
   edit missing-key '/^  header_hash:/d' "header_hash"
   edit weight-bytes '0,/bytes: \([0-9]*\), from/s//bytes: 1\1, from/' "!= rows * row bytes"
-  edit version 's/^qplan: 2$/qplan: 3/' "version"
+  edit version 's/^qplan: 3$/qplan: 4/' "version"
   edit heads 's/^  n_head: 4$/  n_head: 3/' "n_head"
   edit tabs '0,/^hparams:/s/^hparams:/hparams:\n\tarch: x/' "tabs.yaml:"
   edit not-yaml '1s/^/{{{ /' "YAML error"
+  # Semantic damage the plan alone cannot show: it validates on its own; with its model qplan
+  # validate refuses it, naming the line and what the model needs.
+  semantic() { # NAME SED_EXPR WANT
+    sed "$2" "$work/p.yaml" >"$work/$1.yaml"
+    if cmp -s "$work/p.yaml" "$work/$1.yaml"; then
+      fail "edit $1: sed '$2' changed nothing (plan format changed?)"
+      return
+    fi
+    checks=$((checks + 1))
+    "$qplan" validate "$work/$1.yaml" >/dev/null 2>&1 || fail "edit $1: the plan alone should validate"
+    expect_fail "validate $1 with its model" "$3" "$qplan" validate "$1.yaml" m.gguf
+    checks=$((checks + 1))
+    grep -Eq "^qplan validate: $1\.yaml:[0-9]+: " "$work/err.txt" || fail "edit $1: the message names no line"
+  }
+  semantic bias-deleted '0,/^      bias: /{/^      bias: /d}' "bias: the plan has none, the model has a bias"
+  semantic weight-swapped '0,/weights: \[blk.0.attn_output.weight\]/s//weights: [blk.1.attn_output.weight]/' \
+    "weights: the plan says [blk.1.attn_output.weight], the model needs [blk.0.attn_output.weight]"
+  semantic rope-base '0,/rope_base: 1e+06, layer: 1}/s//rope_base: 10000, layer: 1}/' \
+    "params.rope_base: the plan says 10000, the model needs 1000000"
+  semantic eps '/^hparams:/,/^limits:/s/^  eps: .*/  eps: 1e-05/' "hparams.eps: the plan says 1e-05"
+  semantic kv-layer '0,/head_dim: 16, layer: 1}/s//head_dim: 16, layer: 0}/' "params.layer: the plan says 0, the model needs 1"
 }
 
 # A plan paired with another model: refused naming both files.
@@ -286,8 +307,9 @@ case_qrun_refuses() {
   synth m.gguf 128
   synth b.gguf 192
   compile_ok m.gguf p.yaml
-  sed 's/arena_bytes: [0-9]*/arena_bytes: 4096/' "$work/p.yaml" >"$work/edited.yaml"
-  expect_fail "qrun edited plan" "edited.yaml:1: kv_cache" \
+  # an arena that holds the step state (16 bytes + 16 per chunk row) but not the KV cache
+  sed 's/arena_bytes: [0-9]*/arena_bytes: 16384/' "$work/p.yaml" >"$work/edited.yaml"
+  expect_fail "qrun edited plan" "edited.yaml:$(grep -n '^kv_cache:' "$work/p.yaml" | cut -d: -f1): kv_cache" \
     "$qrun" edited.yaml -m m.gguf --device cpu -p hi -n 4 --seed 1
   sed 's/^  n_head: 4$/  n_head: 3/' "$work/p.yaml" >"$work/heads.yaml"
   expect_fail "qrun edited plan (heads)" "heads.yaml:" "$qrun" heads.yaml -m m.gguf --device cpu -p hi -n 4
