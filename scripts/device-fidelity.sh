@@ -3,34 +3,43 @@
 # Debian's GPL-3 text (-c 512, every chunk: 14 for the 0.5B model) and its KL divergence from the
 # CPU backend (and, with the oracle step, from the double-precision reference), one command.
 #
-# What must travel. The real model cannot be carried whole: a call carries at most 64 MiB with the
-# tree and .deps, so it goes in pieces of at most 55 MB, one piece per call. Ignored paths already
-# on a warm machine stay there between calls, so the pieces accumulate; this script joins them in
-# name order and checks the sha256 pinned in scripts/fetch-model.sh before anything runs. Here,
-# once (9 pieces for the 0.5B, 21 for the 1.5B; .device is ignored by git):
-#     mkdir -p /work/main/.device/fid-parts && split -b 55M -d -a 2 \
-#       "$(scripts/fetch-model.sh)" /work/main/.device/fid-parts/model.part
-# then call k carries [".device/fid-parts/model.partNN", ".deps", ".device/<tree>"] (never the
-# whole ".device": that would replace the pieces already there). Where /usr/share/common-licenses
-# is absent on the device, carry a copy of GPL-3 as .device/GPL-3 (35 KB). The last call runs
-#     cd .device/<tree> && timeout 590 scripts/device-fidelity.sh > $OUT/fidelity.log 2>&1; tail -c 9000 $OUT/fidelity.log
+# What must travel. The real model cannot be carried whole: a call carries at most 64 MiB, the
+# checkout's tree included, so it goes in pieces of at most 55 MB, one piece per call. Ignored paths
+# already on a warm machine stay there between calls (a machine goes back 30 s after a call: make
+# the calls back to back), so the pieces accumulate; this script joins every file under
+# QP_PARTS in path order and checks the sha256 pinned in scripts/fetch-model.sh before anything
+# runs. Here, once, in a folder of its own that git ignores (not .device, which other device
+# calls carry whole) and one folder per piece (9 for the 0.5B, 21 for the 1.5B):
+#     m=$(scripts/fetch-model.sh); cd /work/main && echo /.device-pieces/ >> .git/info/exclude
+#     mkdir -p .device-pieces/fid-parts && cd .device-pieces/fid-parts
+#     split -b 55000000 -d -a 2 "$m" model.part
+#     for f in model.part*; do mkdir "p${f#model.part}" && mv "$f" "p${f#model.part}/"; done
+# This tree goes beside it as .device-pieces/src, GPL-3 as .device-pieces/GPL-3 (named in
+# QP_TEXT, so that the device reads the same bytes as the runs here). A 55 MB piece, .deps
+# (6.7 MB), this tree (~3 MB) and the checkout (~2.6 MB) exceed 64 MiB together: the call that
+# carries .deps and the tree carries the last, smaller piece (51.4 MB for the 0.5B), the others a
+# piece alone. docs/device.md has the calls.
 #
-# Steps (QP_STEPS, default "build join cuda cpu kld oracle"; each one's status is listed at the end):
-#   build   scripts/device-build.sh, targets qrun and qpref_cli only
-#   join    the pieces (QP_PARTS, default <repo>/../fid-parts/*) into $work/<model file>, sha256
-#           checked; skipped when QP_MODEL names an existing file (also checked)
-#   cuda    qrun --device cuda --perplexity -f GPL-3 -c 512 --kl-divergence-base $work/cuda.kld
-#   cpu     the same with --device cpu (every core) -> $work/cpu.kld
-#   kld     qrun --device cuda --kl-divergence against cpu.kld (targets: mean KLD <= 1e-4,
-#           same top >= 99.5%), and the reverse (cpu against cuda.kld)
-#   oracle  qpref --perplexity, the double-precision reference, on every core (30 s a chunk on 2
-#           cores here) -> $work/oracle.kld, then cuda and cpu against it
+# Steps (QP_STEPS, default "build join cuda cpu kld oracle"; each one's status is listed at the
+# end; a step may run in a later call than the one it needs, on the same warm machine):
+#   build       scripts/device-build.sh, targets qrun and qpref_cli only
+#   join        the pieces (every file under QP_PARTS, default <repo>/../fid-parts) into
+#               $work/<model file>, sha256 checked; skipped when QP_MODEL names an existing file (also checked)
+#   cuda        qrun --device cuda --perplexity -f GPL-3 -c 512 --kl-divergence-base $work/cuda.kld
+#   cpu         the same with --device cpu (every core) -> $work/cpu.kld
+#   kld         qrun --device cuda --kl-divergence against cpu.kld (targets: mean KLD <= 1e-4,
+#               same top >= 99.5%)
+#   kld-cpu     the reverse: --device cpu against cuda.kld (one more CPU pass)
+#   oracle      qpref --perplexity, the double-precision reference, on every core (30 s a chunk
+#               on 2 cores here) -> $work/oracle.kld, then cuda against it
+#   oracle-cpu  --device cpu against oracle.kld (one more CPU pass)
 # Environment:
 #   QP_MODEL_NAME  0.5b (default) or 1.5b: the pinned file and its plan in plans/
 #   QP_CHUNKS      --chunks (default: all; the issue asks 4 for the 1.5B)
 #   QP_TEXT        the text (default /usr/share/common-licenses/GPL-3, else <repo>/../GPL-3)
+#   QP_WORK        where the joined model and the base files go (default ${TMPDIR:-/tmp}/qp-fidelity)
 # Logs and results go to $OUT (or ./device-out): summary.txt, cuda-ppl.txt, cpu-ppl.txt,
-# kld-cuda-vs-cpu.txt, kld-cpu-vs-cuda.txt, [oracle-ppl.txt, kld-cuda-vs-oracle.txt,
+# kld-cuda-vs-cpu.txt, [kld-cpu-vs-cuda.txt, oracle-ppl.txt, kld-cuda-vs-oracle.txt,
 # kld-cpu-vs-oracle.txt]. The base files (1.09 GB each) stay in $work. Exit status nonzero
 # when a step failed.
 set -uo pipefail
@@ -40,7 +49,7 @@ mkdir -p "$out"
 steps=${QP_STEPS:-build join cuda cpu kld oracle}
 name=$("$root/scripts/fetch-model.sh" --name "${QP_MODEL_NAME:-0.5b}") || exit 2
 plan=$root/plans/${name%.gguf}.yaml
-work=${TMPDIR:-/tmp}/qp-fidelity
+work=${QP_WORK:-${TMPDIR:-/tmp}/qp-fidelity}
 mkdir -p "$work"
 export QP_BUILD_DIR=${QP_BUILD_DIR:-$root/build-device}
 b=$QP_BUILD_DIR
@@ -70,8 +79,8 @@ if want join && [ -z "${QP_MODEL:-}" ]; then
   if [ -f "$model" ] && "$root/scripts/fetch-model.sh" --verify "${QP_MODEL_NAME:-0.5b}" "$model" 2>/dev/null; then
     note "join: $model already there (sha256 ok)"
   else
-    parts=(${QP_PARTS:-$root/../fid-parts}/*)
-    if [ ! -f "${parts[0]}" ]; then
+    mapfile -t parts < <(find "${QP_PARTS:-$root/../fid-parts}/" -type f 2>/dev/null | LC_ALL=C sort)
+    if [ ${#parts[@]} = 0 ]; then
       note "join: FAILED: no pieces in ${QP_PARTS:-$root/../fid-parts} (see this script's header)"
     else
       cat "${parts[@]}" > "$model.tmp" && mv "$model.tmp" "$model"
@@ -85,9 +94,12 @@ if want join && [ -z "${QP_MODEL:-}" ]; then
   fi
 fi
 ready=1
-[ -f "$model" ] || { note "model: MISSING ($model): nothing to measure"; ready=0; }
-[ -n "$text" ] || { note "text: MISSING (no GPL-3: carry .device/GPL-3 or set QP_TEXT)"; ready=0; }
-[ -x "$b/runtime/qrun" ] || { note "qrun: MISSING (build step)"; ready=0; }
+measure=0
+for st in cuda cpu kld kld-cpu oracle oracle-cpu; do want $st && measure=1; done
+[ $measure = 1 ] || ready=0 # build and join only: nothing to check yet
+[ $measure = 0 ] || [ -f "$model" ] || { note "model: MISSING ($model): nothing to measure"; ready=0; }
+[ $measure = 0 ] || [ -n "$text" ] || { note "text: MISSING (no GPL-3: carry .device/GPL-3 or set QP_TEXT)"; ready=0; }
+[ $measure = 0 ] || [ -x "$b/runtime/qrun" ] || { note "qrun: MISSING (build step)"; ready=0; }
 
 # ppl DEVICE: perplexity on DEVICE, base file $work/DEVICE.kld
 ppl() {
@@ -108,18 +120,19 @@ kld() {
 if [ $ready = 1 ]; then
   want cuda && ppl cuda
   want cpu && ppl cpu
-  if want kld; then
-    [ -f "$work/cpu.kld" ] && kld cuda cpu
-    [ -f "$work/cuda.kld" ] && kld cpu cuda
-  fi
+  # each comparison needs its base: written by an earlier step, in this call or an earlier one
+  base() { [ -f "$work/$1.kld" ] || { note "$2: MISSING $work/$1.kld (step $1 first)"; return 1; }; }
+  want kld && base cpu kld && kld cuda cpu
+  want kld-cpu && base cuda kld-cpu && kld cpu cuda
   if want oracle; then
     t=$(date +%s)
     "$b/tests/qpref" "$model" --perplexity -f "$text" -c 512 $chunks -t "$(nproc)" \
       --kl-divergence-base "$work/oracle.kld" > "$out/oracle-ppl.txt" 2>&1
     rc=$?
     note "oracle perplexity: $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc") ($(( $(date +%s) - t )) s): $(grep -o 'PPL = .*' "$out/oracle-ppl.txt")"
-    if [ $rc = 0 ]; then kld cuda oracle; kld cpu oracle; fi
+    if [ $rc = 0 ]; then kld cuda oracle; fi
   fi
+  want oracle-cpu && base oracle oracle-cpu && kld cpu oracle
 fi
 echo "---- summary ($(( $(date +%s) - t0 )) s) ----"
 printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
