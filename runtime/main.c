@@ -1,5 +1,6 @@
 /* main.c — the qrun command line (llama.cpp conventions) over libqrun (include/qrun.h):
- * one-shot generation (-p / -f), interactive chat (--chat), --tokenize / --detokenize.
+ * one-shot generation (-p / -f), interactive chat (--chat), --tokenize / --detokenize,
+ * --bench (runtime/bench.c), --perplexity / --kl-divergence (runtime/perplexity.c).
  * Text streams to stdout; the seed (when random), messages and timings go to stderr.
  * SIGINT stops a generation cleanly (exit 130); in --chat it stops the reply and the
  * conversation goes on.
@@ -16,6 +17,7 @@
 #include "bench.h"
 #include "qp_tokenizer.h"
 #include "qrun.h"
+#include "qrun_perplexity.h"
 
 #define MAX_STOP 16
 
@@ -58,6 +60,13 @@ static void usage(FILE *f) {
           "  --batch LIST            with --bench: llama-batched-bench's table for these numbers of\n"
           "                          sequences decoded together, e.g. 1,4,16,64 (a plan compiled with\n"
           "                          --slots; PP 128 unless --bench-pp, TG --bench-tg)\n"
+          "  --perplexity            perplexity of the text of -f (llama-perplexity's method;\n"
+          "                          -c N tokens per chunk, default 512)\n"
+          "  --chunks N              at most N chunks (default: all)\n"
+          "  --kl-divergence-base F  with --perplexity: write the full distributions to F\n"
+          "                          (llama.cpp's format); with --kl-divergence: read them\n"
+          "  --kl-divergence         compare with --kl-divergence-base F over its tokens: KLD,\n"
+          "                          PPL ratio, same top token (llama-perplexity's statistics)\n"
           "  -v, --verbose           more messages on stderr, and after generating, per plan node,\n"
           "                          the kernel the backend ran\n"
           "  -h, --help              this text\n",
@@ -141,12 +150,43 @@ static int parse_float(const char *opt, const char *v, float *out) {
     return 0;
 }
 
+/* --perplexity / --kl-divergence: checks the combination (exit 2), runs, reports (exit 1 or 130
+ * on failure). */
+static int perplexity_main(const char *plan, const struct qrun_options *o,
+                           struct qrun_ppl_options *po, const char *prompt, const char *file) {
+    if (po->kld && !po->kld_base) {
+        fprintf(stderr, "qrun: --kl-divergence needs --kl-divergence-base FILE (the base to compare with)\n");
+        return 2;
+    }
+    if (!po->kld && !file) {
+        fprintf(stderr, "qrun: --perplexity needs the text: -f FILE%s\n",
+                prompt ? " (-p is not read by --perplexity)" : "");
+        return 2;
+    }
+    if (po->n_ctx != 0 && po->n_ctx < QRUN_PPL_MIN_CTX) {
+        fprintf(stderr, "qrun: -c %d: perplexity needs chunks of at least %d tokens\n",
+                (int)po->n_ctx, QRUN_PPL_MIN_CTX);
+        return 2;
+    }
+    signal(SIGINT, on_sigint);
+    po->interrupt = &g_interrupt;
+    po->progress = isatty(2);
+    struct qp_error err = {{0}};
+    enum qp_status s = qrun_perplexity_cmd(plan, o, po, po->kld ? NULL : file, stdout, NULL, &err);
+    if (s != QP_OK) {
+        fprintf(stderr, "qrun: %s\n", err.msg);
+        return s == QP_ERR_INTERRUPTED ? 130 : 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *plan = NULL, *prompt = NULL, *file = NULL, *system = NULL, *tokenize = NULL,
                *detokenize = NULL;
     const char *stops[MAX_STOP];
     int n_stop = 0;
-    bool chat = false, seed_given = false, bench = false, pp_given = false;
+    bool chat = false, seed_given = false, bench = false, pp_given = false, perplexity = false;
+    struct qrun_ppl_options po = qrun_ppl_options_default();
     struct qrun_bench_options bo = qrun_bench_options_default();
     struct qrun_options o = qrun_options_default();
     struct qrun_gen_options g = qrun_gen_options_default();
@@ -229,6 +269,10 @@ int main(int argc, char **argv) {
                 return 2;
             }
         }
+        else if (IS("--perplexity", "--perplexity")) perplexity = true;
+        else if (IS("--kl-divergence", "--kl-divergence")) po.kld = true;
+        else if (IS("--kl-divergence-base", "--kl-divergence-base")) { NEED_VAL; po.kld_base = val; }
+        else if (IS("--chunks", "--chunks")) { NEED_VAL; if (parse_int(a, val, 1, INT32_MAX, &v)) return 2; po.n_chunks = (int32_t)v; }
         else if (IS("-v", "--verbose")) o.verbose = true;
         else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "qrun: unknown option %s (see --help)\n", a);
@@ -265,6 +309,15 @@ int main(int argc, char **argv) {
     }
     if (!plan) {
         usage(stderr);
+        return 2;
+    }
+    if (perplexity || po.kld) {
+        po.n_ctx = (int32_t)o.n_ctx;
+        return perplexity_main(plan, &o, &po, prompt, file);
+    }
+    if (po.kld_base || po.n_chunks) {
+        fprintf(stderr, "qrun: %s goes with --perplexity or --kl-divergence\n",
+                po.kld_base ? "--kl-divergence-base" : "--chunks");
         return 2;
     }
     if (bench) {
