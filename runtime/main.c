@@ -1,8 +1,11 @@
 /* main.c — the qrun command line (llama.cpp conventions) over libqrun (include/qrun.h):
- * one-shot generation (-p / -f), interactive chat (--chat), --tokenize / --detokenize.
+ * one-shot generation (-p / -f), interactive chat (--chat), --tokenize / --detokenize, --bench.
  * Text streams to stdout; the seed (when random), messages and timings go to stderr.
  * SIGINT stops a generation cleanly (exit 130); in --chat it stops the reply and the
  * conversation goes on.
+ *
+ * main parses the command line into a struct cli (parse_args), then runs one mode: the
+ * tokenizer commands, the benchmark, or generation (one prompt or a chat loop).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -25,6 +28,17 @@ static void on_sigint(int sig) {
     (void)sig;
     g_interrupt = 1;
 }
+
+/* The parsed command line. */
+struct cli {
+    const char *plan, *prompt, *file, *system, *tokenize, *detokenize;
+    const char *stops[MAX_STOP];
+    int n_stop;
+    bool chat, seed_given, bench, pp_given;
+    struct qrun_bench_options bo;
+    struct qrun_options o;
+    struct qrun_gen_options g;
+};
 
 static void usage(FILE *f) {
     fputs("usage: qrun PLAN.yaml [options]\n"
@@ -141,17 +155,32 @@ static int parse_float(const char *opt, const char *v, float *out) {
     return 0;
 }
 
-int main(int argc, char **argv) {
-    const char *plan = NULL, *prompt = NULL, *file = NULL, *system = NULL, *tokenize = NULL,
-               *detokenize = NULL;
-    const char *stops[MAX_STOP];
-    int n_stop = 0;
-    bool chat = false, seed_given = false, bench = false, pp_given = false;
-    struct qrun_bench_options bo = qrun_bench_options_default();
-    struct qrun_options o = qrun_options_default();
-    struct qrun_gen_options g = qrun_gen_options_default();
-    g.parse_special = true;
+static int parse_seed(const char *v, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long s = strtoull(v, &end, 10);
+    /* strtoull takes "-1" as 2^64 - 1: refuse a sign instead of wrapping silently */
+    if (errno || end == v || *end || strchr(v, '-')) {
+        fprintf(stderr, "qrun: --seed '%s': expected a non-negative integer\n", v);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+/* Fills c from argv. Returns true when qrun should go on; false when it is done, with the exit
+ * status in *rc (0 after --help, 2 for a bad command line, the message printed). */
+static bool parse_args(int argc, char **argv, struct cli *c, int *rc) {
+    memset(c, 0, sizeof *c);
+    c->bo = qrun_bench_options_default();
+    c->o = qrun_options_default();
+    c->g = qrun_gen_options_default();
+    c->g.parse_special = true;
+    struct qrun_options *o = &c->o;
+    struct qrun_gen_options *g = &c->g;
+    struct qrun_bench_options *bo = &c->bo;
     long long v;
+    *rc = 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -159,214 +188,242 @@ int main(int argc, char **argv) {
     do {                                                                                       \
         if (!val) {                                                                            \
             fprintf(stderr, "qrun: %s needs a value (see --help)\n", a);                      \
-            return 2;                                                                          \
+            return false;                                                                      \
         }                                                                                      \
         i++;                                                                                   \
     } while (0)
 #define IS(s1, s2) (strcmp(a, s1) == 0 || strcmp(a, s2) == 0)
         if (IS("-h", "--help")) {
             usage(stdout);
-            return 0;
-        } else if (IS("-p", "--prompt")) { NEED_VAL; prompt = val; }
-        else if (IS("-f", "--file")) { NEED_VAL; file = val; }
-        else if (IS("-n", "--n-predict")) { NEED_VAL; if (parse_int(a, val, -1, INT32_MAX, &v)) return 2; g.n_predict = v; }
-        else if (IS("-c", "--ctx-size")) { NEED_VAL; if (parse_int(a, val, 0, INT32_MAX, &v)) return 2; o.n_ctx = v; }
-        else if (IS("--temp", "--temp")) { NEED_VAL; if (parse_float(a, val, &g.sampling.temp)) return 2; }
-        else if (IS("--top-k", "--top-k")) { NEED_VAL; if (parse_int(a, val, 0, INT32_MAX, &v)) return 2; g.sampling.top_k = (int32_t)v; }
-        else if (IS("--top-p", "--top-p")) { NEED_VAL; if (parse_float(a, val, &g.sampling.top_p)) return 2; }
-        else if (IS("--min-p", "--min-p")) { NEED_VAL; if (parse_float(a, val, &g.sampling.min_p)) return 2; }
-        else if (IS("--repeat-penalty", "--repeat-penalty")) { NEED_VAL; if (parse_float(a, val, &g.sampling.repeat_penalty)) return 2; }
-        else if (IS("--repeat-last-n", "--repeat-last-n")) { NEED_VAL; if (parse_int(a, val, 0, 1 << 20, &v)) return 2; g.sampling.repeat_last_n = (int32_t)v; }
-        else if (IS("--seed", "--seed")) {
-            NEED_VAL;
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(val, &end, 10);
-            /* strtoull takes "-1" as 2^64 - 1: refuse a sign instead of wrapping silently */
-            if (errno || end == val || *end || strchr(val, '-')) {
-                fprintf(stderr, "qrun: --seed '%s': expected a non-negative integer\n", val);
-                return 2;
-            }
-            g.sampling.seed = s;
-            seed_given = true;
-        }
-        else if (IS("--device", "--device")) { NEED_VAL; o.device = val; }
-        else if (IS("--chat", "--chat")) chat = true;
-        else if (IS("--system", "--system")) { NEED_VAL; system = val; }
+            *rc = 0;
+            return false;
+        } else if (IS("-p", "--prompt")) { NEED_VAL; c->prompt = val; }
+        else if (IS("-f", "--file")) { NEED_VAL; c->file = val; }
+        else if (IS("-n", "--n-predict")) { NEED_VAL; if (parse_int(a, val, -1, INT32_MAX, &v)) return false; g->n_predict = v; }
+        else if (IS("-c", "--ctx-size")) { NEED_VAL; if (parse_int(a, val, 0, INT32_MAX, &v)) return false; o->n_ctx = v; }
+        else if (IS("--temp", "--temp")) { NEED_VAL; if (parse_float(a, val, &g->sampling.temp)) return false; }
+        else if (IS("--top-k", "--top-k")) { NEED_VAL; if (parse_int(a, val, 0, INT32_MAX, &v)) return false; g->sampling.top_k = (int32_t)v; }
+        else if (IS("--top-p", "--top-p")) { NEED_VAL; if (parse_float(a, val, &g->sampling.top_p)) return false; }
+        else if (IS("--min-p", "--min-p")) { NEED_VAL; if (parse_float(a, val, &g->sampling.min_p)) return false; }
+        else if (IS("--repeat-penalty", "--repeat-penalty")) { NEED_VAL; if (parse_float(a, val, &g->sampling.repeat_penalty)) return false; }
+        else if (IS("--repeat-last-n", "--repeat-last-n")) { NEED_VAL; if (parse_int(a, val, 0, 1 << 20, &v)) return false; g->sampling.repeat_last_n = (int32_t)v; }
+        else if (IS("--seed", "--seed")) { NEED_VAL; if (parse_seed(val, &g->sampling.seed)) return false; c->seed_given = true; }
+        else if (IS("--device", "--device")) { NEED_VAL; o->device = val; }
+        else if (IS("--chat", "--chat")) c->chat = true;
+        else if (IS("--system", "--system")) { NEED_VAL; c->system = val; }
         else if (IS("--stop", "--stop")) {
             NEED_VAL;
-            if (n_stop == MAX_STOP) {
+            if (c->n_stop == MAX_STOP) {
                 fprintf(stderr, "qrun: at most %d --stop strings\n", MAX_STOP);
-                return 2;
+                return false;
             }
-            stops[n_stop++] = val;
+            c->stops[c->n_stop++] = val;
         }
-        else if (IS("-m", "--model")) { NEED_VAL; o.model_path = val; }
-        else if (IS("--tokenize", "--tokenize")) { NEED_VAL; tokenize = val; }
-        else if (IS("--detokenize", "--detokenize")) { NEED_VAL; detokenize = val; }
-        else if (IS("--no-graph", "--no-graph")) o.no_graph = true;
-        else if (IS("--sync-each", "--sync-each")) o.sync_each = true;
-        else if (IS("--profile", "--profile")) o.profile = true;
-        else if (IS("--bench", "--bench")) bench = true;
-        else if (IS("--bench-json", "--bench-json")) { NEED_VAL; bo.json_path = val; bench = true; }
-        else if (IS("--bench-reps", "--bench-reps")) { NEED_VAL; if (parse_int(a, val, 1, 100, &v)) return 2; bo.reps = (int)v; }
-        else if (IS("--bench-pp", "--bench-pp")) { NEED_VAL; if (parse_int(a, val, 0, 1 << 20, &v)) return 2; bo.n_prompt = (int)v; pp_given = true; }
-        else if (IS("--bench-tg", "--bench-tg")) { NEED_VAL; if (parse_int(a, val, 0, 1 << 20, &v)) return 2; bo.n_gen = (int)v; }
+        else if (IS("-m", "--model")) { NEED_VAL; o->model_path = val; }
+        else if (IS("--tokenize", "--tokenize")) { NEED_VAL; c->tokenize = val; }
+        else if (IS("--detokenize", "--detokenize")) { NEED_VAL; c->detokenize = val; }
+        else if (IS("--no-graph", "--no-graph")) o->no_graph = true;
+        else if (IS("--sync-each", "--sync-each")) o->sync_each = true;
+        else if (IS("--profile", "--profile")) o->profile = true;
+        else if (IS("--bench", "--bench")) c->bench = true;
+        else if (IS("--bench-json", "--bench-json")) { NEED_VAL; bo->json_path = val; c->bench = true; }
+        else if (IS("--bench-reps", "--bench-reps")) { NEED_VAL; if (parse_int(a, val, 1, 100, &v)) return false; bo->reps = (int)v; }
+        else if (IS("--bench-pp", "--bench-pp")) { NEED_VAL; if (parse_int(a, val, 0, 1 << 20, &v)) return false; bo->n_prompt = (int)v; c->pp_given = true; }
+        else if (IS("--bench-tg", "--bench-tg")) { NEED_VAL; if (parse_int(a, val, 0, 1 << 20, &v)) return false; bo->n_gen = (int)v; }
         else if (IS("--batch", "--batch")) {
             NEED_VAL;
             struct qp_error be = {{0}};
-            if (qrun_bench_parse_batch(val, &bo, &be) != QP_OK) {
+            if (qrun_bench_parse_batch(val, bo, &be) != QP_OK) {
                 fprintf(stderr, "qrun: %s\n", be.msg);
-                return 2;
+                return false;
             }
-            bench = true;
+            c->bench = true;
         }
         else if (IS("--bench-depths", "--bench-depths")) {
             NEED_VAL;
             struct qp_error be = {{0}};
-            if (qrun_bench_parse_depths(val, &bo, &be) != QP_OK) {
+            if (qrun_bench_parse_depths(val, bo, &be) != QP_OK) {
                 fprintf(stderr, "qrun: %s\n", be.msg);
-                return 2;
+                return false;
             }
         }
-        else if (IS("-v", "--verbose")) o.verbose = true;
+        else if (IS("-v", "--verbose")) o->verbose = true;
         else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "qrun: unknown option %s (see --help)\n", a);
-            return 2;
-        } else if (!plan) plan = a;
+            return false;
+        } else if (!c->plan) c->plan = a;
         else {
-            fprintf(stderr, "qrun: unexpected argument '%s' (the plan is %s)\n", a, plan);
-            return 2;
+            fprintf(stderr, "qrun: unexpected argument '%s' (the plan is %s)\n", a, c->plan);
+            return false;
         }
 #undef NEED_VAL
 #undef IS
     }
+    return true;
+}
+
+/* --tokenize / --detokenize: needs only the model's tokenizer (no plan load, no weights). */
+static int run_tokenizer_cmd(const struct cli *c) {
+    if (!c->plan && !c->o.model_path) {
+        fprintf(stderr, "qrun: --tokenize/--detokenize need a plan or -m MODEL.gguf\n");
+        return 2;
+    }
     struct qp_error err = {{0}};
+    char *mp = NULL;
+    struct qp_tokenizer *t = NULL;
+    enum qp_status s = c->plan ? qrun_find_model(c->plan, c->o.model_path, &mp, &err) : QP_OK;
+    if (s == QP_OK) s = qp_tokenizer_load_file(mp ? mp : c->o.model_path, &t, &err);
+    if (s == QP_OK)
+        s = c->tokenize ? qp_tokenize_cmd(t, c->tokenize, true, c->o.verbose, stdout, &err)
+                        : qp_detokenize_cmd(t, c->detokenize, stdout, &err);
+    qp_tokenizer_free(t);
+    free(mp);
+    if (s != QP_OK) {
+        fprintf(stderr, "qrun: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
 
-    if (tokenize || detokenize) {
-        if (!plan && !o.model_path) {
-            fprintf(stderr, "qrun: --tokenize/--detokenize need a plan or -m MODEL.gguf\n");
-            return 2;
-        }
-        char *mp = NULL;
-        struct qp_tokenizer *t = NULL;
-        enum qp_status s = plan ? qrun_find_model(plan, o.model_path, &mp, &err) : QP_OK;
-        if (s == QP_OK) s = qp_tokenizer_load_file(mp ? mp : o.model_path, &t, &err);
-        if (s == QP_OK)
-            s = tokenize ? qp_tokenize_cmd(t, tokenize, true, o.verbose, stdout, &err)
-                         : qp_detokenize_cmd(t, detokenize, stdout, &err);
-        qp_tokenizer_free(t);
-        free(mp);
-        if (s != QP_OK) {
-            fprintf(stderr, "qrun: %s\n", err.msg);
-            return 1;
-        }
-        return 0;
-    }
-    if (!plan) {
-        usage(stderr);
-        return 2;
-    }
-    if (bench) {
-        if (bo.n_batch > 0 && !pp_given) bo.n_prompt = 128; /* llama-batched-bench's shape: PP 128, TG 128 */
-        enum qp_status bs = bo.n_batch > 0 ? qrun_bench_batch(plan, &o, &bo, stdout, &err)
-                                           : qrun_bench(plan, &o, &bo, stdout, &err);
-        if (bs != QP_OK) fprintf(stderr, "qrun: %s\n", err.msg);
-        return bs == QP_OK ? 0 : 1;
-    }
-    if (prompt && file) {
-        fprintf(stderr, "qrun: give the prompt with -p or -f, not both\n");
-        return 2;
-    }
-    char *file_text = NULL;
-    if (file && !(file_text = read_file(file))) return 1;
-    if (file_text) prompt = file_text;
-    if (!prompt && !chat) {
-        fprintf(stderr, "qrun: no prompt: give -p TEXT, -f FILE or --chat (see --help)\n");
-        free(file_text);
-        return 2;
-    }
-    if (!seed_given) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        g.sampling.seed = ((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid()) & 0xffffffffu;
-        fprintf(stderr, "qrun: seed %llu\n", (unsigned long long)g.sampling.seed);
-    }
-    g.stop = stops;
-    g.n_stop = n_stop;
-    g.interrupt = &g_interrupt;
-    o.progress = isatty(2);
+static int run_bench(struct cli *c) {
+    struct qp_error err = {{0}};
+    if (c->bo.n_batch > 0 && !c->pp_given) c->bo.n_prompt = 128; /* llama-batched-bench's shape: PP 128, TG 128 */
+    enum qp_status s = c->bo.n_batch > 0 ? qrun_bench_batch(c->plan, &c->o, &c->bo, stdout, &err)
+                                         : qrun_bench(c->plan, &c->o, &c->bo, stdout, &err);
+    if (s != QP_OK) fprintf(stderr, "qrun: %s\n", err.msg);
+    return s == QP_OK ? 0 : 1;
+}
 
+/* A seed from the clock and the process id, 32 bits so that it is easy to type back. */
+static uint64_t random_seed(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid()) & 0xffffffffu;
+}
+
+static void install_sigint_handler(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = 0; /* no SA_RESTART: Ctrl-C at the chat prompt ends the read */
     sigaction(SIGINT, &sa, NULL);
+}
 
-    struct qrun *q = NULL;
-    enum qp_status s = qrun_open(plan, &o, &q, &err);
+/* One generation from the prompt; exit status 0, 1 (an error) or 130 (interrupted). verbose:
+ * then the kernel each plan node ran. */
+static int generate_once(struct qrun *q, const char *prompt, const struct qrun_gen_options *g,
+                         bool verbose) {
+    struct qp_error err = {{0}};
+    struct qrun_stats st;
+    enum qp_status s = qrun_generate(q, prompt, g, on_token, NULL, &st, &err);
     if (s != QP_OK) {
+        fprintf(stderr, "\nqrun: %s\n", err.msg);
+        return 1;
+    }
+    print_timings(q, &st);
+    if (verbose) qrun_print_kernels(q, stderr);
+    return st.stop == QRUN_STOP_INTERRUPT ? 130 : 0;
+}
+
+/* The chat loop: the first message is first_msg (when given), then lines of stdin until end of
+ * input, Ctrl-C at the prompt (exit 130) or a full context. */
+static int chat_loop(struct qrun *q, const char *system, const char *first_msg,
+                     const struct qrun_gen_options *g, bool verbose) {
+    struct qp_error err = {{0}};
+    struct qrun_stats st;
+    bool tty = isatty(0);
+    char *line = NULL;
+    size_t cap = 0;
+    const char *msg = first_msg;
+    int rc = 0;
+    for (;;) {
+        if (!msg) {
+            if (tty) {
+                fputs("\n> ", stdout);
+                fflush(stdout);
+            }
+            g_interrupt = 0;
+            errno = 0;
+            ssize_t r = getline(&line, &cap, stdin);
+            if (r < 0) {
+                if (errno == EINTR || g_interrupt) rc = 130;
+                break;
+            }
+            while (r > 0 && (line[r - 1] == '\n' || line[r - 1] == '\r')) line[--r] = 0;
+            if (r == 0) continue;
+            msg = line;
+        }
+        g_interrupt = 0;
+        enum qp_status s = qrun_chat_turn(q, system, msg, g, on_token, NULL, &st, &err);
+        msg = NULL;
+        if (s != QP_OK) {
+            fprintf(stderr, "\nqrun: %s\n", err.msg);
+            rc = 1;
+            break;
+        }
+        fputc('\n', stdout);
+        if (verbose || !tty) print_timings(q, &st);
+        if (st.stop == QRUN_STOP_CONTEXT) {
+            fprintf(stderr, "qrun: the conversation filled the context (%lld positions)\n",
+                    (long long)qrun_n_ctx(q));
+            break;
+        }
+    }
+    free(line);
+    return rc;
+}
+
+/* Generation (one prompt or --chat): checks the prompt options, opens the plan, runs. */
+static int run_generation(struct cli *c) {
+    if (c->prompt && c->file) {
+        fprintf(stderr, "qrun: give the prompt with -p or -f, not both\n");
+        return 2;
+    }
+    char *file_text = NULL;
+    if (c->file && !(file_text = read_file(c->file))) return 1;
+    const char *prompt = file_text ? file_text : c->prompt;
+    if (!prompt && !c->chat) {
+        fprintf(stderr, "qrun: no prompt: give -p TEXT, -f FILE or --chat (see --help)\n");
+        free(file_text);
+        return 2;
+    }
+    if (!c->seed_given) {
+        c->g.sampling.seed = random_seed();
+        fprintf(stderr, "qrun: seed %llu\n", (unsigned long long)c->g.sampling.seed);
+    }
+    c->g.stop = c->stops;
+    c->g.n_stop = c->n_stop;
+    c->g.interrupt = &g_interrupt;
+    c->o.progress = isatty(2);
+    install_sigint_handler();
+
+    struct qp_error err = {{0}};
+    struct qrun *q = NULL;
+    if (qrun_open(c->plan, &c->o, &q, &err) != QP_OK) {
         fprintf(stderr, "qrun: %s\n", err.msg);
         free(file_text);
         return 1;
     }
-    if (o.verbose)
+    if (c->o.verbose)
         fprintf(stderr, "qrun: %s on %s, context %lld\n", qrun_model_path(q), qrun_device(q),
                 (long long)qrun_n_ctx(q));
-    struct qrun_stats st;
-    int rc = 0;
-    if (!chat) {
-        s = qrun_generate(q, prompt, &g, on_token, NULL, &st, &err);
-        if (s != QP_OK) {
-            fprintf(stderr, "\nqrun: %s\n", err.msg);
-            rc = 1;
-        } else {
-            print_timings(q, &st);
-            if (o.verbose) qrun_print_kernels(q, stderr);
-            if (st.stop == QRUN_STOP_INTERRUPT) rc = 130;
-        }
-    } else {
-        bool tty = isatty(0);
-        char *line = NULL;
-        size_t cap = 0;
-        const char *msg = prompt;
-        for (;;) {
-            if (!msg) {
-                if (tty) {
-                    fputs("\n> ", stdout);
-                    fflush(stdout);
-                }
-                g_interrupt = 0;
-                errno = 0;
-                ssize_t r = getline(&line, &cap, stdin);
-                if (r < 0) {
-                    if (errno == EINTR || g_interrupt) rc = 130;
-                    break;
-                }
-                while (r > 0 && (line[r - 1] == '\n' || line[r - 1] == '\r')) line[--r] = 0;
-                if (r == 0) continue;
-                msg = line;
-            }
-            g_interrupt = 0;
-            s = qrun_chat_turn(q, system, msg, &g, on_token, NULL, &st, &err);
-            msg = NULL;
-            if (s != QP_OK) {
-                fprintf(stderr, "\nqrun: %s\n", err.msg);
-                rc = 1;
-                break;
-            }
-            fputc('\n', stdout);
-            if (o.verbose || !tty) print_timings(q, &st);
-            if (st.stop == QRUN_STOP_CONTEXT) {
-                fprintf(stderr, "qrun: the conversation filled the context (%lld positions)\n",
-                        (long long)qrun_n_ctx(q));
-                break;
-            }
-        }
-        free(line);
-    }
+    int rc = c->chat ? chat_loop(q, c->system, prompt, &c->g, c->o.verbose)
+                     : generate_once(q, prompt, &c->g, c->o.verbose);
     qrun_close(q);
     free(file_text);
     return rc;
+}
+
+int main(int argc, char **argv) {
+    struct cli c;
+    int rc;
+    if (!parse_args(argc, argv, &c, &rc)) return rc;
+    if (c.tokenize || c.detokenize) return run_tokenizer_cmd(&c);
+    if (!c.plan) {
+        usage(stderr);
+        return 2;
+    }
+    if (c.bench) return run_bench(&c);
+    return run_generation(&c);
 }
