@@ -33,12 +33,16 @@
 extern "C" {
 #endif
 
+#define QRUN_MAX_THREADS 256 /* QP_CPU_MAX_THREADS */
+
 struct qrun_options {
     const char *model_path; /* -m: the GGUF; NULL = the plan's model.file next to the plan,
                                then in $QP_MODEL's folder and ~/.cache/qplan */
     const char *device;     /* "cpu", "cuda"; NULL = cuda when built and a GPU is present,
                                else cpu */
     int64_t n_ctx;          /* -c: positions usable (<= the plan's max_ctx); 0 = max_ctx */
+    int32_t threads;        /* -t: the CPU backend's threads, the caller included, for the whole
+                               process; 0 = one per online processor; at most QRUN_MAX_THREADS */
     bool no_graph;          /* --no-graph: launch decode eagerly */
     bool progress;          /* progress bar on stderr while weights load */
     bool verbose;

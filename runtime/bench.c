@@ -215,6 +215,7 @@ static enum qp_status load(struct bench *B, struct qp_error *err) {
     struct qp_exec_config xc;
     memset(&xc, 0, sizeof xc);
     xc.backend = B->vt;
+    xc.threads = B->o->threads;
     xc.use_graph = !B->o->no_graph;
     xc.verbose = B->o->verbose;
     s = qp_exec_init(B->p, B->g, &xc, &B->x, err);

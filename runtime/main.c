@@ -54,6 +54,7 @@ static void usage(FILE *f) {
           "  --repeat-last-n N       tokens the penalty looks back (default 64)\n"
           "  --seed N                sampling seed (default: random, printed)\n"
           "  --device cpu|cuda       backend (default: cuda when built and a GPU is present)\n"
+          "  -t, --threads N         CPU backend threads (default: one per processor core)\n"
           "  --chat                  interactive chat (ChatML); -p gives the first message\n"
           "  --system TEXT           system message for --chat (default: the template's)\n"
           "  --stop TEXT             stop when TEXT appears (repeatable, up to 16)\n"
@@ -209,6 +210,7 @@ static bool parse_args(int argc, char **argv, struct cli *c, int *rc) {
         else if (IS("--repeat-last-n", "--repeat-last-n")) { NEED_VAL; if (parse_int(a, val, 0, 1 << 20, &v)) return false; g->sampling.repeat_last_n = (int32_t)v; }
         else if (IS("--seed", "--seed")) { NEED_VAL; if (parse_seed(val, &g->sampling.seed)) return false; c->seed_given = true; }
         else if (IS("--device", "--device")) { NEED_VAL; o->device = val; }
+        else if (IS("-t", "--threads")) { NEED_VAL; if (parse_int(a, val, 1, QRUN_MAX_THREADS, &v)) return false; o->threads = (int32_t)v; }
         else if (IS("--chat", "--chat")) c->chat = true;
         else if (IS("--system", "--system")) { NEED_VAL; c->system = val; }
         else if (IS("--stop", "--stop")) {

@@ -20,8 +20,11 @@
 #include "qp_kernels.h"
 #include "qp_chat.h"
 #include "qp_gguf.h"
+#include "qp_cpu.h"
 #include "qp_plan.h"
 #include "qp_tokenizer.h"
+
+_Static_assert(QRUN_MAX_THREADS == QP_CPU_MAX_THREADS, "qrun.h's thread limit is the pool's");
 
 static double now_s(void) {
     struct timespec ts;
@@ -161,8 +164,14 @@ enum qp_status qrun_open(const char *plan_path, const struct qrun_options *o, st
         }
         q->n_ctx = o->n_ctx;
     }
+    if (o->threads < 0 || o->threads > QRUN_MAX_THREADS) {
+        s = qp_error_set(err, QP_ERR_RANGE, "-t %d: expected 1 to %d threads (0: one per processor)",
+                         (int)o->threads, QRUN_MAX_THREADS);
+        goto fail;
+    }
     struct qp_exec_config xc = {
         .device = 0,
+        .threads = o->threads,
         .use_graph = !o->no_graph,
         .verbose = o->verbose,
         .sync_each = o->sync_each,
