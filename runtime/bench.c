@@ -252,6 +252,8 @@ static enum qp_status run_pp_test(struct bench *B, struct test_result *r, struct
         snprintf(r->why, sizeof r->why, "the plan's context is %lld", (long long)B->p->limits.max_ctx);
         return QP_OK;
     }
+    if (bo->progress)
+        fprintf(stderr, "bench: %s: a warm-up, then %d run%s\n", r->name, bo->reps, bo->reps == 1 ? "" : "s");
     int32_t next;
     for (int rep = -1; rep < bo->reps; rep++) {
         double t0 = now_s();
@@ -281,6 +283,9 @@ static enum qp_status run_tg_test(struct bench *B, int64_t depth, struct test_re
                  (long long)(depth + bo->n_gen), (long long)B->p->limits.max_ctx);
         return QP_OK;
     }
+    if (bo->progress)
+        fprintf(stderr, "bench: %s: %sa warm-up, then %d run%s of %d decode steps\n", r->name,
+                depth ? "the depth's prefill, " : "", bo->reps, bo->reps == 1 ? "" : "s", bo->n_gen);
     int32_t tok = B->ids[0];
     enum qp_status s = QP_OK;
     if (depth > 0) {

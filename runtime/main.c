@@ -1,6 +1,8 @@
 /* main.c — the qrun command line (llama.cpp conventions) over libqrun (include/qrun.h):
  * one-shot generation (-p / -f), interactive chat (--chat), --tokenize / --detokenize, --bench.
- * Text streams to stdout; the seed (when random), messages and timings go to stderr.
+ * Text streams to stdout, ended with a newline on a terminal or in a file (a pipe gets the text
+ * exactly); the seed (when sampling is random), progress (on a terminal), messages and timings
+ * go to stderr.
  * SIGINT stops a generation cleanly (exit 130); in --chat it stops the reply and the
  * conversation goes on.
  *
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +38,7 @@ struct cli {
     const char *stops[MAX_STOP];
     int n_stop;
     bool chat, seed_given, bench, pp_given;
+    bool ctx_zero; /* -c 0 given: the plan's whole context, said at run time */
     struct qrun_bench_options bo;
     struct qrun_options o;
     struct qrun_gen_options g;
@@ -45,21 +49,22 @@ static void usage(FILE *f) {
           "  -p, --prompt TEXT       prompt (special tokens like <|im_start|> are parsed)\n"
           "  -f, --file FILE         read the prompt from FILE\n"
           "  -n, --n-predict N       tokens to generate (default -1: until end or full context)\n"
-          "  -c, --ctx-size N        context positions (default: the plan's max_ctx)\n"
-          "  --temp T                temperature (default 0.8; 0 = greedy)\n"
+          "  -c, --ctx-size N        context positions (default or 0: the plan's max_ctx)\n"
+          "  --temp T                temperature (default 0.8; 0 or below = greedy)\n"
           "  --top-k N               top-k (default 40; 0 = off)\n"
           "  --top-p P               top-p (default 0.95; 1 = off)\n"
           "  --min-p P               min-p (default 0.05; 0 = off)\n"
           "  --repeat-penalty F      repetition penalty (default 1.0 = off)\n"
           "  --repeat-last-n N       tokens the penalty looks back (default 64)\n"
-          "  --seed N                sampling seed (default: random, printed)\n"
+          "  --seed N                sampling seed (default: random, printed when --temp > 0)\n"
           "  --device cpu|cuda       backend (default: cuda when built and a GPU is present)\n"
           "  -t, --threads N         CPU backend threads (default: one per processor core)\n"
           "  --chat                  interactive chat (ChatML); -p gives the first message\n"
           "  --system TEXT           system message for --chat (default: the template's)\n"
           "  --stop TEXT             stop when TEXT appears (repeatable, up to 16)\n"
           "  -m, --model FILE        the GGUF (default: the plan's model.file next to the plan)\n"
-          "  --tokenize TEXT         print the token ids of TEXT and exit (-v: one per line)\n"
+          "  --tokenize TEXT         print the token ids of TEXT on one line and exit (-v: then one\n"
+          "                          line per token: its id, a tab and its text)\n"
           "  --detokenize IDS        print the text of ids \"1,2,3\" and exit\n"
           "  --no-graph              launch the decode step eagerly (no CUDA graph)\n"
           "  --sync-each             synchronise after every node (CUDA): a fault names its node\n"
@@ -79,28 +84,73 @@ static void usage(FILE *f) {
           f);
 }
 
+/* What has been written to stdout, so that the text can be ended with a newline. */
+struct text_out {
+    size_t n;  /* bytes */
+    char last; /* the last byte */
+};
+
 static int on_token(void *user, int32_t token, const char *text, size_t len) {
-    (void)user;
+    struct text_out *out = user;
     (void)token;
     if (len) {
         fwrite(text, 1, len, stdout);
         fflush(stdout);
+        out->n += len;
+        out->last = text[len - 1];
     }
     return 0;
 }
 
+/* Ends the generated text with a newline when stdout is a terminal or a regular file (so that
+ * the next output, or the shell prompt, starts on its own line) and the text did not end with
+ * one; a pipe or another program gets the text exactly. */
+static void end_text_line(struct text_out *out) {
+    struct stat sb;
+    bool file = fstat(1, &sb) == 0 && S_ISREG(sb.st_mode);
+    if (out->n && out->last != '\n' && (file || isatty(1))) {
+        fputc('\n', stdout);
+        fflush(stdout);
+    }
+    out->n = 0;
+}
+
+/* The prompt's progress on a terminal: "prompt 512/1001 tokens, 11.3 tok/s", redrawn at most
+ * every 0.1 s and erased when the prompt is done, so that the text starts on a clean line. */
+struct prompt_line {
+    bool drawn;
+    double t_drawn; /* seconds into the prompt */
+};
+
+static void on_prefill(void *user, int64_t done, int64_t total, double seconds) {
+    struct prompt_line *pl = user;
+    if (done >= total) {
+        if (pl->drawn) fputs("\r\033[K", stderr);
+        pl->drawn = false;
+        return;
+    }
+    if (pl->drawn && seconds - pl->t_drawn < 0.1) return;
+    if (done == 0) fprintf(stderr, "\rprompt 0/%lld tokens\033[K", (long long)total);
+    else
+        fprintf(stderr, "\rprompt %lld/%lld tokens, %.1f tok/s\033[K", (long long)done, (long long)total,
+                seconds > 0 ? (double)done / seconds : 0.0);
+    pl->drawn = true;
+    pl->t_drawn = seconds;
+}
+
 static void print_timings(const struct qrun *q, const struct qrun_stats *st) {
-    fprintf(stderr, "\n\nqrun: %s | load %.2f s | prompt %lld tokens in %.3f s (%.1f tok/s) | "
+    fprintf(stderr, "\nqrun: %s | load %.2f s | prompt %lld tokens in %.3f s (%.1f tok/s) | "
                     "first token %.3f s | generated %lld tokens, %lld decode steps in %.3f s (%.2f tok/s)"
                     " | stop: %s\n",
             qrun_device(q), qrun_load_seconds(q), (long long)st->n_prompt, st->t_prompt_s,
             st->t_prompt_s > 0 ? (double)st->n_prompt / st->t_prompt_s : 0.0, st->t_first_s,
             (long long)st->n_gen, (long long)st->n_decode, st->t_gen_s,
             st->t_gen_s > 0 ? (double)st->n_decode / st->t_gen_s : 0.0, qrun_stop_str(st->stop));
-    if (st->stop == QRUN_STOP_CONTEXT)
-        fprintf(stderr, "qrun: the context is full (%lld positions): stopped cleanly; raise -c or "
-                        "compile the plan with a larger context\n",
-                (long long)qrun_n_ctx(q));
+    if (st->stop == QRUN_STOP_CONTEXT) {
+        char advice[512];
+        fprintf(stderr, "qrun: the context is full (%lld positions): stopped cleanly; %s\n",
+                (long long)qrun_n_ctx(q), qrun_context_advice(q, qrun_n_ctx(q) + 1, advice, sizeof advice));
+    }
 }
 
 static char *read_file(const char *path) {
@@ -201,7 +251,7 @@ static bool parse_args(int argc, char **argv, struct cli *c, int *rc) {
         } else if (IS("-p", "--prompt")) { NEED_VAL; c->prompt = val; }
         else if (IS("-f", "--file")) { NEED_VAL; c->file = val; }
         else if (IS("-n", "--n-predict")) { NEED_VAL; if (parse_int(a, val, -1, INT32_MAX, &v)) return false; g->n_predict = v; }
-        else if (IS("-c", "--ctx-size")) { NEED_VAL; if (parse_int(a, val, 0, INT32_MAX, &v)) return false; o->n_ctx = v; }
+        else if (IS("-c", "--ctx-size")) { NEED_VAL; if (parse_int(a, val, 0, INT32_MAX, &v)) return false; o->n_ctx = v; c->ctx_zero = v == 0; }
         else if (IS("--temp", "--temp")) { NEED_VAL; if (parse_float(a, val, &g->sampling.temp)) return false; }
         else if (IS("--top-k", "--top-k")) { NEED_VAL; if (parse_int(a, val, 0, INT32_MAX, &v)) return false; g->sampling.top_k = (int32_t)v; }
         else if (IS("--top-p", "--top-p")) { NEED_VAL; if (parse_float(a, val, &g->sampling.top_p)) return false; }
@@ -289,6 +339,7 @@ static int run_tokenizer_cmd(const struct cli *c) {
 
 static int run_bench(struct cli *c) {
     struct qp_error err = {{0}};
+    c->bo.progress = isatty(2);
     if (c->bo.n_batch > 0 && !c->pp_given) c->bo.n_prompt = 128; /* llama-batched-bench's shape: PP 128, TG 128 */
     enum qp_status s = c->bo.n_batch > 0 ? qrun_bench_batch(c->plan, &c->o, &c->bo, stdout, &err)
                                          : qrun_bench(c->plan, &c->o, &c->bo, stdout, &err);
@@ -318,7 +369,9 @@ static int generate_once(struct qrun *q, const char *prompt, const struct qrun_g
                          bool verbose) {
     struct qp_error err = {{0}};
     struct qrun_stats st;
-    enum qp_status s = qrun_generate(q, prompt, g, on_token, NULL, &st, &err);
+    struct text_out out = {0};
+    enum qp_status s = qrun_generate(q, prompt, g, on_token, &out, &st, &err);
+    end_text_line(&out);
     if (s != QP_OK) {
         fprintf(stderr, "\nqrun: %s\n", err.msg);
         return 1;
@@ -334,6 +387,7 @@ static int chat_loop(struct qrun *q, const char *system, const char *first_msg,
                      const struct qrun_gen_options *g, bool verbose) {
     struct qp_error err = {{0}};
     struct qrun_stats st;
+    struct text_out out = {0};
     bool tty = isatty(0);
     char *line = NULL;
     size_t cap = 0;
@@ -357,7 +411,8 @@ static int chat_loop(struct qrun *q, const char *system, const char *first_msg,
             msg = line;
         }
         g_interrupt = 0;
-        enum qp_status s = qrun_chat_turn(q, system, msg, g, on_token, NULL, &st, &err);
+        enum qp_status s = qrun_chat_turn(q, system, msg, g, on_token, &out, &st, &err);
+        out.n = 0;
         msg = NULL;
         if (s != QP_OK) {
             fprintf(stderr, "\nqrun: %s\n", err.msg);
@@ -390,14 +445,19 @@ static int run_generation(struct cli *c) {
         free(file_text);
         return 2;
     }
-    if (!c->seed_given) {
-        c->g.sampling.seed = random_seed();
-        fprintf(stderr, "qrun: seed %llu\n", (unsigned long long)c->g.sampling.seed);
-    }
+    if (c->g.sampling.temp < 0.0f)
+        fprintf(stderr, "qrun: --temp %g is below 0: greedy sampling, as with --temp 0\n",
+                (double)c->g.sampling.temp);
     c->g.stop = c->stops;
     c->g.n_stop = c->n_stop;
     c->g.interrupt = &g_interrupt;
-    c->o.progress = isatty(2);
+    bool progress = isatty(2);
+    c->o.progress = progress;
+    struct prompt_line pl = {0};
+    if (progress) {
+        c->g.on_prefill = on_prefill;
+        c->g.prefill_user = &pl;
+    }
     install_sigint_handler();
 
     struct qp_error err = {{0}};
@@ -410,6 +470,12 @@ static int run_generation(struct cli *c) {
     if (c->o.verbose)
         fprintf(stderr, "qrun: %s on %s, context %lld\n", qrun_model_path(q), qrun_device(q),
                 (long long)qrun_n_ctx(q));
+    if (c->ctx_zero) fprintf(stderr, "qrun: -c 0: the plan's whole context, %lld positions\n", (long long)qrun_n_ctx(q));
+    /* the seed matters only to random sampling, and only once the plan has loaded */
+    if (!c->seed_given && c->g.sampling.temp > 0.0f) {
+        c->g.sampling.seed = random_seed();
+        fprintf(stderr, "qrun: seed %llu\n", (unsigned long long)c->g.sampling.seed);
+    }
     int rc = c->chat ? chat_loop(q, c->system, prompt, &c->g, c->o.verbose)
                      : generate_once(q, prompt, &c->g, c->o.verbose);
     qrun_close(q);

@@ -1,0 +1,21 @@
+# What a user sees (tests/cli/cli.sh CASE): the built tools and the scripts run as a user runs
+# them, on a terminal (script(1)) and off one, each checked for its output, exit status and
+# message.
+#   qrun_newline           generated text ends with a newline on a terminal and in a file
+#   qrun_seed              the seed printed only for random sampling, after the plan loaded
+#   qrun_values            --temp below 0 and -c 0 said at run time
+#   qrun_context_advice    a too-small context's advice: -c, the qplan command, or neither
+#   qrun_progress          prompt and --bench progress on a terminal only
+#   qrun_load_bar          the loading bar redrawn only on change, at most 10 times a second
+#   qrun_tokenize_verbose  --tokenize [-v] output and --help agree
+#   qrun_threads           -t/--threads N
+find_program(QP_BASH bash REQUIRED)
+set(QP_CLI_CASES)
+if(TARGET qrun AND TARGET qplan)
+  list(APPEND QP_CLI_CASES qrun_newline qrun_seed qrun_values qrun_context_advice qrun_progress
+       qrun_load_bar qrun_tokenize_verbose qrun_threads)
+endif()
+foreach(c ${QP_CLI_CASES})
+  add_test(NAME cli_${c} COMMAND ${QP_BASH} ${CMAKE_CURRENT_SOURCE_DIR}/cli/cli.sh ${CMAKE_BINARY_DIR} ${c})
+  set_tests_properties(cli_${c} PROPERTIES LABELS cpu TIMEOUT 300 SKIP_RETURN_CODE 77)
+endforeach()

@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# cli.sh — what a user sees from qrun and the scripts: output, exit status and message, on a
+# terminal and off one (issue 22's list).
+#   cli.sh BUILD_DIR CASE
+# Each CASE is one ctest test (tests/cli.cmake). A terminal is a pseudo-terminal from
+# script(1) (util-linux): stdin, stdout and stderr are the terminal, and everything the command
+# printed arrives in one stream, with the terminal's CR LF line ends. Files live in a fresh
+# folder under BUILD_DIR, removed at the end.
+set -uo pipefail
+build=$1
+case_name=$2
+root=$(cd "$(dirname "$0")/../.." && pwd)
+qplan=$build/compiler/qplan
+qrun=$build/runtime/qrun
+work=$(mktemp -d "$build/cli_${case_name}.XXXXXX")
+trap '[ -n "${QP_CLI_KEEP:-}" ] || rm -rf "$work"' EXIT
+failures=0
+checks=0
+rc=0
+
+fail() {
+  echo "FAIL: $*"
+  failures=$((failures + 1))
+}
+
+# check DESCRIPTION COMMAND...: one check, passed when COMMAND succeeds.
+check() {
+  local what=$1
+  shift
+  checks=$((checks + 1))
+  if "$@"; then echo "ok: $what"; else fail "$what"; fi
+}
+
+# run COMMAND...: runs COMMAND in $work, stdout to out.txt, stderr to err.txt, status in rc.
+run() {
+  (cd "$work" && "$@") >"$work/out.txt" 2>"$work/err.txt"
+  rc=$?
+}
+
+# run_tty COMMAND_LINE: runs the bash command line on a terminal; what it printed to tty.txt,
+# with the CRs of the terminal's line ends removed to tty-lf.txt; status in rc.
+run_tty() {
+  if ! command -v script >/dev/null; then
+    echo "skip: script(1) (Debian: bsdutils) is not installed: no terminal to run on"
+    exit 77
+  fi
+  (cd "$work" && script -qec "$1" /dev/null) </dev/null >"$work/tty.txt" 2>&1
+  rc=$?
+  tr -d '\r' <"$work/tty.txt" >"$work/tty-lf.txt"
+}
+
+has() { grep -qF -- "$1" "$work/$2"; }        # has TEXT FILE: FILE contains TEXT
+lacks() { ! grep -qF -- "$1" "$work/$2"; }    # lacks TEXT FILE
+status_is() { [ "$rc" -eq "$1" ]; }
+
+# A tiny synthetic Qwen2 model (2 layers, 64 wide, 300 byte-level tokens) and its plan;
+# extra arguments go to qplan compile.
+model_and_plan() {
+  "$qplan" synth --arch qwen2 --n-layer 2 --n-embd 64 --n-head 4 --n-head-kv 2 --n-ff 128 \
+    --n-vocab 300 --seed 1 -o "$work/m.gguf" >/dev/null || { echo "FAIL: synth"; exit 1; }
+  "$qplan" compile "$work/m.gguf" -o "$work/p.yaml" "$@" >/dev/null || { echo "FAIL: compile"; exit 1; }
+}
+
+# Generated text ends with a newline on a terminal and in a file; a pipe gets the text exactly.
+case_qrun_newline() {
+  model_and_plan --ctx 64
+  local args="p.yaml -m m.gguf --device cpu -p Hello -n 6 --temp 0"
+  (cd "$work" && "$qrun" $args 2>/dev/null | cat >pipe.txt)
+  check "a pipe gets text (precondition: it does not end with a newline)" \
+    bash -c "[ -s '$work/pipe.txt' ] && [ \"\$(tail -c 1 '$work/pipe.txt' | od -An -c | tr -d ' ')\" != '\\n' ]"
+  run "$qrun" $args
+  check "a file: exit 0" status_is 0
+  check "a file: the text, then a newline" bash -c \
+    "{ cat '$work/pipe.txt'; echo; } | cmp -s - '$work/out.txt'"
+  check "the timings line on stderr starts after one blank line" bash -c \
+    "head -2 '$work/err.txt' | tr '\\n' '|' | grep -q '^|qrun: cpu | load'"
+  run_tty "'$qrun' $args 2>/dev/null"
+  check "a terminal: exit 0" status_is 0
+  check "a terminal: the text, then a newline (so that the shell prompt starts a line)" bash -c \
+    "{ cat '$work/pipe.txt'; echo; } | cmp -s - '$work/tty-lf.txt'"
+}
+
+# The seed is printed only when sampling is random and after the plan has loaded.
+case_qrun_seed() {
+  model_and_plan --ctx 64
+  run "$qrun" p.yaml -m m.gguf --device cpu -p Hello -n 4 --temp 0
+  check "--temp 0: exit 0" status_is 0
+  check "--temp 0: no seed printed (greedy)" lacks "seed" err.txt
+  : >"$work/empty.yaml"
+  run "$qrun" empty.yaml -m m.gguf --device cpu -p Hello -n 4
+  check "an empty plan: exit 1" status_is 1
+  check "an empty plan: the error names it" has "empty.yaml" err.txt
+  check "an empty plan: no seed printed" lacks "seed" err.txt
+  run "$qrun" nothere.yaml --device cpu -p Hello -n 4
+  check "a missing plan: exit 1 and no seed printed" bash -c "[ $rc -eq 1 ] && ! grep -q seed '$work/err.txt'"
+  run "$qrun" p.yaml -m m.gguf --device cpu -p Hello -n 8 --temp 1 --top-k 0 --top-p 1 --min-p 0
+  check "--temp 1: exit 0" status_is 0
+  local seed
+  seed=$(sed -n 's/^qrun: seed \([0-9]*\)$/\1/p' "$work/err.txt")
+  check "--temp 1: the seed is printed ($seed)" test -n "$seed"
+  cp "$work/out.txt" "$work/first.txt"
+  run "$qrun" p.yaml -m m.gguf --device cpu -p Hello -n 8 --temp 1 --top-k 0 --top-p 1 --min-p 0 \
+    --seed "$seed"
+  check "--seed with the printed seed gives the same text" cmp -s "$work/out.txt" "$work/first.txt"
+  check "--seed given: no seed printed" lacks "seed" err.txt
+}
+
+# Values that mean something else than they say are said at run time.
+case_qrun_values() {
+  model_and_plan --ctx 64
+  run "$qrun" p.yaml -m m.gguf --device cpu -p Hello -n 6 --temp 0
+  cp "$work/out.txt" "$work/greedy.txt"
+  run "$qrun" p.yaml -m m.gguf --device cpu -p Hello -n 6 --temp -1
+  check "--temp -1: exit 0" status_is 0
+  check "--temp -1: says it samples greedily" has "qrun: --temp -1 is below 0: greedy sampling, as with --temp 0" err.txt
+  check "--temp -1: the text of --temp 0" cmp -s "$work/out.txt" "$work/greedy.txt"
+  check "--temp -1: no seed printed" lacks "seed" err.txt
+  run "$qrun" p.yaml -m m.gguf --device cpu -p Hello -n 6 --temp 0 -c 0
+  check "-c 0: exit 0" status_is 0
+  check "-c 0: says it means the plan's context" has "qrun: -c 0: the plan's whole context, 64 positions" err.txt
+  run "$qrun" p.yaml -m m.gguf --device cpu -p Hello -n 6 --temp 0 -c 32
+  check "-c 32: no note" lacks "-c 0" err.txt
+  run "$qrun" --help
+  check "--help: --temp 0 or below is greedy" has "0 or below = greedy" out.txt
+  check "--help: -c 0 is the plan's context" has "default or 0: the plan's max_ctx" out.txt
+}
+
+# A context too small: the advice says what can help — -c when the plan holds more, else the
+# qplan command for a larger plan, else that the model was trained for no more.
+case_qrun_context_advice() {
+  model_and_plan --ctx 64
+  local long
+  long=$(printf 'tok%d ' $(seq 40))
+  run "$qrun" p.yaml -m m.gguf --device cpu -p "$long" -n 4 --temp 0
+  check "prompt beyond the plan: exit 1" status_is 1
+  check "prompt beyond the plan: the qplan command to compile a larger plan" \
+    has "the plan holds 64 positions: compile a larger one (qplan compile m.gguf --ctx 1024 -o p.yaml), or shorten the prompt" err.txt
+  check "prompt beyond the plan: no advice to raise -c" lacks "raise -c" err.txt
+  run "$qrun" p.yaml -m m.gguf --device cpu -p "$long" -n 4 --temp 0 -c 64
+  check "prompt beyond -c at the plan's size: no advice to raise -c" lacks "raise -c" err.txt
+  run "$qrun" p.yaml -m m.gguf --device cpu -p "tok1 tok2 tok3 tok4" -n 4 --temp 0 -c 8
+  check "prompt beyond a small -c: exit 1" status_is 1
+  check "prompt beyond a small -c: raise -c" has "raise -c (up to the plan's 64), or shorten the prompt" err.txt
+  run "$qrun" p.yaml -m m.gguf --device cpu -p Hello -n 1000 --temp 1 --top-k 0 --top-p 1 \
+    --min-p 0 --seed 1
+  if has "stop: end of generation" err.txt; then
+    fail "context full: the run ended by itself before the context was full (pick another seed)"
+  else
+    check "context full at the plan's size: exit 0" status_is 0
+    check "context full at the plan's size: the qplan command" \
+      has "the context is full (64 positions): stopped cleanly; the plan holds 64 positions: compile a larger one (qplan compile m.gguf --ctx 1024 -o p.yaml)" err.txt
+  fi
+  run "$qrun" p.yaml -m m.gguf --device cpu -p Hello -n 1000 --temp 1 --top-k 0 --top-p 1 \
+    --min-p 0 --seed 1 -c 16
+  check "context full at a small -c: raise -c" \
+    has "the context is full (16 positions): stopped cleanly; raise -c (up to the plan's 64)" err.txt
+  # A model trained for 64 positions, its plan as large: nothing to raise.
+  "$qplan" synth --arch qwen2 --n-layer 2 --n-embd 64 --n-head 4 --n-head-kv 2 --n-ff 128 \
+    --n-vocab 300 --n-ctx 64 -o "$work/short.gguf" >/dev/null || fail "synth --n-ctx 64"
+  "$qplan" compile "$work/short.gguf" -o "$work/short.yaml" >/dev/null || fail "compile short"
+  run "$qrun" short.yaml --device cpu -p "$long" -n 4 --temp 0
+  check "prompt beyond the trained context: says so" \
+    has "the plan already holds the model's whole trained context (64 positions), or shorten the prompt" err.txt
+}
+
+# Long work shows progress on a terminal and nothing more when stderr is not one.
+case_qrun_progress() {
+  model_and_plan --ctx 64 --chunk 8
+  local long
+  long=$(printf 'tok%d ' $(seq 6))
+  run_tty "'$qrun' p.yaml -m m.gguf --device cpu -p '$long' -n 2 --temp 0"
+  check "prompt on a terminal: exit 0" status_is 0
+  check "prompt on a terminal: its progress line" grep -qE "prompt 0/[0-9]+ tokens" "$work/tty.txt"
+  check "prompt on a terminal: the line is erased before the text" \
+    grep -qF "$(printf '\r\033[K')" "$work/tty.txt"
+  run "$qrun" p.yaml -m m.gguf --device cpu -p "$long" -n 2 --temp 0
+  check "prompt off a terminal: exit 0" status_is 0
+  check "prompt off a terminal: no progress line" lacks "prompt 0/" err.txt
+  local bench="'$qrun' p.yaml -m m.gguf --device cpu --bench --bench-reps 1 --bench-pp 16 --bench-tg 4 --bench-depths 0,8"
+  run_tty "$bench"
+  check "--bench on a terminal: exit 0" status_is 0
+  check "--bench on a terminal: pp16 as it starts" has "bench: pp16: a warm-up, then 1 run" tty-lf.txt
+  check "--bench on a terminal: tg4 as it starts" has "bench: tg4: a warm-up, then 1 run of 4 decode steps" tty-lf.txt
+  check "--bench on a terminal: tg4 @ d8 as it starts" \
+    has "bench: tg4 @ d8: the depth's prefill, a warm-up, then 1 run of 4 decode steps" tty-lf.txt
+  run bash -c "$bench"
+  check "--bench off a terminal: exit 0 and the table" bash -c "[ $rc -eq 0 ] && grep -q '| tg4 @ d8 |' '$work/out.txt'"
+  check "--bench off a terminal: no progress lines" lacks "bench:" err.txt
+}
+
+# The loading bar is redrawn only when its text changes, at most ~10 times a second.
+case_qrun_load_bar() {
+  "$qplan" synth --arch qwen2 --n-layer 8 --n-embd 64 --n-head 4 --n-head-kv 2 --n-ff 128 \
+    --n-vocab 300 -o "$work/m.gguf" >/dev/null || fail "synth"
+  "$qplan" compile "$work/m.gguf" -o "$work/p.yaml" --ctx 64 >/dev/null || fail "compile"
+  local t0 t1
+  t0=$(date +%s.%N)
+  run_tty "'$qrun' p.yaml -m m.gguf --device cpu -p Hello -n 1 --temp 0"
+  t1=$(date +%s.%N)
+  check "a terminal: exit 0" status_is 0
+  tr '\r' '\n' <"$work/tty.txt" | grep '^loading weights' >"$work/draws.txt"
+  local n dup
+  n=$(wc -l <"$work/draws.txt")
+  dup=$(uniq -d "$work/draws.txt" | wc -l)
+  check "the bar is drawn ($n times)" test "$n" -ge 1
+  check "no redraw repeats the text before it ($dup repeats)" test "$dup" -eq 0
+  check "at most 10 redraws a second, plus the first and the last ($n in $(awk "BEGIN { print $t1 - $t0 }") s)" \
+    awk "BEGIN { exit !($n <= 2 + 10 * ($t1 - $t0)) }"
+  check "the last draw shows 100%" bash -c "tail -1 '$work/draws.txt' | grep -q ' 100% '"
+  run "$qrun" p.yaml -m m.gguf --device cpu -p Hello -n 1 --temp 0
+  check "off a terminal: no bar" lacks "loading weights" err.txt
+}
+
+# --tokenize's output and --help agree: ids on one line; -v then one line per token.
+case_qrun_tokenize_verbose() {
+  model_and_plan --ctx 64
+  run "$qrun" p.yaml --tokenize "Hello world"
+  check "--tokenize: exit 0, one line" bash -c "[ $rc -eq 0 ] && [ \$(wc -l <'$work/out.txt') -eq 1 ]"
+  cp "$work/out.txt" "$work/ids.txt"
+  run "$qrun" p.yaml --tokenize "Hello world" -v
+  check "-v: exit 0" status_is 0
+  check "-v: the first line is the ids line" bash -c "head -1 '$work/out.txt' | cmp -s - '$work/ids.txt'"
+  check "-v: then one line per token, its id, a tab and its text" bash -c \
+    "[ \"\$(tail -n +2 '$work/out.txt' | cut -f1 | tr '\\n' ' ' | sed 's/ \$//')\" = \"\$(cat '$work/ids.txt')\" ] &&
+     [ \"\$(tail -n +2 '$work/out.txt' | cut -f2 | tr -d '\\n')\" = 'Hello world' ]"
+  run "$qrun" --help
+  check "--help says the same" bash -c "grep -A1 -- '--tokenize TEXT' '$work/out.txt' | tr -s ' \\n' ' ' |
+    grep -qF 'print the token ids of TEXT on one line and exit (-v: then one line per token: its id, a tab and its text)'"
+}
+
+# -t/--threads: the CPU backend's threads; the same text on any count; bad counts refused.
+case_qrun_threads() {
+  model_and_plan --ctx 64
+  run "$qrun" p.yaml -m m.gguf --device cpu -p Hello -n 8 --temp 0 -t 1 -v
+  check "-t 1: exit 0" status_is 0
+  check "-t 1 -v: the backend says 1 thread" has "cpu backend: 1 thread" err.txt
+  cp "$work/out.txt" "$work/one.txt"
+  run "$qrun" p.yaml -m m.gguf --device cpu -p Hello -n 8 --temp 0 --threads 3
+  check "--threads 3: the text of -t 1" cmp -s "$work/out.txt" "$work/one.txt"
+  local a
+  for a in 0 -1 257 x ''; do
+    run "$qrun" p.yaml -m m.gguf --device cpu -p Hello -t "$a"
+    check "-t '$a': exit 2, a message naming the range" bash -c \
+      "[ $rc -eq 2 ] && grep -qF \"qrun: -t '$a': expected an integer in [1, 256]\" '$work/err.txt'"
+  done
+  check "kernels/ reads no environment" bash -c "! grep -rn getenv '$root/kernels/cpu' '$root/kernels/'*.c"
+}
+
+
+
+
+
+if ! declare -F "case_$case_name" >/dev/null; then
+  echo "cli.sh: unknown case '$case_name'"
+  exit 2
+fi
+"case_$case_name"
+echo "$case_name: $checks checks, $failures failed"
+[ "$failures" -eq 0 ]
