@@ -10,8 +10,9 @@
 #   qrun_tokenize_verbose  --tokenize [-v] output and --help agree
 #   qrun_threads           -t/--threads N
 #   fetch_progress         scripts/fetch-model.sh's parts on a terminal (pip replaced by a stand-in)
+#   errors_appendix        docs/errors.md's appendix is what scripts/list-errors.py generates
 find_program(QP_BASH bash REQUIRED)
-set(QP_CLI_CASES fetch_progress)
+set(QP_CLI_CASES fetch_progress errors_appendix)
 if(TARGET qrun AND TARGET qplan)
   list(APPEND QP_CLI_CASES qrun_newline qrun_seed qrun_values qrun_context_advice qrun_progress
        qrun_load_bar qrun_tokenize_verbose qrun_threads)

@@ -286,6 +286,17 @@ EOF
   done
 }
 
+# docs/errors.md's appendix is what scripts/list-errors.py makes of the sources.
+case_errors_appendix() {
+  command -v python3 >/dev/null || { echo "skip: no python3 to run scripts/list-errors.py"; exit 77; }
+  run python3 "$root/scripts/list-errors.py" --check
+  check "list-errors.py --check: exit 0 ($(tail -1 "$work/out.txt"))" status_is 0
+  [ "$rc" -eq 0 ] || cat "$work/out.txt" "$work/err.txt"
+  run python3 "$root/scripts/list-errors.py"
+  check "no format is glued to another argument of its call ('write failed: %sno progress')" \
+    bash -c "! grep -E '%sno progress|remainkey|memory<memory>|%lld\]-|was expected of' '$work/out.txt'"
+  check "64-bit formats are shown as %lld, not a bare %" bash -c "! grep -E '% [a-z]' '$work/out.txt'"
+}
 
 
 
