@@ -11,8 +11,10 @@
 #   qrun_threads           -t/--threads N
 #   fetch_progress         scripts/fetch-model.sh's parts on a terminal (pip replaced by a stand-in)
 #   errors_appendix        docs/errors.md's appendix is what scripts/list-errors.py generates
+#   test_sh_stages         scripts/test.sh's stages, QP_TEST_QUICK and the stage-time summary
+#   test_sh_skips          scripts/ctest-skips.py prints each skipped test's reason
 find_program(QP_BASH bash REQUIRED)
-set(QP_CLI_CASES fetch_progress errors_appendix)
+set(QP_CLI_CASES fetch_progress errors_appendix test_sh_stages test_sh_skips)
 if(TARGET qrun AND TARGET qplan)
   list(APPEND QP_CLI_CASES qrun_newline qrun_seed qrun_values qrun_context_advice qrun_progress
        qrun_load_bar qrun_tokenize_verbose qrun_threads)

@@ -298,7 +298,69 @@ case_errors_appendix() {
   check "64-bit formats are shown as %lld, not a bare %" bash -c "! grep -E '% [a-z]' '$work/out.txt'"
 }
 
+# scripts/test.sh's stages (QP_TEST_DRY_RUN=1 prints their commands on stderr instead of running
+# them): five stages in order, warnings as errors, the emulator's variants apart,
+# QP_TEST_QUICK=1 running stage 1 only, and the summary of stage times.
+case_test_sh_stages() {
+  local t=$root/scripts/test.sh
+  grep -q QP_TEST_DRY_RUN "$t" || { fail "scripts/test.sh has no QP_TEST_DRY_RUN"; return; }
+  local b=$work/b
+  run env QP_TEST_DRY_RUN=1 QP_TEST_QUICK=0 QP_BUILD_DIR="$b" bash "$t"
+  check "a full run: exit 0" status_is 0
+  cat "$work/err.txt" >>"$work/out.txt"
+  check "the five stages in order" bash -c "[ \"\$(grep -o '^== stage [0-9]: [a-z]*' '$work/out.txt' | tr '\\n' '|')\" = \
+    '== stage 1: build|== stage 2: emulator|== stage 3: sanitizers|== stage 4: fuzzers|== stage 5: build|' ]"
+  check "stage 1 builds with -DQP_WERROR=ON" has "scripts/build.sh -DQP_WERROR=ON" out.txt
+  check "stage 1 runs ctest without the emulator's variants" grep -qE -- "ctest --test-dir $b .*-LE emu_variant" "$work/out.txt"
+  check "stage 2 runs the emulator's variants" grep -qE -- "ctest --test-dir $b .*-L emu_variant" "$work/out.txt"
+  check "stage 3: the sanitizer build with -Werror" grep -qE -- "-DQP_SANITIZE=ON .*-DQP_WERROR=ON" "$work/out.txt"
+  check "stage 4: the fuzzers" has "scripts/fuzz.sh" out.txt
+  check "stage 5: gcc Release" grep -qE -- \
+    "CC=gcc CXX=g\+\+ cmake .*build-release-gcc -DCMAKE_BUILD_TYPE=Release -DQP_WERROR=ON -DQP_CUDA=OFF" "$work/out.txt"
+  check "stage 5: clang Release" grep -qE -- \
+    "CC=clang CXX=clang\+\+ cmake .*build-release-clang -DCMAKE_BUILD_TYPE=Release -DQP_WERROR=ON -DQP_CUDA=OFF" "$work/out.txt"
+  check "stage 5: both built" bash -c "[ \$(grep -cE 'cmake --build .*build-release-(gcc|clang) ' '$work/out.txt') -eq 2 ]"
+  check "stage 5: no Boost.Context configured, its message checked" bash -c \
+    "grep -q 'DISABLE_FIND_PACKAGE_boost_context=ON' '$work/out.txt' && grep -q 'grep -F .*Boost.Context.*not.*found' '$work/out.txt'"
+  check "stage 5: no CUDA Toolkit configured and built, its messages checked" bash -c \
+    "grep -q 'DISABLE_FIND_PACKAGE_CUDAToolkit=ON' '$work/out.txt' && grep -q 'cmake --build .*build-nocuda' '$work/out.txt' &&
+     [ \$(grep -c 'grep -F .*CUDA.*nocuda.log' '$work/out.txt') -eq 2 ]"
+  check "the summary: each stage's time and the total" bash -c "[ \$(sed -n '/== stage times ==/,\$p' '$work/out.txt' |
+    grep -cE '^  ([1-5] .*|total) +[0-9]+m[0-9]{2}s\$') -eq 6 ]"
+  run env QP_TEST_DRY_RUN=1 QP_TEST_QUICK=1 QP_BUILD_DIR="$b" bash "$t"
+  check "QP_TEST_QUICK=1: exit 0" status_is 0
+  cat "$work/err.txt" >>"$work/out.txt"
+  check "QP_TEST_QUICK=1: stage 1 only" bash -c "[ \$(grep -c '^== stage [0-9]' '$work/out.txt') -eq 1 ]"
+  check "QP_TEST_QUICK=1: stages 2 to 5 shown as skipped" bash -c \
+    "[ \$(grep -cE '^  [2-5] .* skipped \(QP_TEST_QUICK=1\)\$' '$work/out.txt') -eq 4 ]"
+}
 
+# scripts/ctest-skips.py on a small ctest project: each skipped test with the reason it printed.
+case_test_sh_skips() {
+  command -v python3 >/dev/null || { echo "skip: no python3 to run scripts/ctest-skips.py"; exit 77; }
+  [ -f "$root/scripts/ctest-skips.py" ] || { fail "scripts/ctest-skips.py is missing"; return; }
+  local p=$work/proj
+  mkdir -p "$p"
+  cat >"$p/CMakeLists.txt" <<'CMAKE'
+cmake_minimum_required(VERSION 3.20)
+project(skips NONE)
+enable_testing()
+add_test(NAME needs_gpu COMMAND sh -c "echo 'checking devices'; echo 'skip: no CUDA device (0 devices)'; exit 77")
+add_test(NAME needs_model COMMAND sh -c "echo 'SKIPPED: no model at /nowhere'; exit 77")
+add_test(NAME says_little COMMAND sh -c "echo 'first'; echo 'the last line says why'; exit 77")
+add_test(NAME passes COMMAND sh -c "echo fine")
+set_tests_properties(needs_gpu needs_model says_little PROPERTIES SKIP_RETURN_CODE 77)
+CMAKE
+  (cmake -S "$p" -B "$p/b" && ctest --test-dir "$p/b" --output-junit "$p/j.xml") >/dev/null 2>&1
+  run python3 "$root/scripts/ctest-skips.py" "ctest=$p/j.xml" "absent=$p/none.xml"
+  check "exit 0" status_is 0
+  check "three skipped tests" has "skipped tests (3) and why:" out.txt
+  check "a 'skip:' line is the reason" grep -qE "needs_gpu +skip: no CUDA device \(0 devices\)  \[ctest\]" "$work/out.txt"
+  check "a 'SKIPPED:' line is the reason" grep -qE "needs_model +SKIPPED: no model at /nowhere" "$work/out.txt"
+  check "else the last line" grep -qE "says_little +the last line says why" "$work/out.txt"
+  check "a passing test is not listed" lacks "passes" out.txt
+  check "scripts/test.sh prints them at the end of every run" grep -q "ctest-skips.py" "$root/scripts/test.sh"
+}
 
 if ! declare -F "case_$case_name" >/dev/null; then
   echo "cli.sh: unknown case '$case_name'"
