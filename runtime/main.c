@@ -63,8 +63,8 @@ static void usage(FILE *f) {
           "  --system TEXT           system message for --chat (default: the template's)\n"
           "  --stop TEXT             stop when TEXT appears (repeatable, up to 16)\n"
           "  -m, --model FILE        the GGUF (default: the plan's model.file next to the plan)\n"
-          "  --tokenize TEXT         print the token ids of TEXT on one line and exit (-v: then one\n"
-          "                          line per token: its id, a tab and its text)\n"
+          "  --tokenize TEXT         print the token ids of TEXT on one line and exit (-v: then\n"
+          "                          one line per token: its id, a tab and its text)\n"
           "  --detokenize IDS        print the text of ids \"1,2,3\" and exit\n"
           "  --no-graph              launch the decode step eagerly (no CUDA graph)\n"
           "  --sync-each             synchronise after every node (CUDA): a fault names its node\n"
@@ -132,8 +132,8 @@ static void on_prefill(void *user, int64_t done, int64_t total, double seconds) 
     if (pl->drawn && seconds - pl->t_drawn < 0.1) return;
     if (done == 0) fprintf(stderr, "\rprompt 0/%lld tokens\033[K", (long long)total);
     else
-        fprintf(stderr, "\rprompt %lld/%lld tokens, %.1f tok/s\033[K", (long long)done, (long long)total,
-                seconds > 0 ? (double)done / seconds : 0.0);
+        fprintf(stderr, "\rprompt %lld/%lld tokens, %.1f tok/s\033[K", (long long)done,
+                (long long)total, seconds > 0 ? (double)done / seconds : 0.0);
     pl->drawn = true;
     pl->t_drawn = seconds;
 }
@@ -148,8 +148,9 @@ static void print_timings(const struct qrun *q, const struct qrun_stats *st) {
             st->t_gen_s > 0 ? (double)st->n_decode / st->t_gen_s : 0.0, qrun_stop_str(st->stop));
     if (st->stop == QRUN_STOP_CONTEXT) {
         char advice[512];
+        qrun_context_advice(q, qrun_n_ctx(q) + 1, advice, sizeof advice);
         fprintf(stderr, "qrun: the context is full (%lld positions): stopped cleanly; %s\n",
-                (long long)qrun_n_ctx(q), qrun_context_advice(q, qrun_n_ctx(q) + 1, advice, sizeof advice));
+                (long long)qrun_n_ctx(q), advice);
     }
 }
 
@@ -470,7 +471,9 @@ static int run_generation(struct cli *c) {
     if (c->o.verbose)
         fprintf(stderr, "qrun: %s on %s, context %lld\n", qrun_model_path(q), qrun_device(q),
                 (long long)qrun_n_ctx(q));
-    if (c->ctx_zero) fprintf(stderr, "qrun: -c 0: the plan's whole context, %lld positions\n", (long long)qrun_n_ctx(q));
+    if (c->ctx_zero)
+        fprintf(stderr, "qrun: -c 0: the plan's whole context, %lld positions\n",
+                (long long)qrun_n_ctx(q));
     /* the seed matters only to random sampling, and only once the plan has loaded */
     if (!c->seed_given && c->g.sampling.temp > 0.0f) {
         c->g.sampling.seed = random_seed();
