@@ -141,9 +141,10 @@ enum qp_status qrun_find_model(const char *plan_path, const char *model_override
                                struct qp_error *err);
 
 /* What to do when `needed` positions do not fit: "raise -c (up to the plan's M)" when the
- * plan's KV cache holds them; else the qplan command that compiles this model with a larger
- * --ctx; else (beyond the model's trained context) that the plan already has all of it.
- * Writes one clause, no final period, into buf and returns buf. */
+ * plan's KV cache holds them; else, when the plan is smaller than the model's trained context,
+ * the qplan command that compiles a larger one (--ctx at least twice the plan's, within the
+ * trained context); else that the plan already holds the whole trained context. Writes one
+ * clause, no final period, into buf and returns buf. */
 const char *qrun_context_advice(const struct qrun *q, int64_t needed, char *buf, size_t size);
 
 /* Forgets the conversation (position 0, chat turns, sampler window). */

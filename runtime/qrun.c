@@ -254,17 +254,21 @@ const char *qrun_context_advice(const struct qrun *q, int64_t needed, char *buf,
     int64_t max_ctx = q->plan->limits.max_ctx, trained = q->plan->hparams.n_ctx_train;
     if (needed <= max_ctx) {
         snprintf(buf, size, "raise -c (up to the plan's %lld)", (long long)max_ctx);
-    } else if (max_ctx < trained) {
-        /* a larger plan: at least twice this one, in steps of 1024, within the trained context */
+    } else if (max_ctx >= trained) {
+        snprintf(buf, size, "the plan already holds the model's whole trained context (%lld positions)",
+                 (long long)trained);
+    } else if (needed > trained) {
+        snprintf(buf, size, "the largest plan for this model holds %lld positions, its trained context "
+                            "(qplan compile %s --ctx %lld -o %s)",
+                 (long long)trained, q->model_path, (long long)trained, q->plan_path);
+    } else {
+        /* at least twice this plan, in steps of 1024, within the trained context */
         int64_t want = needed > 2 * max_ctx ? needed : 2 * max_ctx;
         want = (want + 1023) / 1024 * 1024;
         if (want > trained) want = trained;
         snprintf(buf, size, "the plan holds %lld positions: compile a larger one (qplan compile %s "
                             "--ctx %lld -o %s)",
                  (long long)max_ctx, q->model_path, (long long)want, q->plan_path);
-    } else {
-        snprintf(buf, size, "the plan already holds the model's whole trained context (%lld positions)",
-                 (long long)trained);
     }
     return buf;
 }

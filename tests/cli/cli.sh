@@ -159,8 +159,15 @@ case_qrun_context_advice() {
     --n-vocab 300 --n-ctx 64 -o "$work/short.gguf" >/dev/null || fail "synth --n-ctx 64"
   "$qplan" compile "$work/short.gguf" -o "$work/short.yaml" >/dev/null || fail "compile short"
   run "$qrun" short.yaml --device cpu -p "$long" -n 4 --temp 0
-  check "prompt beyond the trained context: says so" \
+  check "prompt beyond the trained context, the plan as large: says so" \
     has "the plan already holds the model's whole trained context (64 positions), or shorten the prompt" err.txt
+  # Trained for 128, a plan of 64, a prompt beyond 128: the largest plan is the most to offer.
+  "$qplan" synth --arch qwen2 --n-layer 2 --n-embd 64 --n-head 4 --n-head-kv 2 --n-ff 128 \
+    --n-vocab 300 --n-ctx 128 -o "$work/mid.gguf" >/dev/null || fail "synth --n-ctx 128"
+  "$qplan" compile "$work/mid.gguf" -o "$work/mid.yaml" --ctx 64 >/dev/null || fail "compile mid"
+  run "$qrun" mid.yaml --device cpu -p "$long" -n 4 --temp 0
+  check "prompt beyond the trained context, the plan smaller: the largest plan's command" \
+    has "the largest plan for this model holds 128 positions, its trained context (qplan compile ./mid.gguf --ctx 128 -o mid.yaml), or shorten the prompt" err.txt
 }
 
 # Long work shows progress on a terminal and nothing more when stderr is not one.
