@@ -42,7 +42,8 @@ struct qrun_options {
                                else cpu */
     int64_t n_ctx;          /* -c: positions usable (<= the plan's max_ctx); 0 = max_ctx */
     int32_t threads;        /* -t: the CPU backend's threads, the caller included, for the whole
-                               process; 0 = one per online processor; at most QRUN_MAX_THREADS */
+                               process; at most QRUN_MAX_THREADS; 0 = as they are (one per
+                               online processor unless an earlier qrun_open set a count) */
     bool no_graph;          /* --no-graph: launch decode eagerly */
     bool progress;          /* progress bar on stderr while weights load (redrawn when its
                                text changes, at most 10 times a second) */

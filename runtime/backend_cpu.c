@@ -43,7 +43,9 @@ static enum qp_status cpu_init(const struct qp_backend_config *cfg, struct qp_ba
     b->step = (struct qp_step *)((char *)b->arena + cfg->step_offset);
     b->ops = qp_cpu_ops;
     b->device_name = "cpu";
-    int threads = qp_cpu_set_threads(cfg->threads);
+    /* 0 keeps the count the process has (one per processor unless an earlier init set one):
+     * a second backend, such as qplan tune's reference, does not undo qrun -t */
+    int threads = cfg->threads > 0 ? qp_cpu_set_threads(cfg->threads) : qp_cpu_thread_count();
     if (cfg->verbose) fprintf(stderr, "cpu backend: %d thread%s\n", threads, threads == 1 ? "" : "s");
     *out = b;
     return QP_OK;
