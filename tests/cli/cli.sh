@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cli.sh — what a user sees from qrun and the scripts: output, exit status and message, on a
-# terminal and off one (issue 22's list).
+# terminal and off one.
 #   cli.sh BUILD_DIR CASE
 # Each CASE is one ctest test (tests/cli.cmake). A terminal is a pseudo-terminal from
 # script(1) (util-linux): stdin, stdout and stderr are the terminal, and everything the command
