@@ -43,7 +43,7 @@ int32_t qp_gen_sample(struct qp_gen *g, const float *logits) { return qp_sampler
 
 /* Drops what the last call released, then appends s[0..n). */
 static bool hold_append(struct qp_gen *g, const char *s, size_t n) {
-    memmove(g->hold, g->hold + g->out_len, g->hold_len - g->out_len);
+    if (g->out_len) memmove(g->hold, g->hold + g->out_len, g->hold_len - g->out_len);
     g->hold_len -= g->out_len;
     g->out_len = 0;
     if (g->hold_len + n + 1 > g->hold_cap) {
