@@ -5,7 +5,7 @@
 #   qrun_seed              the seed printed only for random sampling, after the plan loaded
 #   qrun_values            --temp below 0 and -c 0 said at run time
 #   qrun_context_advice    a too-small context's advice: -c, the qplan command, or neither
-#   qrun_progress          prompt and --bench progress on a terminal only
+#   qrun_progress          prompt and --bench (also --batch) progress on a terminal only
 #   qrun_load_bar          the loading bar redrawn only on change, at most 10 times a second
 #   qrun_tokenize_verbose  --tokenize [-v] output and --help agree
 #   qrun_threads           -t/--threads N

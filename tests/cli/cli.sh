@@ -193,6 +193,23 @@ case_qrun_progress() {
   run bash -c "$bench"
   check "--bench off a terminal: exit 0 and the table" bash -c "[ $rc -eq 0 ] && grep -q '| tg4 @ d8 |' '$work/out.txt'"
   check "--bench off a terminal: no progress lines" lacks "bench:" err.txt
+  # --batch: llama-batched-bench's table, a line per batch size as it starts
+  "$qplan" compile "$work/m.gguf" -o "$work/s.yaml" --ctx 64 --chunk 8 --slots 2 >/dev/null ||
+    fail "compile --slots 2"
+  bench="'$qrun' s.yaml -m m.gguf --device cpu --bench --batch 1,2,4 --bench-reps 1 --bench-tg 4"
+  run_tty "$bench --bench-pp 8"
+  check "--batch on a terminal: exit 0" status_is 0
+  check "--batch on a terminal: B=2 as it starts" \
+    has "bench: B=2: 2 prompts of 8, a warm-up, then 1 run of 4 decode steps" tty-lf.txt
+  check "--batch on a terminal: no line for B=4 (more than the plan's slots)" lacks "bench: B=4" tty-lf.txt
+  run bash -c "$bench --bench-pp 8"
+  check "--batch off a terminal: exit 0, B=2's row and B=4 skipped" bash -c "[ $rc -eq 0 ] &&
+    grep -qE '^\|     8 \|      4 \|    2 \|     24 \|' '$work/out.txt' &&
+    grep -qF '|     8 |      4 |    4 | skipped: the plan has 2 slots (qplan compile --slots)' '$work/out.txt'"
+  check "--batch off a terminal: no progress lines" lacks "bench:" err.txt
+  run bash -c "$bench"
+  check "--batch without --bench-pp: PP 128, which a slot of 64 positions cannot hold" \
+    has "|   128 |      4 |    1 | skipped: needs 132 positions, a slot has 64 |" out.txt
 }
 
 # The loading bar is redrawn only when its text changes, at most ~10 times a second.
