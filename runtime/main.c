@@ -341,7 +341,8 @@ static int run_tokenizer_cmd(const struct cli *c) {
 static int run_bench(struct cli *c) {
     struct qp_error err = {{0}};
     c->bo.progress = isatty(2);
-    if (c->bo.n_batch > 0 && !c->pp_given) c->bo.n_prompt = 128; /* llama-batched-bench's shape: PP 128, TG 128 */
+    /* llama-batched-bench's shape: PP 128, TG 128 */
+    if (c->bo.n_batch > 0 && !c->pp_given) c->bo.n_prompt = 128;
     enum qp_status s = c->bo.n_batch > 0 ? qrun_bench_batch(c->plan, &c->o, &c->bo, stdout, &err)
                                          : qrun_bench(c->plan, &c->o, &c->bo, stdout, &err);
     if (s != QP_OK) fprintf(stderr, "qrun: %s\n", err.msg);
