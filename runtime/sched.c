@@ -173,7 +173,7 @@ enum qp_status qrun_seq_append(struct qrun_seq *s, const int32_t *ids, size_t n,
                             n + carry, s->slot, (long long)q->n_ctx, (long long)(s->pos + (int64_t)waiting),
                             s->pos + (int64_t)waiting > 0 ? "" : "; compile the plan with a larger --ctx");
     /* compact the queue, then append */
-    memmove(s->queue, s->queue + s->q_off, waiting * sizeof *s->queue);
+    if (waiting) memmove(s->queue, s->queue + s->q_off, waiting * sizeof *s->queue);
     s->q_len = waiting;
     s->q_off = 0;
     if (!grow((void **)&s->queue, &s->q_cap, waiting + carry + n, sizeof *s->queue))
