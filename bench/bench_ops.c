@@ -1,8 +1,8 @@
 /* bench_ops.c — CPU op timings at Qwen2.5-0.5B's shapes: linear (decode n=1 and prefill n=64)
  * per weight type in µs and GB/s of weights read, attention at a few positions, and the sum
  * of one decode step's linears (24 blocks + LM head) as an estimate of CPU tokens/s.
- * Usage: bench_ops [type ...]   (default: every type the CPU backend reads). $QP_THREADS sets
- * the pool size. Results go to bench/RESULTS.md by hand, with the machine. Not a test.
+ * Usage: bench_ops [-t THREADS] [type ...]   (default: every type the CPU backend reads, on one
+ * thread per processor). Results go to bench/RESULTS.md by hand, with the machine. Not a test.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <stdio.h>
@@ -48,9 +48,19 @@ static double time_linear(const struct qp_weight *w, const float *x, float *y, i
 
 int main(int argc, char **argv) {
     int32_t types[32];
-    int nt = 0;
-    if (argc > 1) {
-        for (int i = 1; i < argc && nt < 32; i++) {
+    int nt = 0, first = 1;
+    if (argc > 2 && strcmp(argv[1], "-t") == 0) {
+        char *end;
+        long n = strtol(argv[2], &end, 10);
+        if (*end || n < 1 || n > QP_CPU_MAX_THREADS) {
+            fprintf(stderr, "bench_ops: -t '%s': expected an integer in [1, %d]\n", argv[2], QP_CPU_MAX_THREADS);
+            return 2;
+        }
+        qp_cpu_set_threads((int)n);
+        first = 3;
+    }
+    if (argc > first) {
+        for (int i = first; i < argc && nt < 32; i++) {
             int32_t t = qp_ggml_type_from_name(argv[i]);
             if (t < 0 || !qp_cpu_weight_type_supported(t)) {
                 fprintf(stderr, "bench_ops: type '%s' is not one the CPU backend reads\n", argv[i]);

@@ -5,8 +5,8 @@
  * entries (qp_cpu_ops[] in kernels/cpu/ops.c) check shapes against struct qp_op_args and then
  * call these. Buffers are row-major; "[n][w]" is n rows of w floats, rows contiguous unless a
  * stride argument says otherwise. No function allocates or does I/O; qp_cpu_linear and
- * qp_cpu_attention spread their work over a persistent thread pool (kernels/cpu/pool.c),
- * created on first use with $QP_THREADS threads (default: the online processor count).
+ * qp_cpu_attention spread their work over a persistent thread pool (kernels/cpu/pool.c) of
+ * qp_cpu_set_threads threads (default: the online processor count).
  */
 #pragma once
 #include <stdbool.h>
@@ -22,7 +22,17 @@ extern "C" {
 /* Largest head_dim the CPU rope and attention accept (stack buffers of this size). */
 #define QP_CPU_MAX_HEAD_DIM 1024
 
-/* Threads the CPU ops use (the caller included); starts the pool on first call. */
+/* Most threads the CPU ops use. */
+#define QP_CPU_MAX_THREADS 256
+
+/* Sets the threads the CPU ops use from now on, the caller included, for the whole process:
+ * n in [1, QP_CPU_MAX_THREADS] (larger is capped); n <= 0 = one per online processor. Starts
+ * the workers that count needs; a smaller count leaves extra workers asleep. Returns the count
+ * in effect (fewer than n when the system refused a thread). Jobs already running keep theirs. */
+int qp_cpu_set_threads(int n);
+
+/* Threads the CPU ops use (the caller included); the first call without an earlier
+ * qp_cpu_set_threads starts the default count. */
 int qp_cpu_thread_count(void);
 
 /* True when the CPU ops can read weights of this GGML type. */

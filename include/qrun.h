@@ -33,14 +33,20 @@
 extern "C" {
 #endif
 
+#define QRUN_MAX_THREADS 256 /* QP_CPU_MAX_THREADS */
+
 struct qrun_options {
     const char *model_path; /* -m: the GGUF; NULL = the plan's model.file next to the plan,
                                then in $QP_MODEL's folder and ~/.cache/qplan */
     const char *device;     /* "cpu", "cuda"; NULL = cuda when built and a GPU is present,
                                else cpu */
     int64_t n_ctx;          /* -c: positions usable (<= the plan's max_ctx); 0 = max_ctx */
+    int32_t threads;        /* -t: the CPU backend's threads, the caller included, for the whole
+                               process; at most QRUN_MAX_THREADS; 0 = as they are (one per
+                               online processor unless an earlier qrun_open set a count) */
     bool no_graph;          /* --no-graph: launch decode eagerly */
-    bool progress;          /* progress bar on stderr while weights load */
+    bool progress;          /* progress bar on stderr while weights load (redrawn when its
+                               text changes, at most 10 times a second) */
     bool verbose;
     bool sync_each;         /* --sync-each: synchronise after every node (CUDA), so that a fault is
                                reported against its node */
@@ -73,6 +79,11 @@ struct qrun_gen_options {
     bool greedy_on_device;           /* greedy sampling reads the backend's argmax (default
                                         true); false reads the logits and argmaxes on the host */
     volatile sig_atomic_t *interrupt;/* stop cleanly when it becomes nonzero; may be NULL */
+    /* Prompt progress, for a display: called before the prompt's first chunk and after each,
+     * with the prompt tokens evaluated so far (done of total) and the seconds since the prompt
+     * began. May be NULL. */
+    void (*on_prefill)(void *user, int64_t done, int64_t total, double seconds);
+    void *prefill_user;
 };
 struct qrun_gen_options qrun_gen_options_default(void);
 
@@ -129,6 +140,13 @@ enum qp_status qrun_chat_turn(struct qrun *q, const char *system, const char *us
  * plan, in $QP_MODEL's folder, in ~/.cache/qplan). *out is malloc'd. Reads the plan only. */
 enum qp_status qrun_find_model(const char *plan_path, const char *model_override, char **out,
                                struct qp_error *err);
+
+/* What to do when `needed` positions do not fit: "raise -c (up to the plan's M)" when the
+ * plan's KV cache holds them; else, when the plan is smaller than the model's trained context,
+ * the qplan command that compiles a larger one (--ctx at least twice the plan's, within the
+ * trained context); else that the plan already holds the whole trained context. Writes one
+ * clause, no final period, into buf and returns buf. */
+const char *qrun_context_advice(const struct qrun *q, int64_t needed, char *buf, size_t size);
 
 /* Forgets the conversation (position 0, chat turns, sampler window). */
 void qrun_reset(struct qrun *q);

@@ -48,6 +48,9 @@ struct qp_backend_config {
     size_t step_offset;  /* arena offset of the struct qp_step (aligned to 16) */
     int32_t max_chunk;   /* tokens per prefill chunk: step->tokens has this many slots */
     int32_t device;      /* device ordinal (CUDA); ignored by the CPU backend */
+    int32_t threads;     /* CPU ops' threads, the caller included, process-wide (the CPU
+                            backend's init sets it); 0 = keep the process's count (one per
+                            online processor unless set before); ignored by CUDA */
     bool use_graph;      /* false: --no-graph (replay falls back to eager run) */
     bool verbose;        /* print device memory totals etc. to stderr */
     bool sync_each;      /* --sync-each: synchronise after every node, so that an asynchronous

@@ -1,18 +1,21 @@
 /* backend_cpu.c — the CPU backend: host memory, the plain-C ops of qp_cpu_ops, eager only.
  *
- * Owns one host arena (aligned, zeroed at init). Weights are not copied: the executor points
- * them into the GGUF mmap (host_memory = true), so weights_alloc/upload exist only so that the
- * generic path also works (tests use it to check the executor's upload path on the CPU).
- * Nothing is allocated after init and weights_alloc.
+ * Owns one host arena (aligned, zeroed at init); init sets the CPU ops' thread count
+ * (cfg->threads, process-wide). Weights are not copied: the executor points them into the GGUF
+ * mmap (host_memory = true), so weights_alloc/upload exist only so that the generic path also
+ * works (tests use it to check the executor's upload path on the CPU). Nothing is allocated
+ * after init and weights_alloc.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "backend.h"
 #include "qp_kernels.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "qp_cpu.h"
 #include "qp_ggml.h"
 
 static enum qp_status cpu_init(const struct qp_backend_config *cfg, struct qp_backend **out,
@@ -40,6 +43,10 @@ static enum qp_status cpu_init(const struct qp_backend_config *cfg, struct qp_ba
     b->step = (struct qp_step *)((char *)b->arena + cfg->step_offset);
     b->ops = qp_cpu_ops;
     b->device_name = "cpu";
+    /* 0 keeps the count the process has (one per processor unless an earlier init set one):
+     * a second backend, such as qplan tune's reference, does not undo qrun -t */
+    int threads = cfg->threads > 0 ? qp_cpu_set_threads(cfg->threads) : qp_cpu_thread_count();
+    if (cfg->verbose) fprintf(stderr, "cpu backend: %d thread%s\n", threads, threads == 1 ? "" : "s");
     *out = b;
     return QP_OK;
 }

@@ -95,12 +95,34 @@ static void mean_sd(const double *v, int n, double *mean, double *sd) {
     *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
 }
 
+struct memory {
+    bool known;
+    char device[256];
+    double total, context, used, weights, arena, kv, other; /* MiB */
+};
+
+/* One benchmark run: what it loaded, the token ids, the results. */
 struct bench {
-    const struct qp_plan *p;
+    const char *plan_path;
+    const struct qrun_options *o;
+    const struct qrun_bench_options *bo;
+    const struct qp_backend_vtbl *vt;
+    struct qp_plan *p;
+    struct qp_gguf *g;
     struct qp_exec *x;
+    char *model;  /* the GGUF's path */
+    double t_load;
     int32_t chunk;
-    int32_t *ids; /* [max(n_prompt, depth max)] random */
+    int32_t *ids; /* [n_ids] random, n_ids = max(n_prompt, deepest depth), capped at max_ctx */
+    int64_t n_ids;
     bool argmax;  /* the backend picks the token */
+    struct test_result *res; /* [MAX_TESTS] */
+    int n_res;
+    struct memory mem;
+    size_t cuda_free0, cuda_total; /* device memory before loading (CUDA) */
+    double params;       /* weight elements */
+    char backend[64];    /* "cpu", "cuda graph", "cuda eager" */
+    const char *mname;   /* the model's file name as the plan records it */
 };
 
 /* Prefills ids[0..n) at position 0.. in chunks; picks the next token (device or host argmax). */
@@ -154,175 +176,186 @@ void qrun_bench_json_str(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-struct memory {
-    bool known;
-    char device[256];
-    double total, context, used, weights, arena, kv, other; /* MiB */
-};
-
-enum qp_status qrun_bench(const char *plan_path, const struct qrun_options *o,
-                          const struct qrun_bench_options *bo, FILE *out, struct qp_error *err) {
-    if (bo->reps < 1 || bo->reps > MAX_REPS || bo->n_prompt < 0 || bo->n_gen < 0)
-        return qp_error_set(err, QP_ERR_INVALID, "--bench: repetitions must be 1..%d, token counts >= 0", MAX_REPS);
-    struct qp_plan *p = NULL;
-    struct qp_gguf *g = NULL;
-    struct qp_exec *x = NULL;
-    char *model = NULL;
-    struct bench B;
-    memset(&B, 0, sizeof B);
-    struct test_result *res = calloc(MAX_TESTS, sizeof *res);
-    struct memory mem;
-    memset(&mem, 0, sizeof mem);
-    int n_res = 0;
-    if (!res) return qp_error_set(err, QP_ERR_NOMEM, "out of memory");
-
-    const char *dev = o->device ? o->device : "cuda";
-    const struct qp_backend_vtbl *vt = qp_backend_find(dev);
-    enum qp_status s = QP_OK;
-    if (!vt) {
-        if (o->device) {
-            s = qp_error_set(err, QP_ERR_UNSUPPORTED, "--device %s: not built into this qrun", dev);
-            goto done;
-        }
-        vt = &qp_backend_cpu;
+/* Picks the backend as qrun_open does (-device, else cuda when present, else cpu) and, on
+ * CUDA, records the card and its free memory before loading. */
+static enum qp_status choose_backend(struct bench *B, struct qp_error *err) {
+    const char *dev = B->o->device ? B->o->device : "cuda";
+    B->vt = qp_backend_find(dev);
+    if (!B->vt) {
+        if (B->o->device)
+            return qp_error_set(err, QP_ERR_UNSUPPORTED, "--device %s: not built into this qrun", dev);
+        B->vt = &qp_backend_cpu;
     }
 #ifdef QP_HAVE_CUDA_BACKEND
-    size_t free0 = 0, total = 0;
-    if (vt == &qp_backend_cuda) {
+    if (B->vt == &qp_backend_cuda) {
         int nd = 0;
         if (cudaGetDeviceCount(&nd) != cudaSuccess || nd == 0) {
-            if (o->device) {
-                s = qp_error_set(err, QP_ERR_DEVICE, "no CUDA device; run with --device cpu");
-                goto done;
-            }
-            vt = &qp_backend_cpu;
-        } else if (cudaFree(0) == cudaSuccess && cudaMemGetInfo(&free0, &total) == cudaSuccess) {
+            if (B->o->device) return qp_error_set(err, QP_ERR_DEVICE, "no CUDA device; run with --device cpu");
+            B->vt = &qp_backend_cpu;
+        } else if (cudaFree(0) == cudaSuccess && cudaMemGetInfo(&B->cuda_free0, &B->cuda_total) == cudaSuccess) {
             struct cudaDeviceProp prop;
             if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
-                snprintf(mem.device, sizeof mem.device, "%s", prop.name);
-            mem.known = true;
+                snprintf(B->mem.device, sizeof B->mem.device, "%s", prop.name);
+            B->mem.known = true;
         }
     }
 #endif
-    double t_load = now_s();
-    s = qp_plan_read(plan_path, &p, err);
-    if (s == QP_OK) s = qp_plan_validate(p, err);
-    if (s == QP_OK) s = qrun_find_model(plan_path, o->model_path, &model, err);
-    if (s == QP_OK) s = qp_gguf_open(model, QP_GGUF_DEFAULT, &g, err);
-    if (s == QP_OK) s = qp_plan_check_model(p, g, err);
-    if (s != QP_OK) goto done;
+    return QP_OK;
+}
+
+/* The same steps as qrun_open: plan, validation, model, identity check, executor. */
+static enum qp_status load(struct bench *B, struct qp_error *err) {
+    double t0 = now_s();
+    enum qp_status s = qp_plan_read(B->plan_path, &B->p, err);
+    if (s == QP_OK) s = qp_plan_validate(B->p, err);
+    if (s == QP_OK) s = qrun_find_model(B->plan_path, B->o->model_path, &B->model, err);
+    if (s == QP_OK) s = qp_gguf_open(B->model, QP_GGUF_DEFAULT, &B->g, err);
+    if (s == QP_OK) s = qp_plan_check_model(B->p, B->g, err);
+    if (s != QP_OK) return s;
     struct qp_exec_config xc;
     memset(&xc, 0, sizeof xc);
-    xc.backend = vt;
-    xc.use_graph = !o->no_graph;
-    xc.verbose = o->verbose;
-    s = qp_exec_init(p, g, &xc, &x, err);
-    if (s != QP_OK) goto done;
-    t_load = now_s() - t_load;
+    xc.backend = B->vt;
+    xc.threads = B->o->threads;
+    xc.use_graph = !B->o->no_graph;
+    xc.verbose = B->o->verbose;
+    s = qp_exec_init(B->p, B->g, &xc, &B->x, err);
+    if (s != QP_OK) return s;
+    B->t_load = now_s() - t0;
+    B->chunk = (int32_t)B->p->limits.max_chunk;
+    B->argmax = qp_exec_has_argmax(B->x);
+    return QP_OK;
+}
 
+/* Random valid token ids for the longest prefill any test needs. */
+static enum qp_status make_token_ids(struct bench *B, struct qp_error *err) {
+    const struct qrun_bench_options *bo = B->bo;
     int64_t max_depth = 0;
     for (int i = 0; i < bo->n_depths; i++)
         if (bo->depths[i] > max_depth) max_depth = bo->depths[i];
-    int64_t n_ids = max_depth > bo->n_prompt ? max_depth : bo->n_prompt;
-    if (n_ids > p->limits.max_ctx) n_ids = p->limits.max_ctx;
-    B.p = p;
-    B.x = x;
-    B.chunk = (int32_t)p->limits.max_chunk;
-    B.argmax = qp_exec_has_argmax(x);
-    B.ids = malloc((size_t)(n_ids > 0 ? n_ids : 1) * sizeof *B.ids);
-    if (!B.ids) {
-        s = qp_error_set(err, QP_ERR_NOMEM, "out of memory");
-        goto done;
-    }
+    B->n_ids = max_depth > bo->n_prompt ? max_depth : bo->n_prompt;
+    if (B->n_ids > B->p->limits.max_ctx) B->n_ids = B->p->limits.max_ctx;
+    B->ids = malloc((size_t)(B->n_ids > 0 ? B->n_ids : 1) * sizeof *B->ids);
+    if (!B->ids) return qp_error_set(err, QP_ERR_NOMEM, "out of memory");
     uint64_t rng = bo->seed ? bo->seed : 1;
-    for (int64_t i = 0; i < n_ids; i++) B.ids[i] = (int32_t)(xorshift(&rng) % (uint64_t)p->hparams.n_vocab);
+    for (int64_t i = 0; i < B->n_ids; i++)
+        B->ids[i] = (int32_t)(xorshift(&rng) % (uint64_t)B->p->hparams.n_vocab);
+    return QP_OK;
+}
 
-    /* ppN: prefill until the first token (also the TTFT); one warm-up first */
-    if (bo->n_prompt > 0) {
-        struct test_result *r = &res[n_res++];
-        snprintf(r->name, sizeof r->name, "pp%d", bo->n_prompt);
-        r->n_prompt = bo->n_prompt;
-        if (bo->n_prompt > p->limits.max_ctx) {
-            r->skipped = true;
-            snprintf(r->why, sizeof r->why, "the plan's context is %lld", (long long)p->limits.max_ctx);
-        } else {
-            int32_t next;
-            for (int rep = -1; rep < bo->reps; rep++) {
-                double t0 = now_s();
-                s = prefill(&B, B.ids, bo->n_prompt, &next, err);
-                if (s != QP_OK) goto done;
-                double t = now_s() - t0;
-                if (rep >= 0) {
-                    r->sec[rep] = t;
-                    r->ts[rep] = bo->n_prompt / t;
-                }
-            }
-            r->reps = bo->reps;
-        }
+/* ppN: prefill until the first token (also the TTFT); one warm-up first. */
+static enum qp_status run_pp_test(struct bench *B, struct test_result *r, struct qp_error *err) {
+    const struct qrun_bench_options *bo = B->bo;
+    snprintf(r->name, sizeof r->name, "pp%d", bo->n_prompt);
+    r->n_prompt = bo->n_prompt;
+    if (bo->n_prompt > B->p->limits.max_ctx) {
+        r->skipped = true;
+        snprintf(r->why, sizeof r->why, "the plan's context is %lld", (long long)B->p->limits.max_ctx);
+        return QP_OK;
     }
-    /* tgN @ dD: depth prefilled untimed, warm-up (captures the decode graph), then reps */
-    for (int d = 0; bo->n_gen > 0 && d < bo->n_depths; d++) {
-        int64_t depth = bo->depths[d];
-        struct test_result *r = &res[n_res++];
-        if (depth) snprintf(r->name, sizeof r->name, "tg%d @ d%lld", bo->n_gen, (long long)depth);
-        else snprintf(r->name, sizeof r->name, "tg%d", bo->n_gen);
-        r->n_gen = bo->n_gen;
-        r->depth = depth;
-        if (depth + bo->n_gen > p->limits.max_ctx) {
-            r->skipped = true;
-            snprintf(r->why, sizeof r->why, "needs %lld positions, the plan's context is %lld",
-                     (long long)(depth + bo->n_gen), (long long)p->limits.max_ctx);
-            continue;
-        }
-        int32_t tok = B.ids[0];
-        if (depth > 0) {
-            s = prefill(&B, B.ids, depth, &tok, err);
-            if (s != QP_OK) goto done;
-        }
-        int warm = bo->n_gen < 8 ? bo->n_gen : 8;
-        s = decode(&B, tok, depth, warm, err);
-        if (s != QP_OK) goto done;
-        for (int rep = 0; rep < bo->reps; rep++) {
-            double t0 = now_s();
-            s = decode(&B, B.ids[(rep + 1) % (n_ids > 0 ? n_ids : 1)], depth, bo->n_gen, err);
-            if (s != QP_OK) goto done;
-            double t = now_s() - t0;
+    if (bo->progress)
+        fprintf(stderr, "bench: %s: a warm-up, then %d run%s\n", r->name, bo->reps, bo->reps == 1 ? "" : "s");
+    int32_t next;
+    for (int rep = -1; rep < bo->reps; rep++) {
+        double t0 = now_s();
+        enum qp_status s = prefill(B, B->ids, bo->n_prompt, &next, err);
+        if (s != QP_OK) return s;
+        double t = now_s() - t0;
+        if (rep >= 0) {
             r->sec[rep] = t;
-            r->ts[rep] = bo->n_gen / t;
+            r->ts[rep] = bo->n_prompt / t;
         }
-        r->reps = bo->reps;
     }
+    r->reps = bo->reps;
+    return QP_OK;
+}
 
-    /* memory: what the process holds on the device, against the plan's parts */
-    mem.weights = (double)p->memory.weight_bytes / 1048576.0;
-    mem.arena = (double)p->memory.arena_bytes / 1048576.0;
-    mem.kv = (double)p->memory.kv_bytes / 1048576.0;
+/* tgN @ dD: depth prefilled untimed, warm-up (captures the decode graph), then reps. */
+static enum qp_status run_tg_test(struct bench *B, int64_t depth, struct test_result *r,
+                                  struct qp_error *err) {
+    const struct qrun_bench_options *bo = B->bo;
+    if (depth) snprintf(r->name, sizeof r->name, "tg%d @ d%lld", bo->n_gen, (long long)depth);
+    else snprintf(r->name, sizeof r->name, "tg%d", bo->n_gen);
+    r->n_gen = bo->n_gen;
+    r->depth = depth;
+    if (depth + bo->n_gen > B->p->limits.max_ctx) {
+        r->skipped = true;
+        snprintf(r->why, sizeof r->why, "needs %lld positions, the plan's context is %lld",
+                 (long long)(depth + bo->n_gen), (long long)B->p->limits.max_ctx);
+        return QP_OK;
+    }
+    if (bo->progress)
+        fprintf(stderr, "bench: %s: %sa warm-up, then %d run%s of %d decode steps\n", r->name,
+                depth ? "the depth's prefill, " : "", bo->reps, bo->reps == 1 ? "" : "s", bo->n_gen);
+    int32_t tok = B->ids[0];
+    enum qp_status s = QP_OK;
+    if (depth > 0) {
+        s = prefill(B, B->ids, depth, &tok, err);
+        if (s != QP_OK) return s;
+    }
+    int warm = bo->n_gen < 8 ? bo->n_gen : 8;
+    s = decode(B, tok, depth, warm, err);
+    if (s != QP_OK) return s;
+    for (int rep = 0; rep < bo->reps; rep++) {
+        double t0 = now_s();
+        s = decode(B, B->ids[(rep + 1) % (B->n_ids > 0 ? B->n_ids : 1)], depth, bo->n_gen, err);
+        if (s != QP_OK) return s;
+        double t = now_s() - t0;
+        r->sec[rep] = t;
+        r->ts[rep] = bo->n_gen / t;
+    }
+    r->reps = bo->reps;
+    return QP_OK;
+}
+
+/* What the process holds on the device, against the plan's parts. */
+static void measure_memory(struct bench *B) {
+    struct memory *mem = &B->mem;
+    mem->weights = (double)B->p->memory.weight_bytes / 1048576.0;
+    mem->arena = (double)B->p->memory.arena_bytes / 1048576.0;
+    mem->kv = (double)B->p->memory.kv_bytes / 1048576.0;
 #ifdef QP_HAVE_CUDA_BACKEND
-    if (mem.known) {
+    if (mem->known) {
         size_t free1 = 0, t1 = 0;
         if (cudaMemGetInfo(&free1, &t1) == cudaSuccess) {
-            mem.total = (double)total / 1048576.0;
-            mem.context = (double)(total - free0) / 1048576.0;
-            mem.used = (double)(free0 - free1) / 1048576.0;
-            mem.other = mem.used - mem.weights - mem.arena;
+            mem->total = (double)B->cuda_total / 1048576.0;
+            mem->context = (double)(B->cuda_total - B->cuda_free0) / 1048576.0;
+            mem->used = (double)(B->cuda_free0 - free1) / 1048576.0;
+            mem->other = mem->used - mem->weights - mem->arena;
         } else {
-            mem.known = false;
+            mem->known = false;
         }
     }
 #endif
+}
 
-    /* the table */
-    double params = 0;
-    for (int32_t i = 0; i < p->n_weights; i++) params += (double)p->weights[i].rows * (double)p->weights[i].cols;
-    char backend[64];
-    snprintf(backend, sizeof backend, "%s%s", qp_exec_backend_name(x),
-             vt->replay ? (o->no_graph ? " eager" : " graph") : "");
-    const char *mname = p->model.file ? p->model.file : model;
+/* The names and totals the table and the JSON share. */
+static void describe(struct bench *B) {
+    B->params = 0;
+    for (int32_t i = 0; i < B->p->n_weights; i++)
+        B->params += (double)B->p->weights[i].rows * (double)B->p->weights[i].cols;
+    snprintf(B->backend, sizeof B->backend, "%s%s", qp_exec_backend_name(B->x),
+             B->vt->replay ? (B->o->no_graph ? " eager" : " graph") : "");
+    B->mname = B->p->model.file ? B->p->model.file : B->model;
+}
+
+/* The TTFT: the pp test's mean and sd in seconds; false (and zeros) when it did not run. */
+static bool ttft(const struct bench *B, double *mean, double *sd) {
+    *mean = *sd = 0;
+    if (B->n_res == 0 || B->bo->n_prompt == 0 || B->res[0].skipped) return false;
+    mean_sd(B->res[0].sec, B->res[0].reps, mean, sd);
+    return true;
+}
+
+/* llama-bench's table, the TTFT, load time and memory; each test's mean t/s also into
+ * bo->mean_ts when given. */
+static void print_table(const struct bench *B, FILE *out) {
+    const struct memory *mem = &B->mem;
     fprintf(out, "\n| model | size | params | backend | test | t/s |\n");
     fprintf(out, "| --- | ---: | ---: | --- | --- | ---: |\n");
-    for (int i = 0; i < n_res; i++) {
-        struct test_result *r = &res[i];
-        fprintf(out, "| %s | %.2f MiB | %.2f M | %s | %s | ", mname, mem.weights, params / 1e6, backend, r->name);
+    for (int i = 0; i < B->n_res; i++) {
+        const struct test_result *r = &B->res[i];
+        fprintf(out, "| %s | %.2f MiB | %.2f M | %s | %s | ", B->mname, mem->weights, B->params / 1e6,
+                B->backend, r->name);
         double m = 0, sd = 0;
         if (r->skipped) {
             fprintf(out, "skipped: %s |\n", r->why);
@@ -330,77 +363,106 @@ enum qp_status qrun_bench(const char *plan_path, const struct qrun_options *o,
             mean_sd(r->ts, r->reps, &m, &sd);
             fprintf(out, "%.2f ± %.2f |\n", m, sd);
         }
-        if (bo->mean_ts) bo->mean_ts[i] = m;
+        if (B->bo->mean_ts) B->bo->mean_ts[i] = m;
     }
-    if (bo->n_mean_ts) *bo->n_mean_ts = n_res;
-    double ttft = 0, ttft_sd = 0;
-    if (n_res > 0 && bo->n_prompt > 0 && !res[0].skipped) {
-        mean_sd(res[0].sec, res[0].reps, &ttft, &ttft_sd);
-        fprintf(out, "\nTTFT (%d-token prompt, prefill + first token): %.2f ± %.2f ms\n", bo->n_prompt,
-                ttft * 1e3, ttft_sd * 1e3);
-    }
+    if (B->bo->n_mean_ts) *B->bo->n_mean_ts = B->n_res;
+    double t_first, t_first_sd;
+    if (ttft(B, &t_first, &t_first_sd))
+        fprintf(out, "\nTTFT (%d-token prompt, prefill + first token): %.2f ± %.2f ms\n", B->bo->n_prompt,
+                t_first * 1e3, t_first_sd * 1e3);
     fprintf(out, "load: %.2f s (plan, mapping, weights to the backend); %d repetitions per test, "
-            "random token ids (seed %llu)\n", t_load, bo->reps, (unsigned long long)bo->seed);
-    if (mem.known)
+            "random token ids (seed %llu)\n", B->t_load, B->bo->reps, (unsigned long long)B->bo->seed);
+    if (mem->known)
         fprintf(out, "device memory (%s): %.1f MiB held = weights %.1f + arena %.1f (of which KV cache %.1f) "
                 "+ other %.1f (cuBLAS handle, kernel modules, decode graph, allocation rounding; qrun -v "
                 "itemises); CUDA context %.1f; card %.1f\n",
-                mem.device, mem.used, mem.weights, mem.arena, mem.kv, mem.other, mem.context, mem.total);
+                mem->device, mem->used, mem->weights, mem->arena, mem->kv, mem->other, mem->context, mem->total);
     else
-        fprintf(out, "memory: weights %.1f MiB, arena %.1f MiB (of which KV cache %.1f)\n", mem.weights, mem.arena,
-                mem.kv);
+        fprintf(out, "memory: weights %.1f MiB, arena %.1f MiB (of which KV cache %.1f)\n", mem->weights,
+                mem->arena, mem->kv);
+}
 
-    if (bo->json_path) {
-        FILE *f = fopen(bo->json_path, "w");
-        if (!f) {
-            s = qp_error_set(err, QP_ERR_IO, "%s: cannot write: %s", bo->json_path, strerror(errno));
-            goto done;
-        }
-        fprintf(f, "{\n  \"model\": ");
-        qrun_bench_json_str(f, mname);
-        fprintf(f, ",\n  \"plan\": ");
-        qrun_bench_json_str(f, plan_path);
-        fprintf(f, ",\n  \"model_size\": %llu,\n  \"model_n_params\": %.0f,\n  \"backend\": ",
-                (unsigned long long)p->memory.weight_bytes, params);
-        qrun_bench_json_str(f, backend);
-        fprintf(f, ",\n  \"device\": ");
-        qrun_bench_json_str(f, mem.known ? mem.device : "");
-        fprintf(f, ",\n  \"n_ctx\": %lld,\n  \"chunk\": %d,\n  \"reps\": %d,\n  \"seed\": %llu,\n",
-                (long long)p->limits.max_ctx, B.chunk, bo->reps, (unsigned long long)bo->seed);
-        fprintf(f, "  \"load_s\": %.6f,\n  \"ttft_ms\": %.6f,\n  \"ttft_sd_ms\": %.6f,\n", t_load, ttft * 1e3,
-                ttft_sd * 1e3);
-        fprintf(f, "  \"memory_mib\": {\"known\": %s, \"held\": %.3f, \"weights\": %.3f, \"arena\": %.3f, "
-                "\"kv\": %.3f, \"other\": %.3f, \"context\": %.3f, \"total\": %.3f},\n",
-                mem.known ? "true" : "false", mem.used, mem.weights, mem.arena, mem.kv, mem.other, mem.context,
-                mem.total);
-        fprintf(f, "  \"tests\": [");
-        for (int i = 0; i < n_res; i++) {
-            struct test_result *r = &res[i];
-            double m = 0, sd = 0;
-            if (!r->skipped) mean_sd(r->ts, r->reps, &m, &sd);
-            fprintf(f, "%s\n    {\"test\": ", i ? "," : "");
-            qrun_bench_json_str(f, r->name);
-            fprintf(f, ", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %lld, \"skipped\": %s, \"avg_ts\": %.6f, "
-                    "\"stddev_ts\": %.6f, \"samples_ts\": [", r->n_prompt, r->n_gen, (long long)r->depth,
-                    r->skipped ? "true" : "false", m, sd);
-            for (int k = 0; k < r->reps; k++) fprintf(f, "%s%.6f", k ? ", " : "", r->ts[k]);
-            fprintf(f, "], \"samples_ns\": [");
-            for (int k = 0; k < r->reps; k++) fprintf(f, "%s%.0f", k ? ", " : "", r->sec[k] * 1e9);
-            fprintf(f, "]}");
-        }
-        fprintf(f, "\n  ]\n}\n");
-        if (fclose(f) != 0) {
-            s = qp_error_set(err, QP_ERR_IO, "%s: write failed: %s", bo->json_path, strerror(errno));
-            goto done;
-        }
-        fprintf(out, "wrote %s\n", bo->json_path);
+/* The same results as JSON at bo->json_path. */
+static enum qp_status write_json(const struct bench *B, FILE *out, struct qp_error *err) {
+    const char *path = B->bo->json_path;
+    const struct memory *mem = &B->mem;
+    FILE *f = fopen(path, "w");
+    if (!f) return qp_error_set(err, QP_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    double t_first, t_first_sd;
+    ttft(B, &t_first, &t_first_sd);
+    fprintf(f, "{\n  \"model\": ");
+    qrun_bench_json_str(f, B->mname);
+    fprintf(f, ",\n  \"plan\": ");
+    qrun_bench_json_str(f, B->plan_path);
+    fprintf(f, ",\n  \"model_size\": %llu,\n  \"model_n_params\": %.0f,\n  \"backend\": ",
+            (unsigned long long)B->p->memory.weight_bytes, B->params);
+    qrun_bench_json_str(f, B->backend);
+    fprintf(f, ",\n  \"device\": ");
+    qrun_bench_json_str(f, mem->known ? mem->device : "");
+    fprintf(f, ",\n  \"n_ctx\": %lld,\n  \"chunk\": %d,\n  \"reps\": %d,\n  \"seed\": %llu,\n",
+            (long long)B->p->limits.max_ctx, B->chunk, B->bo->reps, (unsigned long long)B->bo->seed);
+    fprintf(f, "  \"load_s\": %.6f,\n  \"ttft_ms\": %.6f,\n  \"ttft_sd_ms\": %.6f,\n", B->t_load,
+            t_first * 1e3, t_first_sd * 1e3);
+    fprintf(f, "  \"memory_mib\": {\"known\": %s, \"held\": %.3f, \"weights\": %.3f, \"arena\": %.3f, "
+            "\"kv\": %.3f, \"other\": %.3f, \"context\": %.3f, \"total\": %.3f},\n",
+            mem->known ? "true" : "false", mem->used, mem->weights, mem->arena, mem->kv, mem->other,
+            mem->context, mem->total);
+    fprintf(f, "  \"tests\": [");
+    for (int i = 0; i < B->n_res; i++) {
+        const struct test_result *r = &B->res[i];
+        double m = 0, sd = 0;
+        if (!r->skipped) mean_sd(r->ts, r->reps, &m, &sd);
+        fprintf(f, "%s\n    {\"test\": ", i ? "," : "");
+        qrun_bench_json_str(f, r->name);
+        fprintf(f, ", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %lld, \"skipped\": %s, \"avg_ts\": %.6f, "
+                "\"stddev_ts\": %.6f, \"samples_ts\": [", r->n_prompt, r->n_gen, (long long)r->depth,
+                r->skipped ? "true" : "false", m, sd);
+        for (int k = 0; k < r->reps; k++) fprintf(f, "%s%.6f", k ? ", " : "", r->ts[k]);
+        fprintf(f, "], \"samples_ns\": [");
+        for (int k = 0; k < r->reps; k++) fprintf(f, "%s%.0f", k ? ", " : "", r->sec[k] * 1e9);
+        fprintf(f, "]}");
     }
-done:
+    fprintf(f, "\n  ]\n}\n");
+    if (fclose(f) != 0) return qp_error_set(err, QP_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    fprintf(out, "wrote %s\n", path);
+    return QP_OK;
+}
+
+/* Runs the pp test, then the tg test at each depth. */
+static enum qp_status run_tests(struct bench *B, struct qp_error *err) {
+    enum qp_status s = QP_OK;
+    if (B->bo->n_prompt > 0) s = run_pp_test(B, &B->res[B->n_res++], err);
+    for (int d = 0; s == QP_OK && B->bo->n_gen > 0 && d < B->bo->n_depths; d++)
+        s = run_tg_test(B, B->bo->depths[d], &B->res[B->n_res++], err);
+    return s;
+}
+
+enum qp_status qrun_bench(const char *plan_path, const struct qrun_options *o,
+                          const struct qrun_bench_options *bo, FILE *out, struct qp_error *err) {
+    if (bo->reps < 1 || bo->reps > MAX_REPS || bo->n_prompt < 0 || bo->n_gen < 0)
+        return qp_error_set(err, QP_ERR_INVALID, "--bench: repetitions must be 1..%d, token counts >= 0", MAX_REPS);
+    struct bench B;
+    memset(&B, 0, sizeof B);
+    B.plan_path = plan_path;
+    B.o = o;
+    B.bo = bo;
+    B.res = calloc(MAX_TESTS, sizeof *B.res);
+    if (!B.res) return qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+    enum qp_status s = choose_backend(&B, err);
+    if (s == QP_OK) s = load(&B, err);
+    if (s == QP_OK) s = make_token_ids(&B, err);
+    if (s == QP_OK) s = run_tests(&B, err);
+    if (s == QP_OK) {
+        measure_memory(&B);
+        describe(&B);
+        print_table(&B, out);
+        if (bo->json_path) s = write_json(&B, out, err);
+    }
     free(B.ids);
-    free(res);
-    qp_exec_free(x);
-    qp_gguf_close(g);
-    qp_plan_free(p);
-    free(model);
+    free(B.res);
+    qp_exec_free(B.x);
+    qp_gguf_close(B.g);
+    qp_plan_free(B.p);
+    free(B.model);
     return s;
 }

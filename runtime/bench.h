@@ -10,6 +10,7 @@
  * writes the same as JSON when json_path is set.
  */
 #pragma once
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -38,6 +39,7 @@ struct qrun_bench_options {
     /* --batch 1,4,16,64: llama-batched-bench's table instead (qrun_bench_batch) */
     int n_batch;
     int32_t batch[QRUN_BENCH_MAX_BATCH];
+    bool progress;     /* a line on stderr as each test starts (qrun: when stderr is a terminal) */
 };
 struct qrun_bench_options qrun_bench_options_default(void);
 

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "bench.h"
 #include "executor.h"
@@ -143,7 +142,9 @@ enum qp_status qrun_bench_batch(const char *plan_path, const struct qrun_options
             snprintf(r->why, sizeof r->why, "needs %d positions, a slot has %lld", pp + tg, (long long)q->n_ctx);
             continue;
         }
-        if (out == stdout && isatty(1)) fprintf(stderr, "qrun: bench B=%d ...\n", r->b);
+        if (bo->progress)
+            fprintf(stderr, "bench: B=%d: %d prompts of %d, a warm-up, then %d run%s of %d decode steps\n",
+                    r->b, r->b, pp, bo->reps, bo->reps == 1 ? "" : "s", tg);
         double a, b;
         s = run_once(q, r->b, pp, tg, ids, tok, rows, &a, &b, err); /* warm-up: captures the graphs */
         for (int rep = 0; rep < bo->reps && s == QP_OK; rep++) {

@@ -16,6 +16,7 @@
 struct qp_exec_config {
     const struct qp_backend_vtbl *backend;
     int32_t device;
+    int32_t threads; /* the CPU backend's threads (struct qp_backend_config) */
     bool use_graph;
     bool verbose;
     bool sync_each; /* backend config, see runtime/backend.h */

@@ -20,8 +20,11 @@
 #include "qp_kernels.h"
 #include "qp_chat.h"
 #include "qp_gguf.h"
+#include "qp_cpu.h"
 #include "qp_plan.h"
 #include "qp_tokenizer.h"
+
+_Static_assert(QRUN_MAX_THREADS == QP_CPU_MAX_THREADS, "qrun.h's thread limit is the pool's");
 
 static double now_s(void) {
     struct timespec ts;
@@ -63,17 +66,30 @@ const char *qrun_stop_str(enum qrun_stop r) {
     return "unknown";
 }
 
+/* The loading bar on stderr: redrawn only when its text changes and at most every 0.1 s
+ * (the last state always), ended with a newline when done. */
 static void progress_bar(void *user, uint64_t done, uint64_t total) {
     struct qrun *q = user;
     int w = 30, f = total ? (int)((double)done / (double)total * w) : w;
-    char bar[31];
+    char bar[31], text[sizeof q->bar];
     for (int i = 0; i < w; i++) bar[i] = i < f ? '#' : ' ';
     bar[w] = 0;
-    fprintf(stderr, "\rloading weights [%s] %3d%% %6.1f / %.1f MiB", bar,
-            total ? (int)(100.0 * (double)done / (double)total) : 100, (double)done / 1048576.0,
-            (double)total / 1048576.0);
-    if (done >= total) fputc('\n', stderr);
-    q->progress_shown = true;
+    snprintf(text, sizeof text, "loading weights [%s] %3d%% %6.1f / %.1f MiB", bar,
+             total ? (int)(100.0 * (double)done / (double)total) : 100, (double)done / 1048576.0,
+             (double)total / 1048576.0);
+    bool last = done >= total;
+    double t = now_s();
+    bool changed = strcmp(text, q->bar) != 0;
+    if (changed && (last || !q->bar[0] || t - q->bar_t >= 0.1)) {
+        fprintf(stderr, "\r%s", text);
+        memcpy(q->bar, text, sizeof text);
+        q->bar_t = t;
+        changed = false;
+    }
+    if (last && !changed) {
+        fputc('\n', stderr);
+        q->bar_ended = true;
+    }
 }
 
 static bool file_exists(const char *p) { return access(p, R_OK) == 0; }
@@ -132,6 +148,11 @@ enum qp_status qrun_open(const char *plan_path, const struct qrun_options *o, st
     struct qrun *q = calloc(1, sizeof *q);
     if (!q) return qp_error_set(err, QP_ERR_NOMEM, "out of memory");
     q->pending = -1;
+    q->plan_path = dup_str(plan_path);
+    if (!q->plan_path) {
+        free(q);
+        return qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+    }
     enum qp_status s = qp_plan_read(plan_path, &q->plan, err);
     if (s == QP_OK) s = qp_plan_validate(q->plan, err);
     if (s == QP_OK) s = find_model(plan_path, q->plan, o->model_path, &q->model_path, err);
@@ -161,8 +182,14 @@ enum qp_status qrun_open(const char *plan_path, const struct qrun_options *o, st
         }
         q->n_ctx = o->n_ctx;
     }
+    if (o->threads < 0 || o->threads > QRUN_MAX_THREADS) {
+        s = qp_error_set(err, QP_ERR_RANGE, "-t %d: expected 1 to %d threads (0: one per processor)",
+                         (int)o->threads, QRUN_MAX_THREADS);
+        goto fail;
+    }
     struct qp_exec_config xc = {
         .device = 0,
+        .threads = o->threads,
         .use_graph = !o->no_graph,
         .verbose = o->verbose,
         .sync_each = o->sync_each,
@@ -197,6 +224,7 @@ enum qp_status qrun_open(const char *plan_path, const struct qrun_options *o, st
     *out = q;
     return QP_OK;
 fail:
+    if (q->bar[0] && !q->bar_ended) fputc('\n', stderr); /* the message starts a line */
     qrun_close(q);
     return s;
 }
@@ -211,6 +239,7 @@ void qrun_close(struct qrun *q) {
     qp_plan_free(q->plan);
     free(q->chat_template);
     free(q->model_path);
+    free(q->plan_path);
     free(q);
 }
 
@@ -219,6 +248,29 @@ void qrun_reset(struct qrun *q) {
     q->pending = -1;
     qp_chat_free(q->chat);
     q->chat = NULL;
+}
+
+const char *qrun_context_advice(const struct qrun *q, int64_t needed, char *buf, size_t size) {
+    int64_t max_ctx = q->plan->limits.max_ctx, trained = q->plan->hparams.n_ctx_train;
+    if (needed <= max_ctx) {
+        snprintf(buf, size, "raise -c (up to the plan's %lld)", (long long)max_ctx);
+    } else if (max_ctx >= trained) {
+        snprintf(buf, size, "the plan already holds the model's whole trained context (%lld positions)",
+                 (long long)trained);
+    } else if (needed > trained) {
+        snprintf(buf, size, "the largest plan for this model holds %lld positions, its trained context "
+                            "(qplan compile %s --ctx %lld -o %s)",
+                 (long long)trained, q->model_path, (long long)trained, q->plan_path);
+    } else {
+        /* at least twice this plan, in steps of 1024, within the trained context */
+        int64_t want = needed > 2 * max_ctx ? needed : 2 * max_ctx;
+        want = (want + 1023) / 1024 * 1024;
+        if (want > trained) want = trained;
+        snprintf(buf, size, "the plan holds %lld positions: compile a larger one (qplan compile %s "
+                            "--ctx %lld -o %s)",
+                 (long long)max_ctx, q->model_path, (long long)want, q->plan_path);
+    }
+    return buf;
 }
 
 int64_t qrun_n_ctx(const struct qrun *q) { return q->n_ctx; }
@@ -232,13 +284,17 @@ void qrun_device_info(const struct qrun *q, int32_t *sm, int32_t *sms, char *nam
 struct qp_tokenizer *qrun_tokenizer(struct qrun *q) { return q->tok; }
 double qrun_load_seconds(const struct qrun *q) { return q->load_s; }
 
-/* Feeds ids at positions q->pos.. in chunks of max_chunk. */
+/* Feeds ids at positions q->pos.. in chunks of max_chunk; g (may be NULL) gives the interrupt
+ * flag and the progress callback. */
 static enum qp_status feed(struct qrun *q, const int32_t *ids, size_t n,
-                           volatile sig_atomic_t *interrupt, bool *interrupted,
+                           const struct qrun_gen_options *g, bool *interrupted,
                            struct qp_error *err) {
     int64_t chunk = q->plan->limits.max_chunk;
+    double t0 = now_s();
+    bool report = g && g->on_prefill;
+    if (report) g->on_prefill(g->prefill_user, 0, (int64_t)n, 0.0);
     for (size_t i = 0; i < n;) {
-        if (interrupt && *interrupt) {
+        if (g && g->interrupt && *g->interrupt) {
             *interrupted = true;
             return QP_OK;
         }
@@ -247,6 +303,7 @@ static enum qp_status feed(struct qrun *q, const int32_t *ids, size_t n,
         if (s != QP_OK) return s;
         q->pos += m;
         i += (size_t)m;
+        if (report) g->on_prefill(g->prefill_user, (int64_t)i, (int64_t)n, now_s() - t0);
     }
     return QP_OK;
 }
@@ -288,12 +345,14 @@ enum qp_status qrun_generate_tokens(struct qrun *q, const int32_t *ids_in, size_
     q->pending = -1;
     size_t n = n_in + (pend >= 0 ? 1 : 0);
     if (n == 0) return qp_error_set(err, QP_ERR_INVALID, "empty prompt: nothing to generate from");
-    if ((int64_t)n > q->n_ctx - q->pos)
+    if ((int64_t)n > q->n_ctx - q->pos) {
+        char advice[QP_ERROR_MSG_MAX];
+        qrun_context_advice(q, q->pos + (int64_t)n, advice, sizeof advice);
         return qp_error_set(err, QP_ERR_RANGE,
                             "the prompt (%zu tokens) does not fit the context: %lld positions, %lld "
-                            "used; raise -c (up to the plan's %lld) or shorten the prompt",
-                            n, (long long)q->n_ctx, (long long)q->pos,
-                            (long long)q->plan->limits.max_ctx);
+                            "used; %s, or shorten the prompt",
+                            n, (long long)q->n_ctx, (long long)q->pos, advice);
+    }
     int32_t nv = (int32_t)q->plan->hparams.n_vocab;
     for (size_t i = 0; i < n_in; i++)
         if (ids_in[i] < 0 || ids_in[i] >= nv)
@@ -314,7 +373,7 @@ enum qp_status qrun_generate_tokens(struct qrun *q, const int32_t *ids_in, size_
     for (size_t i = 0; i < n; i++) qp_gen_prompt(&gen, ids[i]);
 
     bool intr = false;
-    s = feed(q, ids, n, g->interrupt, &intr, err);
+    s = feed(q, ids, n, g, &intr, err);
     if (s != QP_OK) goto done;
     st.n_prompt = (int64_t)n;
     st.t_prompt_s = now_s() - t0;

@@ -18,11 +18,14 @@ struct qrun {
     struct qp_chat *chat;
     char *chat_template; /* copy; NULL when the model has none */
     char *model_path;
+    char *plan_path;
     int64_t n_ctx;
     int64_t pos;
     int32_t pending;     /* a generated token not yet fed to the cache (chat), -1 none */
     double load_s;
-    bool progress_shown;
+    char bar[128];       /* the loading bar's text as last drawn ("" before the first) */
+    double bar_t;        /* when it was drawn */
+    bool bar_ended;      /* its line was ended with a newline */
     /* the scheduler (sched.c): sized by the plan's slots at open */
     int32_t n_slots;
     int32_t step_tokens;          /* prompt tokens a step runs at most */

@@ -192,7 +192,9 @@ static enum qp_status get_id(const struct qp_gguf *g, const char *key, int32_t n
     return QP_OK;
 }
 
-static enum qp_status load(struct qp_tokenizer *t, const struct qp_gguf *g, struct qp_error *err) {
+/* tokenizer.ggml.model must be gpt2 (byte-level BPE); tokenizer.ggml.pre picks the split. */
+static enum qp_status load_model_kind(struct qp_tokenizer *t, const struct qp_gguf *g,
+                                      struct qp_error *err) {
     const char *path = qp_gguf_path(g);
     const char *model, *pre;
     enum qp_status st;
@@ -203,16 +205,26 @@ static enum qp_status load(struct qp_tokenizer *t, const struct qp_gguf *g, stru
                             path, model);
     }
     if ((st = qp_gguf_get_str(g, "tokenizer.ggml.pre", &pre, err))) return st;
-    if ((st = qp_pretok_new(pre, path, &t->pre, err))) return st;
+    return qp_pretok_new(pre, path, &t->pre, err);
+}
 
-    const struct qp_gguf_value *toks, *merges, *types = NULL;
-    if ((st = qp_gguf_get_array(g, "tokenizer.ggml.tokens", QP_GGUF_STRING, &toks, err))) return st;
-    if (toks->arr.n == 0 || toks->arr.n > INT32_MAX / 2) {
+/* The vocabulary's arrays, checked for type and size: tokens, token types (optional: NULL when
+ * absent) and merges. */
+struct vocab_arrays {
+    const struct qp_gguf_value *toks, *types, *merges;
+};
+
+static enum qp_status find_vocab_arrays(const struct qp_gguf *g, struct vocab_arrays *va,
+                                        struct qp_error *err) {
+    const char *path = qp_gguf_path(g);
+    enum qp_status st;
+    va->types = NULL;
+    if ((st = qp_gguf_get_array(g, "tokenizer.ggml.tokens", QP_GGUF_STRING, &va->toks, err))) return st;
+    if (va->toks->arr.n == 0 || va->toks->arr.n > INT32_MAX / 2) {
         return qp_error_set(err, QP_ERR_FORMAT, "%s: tokenizer.ggml.tokens has %" PRIu64
-                            " entries; 1 to %d expected", path, toks->arr.n, INT32_MAX / 2);
+                            " entries; 1 to %d expected", path, va->toks->arr.n, INT32_MAX / 2);
     }
-    int32_t n = (int32_t)toks->arr.n;
-    t->n_vocab = n;
+    int32_t n = (int32_t)va->toks->arr.n;
     const struct qp_gguf_kv *tkv = qp_gguf_find(g, "tokenizer.ggml.token_type");
     if (tkv) {
         const struct qp_gguf_value *v = &tkv->value;
@@ -232,9 +244,9 @@ static enum qp_status load(struct qp_tokenizer *t, const struct qp_gguf *g, stru
                                 "%s: tokenizer.ggml.token_type has %" PRIu64 " entries but tokenizer.ggml.tokens has %" PRId32,
                                 path, v->arr.n, n);
         }
-        types = v;
+        va->types = v;
     }
-    if ((st = qp_gguf_get_array(g, "tokenizer.ggml.merges", QP_GGUF_STRING, &merges, err))) {
+    if ((st = qp_gguf_get_array(g, "tokenizer.ggml.merges", QP_GGUF_STRING, &va->merges, err))) {
         if (!qp_gguf_find(g, "tokenizer.ggml.merges")) {
             return qp_error_set(err, QP_ERR_FORMAT,
                                 "%s: tokenizer.ggml.merges is missing: a gpt2 (BPE) vocabulary needs its merges",
@@ -242,12 +254,19 @@ static enum qp_status load(struct qp_tokenizer *t, const struct qp_gguf *g, stru
         }
         return st;
     }
-    if (merges->arr.n > INT32_MAX / 2) {
+    if (va->merges->arr.n > INT32_MAX / 2) {
         return qp_error_set(err, QP_ERR_FORMAT, "%s: tokenizer.ggml.merges has %" PRIu64 " entries (too many)",
-                            path, merges->arr.n);
+                            path, va->merges->arr.n);
     }
+    return QP_OK;
+}
 
-    /* Token texts, types, and the text ▸ id table. */
+/* Token texts, types, and the text ▸ id table (the first id wins for a duplicate text). */
+static enum qp_status load_tokens(struct qp_tokenizer *t, const struct vocab_arrays *va,
+                                  const char *path, struct qp_error *err) {
+    const struct qp_gguf_value *toks = va->toks, *types = va->types;
+    int32_t n = (int32_t)toks->arr.n;
+    t->n_vocab = n;
     t->type = malloc((size_t)n);
     t->eog = calloc((size_t)n, 1);
     t->text_off = malloc(((size_t)n + 1) * sizeof *t->text_off);
@@ -288,8 +307,15 @@ static enum qp_status load(struct qp_tokenizer *t, const struct qp_gguf *g, stru
         t->text_off[i + 1] = off;
     }
     t->text_off[n] = off;
+    return QP_OK;
+}
 
-    /* What each token stands for: normal tokens decoded from byte-level text. */
+/* What each token stands for: normal tokens decoded from byte-level text, <0xNN> byte tokens
+ * to their byte, control and user-defined tokens as written. */
+static enum qp_status decode_token_bytes(struct qp_tokenizer *t, const char *path,
+                                         struct qp_error *err) {
+    int32_t n = t->n_vocab;
+    uint64_t total = t->text_off[n];
     build_byte_map(t);
     t->bytes_off = malloc(((size_t)n + 1) * sizeof *t->bytes_off);
     t->bytes = malloc(total ? (size_t)total : 1); /* decoding never lengthens */
@@ -333,8 +359,11 @@ static enum qp_status load(struct qp_tokenizer *t, const struct qp_gguf *g, stru
         }
     }
     t->bytes_off[n] = bo;
+    return QP_OK;
+}
 
-    /* Every byte needs its token. */
+/* Every byte needs its token (byte_token[b]): BPE starts from them. */
+static enum qp_status find_byte_tokens(struct qp_tokenizer *t, const char *path, struct qp_error *err) {
     for (int b = 0; b < 256; b++) {
         char u[2];
         size_t l = put_cp(u, t->byte_to_cp[b]);
@@ -346,8 +375,12 @@ static enum qp_status load(struct qp_tokenizer *t, const struct qp_gguf *g, stru
         }
         t->byte_token[b] = id;
     }
+    return QP_OK;
+}
 
-    /* Merges ▸ (left id, right id) ▸ (rank, result id). */
+/* Merges ▸ (left id, right id) ▸ (rank, result id); a repeated pair keeps its first rank. */
+static enum qp_status load_merges(struct qp_tokenizer *t, const struct qp_gguf_value *merges,
+                                  const char *path, struct qp_error *err) {
     uint64_t nm = merges->arr.n;
     t->merge_mask = pow2_at_least(2 * nm + 1) - 1;
     t->merge = malloc((size_t)(t->merge_mask + 1) * sizeof *t->merge);
@@ -394,25 +427,36 @@ static enum qp_status load(struct qp_tokenizer *t, const struct qp_gguf *g, stru
         uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
         uint64_t h = hash_u64(key) & t->merge_mask;
         while (t->merge[h].key != UINT64_MAX && t->merge[h].key != key) h = (h + 1) & t->merge_mask;
-        if (t->merge[h].key == UINT64_MAX) { /* a repeated pair keeps its first rank */
+        if (t->merge[h].key == UINT64_MAX) {
             t->merge[h].key = key;
             t->merge[h].rank = (int32_t)r;
             t->merge[h].result = res;
         }
     }
     free(cat);
+    return QP_OK;
+}
 
-    /* Special ids, add_bos. */
+/* bos, eos, pad and eot ids (each optional) and add_bos. */
+static enum qp_status load_special_ids(struct qp_tokenizer *t, const struct qp_gguf *g, int32_t *eot,
+                                       struct qp_error *err) {
+    int32_t n = t->n_vocab;
+    enum qp_status st;
     if ((st = get_id(g, "tokenizer.ggml.bos_token_id", n, &t->bos, err))) return st;
     if ((st = get_id(g, "tokenizer.ggml.eos_token_id", n, &t->eos, err))) return st;
     if ((st = get_id(g, "tokenizer.ggml.padding_token_id", n, &t->pad, err))) return st;
-    int32_t eot;
-    if ((st = get_id(g, "tokenizer.ggml.eot_token_id", n, &eot, err))) return st;
+    if ((st = get_id(g, "tokenizer.ggml.eot_token_id", n, eot, err))) return st;
     if (qp_gguf_find(g, "tokenizer.ggml.add_bos_token")) {
         if ((st = qp_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &t->add_bos, err))) return st;
     }
+    return QP_OK;
+}
 
-    /* End of generation and the special-token matcher. */
+/* The end-of-generation flags (eos, eot and the control tokens of eog_texts) and the special-
+ * token matcher (special, special_first). */
+static enum qp_status build_special_tokens(struct qp_tokenizer *t, int32_t eot, const char *path,
+                                           struct qp_error *err) {
+    int32_t n = t->n_vocab;
     if (t->eos >= 0) t->eog[t->eos] = 1;
     if (eot >= 0) t->eog[eot] = 1;
     size_t ns = 0;
@@ -449,7 +493,24 @@ static enum qp_status load(struct qp_tokenizer *t, const struct qp_gguf *g, stru
         while (k < t->n_special && (unsigned char)t->text[t->text_off[t->special[k]]] < c) k++;
         t->special_first[c] = (uint32_t)k;
     }
+    return QP_OK;
+}
 
+/* Builds t from tokenizer.ggml.* in the order the invariants need: tokens before the byte map
+ * and merges (which look tokens up), ids before the end-of-generation flags. */
+static enum qp_status load(struct qp_tokenizer *t, const struct qp_gguf *g, struct qp_error *err) {
+    const char *path = qp_gguf_path(g);
+    struct vocab_arrays va;
+    int32_t eot = -1;
+    enum qp_status st;
+    if ((st = load_model_kind(t, g, err))) return st;
+    if ((st = find_vocab_arrays(g, &va, err))) return st;
+    if ((st = load_tokens(t, &va, path, err))) return st;
+    if ((st = decode_token_bytes(t, path, err))) return st;
+    if ((st = find_byte_tokens(t, path, err))) return st;
+    if ((st = load_merges(t, va.merges, path, err))) return st;
+    if ((st = load_special_ids(t, g, &eot, err))) return st;
+    if ((st = build_special_tokens(t, eot, path, err))) return st;
     t->cache = calloc(CACHE_SLOTS, sizeof *t->cache);
     if (!t->cache) return qp_error_set(err, QP_ERR_NOMEM, "%s: out of memory", path);
     return QP_OK;

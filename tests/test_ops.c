@@ -404,10 +404,30 @@ static void test_f16(void) {
               "f16: overflow to inf at 65520");
 }
 
+/* The pool's thread count: set, capped, restored; a linear's bits do not depend on it. */
+static void test_thread_count(void) {
+    int before = qp_cpu_thread_count();
+    enum { ROWS = 96, COLS = 256, N = 5 };
+    static float w[ROWS * COLS], x[N * COLS], y1[N * ROWS], y3[N * ROWS];
+    for (int i = 0; i < ROWS * COLS; i++) w[i] = tu_uniform(-1, 1);
+    for (int i = 0; i < N * COLS; i++) x[i] = tu_uniform(-1, 1);
+    struct qp_weight wt = {QP_GGML_F32, w, ROWS, COLS, COLS * sizeof(float)};
+    tu_expect(qp_cpu_set_threads(1) == 1 && qp_cpu_thread_count() == 1, "threads: 1 when set to 1");
+    qp_cpu_linear(&wt, NULL, x, COLS, N, y1, ROWS, NULL, 0, true);
+    int three = qp_cpu_set_threads(3);
+    tu_expect(three >= 1 && three <= 3 && qp_cpu_thread_count() == three, "threads: %d when set to 3", three);
+    qp_cpu_linear(&wt, NULL, x, COLS, N, y3, ROWS, NULL, 0, true);
+    tu_expect(memcmp(y1, y3, sizeof y1) == 0, "linear: the same bits on 1 and %d threads", three);
+    tu_expect(qp_cpu_set_threads(1 << 20) <= QP_CPU_MAX_THREADS, "threads: capped at %d", QP_CPU_MAX_THREADS);
+    tu_expect(qp_cpu_set_threads(0) >= 1, "threads: 0 means one per processor");
+    qp_cpu_set_threads(before);
+}
+
 int main(void) {
     tu_seed("test_ops");
     printf("threads: %d\n", qp_cpu_thread_count());
     test_f16();
+    test_thread_count();
     test_embed();
     test_rms_norm(1, 896);
     test_rms_norm(7, 896);

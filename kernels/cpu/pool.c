@@ -1,23 +1,27 @@
 /* pool.c — the CPU ops' persistent thread pool.
  *
- * Created once, on first use (pthread_once), with $QP_THREADS threads in all (default: the
- * online processor count; at most POOL_MAX): the caller plus that many minus one workers that
- * sleep on a condition variable between jobs. No thread is created or joined per call, and
- * the pool lives until the process exits. A job splits [0, n) into contiguous ranges; range 0
- * runs on the caller, range i on worker i-1. Jobs from several threads are serialised.
+ * A job runs on `active` threads: the caller plus active - 1 workers that sleep on a condition
+ * variable between jobs. The count is set by qp_cpu_set_threads (the CPU backend passes its
+ * configuration: qrun -t) or, when nobody set it, on first use to the online processor count;
+ * at most QP_CPU_MAX_THREADS. Workers are started when a count first needs them and never
+ * stopped: a smaller count leaves the extra ones asleep. No thread is created or joined per
+ * job, and the pool lives until the process exits. A job splits [0, n) into contiguous ranges;
+ * range 0 runs on the caller, range i on worker i-1. Jobs from several threads are serialised.
  * If a worker cannot be started the pool simply runs with fewer threads.
  */
 #include <pthread.h>
-#include <stdlib.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include "cpu_internal.h"
 #include "qp_cpu.h"
 
-#define POOL_MAX 64
-
 static struct {
-    pthread_once_t once;
+    pthread_once_t once;      /* the default count, when nobody set one before the first job */
+    pthread_mutex_t setup;    /* guards active, configured and starting workers */
+    int active;               /* threads a job uses, the caller included; <= n_workers + 1 */
+    bool configured;          /* active has been set */
     pthread_mutex_t mu;       /* guards everything below */
     pthread_mutex_t dispatch; /* one job at a time */
     pthread_cond_t work_cv, done_cv;
@@ -30,6 +34,7 @@ static struct {
     void *ctx;
     int64_t n;
 } pool = {.once = PTHREAD_ONCE_INIT,
+          .setup = PTHREAD_MUTEX_INITIALIZER,
           .mu = PTHREAD_MUTEX_INITIALIZER,
           .dispatch = PTHREAD_MUTEX_INITIALIZER,
           .work_cv = PTHREAD_COND_INITIALIZER,
@@ -65,28 +70,52 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-static void pool_start(void) {
-    long n = 0;
-    const char *env = getenv("QP_THREADS");
-    if (env && *env) n = strtol(env, NULL, 10);
-    if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n <= 0) n = 1;
-    if (n > POOL_MAX) n = POOL_MAX;
-    for (long i = 0; i < n - 1; i++) {
+/* Starts workers until there are n_workers (or one fails to start). Called with pool.setup
+ * held. Returns once every new worker has read the job counter, so none can miss a job. */
+static void start_workers(int n_workers) {
+    int before = pool.n_workers;
+    while (pool.n_workers < n_workers) {
         pthread_t th;
         if (pthread_create(&th, NULL, worker_main, (void *)(intptr_t)pool.n_workers) != 0) break;
         pthread_detach(th);
+        pthread_mutex_lock(&pool.mu);
         pool.n_workers++;
+        pthread_mutex_unlock(&pool.mu);
     }
-    /* Wait until every worker has read the job counter, so none can miss the first job. */
+    if (pool.n_workers == before) return;
     pthread_mutex_lock(&pool.mu);
     while (pool.started < pool.n_workers) pthread_cond_wait(&pool.done_cv, &pool.mu);
     pthread_mutex_unlock(&pool.mu);
 }
 
+int qp_cpu_set_threads(int n) {
+    if (n <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cores > 0 ? (cores < QP_CPU_MAX_THREADS ? (int)cores : QP_CPU_MAX_THREADS) : 1;
+    }
+    if (n > QP_CPU_MAX_THREADS) n = QP_CPU_MAX_THREADS;
+    pthread_mutex_lock(&pool.setup);
+    start_workers(n - 1);
+    pool.active = n <= pool.n_workers + 1 ? n : pool.n_workers + 1;
+    pool.configured = true;
+    n = pool.active;
+    pthread_mutex_unlock(&pool.setup);
+    return n;
+}
+
+static void set_default_threads(void) {
+    pthread_mutex_lock(&pool.setup);
+    bool configured = pool.configured;
+    pthread_mutex_unlock(&pool.setup);
+    if (!configured) qp_cpu_set_threads(0);
+}
+
 int qp_cpu_thread_count(void) {
-    pthread_once(&pool.once, pool_start);
-    return pool.n_workers + 1;
+    pthread_once(&pool.once, set_default_threads);
+    pthread_mutex_lock(&pool.setup);
+    int n = pool.active;
+    pthread_mutex_unlock(&pool.setup);
+    return n;
 }
 
 void qp_cpu_parallel_for(int64_t n, int64_t min_items, qp_cpu_task_fn fn, void *ctx) {
