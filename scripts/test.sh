@@ -89,9 +89,13 @@ stage_sanitizers() {
   run cmake -S "$root" -B "$asan" -DQP_SANITIZE=ON -DQP_CUDA=OFF -DQP_WERROR=ON \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   run cmake --build "$asan" -j"$jobs" >/dev/null
+  # test_cuda_backend_emu runs in stage 1 only: whole models through the emulated kernels took
+  # over 15 minutes under ASan on the 2-core CI machine, and what it adds under the sanitizers is
+  # covered here by test_gpu_ops_emu (every kernel, emulated) and by the CPU backend's whole-model
+  # tests of the same runtime code (test_runtime_synth, test_batch_synth, test_perplexity_synth)
   run env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir "$asan" --output-on-failure -j"$jobs" -L "cpu|fuzz" -LE emu_variant \
-    --output-junit "$junit/asan.xml"
+    -E '^test_cuda_backend_emu$' --output-junit "$junit/asan.xml"
 }
 
 stage_fuzzers() {
