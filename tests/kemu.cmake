@@ -61,6 +61,10 @@ elseif(QP_KEMU AND CUDAToolkit_FOUND)
     target_link_libraries(qrunlib_kemu PUBLIC qpcuda_kemu qpcore qpkernels PkgConfig::PCRE2 Threads::Threads ${MATH_LIB})
     qp_add_test(test_cuda_backend_emu SOURCES test_cuda_backend.c LIBS qrunlib_kemu LABELS cpu emu)
     add_dependencies(test_cuda_backend_emu qplan)
+    # whole models through the emulated kernels: ~13 minutes on 2 busy cores, so twice the usual limit
+    get_test_property(test_cuda_backend_emu TIMEOUT qp_cbe_timeout)
+    math(EXPR qp_cbe_timeout "${qp_cbe_timeout} * 2")
+    set_tests_properties(test_cuda_backend_emu PROPERTIES TIMEOUT ${qp_cbe_timeout})
 
     # qplan with the emulated runtime: qplan tune on the emulated kernels (tests/tune/tune.sh)
     add_executable(qplan_emu ${CMAKE_SOURCE_DIR}/compiler/main.c ${CMAKE_SOURCE_DIR}/compiler/cmd_tune.c)
