@@ -59,7 +59,8 @@ enum qp_status qrun_bench_parse_depths(const char *s, struct qrun_bench_options 
     return QP_OK;
 }
 
-static double now_s(void) {
+/* Seconds on the monotonic clock (bench.h). */
+double qrun_bench_now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
@@ -205,7 +206,7 @@ static enum qp_status choose_backend(struct bench *B, struct qp_error *err) {
 
 /* The same steps as qrun_open: plan, validation, model, identity check, executor. */
 static enum qp_status load(struct bench *B, struct qp_error *err) {
-    double t0 = now_s();
+    double t0 = qrun_bench_now();
     enum qp_status s = qp_plan_read(B->plan_path, &B->p, err);
     if (s == QP_OK) s = qp_plan_validate(B->p, err);
     if (s == QP_OK) s = qrun_find_model(B->plan_path, B->o->model_path, &B->model, err);
@@ -220,7 +221,7 @@ static enum qp_status load(struct bench *B, struct qp_error *err) {
     xc.verbose = B->o->verbose;
     s = qp_exec_init(B->p, B->g, &xc, &B->x, err);
     if (s != QP_OK) return s;
-    B->t_load = now_s() - t0;
+    B->t_load = qrun_bench_now() - t0;
     B->chunk = (int32_t)B->p->limits.max_chunk;
     B->argmax = qp_exec_has_argmax(B->x);
     return QP_OK;
@@ -256,10 +257,10 @@ static enum qp_status run_pp_test(struct bench *B, struct test_result *r, struct
         fprintf(stderr, "bench: %s: a warm-up, then %d run%s\n", r->name, bo->reps, bo->reps == 1 ? "" : "s");
     int32_t next;
     for (int rep = -1; rep < bo->reps; rep++) {
-        double t0 = now_s();
+        double t0 = qrun_bench_now();
         enum qp_status s = prefill(B, B->ids, bo->n_prompt, &next, err);
         if (s != QP_OK) return s;
-        double t = now_s() - t0;
+        double t = qrun_bench_now() - t0;
         if (rep >= 0) {
             r->sec[rep] = t;
             r->ts[rep] = bo->n_prompt / t;
@@ -296,10 +297,10 @@ static enum qp_status run_tg_test(struct bench *B, int64_t depth, struct test_re
     s = decode(B, tok, depth, warm, err);
     if (s != QP_OK) return s;
     for (int rep = 0; rep < bo->reps; rep++) {
-        double t0 = now_s();
+        double t0 = qrun_bench_now();
         s = decode(B, B->ids[(rep + 1) % (B->n_ids > 0 ? B->n_ids : 1)], depth, bo->n_gen, err);
         if (s != QP_OK) return s;
-        double t = now_s() - t0;
+        double t = qrun_bench_now() - t0;
         r->sec[rep] = t;
         r->ts[rep] = bo->n_gen / t;
     }

@@ -65,6 +65,8 @@ enum qp_status qrun_bench_batch(const char *plan_path, const struct qrun_options
 
 /* s as a JSON string literal (quotes, escapes) on f. */
 void qrun_bench_json_str(FILE *f, const char *s);
+/* Seconds on the monotonic clock: what both benchmarks time with. */
+double qrun_bench_now(void);
 
 #ifdef __cplusplus
 }

@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench.h"
 #include "executor.h"
@@ -39,12 +38,6 @@ enum qp_status qrun_bench_parse_batch(const char *s, struct qrun_bench_options *
     return QP_OK;
 }
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 struct batch_row {
     int32_t b;
     bool skipped;
@@ -60,7 +53,7 @@ static enum qp_status run_once(struct qrun *q, int32_t B, int pp, int tg, const 
     const bool dev = qp_exec_has_argmax(x);
     const int32_t nv = (int32_t)q->plan->hparams.n_vocab;
     enum qp_status s = QP_OK;
-    double t0 = now_s();
+    double t0 = qrun_bench_now();
     for (int32_t b = 0; b < B && s == QP_OK; b++) {
         const int32_t *p = ids + (size_t)b * (size_t)pp;
         for (int off = 0; off < pp && s == QP_OK; off += chunk) {
@@ -79,8 +72,8 @@ static enum qp_status run_once(struct qrun *q, int32_t B, int pp, int tg, const 
             tok[b] = best;
         }
     }
-    *t_pp = now_s() - t0;
-    t0 = now_s();
+    *t_pp = qrun_bench_now() - t0;
+    t0 = qrun_bench_now();
     for (int step = 0; step < tg && s == QP_OK; step++) {
         for (int32_t b = 0; b < B; b++) rows[b] = (struct qp_step_row){tok[b], pp + step, b, -1};
         s = qp_exec_forward_batch(x, rows, B, err);
@@ -98,7 +91,7 @@ static enum qp_status run_once(struct qrun *q, int32_t B, int pp, int tg, const 
             }
         }
     }
-    *t_tg = now_s() - t0;
+    *t_tg = qrun_bench_now() - t0;
     return s;
 }
 

@@ -23,6 +23,7 @@
 #include "bench.h"
 #include "qp_tokenizer.h"
 #include "qrun.h"
+#include "qp_read_file.h"
 #include "qrun_perplexity.h"
 
 #define MAX_STOP 16
@@ -164,34 +165,6 @@ static void print_timings(const struct qrun *q, const struct qrun_stats *st) {
     }
 }
 
-static char *read_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "qrun: -f %s: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, n = 0;
-    char *b = malloc(cap);
-    for (;;) {
-        if (!b) break;
-        if (n + 1 >= cap) {
-            char *nb = realloc(b, cap *= 2);
-            if (!nb) {
-                free(b);
-                b = NULL;
-                break;
-            }
-            b = nb;
-        }
-        size_t r = fread(b + n, 1, cap - n - 1, f);
-        if (r == 0) break;
-        n += r;
-    }
-    fclose(f);
-    if (!b) fprintf(stderr, "qrun: -f %s: out of memory\n", path);
-    else b[n] = 0;
-    return b;
-}
 
 static int parse_int(const char *opt, const char *v, long long lo, long long hi, long long *out) {
     char *end;
@@ -459,7 +432,14 @@ static int run_generation(struct cli *c) {
         return 2;
     }
     char *file_text = NULL;
-    if (c->file && !(file_text = read_file(c->file))) return 1;
+    if (c->file) {
+        size_t file_len;
+        struct qp_error ferr = {{0}};
+        if (qp_read_file(c->file, &file_text, &file_len, &ferr) != QP_OK) {
+            fprintf(stderr, "qrun: -f %s\n", ferr.msg);
+            return 1;
+        }
+    }
     const char *prompt = file_text ? file_text : c->prompt;
     if (!prompt && !c->chat) {
         fprintf(stderr, "qrun: no prompt: give -p TEXT, -f FILE or --chat (see --help)\n");

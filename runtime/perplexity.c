@@ -11,15 +11,14 @@
 #define _POSIX_C_SOURCE 200809L
 #include "qrun_perplexity.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "qp_kld.h"
+#include "qp_read_file.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -253,46 +252,6 @@ done:
     return s;
 }
 
-/* The whole file (NUL-terminated; *len without the NUL). */
-static enum qp_status read_text(const char *path, char **out, size_t *len, struct qp_error *err) {
-    *out = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return qp_error_set(err, QP_ERR_IO, "-f %s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
-        fclose(f);
-        return qp_error_set(err, QP_ERR_IO, "-f %s: not a regular file", path);
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    while (b) {
-        if (n + 1 >= cap) {
-            char *nb = realloc(b, cap *= 2);
-            if (!nb) {
-                free(b);
-                b = NULL;
-                break;
-            }
-            b = nb;
-        }
-        size_t r = fread(b + n, 1, cap - n - 1, f);
-        if (r == 0) break;
-        n += r;
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (!b) return qp_error_set(err, QP_ERR_NOMEM, "-f %s: out of memory", path);
-    if (bad) {
-        free(b);
-        return qp_error_set(err, QP_ERR_IO, "-f %s: read error", path);
-    }
-    b[n] = 0;
-    *out = b;
-    *len = n;
-    return QP_OK;
-}
-
 enum qp_status qrun_perplexity_cmd(const char *plan, const struct qrun_options *o,
                                    const struct qrun_ppl_options *po, const char *text_path,
                                    FILE *out, struct qrun_ppl_result *res, struct qp_error *err) {
@@ -309,7 +268,11 @@ enum qp_status qrun_perplexity_cmd(const char *plan, const struct qrun_options *
         qp_kld_reader_close(rd);
     } else {
         if (!text_path) return qp_error_set(err, QP_ERR_INVALID, "--perplexity needs a text: -f FILE");
-        if ((s = read_text(text_path, &text, &len, err)) != QP_OK) return s;
+        if ((s = qp_read_file(text_path, &text, &len, err)) != QP_OK) {
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err->msg);
+            return qp_error_set(err, s, "-f %s", why);
+        }
     }
     if (pp.n_ctx > 0) oo.n_ctx = pp.n_ctx;
     else if (!pp.kld) oo.n_ctx = pp.n_ctx = QRUN_PPL_DEFAULT_CTX;

@@ -639,6 +639,37 @@ static void test_act(enum qp_op op, int n, int64_t w, bool inplace) {
     free(a); free(b); free(nw); free(oc); free(sp.h);
 }
 
+/* The attention of q (n rows of qw floats) by c on the CPU, then by g with every kernel choice on
+ * the GPU, each against the CPU's output (the caches and the step state already set in both). */
+static void attention_on_choices(const char *what, struct qp_op_args *c, struct qp_op_args *g, const float *q, int n,
+                                 int64_t qw) {
+    c->in_w = c->out_w = qw;
+    float *oc = malloc((size_t)n * qw * 4);
+    c->out = oc;
+    g->in0 = dup_to_dev(q, (size_t)n * qw * 4);
+    g->in1 = NULL;
+    g->in_w = g->out_w = qw;
+    g->out = poisoned((size_t)n * qw);
+    struct qp_kernel_choice ch[MAX_CHOICES];
+    const int nch = run_cpu(what, c) ? gpu_choices(g, ch) : -1; /* -1: the CPU's failure is counted */
+    if (nch == 0) {
+        printf("FAIL %-58s no CUDA kernel can run it\n", what);
+        g_fail++;
+    }
+    for (int ci = 0; ci < nch; ci++) {
+        char wk[256];
+        choice_name(wk, sizeof wk, what, &ch[ci]);
+        CK(cudaMemset(g->out, 0xFF, (size_t)n * qw * sizeof(float)));
+        if (!run_gpu(wk, g, &ch[ci])) continue;
+        float *o = download(g->out, (size_t)n * qw);
+        check(wk, o, oc, (size_t)n * qw, TOL_F32);
+        free(o);
+    }
+    CK(cudaFree((void *)g->in0));
+    CK(cudaFree(g->out));
+    free(oc);
+}
+
 /* kv_write then attention on a cache pre-filled with random rows below pos. */
 static void test_attention(int n, int pos, int ctx, int n_head, int n_kv, int hd, int32_t kvt) {
     char what[160];
@@ -697,29 +728,7 @@ static void test_attention(int n, int pos, int ctx, int n_head, int n_kv, int hd
         c.op = g.op = QP_OP_ATTENTION;
         c.in0 = q;
         c.in1 = NULL;
-        c.in_w = c.out_w = qw;
-        float *oc = malloc((size_t)n * qw * 4);
-        c.out = oc;
-        g.in0 = dup_to_dev(q, (size_t)n * qw * 4);
-        g.in1 = NULL;
-        g.in_w = g.out_w = qw;
-        g.out = poisoned((size_t)n * qw);
-        struct qp_kernel_choice ch[MAX_CHOICES];
-        const int nch = run_cpu(what, &c) ? gpu_choices(&g, ch) : -1;
-        if (nch == 0) {
-            printf("FAIL %-58s no CUDA kernel can run it\n", what);
-            g_fail++;
-        }
-        for (int ci = 0; ci < nch; ci++) {
-            char wk[256];
-            choice_name(wk, sizeof wk, what, &ch[ci]);
-            CK(cudaMemset(g.out, 0xFF, (size_t)n * qw * sizeof(float)));
-            if (!run_gpu(wk, &g, &ch[ci])) continue;
-            float *o = download(g.out, (size_t)n * qw);
-            check(wk, o, oc, (size_t)n * qw, TOL_F32);
-            free(o);
-        }
-        CK(cudaFree((void *)g.in0)); CK(cudaFree(g.out)); free(oc);
+        attention_on_choices(what, &c, &g, q, n, qw);
     }
     CK(cudaFree(kd)); CK(cudaFree(vd)); CK(cudaFree(sp.d));
     free(kh); free(vh); free(q); free(k); free(v); free(sp.h);
@@ -782,28 +791,7 @@ static void test_attention_batch(int n, int slots, int ctx, int n_head, int n_kv
         c.op = g.op = QP_OP_ATTENTION;
         c.in0 = q;
         c.in1 = NULL;
-        c.in_w = c.out_w = qw;
-        float *oc = malloc((size_t)n * qw * 4);
-        c.out = oc;
-        g.in0 = dup_to_dev(q, (size_t)n * qw * 4);
-        g.in1 = NULL;
-        g.in_w = g.out_w = qw;
-        g.out = poisoned((size_t)n * qw);
-        nch = run_cpu(what, &c) ? gpu_choices(&g, ch) : 0;
-        if (nch == 0) {
-            printf("FAIL %-58s no CUDA kernel can run it\n", what);
-            g_fail++;
-        }
-        for (int ci = 0; ci < nch; ci++) {
-            char wk[256];
-            choice_name(wk, sizeof wk, what, &ch[ci]);
-            CK(cudaMemset(g.out, 0xFF, (size_t)n * qw * sizeof(float)));
-            if (!run_gpu(wk, &g, &ch[ci])) continue;
-            float *o = download(g.out, (size_t)n * qw);
-            check(wk, o, oc, (size_t)n * qw, TOL_F32);
-            free(o);
-        }
-        CK(cudaFree((void *)g.in0)); CK(cudaFree(g.out)); free(oc);
+        attention_on_choices(what, &c, &g, q, n, qw);
     }
     CK(cudaFree(kd)); CK(cudaFree(vd)); CK(cudaFree(sp.d));
     free(kh); free(vh); free(q); free(k); free(v); free(sp.h);

@@ -213,3 +213,11 @@ template <class F> static void qp_epi_dispatch(int epi, F &&f) {
     default: f(std::integral_constant<int, QP_EPILOGUE_NONE>{}); break; /* NONE and ARGMAX */
     }
 }
+
+/* Row r of the stacked matrix and the part it lies in. */
+static __device__ __forceinline__ const uint8_t *qp_lin_row(const qp_lin_params &p, int64_t r, int *part) {
+    int i = 0;
+    while (i + 1 < p.n_parts && r >= p.row0[i + 1]) i++;
+    *part = i;
+    return p.w[i] + (size_t)(r - p.row0[i]) * p.row_bytes[i];
+}

@@ -36,20 +36,6 @@
 
 static __device__ unsigned int qp_mmv_argmax_done[QP_CUDA_ARGMAX_MAX_ROWS]; /* blocks done, per row */
 
-/* Row r of the stacked matrix and the part it lies in. */
-static __device__ __forceinline__ const uint8_t *qp_lin_row(const qp_lin_params &p, int64_t r, int *part) {
-    int i = 0;
-    while (i + 1 < p.n_parts && r >= p.row0[i + 1]) i++;
-    *part = i;
-    return p.w[i] + (size_t)(r - p.row0[i]) * p.row_bytes[i];
-}
-
-/* The row's bytes into L2, a warp's lanes striding 128-byte lines. */
-static __device__ __forceinline__ void qp_prefetch_row(const uint8_t *row, size_t bytes, int lane) {
-    const uintptr_t a0 = (uintptr_t)row & ~(uintptr_t)127, end = (uintptr_t)row + bytes;
-    for (uintptr_t a = a0 + 128u * (uintptr_t)lane; a < end; a += 128u * 32u) qp_prefetch_l2((const void *)a);
-}
-
 /* As qp_row_dot_lane (quant_blocks.cuh) but x (x*norm) from xs, each sub-chunk through qp_dot32
  * (quant_dot.cuh). */
 template <int T, int STEP = 32>

@@ -12,8 +12,8 @@
  * grid stride (at most launch.grid blocks when that is set: mmv_argmax's shape for the LM head).
  * Each block stages its tokens' inputs together (x * norm, matvec_stage.cuh's padded layout) in
  * shared memory, with each token's 1/rms. Each lane takes 32-element sub-chunks of the
- * row in turn: decodes one (qp_dec32, quant_blocks.cuh) into 32 registers, then adds its dot with
- * each token's staged x into that token's accumulator. A warp reduction per token, then lane 0
+ * row in turn: decodes one into 32 registers and dots it with each token's staged x (qp_dot32_group,
+ * quant_dot.cuh), adding into that token's accumulator. A warp reduction per token, then lane 0
  * writes each token's epilogue. Every token's sum is in the same order whatever the group size,
  * so a sequence's result does not depend on which others share its step.
  *
@@ -30,25 +30,12 @@
 #include "matvec_stage.cuh"
 #include "qp_cuda.h"
 #include "quant_blocks.cuh"
+#include "quant_dot.cuh"
 
 #define QP_MMVB_MIXED (-1)
 #define QP_MMVB_NT QP_CUDA_MMVB_MAX_TOKENS /* accumulators per lane: the most tokens of a block */
 
 static __device__ unsigned int qp_mmvb_argmax_done[QP_CUDA_ARGMAX_MAX_ROWS]; /* blocks done, per row */
-
-/* Row r of the stacked matrix and the part it lies in. */
-static __device__ __forceinline__ const uint8_t *qp_mmvb_row(const qp_lin_params &p, int64_t r, int *part) {
-    int i = 0;
-    while (i + 1 < p.n_parts && r >= p.row0[i + 1]) i++;
-    *part = i;
-    return p.w[i] + (size_t)(r - p.row0[i]) * p.row_bytes[i];
-}
-
-/* The row's bytes into L2, a warp's lanes striding 128-byte lines. */
-static __device__ __forceinline__ void qp_mmvb_prefetch(const uint8_t *row, size_t bytes, int lane) {
-    const uintptr_t a0 = (uintptr_t)row & ~(uintptr_t)127, end = (uintptr_t)row + bytes;
-    for (uintptr_t a = a0 + 128u * (uintptr_t)lane; a < end; a += 128u * 32u) qp_prefetch_l2((const void *)a);
-}
 
 /* This lane's share of row . x_j for the nt tokens j of the block: acc[j] += over sub-chunks
  * s = lane, lane + 32, ...; xs holds token j's staged input at xs + j * xsf. */
@@ -59,20 +46,12 @@ static __device__ __forceinline__ void qp_mmvb_dots(const uint8_t *__restrict__ 
     using Q = qp_qt<T>;
     const int64_t nsub = cols / 32;
     for (int64_t s = lane; s < nsub; s += 32) {
-        float v[32];
-        qp_dec32<T>(row + (s / Q::SUBS) * Q::BYTES, (int)(s % Q::SUBS), v);
+        float d[QP_MMVB_NT];
+        qp_dot32_group<T, qp_ldg>(row + (s / Q::SUBS) * Q::BYTES, (int)(s % Q::SUBS), xs + s * QP_XS_STRIDE, xsf, nt,
+                                  d);
 #pragma unroll
-        for (int j = 0; j < QP_MMVB_NT; j++) {
-            if (j >= nt) break;
-            const float4 *x4 = (const float4 *)(xs + j * xsf + s * QP_XS_STRIDE);
-            float d = 0.0f;
-#pragma unroll
-            for (int i = 0; i < 8; i++) {
-                const float4 a = x4[i];
-                d += v[4 * i] * a.x + v[4 * i + 1] * a.y + v[4 * i + 2] * a.z + v[4 * i + 3] * a.w;
-            }
-            acc[j] += d;
-        }
+        for (int j = 0; j < QP_MMVB_NT; j++)
+            if (j < nt) acc[j] += d[j];
     }
 }
 
@@ -83,7 +62,7 @@ static __device__ __forceinline__ void qp_mmvb_row_dots(const qp_lin_params &p, 
 #pragma unroll
     for (int j = 0; j < QP_MMVB_NT; j++) acc[j] = 0.0f;
     int part;
-    const uint8_t *row = qp_mmvb_row(p, r, &part);
+    const uint8_t *row = qp_lin_row(p, r, &part);
     if constexpr (T == QP_MMVB_MIXED) {
 #define QP_MMVB_CASE(T_) \
     case T_: qp_mmvb_dots<T_>(row, p.cols, xs, xsf, nt, lane, acc); break;
@@ -115,11 +94,11 @@ static __global__ void __launch_bounds__(QP_CUDA_MMV_MAX_THREADS)
         int64_t ra, rb;
         int pi;
         qp_unit_rows<EPI>(p, ufirst, &ra, &rb);
-        const uint8_t *row = qp_mmvb_row(p, ra, &pi);
-        qp_mmvb_prefetch(row, p.row_bytes[pi], lane);
+        const uint8_t *row = qp_lin_row(p, ra, &pi);
+        qp_prefetch_row(row, p.row_bytes[pi], lane);
         if (rb >= 0) {
-            row = qp_mmvb_row(p, rb, &pi);
-            qp_mmvb_prefetch(row, p.row_bytes[pi], lane);
+            row = qp_lin_row(p, rb, &pi);
+            qp_prefetch_row(row, p.row_bytes[pi], lane);
         }
     }
     qp_pdl_wait();
@@ -143,8 +122,8 @@ static __global__ void __launch_bounds__(QP_CUDA_MMV_MAX_THREADS)
         if constexpr (AM)
             if (blockIdx.y == 0 && u + 2 * stride < p.units) {
                 int pi;
-                const uint8_t *r2 = qp_mmvb_row(p, u + 2 * stride, &pi);
-                qp_mmvb_prefetch(r2, p.row_bytes[pi], lane);
+                const uint8_t *r2 = qp_lin_row(p, u + 2 * stride, &pi);
+                qp_prefetch_row(r2, p.row_bytes[pi], lane);
             }
         float a[QP_MMVB_NT], b[QP_MMVB_NT];
         qp_mmvb_row_dots<T>(p, ra, xs, xsf, nt, lane, a);

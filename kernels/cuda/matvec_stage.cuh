@@ -13,6 +13,12 @@ static __device__ __forceinline__ void qp_prefetch_l2(const void *ptr) {
 #endif
 }
 
+/* The row's bytes into L2, a warp's lanes striding 128-byte lines. */
+static __device__ __forceinline__ void qp_prefetch_row(const uint8_t *row, size_t bytes, int lane) {
+    const uintptr_t a0 = (uintptr_t)row & ~(uintptr_t)127, end = (uintptr_t)row + bytes;
+    for (uintptr_t a = a0 + 128u * (uintptr_t)lane; a < end; a += 128u * 32u) qp_prefetch_l2((const void *)a);
+}
+
 /* xs: the block's token input (times norm when the prologue is on) staged in shared memory,
  * sub-chunk s of 32 floats at xs + s * QP_XS_STRIDE. The 4-float pad puts the 8 lanes of each
  * 16-byte load phase in different banks; reading x straight from global memory instead (each lane

@@ -139,25 +139,12 @@ static __device__ __noinline__ float qp_mmvs_sub_any(int type, const uint8_t *ro
 }
 
 /* Sub-chunk s of a row (in shared memory) dotted with the staged inputs of g tokens, xsf floats
- * apart: decoded into registers once (qp_dec32), then one dot per token. */
+ * apart, decoded once (quant_dot.cuh). */
 template <int T>
 static __device__ __forceinline__ void qp_mmvs_sub_multi(const uint8_t *row, int64_t s, const float *xs, int64_t xsf,
                                                          int g, float (&acc)[QP_MMVS_MAX_TOKENS]) {
     using Q = qp_qt<T>;
-    float v[32];
-    qp_dec32<T, qp_lds>(row + (s / Q::SUBS) * Q::BYTES, (int)(s % Q::SUBS), v);
-#pragma unroll
-    for (int j = 0; j < QP_MMVS_MAX_TOKENS; j++) {
-        if (j >= g) break;
-        const float4 *x4 = (const float4 *)(xs + j * xsf + s * QP_XS_STRIDE);
-        float d = 0.0f;
-#pragma unroll
-        for (int i = 0; i < 8; i++) {
-            const float4 a = x4[i];
-            d += v[4 * i] * a.x + v[4 * i + 1] * a.y + v[4 * i + 2] * a.z + v[4 * i + 3] * a.w;
-        }
-        acc[j] = d;
-    }
+    qp_dot32_group<T, qp_lds>(row + (s / Q::SUBS) * Q::BYTES, (int)(s % Q::SUBS), xs + s * QP_XS_STRIDE, xsf, g, acc);
 }
 
 /* As qp_mmvs_sub_multi for a row whose type is known at run time only (a mixed node). */

@@ -164,3 +164,27 @@ static __device__ __forceinline__ float qp_dot32(const uint8_t *__restrict__ b, 
         return (acc[0] + acc[1]) + (acc[2] + acc[3]);
     }
 }
+
+/* Sub-chunk `sub` of the block at b decoded once (qp_dec32, loader L) and dotted with g <= G
+ * inputs: d[j] = the 32 weights . x[j * xstride .. + 32) (each 16-byte aligned), for a group of
+ * tokens decoded together (matvec_batch.cu, matvec_stream.cu). Each token's sum is in the same
+ * order whatever g is. */
+template <int T, class L, int G>
+static __device__ __forceinline__ void qp_dot32_group(const uint8_t *__restrict__ b, int sub,
+                                                      const float *__restrict__ x, int64_t xstride, int g,
+                                                      float (&d)[G]) {
+    float v[32];
+    qp_dec32<T, L>(b, sub, v);
+#pragma unroll
+    for (int j = 0; j < G; j++) {
+        if (j >= g) break;
+        const float4 *x4 = (const float4 *)(x + j * xstride);
+        float t = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const float4 a = x4[i];
+            t += v[4 * i] * a.x + v[4 * i + 1] * a.y + v[4 * i + 2] * a.z + v[4 * i + 3] * a.w;
+        }
+        d[j] = t;
+    }
+}
