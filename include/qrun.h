@@ -277,6 +277,20 @@ enum qp_status qrun_seq_append(struct qrun_seq *s, const int32_t *ids, size_t n,
  * parse_special); the first prompt of a sequence gets the model's BOS where it asks for one. */
 enum qp_status qrun_seq_append_text(struct qrun_seq *s, const char *text, bool parse_special, struct qp_error *err);
 
+/* Starts a new request in s, which must not be running (IDLE or DONE; QP_ERR_INVALID otherwise):
+ * options o replace s's, and the prompt ids[0..n) replaces its conversation, except that the
+ * longest prefix of ids that s's cache already holds (what its earlier prompts and generations left
+ * there) is kept and not run again; the prompt's last token always runs (its logits pick the first
+ * token). *reused (may be NULL) gets the positions kept. No BOS is added. QP_ERR_RANGE when a token
+ * is outside the vocabulary or n exceeds the context; QP_ERR_INVALID for bad options; QP_ERR_NOMEM.
+ * On error s is unchanged. This is how a server reuses a slot's cache for a conversation's next
+ * turn (its prompt repeats the earlier turns). */
+enum qp_status qrun_seq_restart(struct qrun_seq *s, const struct qrun_seq_options *o, const int32_t *ids, size_t n,
+                                int64_t *reused, struct qp_error *err);
+/* How many leading tokens of ids[0..n) s's cache holds at the same positions (what qrun_seq_restart
+ * would keep, before it keeps one back for the last token). */
+int64_t qrun_seq_common_prefix(const struct qrun_seq *s, const int32_t *ids, size_t n);
+
 /* One scheduler step (see above). With nothing to do it returns QP_OK with info all 0. A failure
  * (the device's, or memory) is returned as is, and the sequences the step ran are then in an
  * undefined state: close them. info may be NULL. */
@@ -309,6 +323,8 @@ const char *qrun_device(const struct qrun *q);     /* "cpu", "cuda" */
 /* The device: compute capability x 10 and SMs (0 for the CPU), its name into name[n]. */
 void qrun_device_info(const struct qrun *q, int32_t *sm, int32_t *sms, char *name, size_t n);
 const char *qrun_model_path(const struct qrun *q);
+/* The model's tokenizer.chat_template, NULL when it has none. Owned by q. */
+const char *qrun_chat_template(const struct qrun *q);
 struct qp_tokenizer *qrun_tokenizer(struct qrun *q);
 double qrun_load_seconds(const struct qrun *q);
 

@@ -278,6 +278,7 @@ int64_t qrun_pos(const struct qrun *q) { return q->pos; }
 int32_t qrun_n_vocab(const struct qrun *q) { return (int32_t)q->plan->hparams.n_vocab; }
 const char *qrun_device(const struct qrun *q) { return qp_exec_backend_name(q->exec); }
 const char *qrun_model_path(const struct qrun *q) { return q->model_path; }
+const char *qrun_chat_template(const struct qrun *q) { return q->chat_template; }
 void qrun_device_info(const struct qrun *q, int32_t *sm, int32_t *sms, char *name, size_t n) {
     qp_exec_device(q->exec, sm, sms, name, n);
 }

@@ -24,6 +24,8 @@ struct qrun_seq {
     int32_t pending;           /* picked, not yet in the cache; -1 none */
     uint64_t ticket;           /* when its prompt was queued or last got a chunk: the lowest goes next */
     bool started;              /* a prompt was appended once (BOS goes on the first only) */
+    int32_t *hist;             /* [n_ctx] the token at each position of the slot's cache in use,
+                                  [0, pos): what qrun_seq_restart compares a new prompt with */
     struct qrun_seq_options opt;
     const char **stop_copy;    /* the options' stop strings, for a new turn's qp_gen */
     struct qp_gen gen;
@@ -120,6 +122,8 @@ enum qp_status qrun_seq_open(struct qrun *q, const struct qrun_seq_options *o, s
         st = qp_gen_init(&s->gen, q->tok, nv, &o->sampling, o->n_predict, s->opt.stop, o->n_stop, err);
     if (st == QP_OK && o->keep_logits && !(s->logits = malloc((size_t)nv * sizeof *s->logits)))
         st = qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+    if (st == QP_OK && !(s->hist = malloc((size_t)q->n_ctx * sizeof *s->hist)))
+        st = qp_error_set(err, QP_ERR_NOMEM, "out of memory");
     if (st == QP_OK && (!grow((void **)&s->out_tok, &s->out_cap, 64, sizeof *s->out_tok) ||
                         !grow((void **)&s->out_text, &s->out_text_cap, 1024, 1)))
         st = qp_error_set(err, QP_ERR_NOMEM, "out of memory");
@@ -148,6 +152,7 @@ void qrun_seq_close(struct qrun_seq *s) {
     for (int i = 0; s->stop_copy && i < s->opt.n_stop; i++) free((void *)s->stop_copy[i]);
     free(s->stop_copy);
     free(s->queue);
+    free(s->hist);
     free(s->out_tok);
     free(s->out_text);
     free(s->logits);
@@ -219,6 +224,81 @@ enum qp_status qrun_seq_append_text(struct qrun_seq *s, const char *text, bool p
     st = qrun_seq_append(s, ids, n, err);
     free(ids);
     return st;
+}
+
+int64_t qrun_seq_common_prefix(const struct qrun_seq *s, const int32_t *ids, size_t n) {
+    int64_t k = 0;
+    while (k < s->pos && (size_t)k < n && s->hist[k] == ids[k]) k++;
+    return k;
+}
+
+enum qp_status qrun_seq_restart(struct qrun_seq *s, const struct qrun_seq_options *o, const int32_t *ids, size_t n,
+                                int64_t *reused, struct qp_error *err) {
+    struct qrun *q = s->q;
+    const int32_t nv = (int32_t)q->plan->hparams.n_vocab;
+    if (s->state == QRUN_SEQ_PREFILL || s->state == QRUN_SEQ_DECODE)
+        return qp_error_set(err, QP_ERR_INVALID, "sequence in slot %d is running: restart it after it stops", s->slot);
+    if (n == 0) return qp_error_set(err, QP_ERR_INVALID, "sequence in slot %d: an empty prompt", s->slot);
+    if ((int64_t)n > q->n_ctx)
+        return qp_error_set(err, QP_ERR_RANGE, "the prompt (%zu tokens) does not fit sequence %d's context: %lld positions",
+                            n, s->slot, (long long)q->n_ctx);
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= nv)
+            return qp_error_set(err, QP_ERR_RANGE, "prompt token %d at %zu is outside the vocabulary (%d)", ids[i], i,
+                                nv);
+    if (o->n_stop < 0 || (o->n_stop > 0 && !o->stop))
+        return qp_error_set(err, QP_ERR_INVALID, "sequence: %d stop strings without a list", o->n_stop);
+    /* everything that can fail first, into new state; s changes only once all of it succeeded */
+    struct qp_gen gen;
+    const char **stops = NULL;
+    float *logits = s->logits;
+    enum qp_status st = QP_OK;
+    if (o->n_stop > 0 && !(stops = calloc((size_t)o->n_stop, sizeof *stops)))
+        st = qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+    for (int i = 0; st == QP_OK && i < o->n_stop; i++)
+        if (!o->stop[i]) st = qp_error_set(err, QP_ERR_INVALID, "sequence: stop string %d is NULL", i);
+        else if (!(stops[i] = strdup(o->stop[i]))) st = qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+    if (st == QP_OK && o->keep_logits && !logits && !(logits = malloc((size_t)nv * sizeof *logits)))
+        st = qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+    if (st == QP_OK) {
+        st = qp_gen_init(&gen, q->tok, nv, &o->sampling, o->n_predict, stops, o->n_stop, err);
+        if (st != QP_OK) qp_gen_free(&gen);
+    }
+    if (st == QP_OK && !grow((void **)&s->queue, &s->q_cap, n, sizeof *s->queue))
+        st = qp_error_set(err, QP_ERR_NOMEM, "out of memory");
+    if (st != QP_OK) {
+        for (int i = 0; stops && i < o->n_stop; i++) free((void *)stops[i]);
+        free(stops);
+        if (logits != s->logits) free(logits);
+        return st;
+    }
+    for (int i = 0; s->stop_copy && i < s->opt.n_stop; i++) free((void *)s->stop_copy[i]);
+    free(s->stop_copy);
+    qp_gen_free(&s->gen);
+    s->gen = gen;
+    s->stop_copy = stops;
+    s->opt = *o;
+    s->opt.stop = stops;
+    s->logits = logits;
+    s->has_logits = false;
+    s->device_greedy = o->greedy_on_device && qp_sampler_params_greedy(&o->sampling) && qp_exec_has_argmax(q->exec);
+    /* keep the shared prefix, but run at least the prompt's last token: its logits pick the first token */
+    int64_t keep = qrun_seq_common_prefix(s, ids, n);
+    if (keep == (int64_t)n) keep--;
+    for (int64_t i = 0; i < keep; i++) qp_gen_prompt(&s->gen, ids[i]);
+    s->pos = keep;
+    s->pending = -1;
+    s->out_n = s->out_len = 0;
+    s->q_off = 0;
+    s->q_len = n - (size_t)keep;
+    memcpy(s->queue, ids + keep, s->q_len * sizeof *s->queue);
+    for (size_t i = (size_t)keep; i < n; i++) qp_gen_prompt(&s->gen, ids[i]);
+    s->stop = QRUN_STOP_NONE;
+    s->state = QRUN_SEQ_PREFILL;
+    s->ticket = q->next_ticket++;
+    s->started = true;
+    if (reused) *reused = keep;
+    return QP_OK;
 }
 
 /* Appends output; on a failed allocation the text is dropped, never cut mid-character. */
@@ -297,6 +377,7 @@ static enum qp_status prefill(struct qrun *q, int32_t *ran, struct qp_error *err
     enum qp_status st = qp_exec_forward_slot(q->exec, s->slot, s->queue + s->q_off, m, s->pos, err);
     if (st != QP_OK) return st;
     *ran = m;
+    memcpy(s->hist + s->pos, s->queue + s->q_off, (size_t)m * sizeof *s->hist);
     s->pos += m;
     s->q_off += (size_t)m;
     s->ticket = q->next_ticket++; /* to the back of the line: prompts waiting together take turns */
@@ -331,7 +412,7 @@ static enum qp_status decode(struct qrun *q, const bool *was_decoding, int32_t *
     if (st != QP_OK) return st;
     for (int32_t t = 0; t < n && st == QP_OK; t++) {
         struct qrun_seq *s = q->row_seq[t];
-        s->pos++;
+        s->hist[s->pos++] = s->pending;
         s->pending = -1; /* in the cache now */
         int32_t tok;
         st = pick(s, t, s->device_greedy ? q->row_tok[t] : -1, &tok, err);
