@@ -40,6 +40,20 @@ const char *qp_chat_next_turn(struct qp_chat *c, const char *user, struct qp_err
 /* Number of turns rendered so far. */
 int qp_chat_turns(const struct qp_chat *c);
 
+/* One message of a whole conversation (an OpenAI-style request). */
+struct qp_chat_msg {
+    const char *role;    /* "system", "user" or "assistant" */
+    const char *content; /* UTF-8, NUL-terminated */
+};
+
+/* Renders a whole conversation with template tmpl as ChatML: each message as
+ * "<|im_start|>role\ncontent<|im_end|>\n", the template's default system message first when the
+ * conversation opens without one (as the template itself does), then "<|im_start|>assistant\n"
+ * for the reply. *out is malloc'd (the caller frees). QP_ERR_UNSUPPORTED as qp_chat_init;
+ * QP_ERR_INVALID for a role other than the three (the message names its index); QP_ERR_NOMEM. */
+enum qp_status qp_chat_render(const char *tmpl, const struct qp_chat_msg *m, int n, char **out,
+                              struct qp_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,6 +1,6 @@
 /* chat.c — ChatML turn rendering (qp_chat.h). Owns the system message, the template's default
  * system message and one growing text buffer for the last rendered turn (allocation per turn,
- * never per token).
+ * never per token). qp_chat_render renders a whole conversation at once (a server's request).
  */
 #include "qp_chat.h"
 
@@ -125,4 +125,38 @@ const char *qp_chat_next_turn(struct qp_chat *c, const char *user, struct qp_err
     }
     c->turns++;
     return c->buf;
+}
+
+enum qp_status qp_chat_render(const char *tmpl, const struct qp_chat_msg *m, int n, char **out,
+                              struct qp_error *err) {
+    *out = NULL;
+    struct qp_chat *c;
+    enum qp_status s = qp_chat_init(tmpl, NULL, &c, err);
+    if (s != QP_OK) return s;
+    size_t len = 0;
+    bool ok = append(c, &len, "");
+    if (ok && c->default_system && (n == 0 || strcmp(m[0].role, "system") != 0))
+        ok = append(c, &len, "<|im_start|>system\n") && append(c, &len, c->default_system) &&
+             append(c, &len, "<|im_end|>\n");
+    for (int i = 0; ok && i < n; i++) {
+        if (strcmp(m[i].role, "system") != 0 && strcmp(m[i].role, "user") != 0 &&
+            strcmp(m[i].role, "assistant") != 0) {
+            qp_chat_free(c);
+            return qp_error_set(err, QP_ERR_INVALID,
+                                "message %d: role '%.40s' is not system, user or assistant", i,
+                                m[i].role);
+        }
+        ok = append(c, &len, "<|im_start|>") && append(c, &len, m[i].role) &&
+             append(c, &len, "\n") && append(c, &len, m[i].content) &&
+             append(c, &len, "<|im_end|>\n");
+    }
+    ok = ok && append(c, &len, "<|im_start|>assistant\n");
+    if (!ok) {
+        qp_chat_free(c);
+        return qp_error_set(err, QP_ERR_NOMEM, "chat: out of memory rendering a conversation");
+    }
+    *out = c->buf; /* the rendered text outlives the chat */
+    c->buf = NULL;
+    qp_chat_free(c);
+    return QP_OK;
 }

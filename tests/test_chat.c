@@ -1,7 +1,8 @@
 /* test_chat.c — ChatML rendering on exact strings: the Qwen2.5 template's default system
  * message (the real template, tests/data/chat/, extracted from the default model), --system,
  * an empty system message, multi-turn rendering of only the new turn, a ChatML template with
- * no default, and a clear error for a template that is not ChatML.
+ * no default, and a clear error for a template that is not ChatML; a whole conversation at once
+ * (qp_chat_render) with and without a system message, and an unknown role.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +94,26 @@ int main(void) {
     printf("llama-3 template: %s\n", e.msg);
     CHECK(qp_chat_init(NULL, NULL, &c, &e) == QP_ERR_UNSUPPORTED, "no template must be refused");
     printf("no template: %s\n", e.msg);
+
+    /* a whole conversation (qp_chat_render, the server's requests): the default system message
+     * only when the conversation has none; an unknown role refused with its index */
+    char *r = NULL;
+    const struct qp_chat_msg conv[3] = {{"user", "Hi!"}, {"assistant", "Hello."}, {"user", "More"}};
+    CHECK(qp_chat_render(qwen, conv, 3, &r, &e) == QP_OK, "render: %s", e.msg);
+    CHECK_STR(r, "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+                 "assistant.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n"
+                 "Hello.<|im_end|>\n<|im_start|>user\nMore<|im_end|>\n<|im_start|>assistant\n");
+    free(r);
+    const struct qp_chat_msg sys[2] = {{"system", "S"}, {"user", "u"}};
+    CHECK(qp_chat_render(qwen, sys, 2, &r, &e) == QP_OK, "render: %s", e.msg);
+    CHECK_STR(r, "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nu<|im_end|>\n"
+                 "<|im_start|>assistant\n");
+    free(r);
+    const struct qp_chat_msg bad[2] = {{"user", "u"}, {"wizard", "w"}};
+    r = NULL;
+    CHECK(qp_chat_render(qwen, bad, 2, &r, &e) == QP_ERR_INVALID && !r && strstr(e.msg, "message 1"),
+          "an unknown role: %s", e.msg);
+    CHECK(qp_chat_render(llama3, conv, 1, &r, &e) == QP_ERR_UNSUPPORTED, "render with a Llama-3 template");
 
     free(qwen);
     if (failures) printf("%d failure(s)\n", failures);
