@@ -1,6 +1,7 @@
 /* main.c — the qrun command line (llama.cpp conventions) over libqrun (include/qrun.h):
  * one-shot generation (-p / -f), interactive chat (--chat), --tokenize / --detokenize, --bench
- * (runtime/bench.c, bench_batch.c), --perplexity / --kl-divergence (runtime/perplexity.c).
+ * (runtime/bench.c, bench_batch.c), --perplexity / --kl-divergence (runtime/perplexity.c), --serve
+ * (runtime/serve.c: an OpenAI-compatible HTTP server, docs/serving.md).
  * Text streams to stdout, ended with a newline on a terminal or in a file (a pipe gets the text
  * exactly); the seed (when sampling is random), progress (on a terminal), messages and timings
  * go to stderr.
@@ -25,6 +26,9 @@
 #include "qrun.h"
 #include "qp_read_file.h"
 #include "qrun_perplexity.h"
+#ifdef QP_HAVE_SERVE
+#include "serve.h"
+#endif
 
 #define MAX_STOP 16
 
@@ -42,6 +46,9 @@ struct cli {
     int n_stop;
     bool chat, seed_given, bench, pp_given, perplexity;
     bool ctx_zero; /* -c 0 given: the plan's whole context, said at run time */
+    bool serve;    /* --serve and its options */
+    const char *host, *api_key;
+    int port, parallel, queue, timeout_s, shutdown_s;
     struct qrun_ppl_options po; /* --perplexity / --kl-divergence */
     struct qrun_bench_options bo;
     struct qrun_options o;
@@ -89,6 +96,17 @@ static void usage(FILE *f) {
           "                          (llama.cpp's format); with --kl-divergence: read them\n"
           "  --kl-divergence         compare with --kl-divergence-base F over its tokens: KLD,\n"
           "                          PPL ratio, same top token (llama-perplexity's statistics)\n"
+          "  --serve                 an OpenAI-compatible HTTP server (docs/serving.md): the plan's\n"
+          "                          slots decoded together; -n, --temp ... are request defaults\n"
+          "  --host ADDR             --serve: address to listen on (default 127.0.0.1)\n"
+          "  --port N                --serve: port (default 8080; 0: any free one, printed)\n"
+          "  -np, --parallel N       --serve: slots to use (default: all the plan's --slots)\n"
+          "  --api-key KEY           --serve: requests need \"Authorization: Bearer KEY\"\n"
+          "  --queue N               --serve: requests waiting for a slot at most (default 64);\n"
+          "                          beyond it 503 with Retry-After\n"
+          "  --timeout S             --serve: idle connections closed after S s (default 30)\n"
+          "  --shutdown-timeout S    --serve: on SIGTERM, running requests get S s to finish\n"
+          "                          (default 10), then are cut short\n"
           "  -v, --verbose           more messages on stderr, and after generating, per plan node,\n"
           "                          the kernel the backend ran\n"
           "  -h, --help              this text\n",
@@ -212,6 +230,11 @@ static bool parse_args(int argc, char **argv, struct cli *c, int *rc) {
     c->o = qrun_options_default();
     c->g = qrun_gen_options_default();
     c->g.parse_special = true;
+    c->host = "127.0.0.1";
+    c->port = 8080;
+    c->queue = 64;
+    c->timeout_s = 30;
+    c->shutdown_s = 10;
     struct qrun_options *o = &c->o;
     struct qrun_gen_options *g = &c->g;
     struct qrun_bench_options *bo = &c->bo;
@@ -292,6 +315,14 @@ static bool parse_args(int argc, char **argv, struct cli *c, int *rc) {
             if (parse_int(a, val, 1, INT32_MAX, &v)) return false;
             c->po.n_chunks = (int32_t)v;
         }
+        else if (IS("--serve", "--serve")) c->serve = true;
+        else if (IS("--host", "--host")) { NEED_VAL; c->host = val; }
+        else if (IS("--port", "--port")) { NEED_VAL; if (parse_int(a, val, 0, 65535, &v)) return false; c->port = (int)v; }
+        else if (IS("-np", "--parallel")) { NEED_VAL; if (parse_int(a, val, 1, 4096, &v)) return false; c->parallel = (int)v; }
+        else if (IS("--api-key", "--api-key")) { NEED_VAL; c->api_key = val; }
+        else if (IS("--queue", "--queue")) { NEED_VAL; if (parse_int(a, val, 0, 65536, &v)) return false; c->queue = (int)v; }
+        else if (IS("--timeout", "--timeout")) { NEED_VAL; if (parse_int(a, val, 1, 86400, &v)) return false; c->timeout_s = (int)v; }
+        else if (IS("--shutdown-timeout", "--shutdown-timeout")) { NEED_VAL; if (parse_int(a, val, 0, 3600, &v)) return false; c->shutdown_s = (int)v; }
         else if (IS("-v", "--verbose")) o->verbose = true;
         else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "qrun: unknown option %s (see --help)\n", a);
@@ -517,6 +548,31 @@ static int run_perplexity(struct cli *c) {
     return 0;
 }
 
+/* --serve: the server's configuration from the command line; runs until SIGTERM. */
+static int run_serve(const struct cli *c) {
+#ifdef QP_HAVE_SERVE
+    struct serve_config sc = {0};
+    sc.plan = c->plan;
+    sc.o = c->o;
+    sc.sampling = c->g.sampling;
+    sc.n_predict = c->g.n_predict;
+    sc.host = c->host;
+    sc.port = c->port;
+    sc.parallel = c->parallel;
+    sc.api_key = c->api_key;
+    sc.queue = c->queue;
+    sc.timeout_s = c->timeout_s;
+    sc.shutdown_s = c->shutdown_s;
+    return qrun_serve(&sc);
+#else
+    (void)c;
+    fprintf(stderr, "qrun: --serve: this qrun was built without the server: libmicrohttpd and jansson were not "
+                    "found when it was configured (install libmicrohttpd-dev and libjansson-dev, e.g. with "
+                    "scripts/deps.sh, and build again)\n");
+    return 1;
+#endif
+}
+
 int main(int argc, char **argv) {
     struct cli c;
     int rc;
@@ -533,5 +589,6 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (c.bench) return run_bench(&c);
+    if (c.serve) return run_serve(&c);
     return run_generation(&c);
 }

