@@ -245,6 +245,8 @@ struct qrun_seq_options {
     int n_stop;
     bool greedy_on_device;   /* greedy sampling reads the backend's argmax (default true) */
     bool keep_logits;        /* qrun_seq_logits gives the logits of every token it picks */
+    bool ignore_eog;         /* end-of-generation tokens do not stop it (they are generated as any
+                                other token, their text hidden): a benchmark's fixed length */
 };
 struct qrun_seq_options qrun_seq_options_default(void);
 

@@ -91,7 +91,7 @@ enum qp_status qp_gen_take(struct qp_gen *g, int32_t tok, enum qrun_stop *stop, 
     *stop = QRUN_STOP_NONE;
     *text = "";
     *len = 0;
-    if (qp_tokenizer_is_eog(g->tok, tok)) {
+    if (!g->ignore_eog && qp_tokenizer_is_eog(g->tok, tok)) {
         *stop = QRUN_STOP_EOG;
         return QP_OK;
     }

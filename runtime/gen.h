@@ -28,6 +28,7 @@ struct qp_gen {
     size_t out_len;    /* bytes of hold released by the last take (at its start) */
     int64_t n_predict; /* < 0: no limit */
     int64_t n_gen;     /* tokens taken (end-of-generation tokens not counted) */
+    bool ignore_eog;   /* end-of-generation tokens are taken as any other (benchmarks: a fixed length) */
 };
 
 /* Sets g up for one generation; on failure g is left freeable (qp_gen_free). */

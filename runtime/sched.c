@@ -120,6 +120,7 @@ enum qp_status qrun_seq_open(struct qrun *q, const struct qrun_seq_options *o, s
     }
     if (st == QP_OK)
         st = qp_gen_init(&s->gen, q->tok, nv, &o->sampling, o->n_predict, s->opt.stop, o->n_stop, err);
+    s->gen.ignore_eog = o->ignore_eog;
     if (st == QP_OK && o->keep_logits && !(s->logits = malloc((size_t)nv * sizeof *s->logits)))
         st = qp_error_set(err, QP_ERR_NOMEM, "out of memory");
     if (st == QP_OK && !(s->hist = malloc((size_t)q->n_ctx * sizeof *s->hist)))
@@ -189,6 +190,7 @@ enum qp_status qrun_seq_append(struct qrun_seq *s, const int32_t *ids, size_t n,
             enum qp_status st = qp_gen_init(&s->gen, q->tok, nv, &s->opt.sampling, s->opt.n_predict, s->opt.stop,
                                             s->opt.n_stop, err);
             if (st != QP_OK) return st;
+            s->gen.ignore_eog = s->opt.ignore_eog;
         }
         if (carry) s->queue[s->q_len++] = s->pending;
         s->pending = -1;
@@ -276,6 +278,7 @@ enum qp_status qrun_seq_restart(struct qrun_seq *s, const struct qrun_seq_option
     free(s->stop_copy);
     qp_gen_free(&s->gen);
     s->gen = gen;
+    s->gen.ignore_eog = o->ignore_eog;
     s->stop_copy = stops;
     s->opt = *o;
     s->opt.stop = stops;

@@ -251,6 +251,7 @@ static void admit(struct serve *sv) {
         o.stop = (const char *const *)r->p.stop;
         o.n_stop = r->p.n_stop;
         o.keep_logits = r->p.logprobs;
+        o.ignore_eog = r->p.ignore_eos;
         struct qp_error e = {{0}};
         enum qp_status st = QP_OK;
         if (r->p.logprobs && !(r->lp = calloc((size_t)r->n_predict + 1, sizeof *r->lp)))

@@ -54,6 +54,7 @@ struct serve_params {
     int n_stop;
     bool logprobs;
     int top_logprobs;                  /* 0..SERVE_MAX_TOP_LOGPROBS */
+    bool ignore_eos;                   /* llama-server's: generate max_tokens whatever the model says */
 };
 void serve_params_free(struct serve_params *p);
 

@@ -138,30 +138,30 @@ static bool sse_event(struct stream *st, char *json) {
     return ok;
 }
 
-/* Makes the next SSE events of st's request (under the server's lock). */
-static bool stream_fill(struct stream *st) {
-    struct serve_req *r = st->r;
+/* Makes the next SSE events of st's request from snap, a copy of it taken under the server's lock
+ * (its text the new part only; its logprob entries are never changed once written, so they are
+ * read in place): the JSON is made without the lock, so that the engine never waits for it. */
+static bool stream_fill(struct stream *st, struct serve_req *snap) {
     struct serve *sv = st->h->sv;
     const struct qp_tokenizer *t = serve_tokenizer(sv);
     const char *model = serve_model_id(sv);
-    bool more = r->text_len > st->text_seen || r->n_lp > st->lp_seen;
+    bool more = snap->text_len > 0 || snap->n_lp > st->lp_seen;
     bool ok = true;
-    if (r->state == SERVE_REQ_DONE && r->status) {
-        ok = sse_event(st, serve_json_error(r->error, r->status >= 500 ? "server_error" : "invalid_request_error", NULL));
-    } else if (r->state == SERVE_REQ_DONE) {
-        if (more) ok = sse_event(st, serve_json_chunk(r, t, st->id, st->created, model, st->text_seen, st->lp_seen,
-                                                      st->first, NULL));
-        st->first = false;
-        st->text_seen = r->text_len;
-        st->lp_seen = r->n_lp;
-        ok = ok && sse_event(st, serve_json_chunk(r, t, st->id, st->created, model, st->text_seen, st->lp_seen,
-                                                  st->first, r->finish));
-    } else if (more) {
-        ok = sse_event(st, serve_json_chunk(r, t, st->id, st->created, model, st->text_seen, st->lp_seen, st->first,
+    if (snap->state == SERVE_REQ_DONE && snap->status) {
+        ok = sse_event(st, serve_json_error(snap->error, snap->status >= 500 ? "server_error" : "invalid_request_error",
                                             NULL));
+    } else if (snap->state == SERVE_REQ_DONE) {
+        if (more) ok = sse_event(st, serve_json_chunk(snap, t, st->id, st->created, model, 0, st->lp_seen, st->first,
+                                                      NULL));
         st->first = false;
-        st->text_seen = r->text_len;
-        st->lp_seen = r->n_lp;
+        st->lp_seen = snap->n_lp;
+        snap->text_len = 0;
+        ok = ok && sse_event(st, serve_json_chunk(snap, t, st->id, st->created, model, 0, st->lp_seen, st->first,
+                                                  snap->finish));
+    } else if (more) {
+        ok = sse_event(st, serve_json_chunk(snap, t, st->id, st->created, model, 0, st->lp_seen, st->first, NULL));
+        st->first = false;
+        st->lp_seen = snap->n_lp;
         return ok;
     } else {
         return true;
@@ -188,8 +188,15 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
         serve_wait(sv, st->r, st->text_seen, st->lp_seen, POLL_MS);
-        bool ok = stream_fill(st);
+        struct serve_req snap = *st->r;
+        size_t n = st->r->text_len - st->text_seen;
+        snap.text = n ? malloc(n) : NULL;
+        if (snap.text) memcpy(snap.text, st->r->text + st->text_seen, n);
+        snap.text_len = snap.text ? n : 0;
+        st->text_seen += snap.text_len;
         serve_unlock(sv);
+        bool ok = (n == 0 || snap.text) && stream_fill(st, &snap);
+        free(snap.text);
         if (!ok) {
             serve_cancel(sv, st->r);
             return MHD_CONTENT_READER_END_WITH_ERROR;

@@ -7,7 +7,7 @@
  * temperature, top_p, top_k, min_p, repeat_penalty (llama.cpp's), max_tokens,
  * max_completion_tokens, stop, seed, n (1), logprobs, top_logprobs, frequency_penalty and
  * presence_penalty (0 only: the sampler has llama.cpp's repetition penalty, not OpenAI's
- * penalties), user (ignored). Refused with a 400 naming the field: tools, functions,
+ * penalties), ignore_eos (llama-server's: benchmarks of a fixed length), user (ignored). Refused with a 400 naming the field: tools, functions,
  * response_format other than text, logit_bias, echo, suffix, best_of > 1.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -239,6 +239,7 @@ static int parse_fields(enum serve_kind kind, json_t *root, const char *tmpl, st
     json_t *model = json_object_get(root, "model");
     if (model && !json_is_null(model) && !json_is_string(model)) return fail(e, "model", "'model' must be a string");
     if ((rc = get_bool(root, "stream", &p->stream, e))) return rc;
+    if ((rc = get_bool(root, "ignore_eos", &p->ignore_eos, e))) return rc;
     json_t *so = json_object_get(root, "stream_options");
     if (so && !json_is_null(so)) {
         if (!json_is_object(so)) return fail(e, "stream_options", "'stream_options' must be an object");
