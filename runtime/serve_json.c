@@ -36,12 +36,17 @@ struct perr {
     size_t msgsz, paramsz;
 };
 
-static int fail(struct perr *e, const char *param, const char *fmt, ...) {
+/* e with the failing field set (NULL: none), for fail. */
+static struct perr *at(struct perr *e, const char *param) {
+    snprintf(e->param, e->paramsz, "%s", param ? param : "");
+    return e;
+}
+
+static int fail(struct perr *e, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(e->msg, e->msgsz, fmt, ap);
     va_end(ap);
-    snprintf(e->param, e->paramsz, "%s", param ? param : "");
     return 400;
 }
 
@@ -50,9 +55,9 @@ static int get_number(json_t *o, const char *key, double lo, double hi, double *
     json_t *v = json_object_get(o, key);
     if (given) *given = false;
     if (!v || json_is_null(v)) return 0;
-    if (!json_is_number(v)) return fail(e, key, "'%s' must be a number", key);
+    if (!json_is_number(v)) return fail(at(e, key), "'%s' must be a number", key);
     double x = json_number_value(v);
-    if (!(x >= lo && x <= hi)) return fail(e, key, "'%s' is %g; expected a number in [%g, %g]", key, x, lo, hi);
+    if (!(x >= lo && x <= hi)) return fail(at(e, key), "'%s' is %g; expected a number in [%g, %g]", key, x, lo, hi);
     *out = x;
     if (given) *given = true;
     return 0;
@@ -63,9 +68,9 @@ static int get_int(json_t *o, const char *key, long long lo, long long hi, long 
     json_t *v = json_object_get(o, key);
     if (given) *given = false;
     if (!v || json_is_null(v)) return 0;
-    if (!json_is_integer(v)) return fail(e, key, "'%s' must be an integer", key);
+    if (!json_is_integer(v)) return fail(at(e, key), "'%s' must be an integer", key);
     long long x = json_integer_value(v);
-    if (x < lo || x > hi) return fail(e, key, "'%s' is %lld; expected an integer in [%lld, %lld]", key, x, lo, hi);
+    if (x < lo || x > hi) return fail(at(e, key), "'%s' is %lld; expected an integer in [%lld, %lld]", key, x, lo, hi);
     *out = x;
     if (given) *given = true;
     return 0;
@@ -74,7 +79,7 @@ static int get_int(json_t *o, const char *key, long long lo, long long hi, long 
 static int get_bool(json_t *o, const char *key, bool *out, struct perr *e) {
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) return 0;
-    if (!json_is_boolean(v)) return fail(e, key, "'%s' must be true or false", key);
+    if (!json_is_boolean(v)) return fail(at(e, key), "'%s' must be true or false", key);
     *out = json_is_true(v);
     return 0;
 }
@@ -85,25 +90,25 @@ static int content_text(json_t *c, int i, char **out, struct perr *e) {
     snprintf(param, sizeof param, "messages[%d].content", i);
     if (!c || json_is_null(c)) {
         *out = strdup("");
-        return *out ? 0 : fail(e, param, "out of memory");
+        return *out ? 0 : fail(at(e, param), "out of memory");
     }
     if (json_is_string(c)) {
         *out = strdup(json_string_value(c));
-        return *out ? 0 : fail(e, param, "out of memory");
+        return *out ? 0 : fail(at(e, param), "out of memory");
     }
-    if (!json_is_array(c)) return fail(e, param, "'%s' must be a string or a list of text parts", param);
+    if (!json_is_array(c)) return fail(at(e, param), "'%s' must be a string or a list of text parts", param);
     size_t total = 1, k;
     json_t *part;
     json_array_foreach(c, k, part) {
         json_t *type = json_object_get(part, "type"), *text = json_object_get(part, "text");
         if (!json_is_object(part) || !json_is_string(type) || strcmp(json_string_value(type), "text") != 0 ||
             !json_is_string(text))
-            return fail(e, param, "'%s[%zu]' must be {\"type\": \"text\", \"text\": ...} (only text is supported)",
+            return fail(at(e, param), "'%s[%zu]' must be {\"type\": \"text\", \"text\": ...} (only text is supported)",
                         param, k);
         total += json_string_length(text);
     }
     char *s = malloc(total);
-    if (!s) return fail(e, param, "out of memory");
+    if (!s) return fail(at(e, param), "out of memory");
     size_t len = 0;
     json_array_foreach(c, k, part) {
         json_t *text = json_object_get(part, "text");
@@ -117,32 +122,32 @@ static int content_text(json_t *c, int i, char **out, struct perr *e) {
 
 static int parse_messages(json_t *root, const char *tmpl, struct serve_params *p, struct perr *e) {
     json_t *msgs = json_object_get(root, "messages");
-    if (!msgs) return fail(e, "messages", "'messages' is missing");
+    if (!msgs) return fail(at(e, "messages"), "'messages' is missing");
     if (!json_is_array(msgs) || json_array_size(msgs) == 0)
-        return fail(e, "messages", "'messages' must be a non-empty list of {\"role\", \"content\"}");
+        return fail(at(e, "messages"), "'messages' must be a non-empty list of {\"role\", \"content\"}");
     size_t n = json_array_size(msgs);
-    if (n > 4096) return fail(e, "messages", "'messages' has %zu entries; at most 4096", n);
+    if (n > 4096) return fail(at(e, "messages"), "'messages' has %zu entries; at most 4096", n);
     struct qp_chat_msg *m = calloc(n, sizeof *m);
     char **content = calloc(n, sizeof *content);
-    int rc = m && content ? 0 : fail(e, "messages", "out of memory");
+    int rc = m && content ? 0 : fail(at(e, "messages"), "out of memory");
     for (size_t i = 0; rc == 0 && i < n; i++) {
         json_t *msg = json_array_get(msgs, i);
         char param[64];
         snprintf(param, sizeof param, "messages[%zu]", i);
         if (!json_is_object(msg)) {
-            rc = fail(e, param, "'%s' must be an object {\"role\", \"content\"}", param);
+            rc = fail(at(e, param), "'%s' must be an object {\"role\", \"content\"}", param);
             break;
         }
         json_t *role = json_object_get(msg, "role");
         snprintf(param, sizeof param, "messages[%zu].role", i);
         if (!json_is_string(role)) {
-            rc = fail(e, param, "'%s' must be a string: system, user or assistant", param);
+            rc = fail(at(e, param), "'%s' must be a string: system, user or assistant", param);
             break;
         }
         const char *r = json_string_value(role);
         if (strcmp(r, "developer") == 0) r = "system"; /* OpenAI's newer name for it */
         if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0) {
-            rc = fail(e, param, "'%s' is '%.40s'; expected system, user or assistant", param, r);
+            rc = fail(at(e, param), "'%s' is '%.40s'; expected system, user or assistant", param, r);
             break;
         }
         m[i].role = r;
@@ -152,7 +157,7 @@ static int parse_messages(json_t *root, const char *tmpl, struct serve_params *p
     if (rc == 0) {
         struct qp_error qe = {{0}};
         enum qp_status st = qp_chat_render(tmpl, m, (int)n, &p->prompt, &qe);
-        if (st != QP_OK) rc = fail(e, "messages", "%s", qe.msg);
+        if (st != QP_OK) rc = fail(at(e, "messages"), "%s", qe.msg);
     }
     for (size_t i = 0; content && i < n; i++) free(content[i]);
     free(content);
@@ -163,27 +168,27 @@ static int parse_messages(json_t *root, const char *tmpl, struct serve_params *p
 /* A completion's prompt: a string, a list of one string, token ids, or a list of one list of ids. */
 static int parse_prompt(json_t *root, struct serve_params *p, struct perr *e) {
     json_t *v = json_object_get(root, "prompt");
-    if (!v) return fail(e, "prompt", "'prompt' is missing");
+    if (!v) return fail(at(e, "prompt"), "'prompt' is missing");
     if (json_is_array(v) && json_array_size(v) == 1 &&
         (json_is_string(json_array_get(v, 0)) || json_is_array(json_array_get(v, 0))))
         v = json_array_get(v, 0);
     if (json_is_string(v)) {
         p->prompt = strdup(json_string_value(v));
-        return p->prompt ? 0 : fail(e, "prompt", "out of memory");
+        return p->prompt ? 0 : fail(at(e, "prompt"), "out of memory");
     }
     if (json_is_array(v) && json_array_size(v) > 0) {
         size_t n = json_array_size(v), i;
         json_t *t;
-        if (!(p->prompt_ids = malloc(n * sizeof *p->prompt_ids))) return fail(e, "prompt", "out of memory");
+        if (!(p->prompt_ids = malloc(n * sizeof *p->prompt_ids))) return fail(at(e, "prompt"), "out of memory");
         json_array_foreach(v, i, t) {
             if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) > INT32_MAX)
-                return fail(e, "prompt", "'prompt' must be a string or a list of token ids (one prompt: n = 1)");
+                return fail(at(e, "prompt"), "'prompt' must be a string or a list of token ids (one prompt: n = 1)");
             p->prompt_ids[i] = (int32_t)json_integer_value(t);
         }
         p->n_prompt_ids = n;
         return 0;
     }
-    return fail(e, "prompt", "'prompt' must be a string or a list of token ids (one prompt)");
+    return fail(at(e, "prompt"), "'prompt' must be a string or a list of token ids (one prompt)");
 }
 
 static int parse_stop(json_t *root, struct serve_params *p, struct perr *e) {
@@ -192,19 +197,19 @@ static int parse_stop(json_t *root, struct serve_params *p, struct perr *e) {
     if (json_is_string(v)) {
         if (json_string_length(v) == 0) return 0;
         p->stop[0] = strdup(json_string_value(v));
-        if (!p->stop[0]) return fail(e, "stop", "out of memory");
+        if (!p->stop[0]) return fail(at(e, "stop"), "out of memory");
         p->n_stop = 1;
         return 0;
     }
-    if (!json_is_array(v)) return fail(e, "stop", "'stop' must be a string or a list of strings");
+    if (!json_is_array(v)) return fail(at(e, "stop"), "'stop' must be a string or a list of strings");
     if (json_array_size(v) > SERVE_MAX_STOP)
-        return fail(e, "stop", "'stop' has %zu strings; at most %d", json_array_size(v), SERVE_MAX_STOP);
+        return fail(at(e, "stop"), "'stop' has %zu strings; at most %d", json_array_size(v), SERVE_MAX_STOP);
     size_t i;
     json_t *s;
     json_array_foreach(v, i, s) {
-        if (!json_is_string(s)) return fail(e, "stop", "'stop[%zu]' must be a string", i);
+        if (!json_is_string(s)) return fail(at(e, "stop"), "'stop[%zu]' must be a string", i);
         if (json_string_length(s) == 0) continue;
-        if (!(p->stop[p->n_stop] = strdup(json_string_value(s)))) return fail(e, "stop", "out of memory");
+        if (!(p->stop[p->n_stop] = strdup(json_string_value(s)))) return fail(at(e, "stop"), "out of memory");
         p->n_stop++;
     }
     return 0;
@@ -225,24 +230,24 @@ static int parse_fields(enum serve_kind kind, json_t *root, const char *tmpl, st
         json_t *v = json_object_get(root, refused[i]);
         if (v && !json_is_null(v) && !(json_is_array(v) && json_array_size(v) == 0) &&
             !(json_is_string(v) && strcmp(json_string_value(v), "none") == 0))
-            return fail(e, refused[i], "'%s' is not supported (no tool calling)", refused[i]);
+            return fail(at(e, refused[i]), "'%s' is not supported (no tool calling)", refused[i]);
     }
     json_t *rf = json_object_get(root, "response_format");
     if (rf && !json_is_null(rf)) {
         json_t *type = json_object_get(rf, "type");
         if (!json_is_object(rf) || !json_is_string(type) || strcmp(json_string_value(type), "text") != 0)
-            return fail(e, "response_format", "'response_format' supports only {\"type\": \"text\"}");
+            return fail(at(e, "response_format"), "'response_format' supports only {\"type\": \"text\"}");
     }
     json_t *lb = json_object_get(root, "logit_bias");
     if (lb && !json_is_null(lb) && !(json_is_object(lb) && json_object_size(lb) == 0))
-        return fail(e, "logit_bias", "'logit_bias' is not supported");
+        return fail(at(e, "logit_bias"), "'logit_bias' is not supported");
     json_t *model = json_object_get(root, "model");
-    if (model && !json_is_null(model) && !json_is_string(model)) return fail(e, "model", "'model' must be a string");
+    if (model && !json_is_null(model) && !json_is_string(model)) return fail(at(e, "model"), "'model' must be a string");
     if ((rc = get_bool(root, "stream", &p->stream, e))) return rc;
     if ((rc = get_bool(root, "ignore_eos", &p->ignore_eos, e))) return rc;
     json_t *so = json_object_get(root, "stream_options");
     if (so && !json_is_null(so)) {
-        if (!json_is_object(so)) return fail(e, "stream_options", "'stream_options' must be an object");
+        if (!json_is_object(so)) return fail(at(e, "stream_options"), "'stream_options' must be an object");
         if ((rc = get_bool(so, "include_usage", &p->include_usage, e))) return rc;
     }
     double x;
@@ -251,7 +256,7 @@ static int parse_fields(enum serve_kind kind, json_t *root, const char *tmpl, st
     if (given) p->sampling.temp = (float)x;
     if ((rc = get_number(root, "top_p", 0, 1, &x, &given, e))) return rc;
     if (given) {
-        if (x <= 0) return fail(e, "top_p", "'top_p' is 0; expected a number in (0, 1]");
+        if (x <= 0) return fail(at(e, "top_p"), "'top_p' is 0; expected a number in (0, 1]");
         p->sampling.top_p = (float)x;
     }
     if ((rc = get_number(root, "min_p", 0, 1, &x, &given, e))) return rc;
@@ -262,7 +267,7 @@ static int parse_fields(enum serve_kind kind, json_t *root, const char *tmpl, st
     for (int i = 0; i < 2; i++) {
         if ((rc = get_number(root, penalties[i], -2, 2, &x, &given, e))) return rc;
         if (given && x != 0)
-            return fail(e, penalties[i],
+            return fail(at(e, penalties[i]),
                         "'%s' is not supported (only 0): use 'repeat_penalty' (llama.cpp's repetition penalty)",
                         penalties[i]);
     }
@@ -277,14 +282,14 @@ static int parse_fields(enum serve_kind kind, json_t *root, const char *tmpl, st
     if ((rc = get_int(root, mt, 0, INT32_MAX, &k, &given, e))) return rc;
     if (given) p->max_tokens = k;
     if ((rc = get_int(root, "n", 1, INT32_MAX, &k, &given, e))) return rc;
-    if (given && k != 1) return fail(e, "n", "'n' is %lld; only n = 1 is supported", k);
+    if (given && k != 1) return fail(at(e, "n"), "'n' is %lld; only n = 1 is supported", k);
     if ((rc = get_int(root, "best_of", 1, INT32_MAX, &k, &given, e))) return rc;
-    if (given && k != 1) return fail(e, "best_of", "'best_of' is %lld; only 1 is supported", k);
+    if (given && k != 1) return fail(at(e, "best_of"), "'best_of' is %lld; only 1 is supported", k);
     if (kind == SERVE_CHAT) {
         if ((rc = get_bool(root, "logprobs", &p->logprobs, e))) return rc;
         if ((rc = get_int(root, "top_logprobs", 0, SERVE_MAX_TOP_LOGPROBS, &k, &given, e))) return rc;
         if (given) {
-            if (!p->logprobs) return fail(e, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+            if (!p->logprobs) return fail(at(e, "top_logprobs"), "'top_logprobs' needs 'logprobs': true");
             p->top_logprobs = (int)k;
         }
     } else {
@@ -295,9 +300,9 @@ static int parse_fields(enum serve_kind kind, json_t *root, const char *tmpl, st
         }
         bool echo = false;
         if ((rc = get_bool(root, "echo", &echo, e))) return rc;
-        if (echo) return fail(e, "echo", "'echo' is not supported");
+        if (echo) return fail(at(e, "echo"), "'echo' is not supported");
         json_t *suffix = json_object_get(root, "suffix");
-        if (suffix && !json_is_null(suffix)) return fail(e, "suffix", "'suffix' is not supported");
+        if (suffix && !json_is_null(suffix)) return fail(at(e, "suffix"), "'suffix' is not supported");
     }
     if ((rc = parse_stop(root, p, e))) return rc;
     return kind == SERVE_CHAT ? parse_messages(root, tmpl, p, e) : parse_prompt(root, p, e);
@@ -312,9 +317,9 @@ int serve_json_parse(enum serve_kind kind, const char *body, size_t len, const c
     p->sampling = *defaults;
     json_error_t je;
     json_t *root = json_loadb(body, len, 0, &je);
-    if (!root) return fail(&e, NULL, "malformed JSON: %s (line %d, column %d)", je.text, je.line, je.column);
+    if (!root) return fail(at(&e, NULL), "malformed JSON: %s (line %d, column %d)", je.text, je.line, je.column);
     int rc = json_is_object(root) ? parse_fields(kind, root, tmpl, p, &e)
-                                  : fail(&e, NULL, "the body must be a JSON object");
+                                  : fail(at(&e, NULL), "the body must be a JSON object");
     json_decref(root);
     if (rc) serve_params_free(p);
     return rc;
