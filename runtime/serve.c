@@ -361,7 +361,9 @@ static enum qp_status load(struct serve *sv, struct qp_error *err) {
     const char *mp = qrun_model_path(q), *base = strrchr(mp, '/');
     snprintf(sv->model_id, sizeof sv->model_id, "%s", base ? base + 1 : mp);
     sv->n_ctx = qrun_n_ctx(q);
-    sv->q = q;
+    serve_lock(sv);
+    sv->q = q; /* published under the lock: the main thread looks at it while stopping */
+    serve_unlock(sv);
     return QP_OK;
 }
 
@@ -376,7 +378,7 @@ static void *engine(void *arg) {
         return NULL;
     }
     serve_lock(sv);
-    sv->state = SERVE_READY;
+    if (sv->state == SERVE_LOADING) sv->state = SERVE_READY; /* not when SIGTERM came during the load */
     for (;;) {
         reap(sv, qrun_bench_now());
         if (sv->state != SERVE_STOPPING) admit(sv);
@@ -465,10 +467,7 @@ int qrun_serve(const struct serve_config *c) {
     }
     serve_http_quiesce(h);
     serve_lock(&sv);
-    if (sv.state == SERVE_LOADING && !sv.load_failed) {
-        /* a stop while loading: the engine finishes loading, then finds nothing to do */
-        sv.state = SERVE_STOPPING;
-    }
+    /* a stop while loading: the engine finishes loading, then finds nothing to do */
     sv.state = SERVE_STOPPING;
     sv.drain_deadline = qrun_bench_now() + c->shutdown_s;
     pthread_cond_signal(&sv.work);

@@ -315,22 +315,12 @@ def raw_post(port, path, body):
     return sk
 
 
-def long_prompt(port):
-    """A prompt whose greedy continuation runs 300 tokens without an end-of-generation token (the
-    random model then loops), so that a long generation really is long."""
-    for i in range(40):
-        prompt = f"Once {i}"
-        st, _, b = request(port, "POST", "/v1/completions", {"prompt": prompt, "max_tokens": 300, "temperature": 0})
-        if st == 200 and json.loads(b)["choices"][0]["finish_reason"] == "length":
-            return prompt
-    raise RuntimeError("no prompt of 40 runs 300 tokens")
-
-
 def case_disconnect(tmp):
     # big enough that a 3,000-token generation takes many seconds on one thread
     plan = model(tmp, "big", 1, 4096, embd=256, layers=4)
     s = Server(tmp, plan)
-    long_req = {"prompt": long_prompt(s.port), "max_tokens": 3000, "temperature": 0, "stream": True}
+    # ignore_eos: the random model cannot end it early
+    long_req = {"prompt": "Once", "max_tokens": 3000, "temperature": 0, "stream": True, "ignore_eos": True}
     t0 = time.monotonic()
     sk = raw_post(s.port, "/v1/completions", long_req)
     got = b""
@@ -401,15 +391,28 @@ def case_bad_input(tmp):
     st, _, b = request(p, "POST", "/v1/completions", {"prompt": "x" * 400})
     check(re.search(r"\b400 tokens\b.*\b128 positions\b", error_of(b).get("message", "")) is not None,
           f"prompt past the context names both numbers: {b!r}")
-    # max_tokens past the context: capped, finish_reason "length"
-    st, _, b = request(p, "POST", "/v1/completions", {"prompt": "x" * 100, "max_tokens": 100000, "temperature": 0})
+    # max_tokens past the context: capped at the context, finish_reason "length" (ignore_eos: the
+    # random model cannot end it earlier)
+    st, _, b = request(p, "POST", "/v1/completions", {"prompt": "x" * 100, "max_tokens": 100000, "temperature": 0,
+                                                      "ignore_eos": True})
     r = json.loads(b) if st == 200 else {}
-    check(st == 200 and r["choices"][0]["finish_reason"] in ("length", "stop") and
-          r["usage"]["prompt_tokens"] + r["usage"]["completion_tokens"] <= 129, f"max_tokens capped: {st} {b[:300]!r}")
+    check(st == 200 and r["choices"][0]["finish_reason"] == "length" and
+          r["usage"]["prompt_tokens"] + r["usage"]["completion_tokens"] == 128, f"max_tokens capped: {st} {b[:300]!r}")
     # bodies over the limit: declared (Content-Length) and chunked
     big = b'{"prompt": "' + b"x" * (1 << 20) + b'"}'
-    st, _, b = request(p, "POST", "/v1/completions", big)
-    check(st == 413 and "limit" in error_of(b).get("message", ""), f"a 1 MiB body: {st} {b[:200]!r}")
+    # declared: the answer comes from the headers alone, before the body is sent (the server then
+    # closes the connection, so the client must not insist on sending it)
+    sk = socket.create_connection(("127.0.0.1", p), timeout=30)
+    sk.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(big)}\r\n\r\n".encode())
+    got = b""
+    while b"}}" not in got and len(got) < 10000:
+        more = sk.recv(4096)
+        if not more:
+            break
+        got += more
+    sk.close()
+    check(got.startswith(b"HTTP/1.1 413") and b"limit" in got, f"a 1 MiB body declared: {got[:300]!r}")
     c = http.client.HTTPConnection("127.0.0.1", p, timeout=30)
     c.request("POST", "/v1/completions", body=iter([big[i:i + 65536] for i in range(0, len(big), 65536)]),
               headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"}, encode_chunked=True)
@@ -474,7 +477,8 @@ def case_auth(tmp):
 def case_queue(tmp):
     plan = model(tmp, "big", 1, 2048, embd=256, layers=4)
     s = Server(tmp, plan, "--queue", "1")
-    body = {"prompt": long_prompt(s.port), "max_tokens": 100, "temperature": 0}
+    body = {"prompt": "Once", "max_tokens": 100, "temperature": 0, "ignore_eos": True}
+    before = metric(s.port, 'qrun_requests_total{code="503"}')  # /health's while the plan loaded
     with concurrent.futures.ThreadPoolExecutor(6) as ex:
         res = list(ex.map(lambda i: request(s.port, "POST", "/v1/completions", body), range(6)))
     codes = sorted(r[0] for r in res)
@@ -483,14 +487,16 @@ def case_queue(tmp):
     check(all(r[1].get("Retry-After") == "1" and "retry" in error_of(r[2]).get("message", "") for r in refused),
           f"503 without Retry-After: {refused[:1]}")
     print(f"queue: {codes.count(200)} served, {len(refused)} refused with 503 + Retry-After")
-    check(metric(s.port, 'qrun_requests_total{code="503"}') == len(refused), "503s counted")
+    after = metric(s.port, 'qrun_requests_total{code="503"}')
+    check(after - before == len(refused), f"503s counted: {after - before}, expected {len(refused)}")
     check(s.stop() == 0, "exit status")
 
 
 def case_sigterm(tmp):
     plan = model(tmp, "big", 1, 4096, embd=256, layers=4)
     s = Server(tmp, plan, "--shutdown-timeout", "2")
-    sk = raw_post(s.port, "/v1/completions", {"prompt": long_prompt(s.port), "max_tokens": 3000, "temperature": 0, "stream": True})
+    sk = raw_post(s.port, "/v1/completions", {"prompt": "Once", "max_tokens": 3000, "temperature": 0, "stream": True,
+                                              "ignore_eos": True})
     got = b""
     while got.count(b"data: ") < 2:
         got += sk.recv(65536)
@@ -557,7 +563,12 @@ def case_soak(tmp):
     # after a quarter of the run every pool and arena has reached its size: open files may differ by
     # the connections in flight (16 clients), RSS by 16 MiB (glibc's per-thread arenas)
     check(end[1] - warm[1] <= 16, f"open files grew from {warm[1]} to {end[1]}")
-    check(end[0] - warm[0] <= 16 * 1024, f"RSS grew from {warm[0]} KiB to {end[0]} KiB")
+    if os.environ.get("ASAN_OPTIONS"):
+        # AddressSanitizer's quarantine holds freed memory (up to 256 MiB): RSS says nothing there;
+        # its leak check at exit (the exit status below) does instead
+        print("soak: RSS bound not checked under AddressSanitizer")
+    else:
+        check(end[0] - warm[0] <= 16 * 1024, f"RSS grew from {warm[0]} KiB to {end[0]} KiB")
     n = sum(counts)
     print(f"soak: {secs:.0f} s, 16 clients, {n} requests, no error; RSS {warm[0]} -> {end[0]} KiB, "
           f"open files {warm[1]} -> {end[1]} (after warm-up)")
