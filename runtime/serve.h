@@ -89,7 +89,7 @@ struct serve_req {
     int64_t n_reused;             /* prompt positions a slot's cache already held */
     const char *finish;           /* "stop" or "length" once DONE; NULL for a failure */
     int status;                   /* a failure's HTTP status (0: none) */
-    char error[256];              /* a failure's message */
+    char error[QP_ERROR_MSG_MAX];  /* a failure's message */
     double t_first, t_last;       /* when the first and the latest token came */
     int32_t slot;                 /* while RUNNING */
     pthread_cond_t cond;          /* signalled when output or the end arrives */
