@@ -3,7 +3,8 @@
 # runs five stages, each timed:
 #   1 build (warnings are errors: -DQP_WERROR=ON) and ctest, all but the emulator's variants
 #   2 the emulator's variants (ctest -L emu_variant: reverse/shuffle schedules, classic/bps1)
-#   3 the CPU suites again under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)
+#   3 the CPU suites again under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/;
+#     the emulator's batch check, test_cuda_backend_emu_batch, is not run there: tests/kemu.cmake)
 #   4 each fuzz target for a bounded time (QP_FUZZ_SECONDS, default 45; scripts/fuzz.sh)
 #   5 the build matrix: gcc and clang Release (build-release-gcc/, build-release-clang/:
 #     -Werror, no CUDA), a configure without Boost.Context and a build without the CUDA
