@@ -21,7 +21,7 @@
 #include <stdlib.h>
 
 #include "bench_cuda.h"
-
+#include "bench_read.cuh"
 
 #define VEC 896
 #define REPS 20
@@ -119,37 +119,8 @@ static __global__ void __launch_bounds__(512) persistent_kernel(float *a, float 
     }
 }
 
-static __global__ void read_kernel(const uint4 *p, size_t n, unsigned *sink) {
-    uint32_t acc = 0;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        uint4 v;
-        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                     : "l"(p + i));
-        acc ^= v.x ^ v.y ^ v.z ^ v.w;
-    }
-    if (acc == 0x12345678u) *sink = acc; /* never true in practice; keeps the loads */
-}
-
-/* median ms of REPS runs of fn(arg) after 3 warm-ups */
-template <class F> static float timed(cudaStream_t st, F fn) {
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
-    float t[REPS];
-    for (int r = 0; r < 3; r++) fn();
-    for (int r = 0; r < REPS; r++) {
-        CK(cudaEventRecord(e0, st));
-        fn();
-        CK(cudaEventRecord(e1, st));
-        CK(cudaEventSynchronize(e1));
-        CK(cudaEventElapsedTime(&t[r], e0, e1));
-    }
-    CK(cudaEventDestroy(e0));
-    CK(cudaEventDestroy(e1));
-    qsort(t, REPS, sizeof t[0], bench_cmp_f);
-    return t[REPS / 2];
-}
+/* median ms of REPS runs of fn() after 3 warm-ups */
+template <class F> static float timed(cudaStream_t st, F fn) { return bench_timed_ms(st, REPS, fn); }
 
 int main(int argc, char **argv) {
     const int n = argc > 1 ? atoi(argv[1]) : 144;
@@ -248,7 +219,7 @@ int main(int argc, char **argv) {
             const int grid = sms * blocks_per_sm[bi];
             size_t slice = 0;
             const float ms = timed(st, [&] {
-                read_kernel<<<grid, 512, 0, st>>>(buf + (si ? 0 : slice * (small / 16)), bytes / 16, sink);
+                bench_read_kernel<<<grid, 512, 0, st>>>(buf + (si ? 0 : slice * (small / 16)), bytes / 16, sink);
                 CK(cudaGetLastError());
                 slice = (slice + 1) % (big / small);
             });

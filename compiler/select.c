@@ -3,8 +3,11 @@
  *
  * Default choice (each a registry kernel with its default launch, include/qp_kernels.h):
  *  - linear: in programs whose chunks are short enough for the matvec kernels (decode,
- *    prefill_small) and on last-row nodes: mmv_argmax for the argmax epilogue, else mmv_stream
- *    where the target has it (sm_90) and the node fits it, else mmv; in prefill, gemm.
+ *    prefill_small, the batch programs up to --matvec-tokens) and on last-row nodes: for the
+ *    argmax epilogue (the LM head) mmv_batch for more than one token, mmv_argmax for one; else
+ *    mmv_stream where the target has it (sm_90) and the node fits it (more than one token: in
+ *    groups decoded together, launch.split), else mmv_batch for more than one token, else mmv; in
+ *    prefill, gemm.
  *  - attention: attn_gqa for those short chunks where the node fits it, else attn_split; in
  *    prefill attn_prefill where it fits, else attn_split.
  *  - every other op has one kernel.
@@ -91,9 +94,15 @@ static int32_t default_kernel(const struct qp_op_args *a, const struct qp_kernel
     case QP_OP_STEP_ADVANCE: return QP_KERNEL_STEP_ADVANCE;
     case QP_OP_LINEAR:
         if (!short_chunk) return QP_KERNEL_GEMM;
-        if (a->epilogue == QP_EPILOGUE_ARGMAX) return QP_KERNEL_MMV_ARGMAX;
-        return qp_kernel_default_launch(QP_KERNEL_MMV_STREAM, a, t, false, &l, &e) == QP_OK ? QP_KERNEL_MMV_STREAM
-                                                                                           : QP_KERNEL_MMV;
+        /* more than one token: kernels that decode each weight once for a group of them */
+        if (a->epilogue == QP_EPILOGUE_ARGMAX)
+            return a->n_tok > 1 && qp_kernel_default_launch(QP_KERNEL_MMV_BATCH, a, t, false, &l, &e) == QP_OK
+                       ? QP_KERNEL_MMV_BATCH
+                       : QP_KERNEL_MMV_ARGMAX;
+        if (qp_kernel_default_launch(QP_KERNEL_MMV_STREAM, a, t, false, &l, &e) == QP_OK) return QP_KERNEL_MMV_STREAM;
+        if (a->n_tok > 1 && qp_kernel_default_launch(QP_KERNEL_MMV_BATCH, a, t, false, &l, &e) == QP_OK)
+            return QP_KERNEL_MMV_BATCH;
+        return QP_KERNEL_MMV;
     case QP_OP_ATTENTION: {
         const int32_t want = short_chunk || a->batch ? QP_KERNEL_ATTN_GQA : QP_KERNEL_ATTN_PREFILL;
         return qp_kernel_default_launch(want, a, t, false, &l, &e) == QP_OK ? want : QP_KERNEL_ATTN_SPLIT;

@@ -38,9 +38,10 @@ extern "C" {
 #define QP_CUDA_MMVS_WBYTES (48 * 1024) /* weight bytes a matvec_stream block holds */
 #define QP_CUDA_MMVS_MAX_SEGS 16       /* copy segments per matvec_stream block */
 #define QP_CUDA_MMVS_MAX_PARTIALS 2048 /* chunk sums per matvec_stream block (shared, 4 B each) */
+#define QP_CUDA_MMVB_MAX_TOKENS 8      /* mmv_batch: most tokens a block decodes each weight for */
 /* dynamic shared memory a block may take: sm_90's 227 KB opt-in limit less the kernels' static
- * shared memory (under 1 KB) */
-#define QP_CUDA_SMEM_MAX (226 * 1024)
+ * shared memory (under 2 KB) */
+#define QP_CUDA_SMEM_MAX (225 * 1024)
 #define QP_CUDA_XS_STRIDE 36           /* floats per staged 32-float sub-chunk of x (padding) */
 #define QP_CUDA_ATTN_SPLIT_THREADS 128 /* attn_split's partial kernel: 4 warps */
 #define QP_CUDA_ATTN_MAX_HEAD_DIM 256  /* attn_split: 8 values per lane */

@@ -47,6 +47,8 @@ enum qp_kernel {
     QP_KERNEL_ATTN_GQA,     /* attention: flash-decoding per (chunk, KV head, token), all query
                                heads of a KV head at once (f16 cache, head_dim 64 or 128) */
     QP_KERNEL_ATTN_PREFILL, /* attention: 16 query rows per block, key tiles in shared memory */
+    QP_KERNEL_MMV_BATCH,    /* linear for a few tokens (batched decode): each weight sub-chunk
+                               decoded once for `split` tokens (matvec_batch.cu) */
     QP_KERNEL_COUNT
 };
 
@@ -118,9 +120,10 @@ struct qp_mmvs_geometry {
     uint32_t wbytes; /* shared memory for the block's weight rows */
     size_t smem;     /* dynamic shared memory of a block */
 };
-/* Fills g for upb units per block, or says why the kernel cannot run so (too much shared memory,
- * too many partial sums or copy segments). */
-enum qp_status qp_mmvs_geometry(const struct qp_op_args *a, int64_t upb, struct qp_mmvs_geometry *g,
+/* Fills g for upb units per block and `tokens` tokens decoded together (launch.split; 0 counts as
+ * 1), or says why the kernel cannot run so (too much shared memory, too many partial sums or copy
+ * segments, too many tokens). */
+enum qp_status qp_mmvs_geometry(const struct qp_op_args *a, int64_t upb, int32_t tokens, struct qp_mmvs_geometry *g,
                                 struct qp_error *err);
 /* The units per block mmv_stream takes by default: the fewest blocks whose rows fit the shared
  * memory budget, but at least `blocks_per_sm` blocks per SM of t so that a small matrix still

@@ -105,7 +105,8 @@ struct qp_launch {
     int32_t block;          /* threads per block */
     int32_t rows_per_block; /* output units per block (matvec), rows per chunk (gemm), query rows
                                per block (prefill attention); 0 where the kernel has none */
-    int32_t split;          /* warps per row (mmv), blocks (mmv_argmax), chunks (gemm, attention) */
+    int32_t split;          /* warps per row (mmv), blocks (mmv_argmax), tokens decoded together
+                               (mmv_stream, mmv_batch), chunks (gemm, attention) */
     int32_t grid;           /* most blocks of the launch (mmv; 0: one unit per warp) */
     int32_t pdl;            /* 1: launched with programmatic dependent launch (sm_90), may start
                                before the previous kernel ends; 0: ordinary stream order */

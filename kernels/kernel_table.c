@@ -39,6 +39,8 @@ static const struct qp_kernel_desc table[QP_KERNEL_COUNT] = {
                             "flash-decoding per (chunk, KV head, token), query heads grouped"},
     [QP_KERNEL_ATTN_PREFILL] = {QP_KERNEL_ATTN_PREFILL, "attn_prefill", QP_OP_ATTENTION, 0,
                                 "16 query rows per block, key tiles in shared memory"},
+    [QP_KERNEL_MMV_BATCH] = {QP_KERNEL_MMV_BATCH, "mmv_batch", QP_OP_LINEAR, 0,
+                             "matvec for a few tokens: each weight decoded once for split tokens"},
 };
 
 const struct qp_kernel_desc *qp_kernel_desc(int32_t id) {
@@ -108,7 +110,7 @@ static int64_t mmvs_fit(const struct qp_op_args *a, size_t *bpu_out, int32_t *nr
     return fit;
 }
 
-enum qp_status qp_mmvs_geometry(const struct qp_op_args *a, int64_t upb, struct qp_mmvs_geometry *g,
+enum qp_status qp_mmvs_geometry(const struct qp_op_args *a, int64_t upb, int32_t tokens, struct qp_mmvs_geometry *g,
                                 struct qp_error *err) {
     size_t bpu;
     int32_t nr;
@@ -123,16 +125,20 @@ enum qp_status qp_mmvs_geometry(const struct qp_op_args *a, int64_t upb, struct 
                             "(units of %zu bytes in %d bytes of shared memory, %d partial sums, %d copy segments)",
                             (long long)upb, (long long)fit, bpu, QP_CUDA_MMVS_WBYTES, QP_CUDA_MMVS_MAX_PARTIALS,
                             QP_CUDA_MMVS_MAX_SEGS);
+    if (tokens < 0 || tokens > QP_CUDA_MMVB_MAX_TOKENS)
+        return qp_error_set(err, QP_ERR_INVALID, "mmv_stream: launch.split %d (tokens decoded together), must "
+                            "be 0..%d", tokens, QP_CUDA_MMVB_MAX_TOKENS);
+    const size_t ntok = tokens > 1 ? (size_t)tokens : 1;
     const size_t slack = (size_t)QP_CUDA_MMVS_MAX_SEGS * 32;
     g->units = units;
     g->blocks = (units + upb - 1) / upb;
     g->nr = nr;
     g->nchunk = nchunk;
     g->wbytes = (uint32_t)(((size_t)upb * bpu + slack + 15) & ~(size_t)15);
-    g->smem = g->wbytes + qp_cuda_xs_bytes(a->in_w) + (size_t)upb * (size_t)nr * (size_t)nchunk * sizeof(float);
+    g->smem = g->wbytes + ntok * (qp_cuda_xs_bytes(a->in_w) + (size_t)upb * (size_t)nr * (size_t)nchunk * sizeof(float));
     if (g->smem > QP_CUDA_SMEM_MAX)
-        return qp_error_set(err, QP_ERR_INVALID, "mmv_stream: %lld units per block need %zu bytes of shared "
-                            "memory, more than %d", (long long)upb, g->smem, QP_CUDA_SMEM_MAX);
+        return qp_error_set(err, QP_ERR_INVALID, "mmv_stream: %lld units per block and %zu tokens at once need %zu "
+                            "bytes of shared memory, more than %d", (long long)upb, ntok, g->smem, QP_CUDA_SMEM_MAX);
     return QP_OK;
 }
 
@@ -148,8 +154,21 @@ int64_t qp_mmvs_default_upb(const struct qp_op_args *a, const struct qp_kernel_t
     int64_t upb = (units + blocks - 1) / blocks;
     struct qp_mmvs_geometry g;
     struct qp_error e;
-    while (upb > 1 && qp_mmvs_geometry(a, upb, &g, &e) != QP_OK) upb--; /* the smem cap */
-    return qp_mmvs_geometry(a, upb, &g, &e) == QP_OK ? upb : 0;
+    while (upb > 1 && qp_mmvs_geometry(a, upb, 1, &g, &e) != QP_OK) upb--; /* the smem cap */
+    return qp_mmvs_geometry(a, upb, 1, &g, &e) == QP_OK ? upb : 0;
+}
+
+/* mmv_stream: tokens decoded together for a node of more than one token (launch.split; 0 for one
+ * token): all of them up to QP_CUDA_MMVB_MAX_TOKENS where the block still fits twice per SM, else
+ * balanced groups that do. */
+static int32_t mmvs_default_tokens(const struct qp_op_args *a, int64_t upb) {
+    if (a->n_tok <= 1 || upb < 1) return 0;
+    int32_t fit = a->n_tok < QP_CUDA_MMVB_MAX_TOKENS ? a->n_tok : QP_CUDA_MMVB_MAX_TOKENS;
+    struct qp_mmvs_geometry g;
+    struct qp_error e;
+    while (fit > 1 && (qp_mmvs_geometry(a, upb, fit, &g, &e) != QP_OK || g.smem > QP_CUDA_SMEM_MAX / 2)) fit--;
+    const int32_t groups = (a->n_tok + fit - 1) / fit;
+    return (a->n_tok + groups - 1) / groups;
 }
 
 /* --- checks --- */
@@ -229,9 +248,27 @@ static enum qp_status check_linear(int32_t id, const char *k, const struct qp_op
                       qp_ggml_type_name(a->w[i].type), a->w[i].row_bytes);
         if ((s = check_block(k, l->block, 1024, QP_CUDA_MMVS_THREADS, err)) != QP_OK) return s;
         struct qp_mmvs_geometry g;
-        if ((s = qp_mmvs_geometry(a, l->rows_per_block, &g, err)) != QP_OK) return s;
-        return check_unused(k, l, L_BLOCK | L_ROWS, err);
+        if ((s = qp_mmvs_geometry(a, l->rows_per_block, l->split, &g, err)) != QP_OK) return s;
+        return check_unused(k, l, L_BLOCK | L_ROWS | L_SPLIT, err);
     }
+    case QP_KERNEL_MMV_BATCH:
+        if ((s = check_block(k, l->block, QP_CUDA_MMV_MAX_THREADS, 0, err)) != QP_OK) return s;
+        if (l->split < 1 || l->split > QP_CUDA_MMVB_MAX_TOKENS)
+            BAD("kernel mmv_batch: launch.split %d (tokens per block) must be in [1, %d]", l->split,
+                QP_CUDA_MMVB_MAX_TOKENS);
+        if (a->in_w % 32) UNSUP("kernel mmv_batch needs rows of whole 32-element sub-chunks (%lld columns)",
+                                (long long)a->in_w);
+        for (int i = 0; i < a->n_parts; i++)
+            if (is_float_type(a->w[i].type) && a->w[i].row_bytes % 16)
+                UNSUP("kernel mmv_batch: %s rows of %zu bytes are not 16-byte multiples",
+                      qp_ggml_type_name(a->w[i].type), a->w[i].row_bytes);
+        if ((size_t)l->split * qp_cuda_xs_bytes(a->in_w) > QP_CUDA_SMEM_MAX)
+            UNSUP("kernel mmv_batch: %d staged inputs of %lld floats need %zu bytes of shared memory, more than %d",
+                  l->split, (long long)a->in_w, (size_t)l->split * qp_cuda_xs_bytes(a->in_w), QP_CUDA_SMEM_MAX);
+        if (am && (l->grid < 1 || l->grid > QP_CUDA_ARGMAX_BLOCKS))
+            BAD("kernel mmv_batch: with the argmax epilogue launch.grid %d (blocks per token group) must be in "
+                "[1, %d]", l->grid, QP_CUDA_ARGMAX_BLOCKS);
+        return check_unused(k, l, L_BLOCK | L_SPLIT | L_GRID, err);
     case QP_KERNEL_GEMM:
         if ((s = check_block(k, l->block, 1024, 256, err)) != QP_OK) return s;
         if (l->rows_per_block < 1) BAD("kernel gemm: launch.rows_per_block %d (weight rows per cuBLAS call) "
@@ -336,6 +373,18 @@ static int32_t gemm_default_chunk(const struct qp_op_args *a) {
     return (int32_t)chunk;
 }
 
+/* mmv_batch: tokens per block. All of a step's tokens (at most QP_CUDA_MMVB_MAX_TOKENS) when their
+ * staged inputs fit in half of a block's shared memory (two blocks per SM), else balanced groups
+ * that do: ffn_down's 4,864 columns take 21.9 KB a token. */
+static int32_t mmvb_default_tokens(const struct qp_op_args *a) {
+    const size_t xs = qp_cuda_xs_bytes(a->in_w);
+    int64_t fit = xs ? (int64_t)((QP_CUDA_SMEM_MAX / 2) / xs) : QP_CUDA_MMVB_MAX_TOKENS;
+    if (fit > QP_CUDA_MMVB_MAX_TOKENS) fit = QP_CUDA_MMVB_MAX_TOKENS;
+    if (fit < 1) fit = 1;
+    const int64_t n = a->n_tok > 0 ? a->n_tok : 1, groups = (n + fit - 1) / fit;
+    return (int32_t)((n + groups - 1) / groups);
+}
+
 static int32_t default_block(int32_t id) {
     switch (id) {
     case QP_KERNEL_EMBED: case QP_KERNEL_ROPE: case QP_KERNEL_KV_WRITE: return 128;
@@ -370,7 +419,18 @@ enum qp_status qp_kernel_default_launch(int32_t id, const struct qp_op_args *a, 
         l.split = (int32_t)(blocks > QP_CUDA_ARGMAX_BLOCKS ? QP_CUDA_ARGMAX_BLOCKS : blocks < 1 ? 1 : blocks);
         break;
     }
-    case QP_KERNEL_MMV_STREAM: l.rows_per_block = (int32_t)qp_mmvs_default_upb(a, t, 1); break;
+    case QP_KERNEL_MMV_STREAM:
+        l.rows_per_block = (int32_t)qp_mmvs_default_upb(a, t, 1);
+        l.split = mmvs_default_tokens(a, l.rows_per_block);
+        break;
+    case QP_KERNEL_MMV_BATCH: {
+        l.split = mmvb_default_tokens(a);
+        if (a->epilogue == QP_EPILOGUE_ARGMAX) {
+            const int64_t blocks = (qp_linear_units(a) + 7) / 8;
+            l.grid = (int32_t)(blocks > QP_CUDA_ARGMAX_BLOCKS ? QP_CUDA_ARGMAX_BLOCKS : blocks < 1 ? 1 : blocks);
+        }
+        break;
+    }
     case QP_KERNEL_GEMM: l.rows_per_block = gemm_default_chunk(a); break;
     case QP_KERNEL_ATTN_SPLIT: case QP_KERNEL_ATTN_GQA: l.split = attn_default_split(a); break;
     case QP_KERNEL_ATTN_PREFILL: l.rows_per_block = QP_CUDA_AP_ROWS; break;
@@ -430,8 +490,20 @@ int qp_kernel_candidates(const struct qp_op_args *a, const struct qp_kernel_targ
                     add(&c, id, (struct qp_launch){block, 0, k * t->sms, 0, p});
             break;
         case QP_KERNEL_MMV_STREAM:
-            for (int bps = 2; bps <= 4; bps++)
-                add(&c, id, (struct qp_launch){d.block, (int32_t)qp_mmvs_default_upb(a, t, bps), 0, 0, p});
+            for (int bps = 1; bps <= 4; bps++) {
+                const int32_t upb = (int32_t)qp_mmvs_default_upb(a, t, bps);
+                add(&c, id, (struct qp_launch){d.block, upb, d.split, 0, p});
+                for (int32_t tok = 2; tok <= QP_CUDA_MMVB_MAX_TOKENS && tok <= a->n_tok; tok *= 2)
+                    add(&c, id, (struct qp_launch){d.block, upb, tok, 0, p});
+            }
+            break;
+        case QP_KERNEL_MMV_BATCH:
+            for (int32_t block = 128; block <= QP_CUDA_MMV_MAX_THREADS; block *= 2)
+                for (int32_t tok = 1; tok <= QP_CUDA_MMVB_MAX_TOKENS; tok *= 2)
+                    for (int32_t g = 0; g <= 2; g++) {
+                        const int32_t grid = a->epilogue == QP_EPILOGUE_ARGMAX ? d.grid << g : g * t->sms;
+                        add(&c, id, (struct qp_launch){block, 0, tok, grid, p});
+                    }
             break;
         case QP_KERNEL_GEMM:
             add(&c, id, (struct qp_launch){d.block, (int32_t)rows_total(a), 0, 0, p});

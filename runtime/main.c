@@ -1,5 +1,6 @@
 /* main.c — the qrun command line (llama.cpp conventions) over libqrun (include/qrun.h):
- * one-shot generation (-p / -f), interactive chat (--chat), --tokenize / --detokenize, --bench.
+ * one-shot generation (-p / -f), interactive chat (--chat), --tokenize / --detokenize, --bench
+ * (runtime/bench.c, bench_batch.c), --perplexity / --kl-divergence (runtime/perplexity.c).
  * Text streams to stdout, ended with a newline on a terminal or in a file (a pipe gets the text
  * exactly); the seed (when sampling is random), progress (on a terminal), messages and timings
  * go to stderr.
@@ -22,6 +23,7 @@
 #include "bench.h"
 #include "qp_tokenizer.h"
 #include "qrun.h"
+#include "qrun_perplexity.h"
 
 #define MAX_STOP 16
 
@@ -37,8 +39,9 @@ struct cli {
     const char *plan, *prompt, *file, *system, *tokenize, *detokenize;
     const char *stops[MAX_STOP];
     int n_stop;
-    bool chat, seed_given, bench, pp_given;
+    bool chat, seed_given, bench, pp_given, perplexity;
     bool ctx_zero; /* -c 0 given: the plan's whole context, said at run time */
+    struct qrun_ppl_options po; /* --perplexity / --kl-divergence */
     struct qrun_bench_options bo;
     struct qrun_options o;
     struct qrun_gen_options g;
@@ -78,6 +81,13 @@ static void usage(FILE *f) {
           "  --batch LIST            with --bench: llama-batched-bench's table for these numbers of\n"
           "                          sequences decoded together, e.g. 1,4,16,64 (a plan compiled with\n"
           "                          --slots; PP 128 unless --bench-pp, TG --bench-tg)\n"
+          "  --perplexity            perplexity of the text of -f (llama-perplexity's method;\n"
+          "                          -c N tokens per chunk, default 512)\n"
+          "  --chunks N              at most N chunks (default: all)\n"
+          "  --kl-divergence-base F  with --perplexity: write the full distributions to F\n"
+          "                          (llama.cpp's format); with --kl-divergence: read them\n"
+          "  --kl-divergence         compare with --kl-divergence-base F over its tokens: KLD,\n"
+          "                          PPL ratio, same top token (llama-perplexity's statistics)\n"
           "  -v, --verbose           more messages on stderr, and after generating, per plan node,\n"
           "                          the kernel the backend ran\n"
           "  -h, --help              this text\n",
@@ -225,6 +235,7 @@ static int parse_seed(const char *v, uint64_t *out) {
 static bool parse_args(int argc, char **argv, struct cli *c, int *rc) {
     memset(c, 0, sizeof *c);
     c->bo = qrun_bench_options_default();
+    c->po = qrun_ppl_options_default();
     c->o = qrun_options_default();
     c->g = qrun_gen_options_default();
     c->g.parse_special = true;
@@ -299,6 +310,14 @@ static bool parse_args(int argc, char **argv, struct cli *c, int *rc) {
                 fprintf(stderr, "qrun: %s\n", be.msg);
                 return false;
             }
+        }
+        else if (IS("--perplexity", "--perplexity")) c->perplexity = true;
+        else if (IS("--kl-divergence", "--kl-divergence")) c->po.kld = true;
+        else if (IS("--kl-divergence-base", "--kl-divergence-base")) { NEED_VAL; c->po.kld_base = val; }
+        else if (IS("--chunks", "--chunks")) {
+            NEED_VAL;
+            if (parse_int(a, val, 1, INT32_MAX, &v)) return false;
+            c->po.n_chunks = (int32_t)v;
         }
         else if (IS("-v", "--verbose")) o->verbose = true;
         else if (a[0] == '-' && a[1]) {
@@ -487,6 +506,37 @@ static int run_generation(struct cli *c) {
     return rc;
 }
 
+/* --perplexity / --kl-divergence: checks the combination (exit 2), runs, reports (exit 1 or 130
+ * on failure). */
+static int run_perplexity(struct cli *c) {
+    struct qrun_ppl_options *po = &c->po;
+    po->n_ctx = (int32_t)c->o.n_ctx;
+    if (po->kld && !po->kld_base) {
+        fprintf(stderr, "qrun: --kl-divergence needs --kl-divergence-base FILE (the base to compare with)\n");
+        return 2;
+    }
+    if (!po->kld && !c->file) {
+        fprintf(stderr, "qrun: --perplexity needs the text: -f FILE%s\n",
+                c->prompt ? " (-p is not read by --perplexity)" : "");
+        return 2;
+    }
+    if (po->n_ctx != 0 && po->n_ctx < QRUN_PPL_MIN_CTX) {
+        fprintf(stderr, "qrun: -c %d: perplexity needs chunks of at least %d tokens\n", (int)po->n_ctx,
+                QRUN_PPL_MIN_CTX);
+        return 2;
+    }
+    signal(SIGINT, on_sigint);
+    po->interrupt = &g_interrupt;
+    po->progress = isatty(2);
+    struct qp_error err = {{0}};
+    enum qp_status s = qrun_perplexity_cmd(c->plan, &c->o, po, po->kld ? NULL : c->file, stdout, NULL, &err);
+    if (s != QP_OK) {
+        fprintf(stderr, "qrun: %s\n", err.msg);
+        return s == QP_ERR_INTERRUPTED ? 130 : 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     struct cli c;
     int rc;
@@ -494,6 +544,12 @@ int main(int argc, char **argv) {
     if (c.tokenize || c.detokenize) return run_tokenizer_cmd(&c);
     if (!c.plan) {
         usage(stderr);
+        return 2;
+    }
+    if (c.perplexity || c.po.kld) return run_perplexity(&c);
+    if (c.po.kld_base || c.po.n_chunks) {
+        fprintf(stderr, "qrun: %s goes with --perplexity or --kl-divergence\n",
+                c.po.kld_base ? "--kl-divergence-base" : "--chunks");
         return 2;
     }
     if (c.bench) return run_bench(&c);

@@ -67,24 +67,17 @@ elseif(QP_KEMU AND CUDAToolkit_FOUND)
     qp_add_test(test_cuda_backend_emu SOURCES test_cuda_backend.c LIBS qrunlib_kemu LABELS cpu emu
                 ARGS --part model)
     add_dependencies(test_cuda_backend_emu qplan)
-    # Under the sanitizers the batch part is not registered: ~15 min of one core there (5.5
-    # plain), over the CI's time alone. Its kernels' batch rows (per-row slots and positions,
-    # padding rows) run under ASan in test_gpu_ops_emu and the scheduler in test_batch_synth;
-    # what only it runs sanitized is the CUDA backend's host code for batch programs. Run it by
-    # hand there: tests/test_cuda_backend_emu --part batch.
-    set(parts kernels)
-    if(NOT QP_SANITIZE)
-      list(APPEND parts batch)
-    endif()
-    foreach(part ${parts})
+    foreach(part batch kernels)
       add_test(NAME test_cuda_backend_emu_${part} COMMAND test_cuda_backend_emu --part ${part})
-      set_tests_properties(test_cuda_backend_emu_${part} PROPERTIES LABELS "cpu;emu" SKIP_RETURN_CODE 77
-                           TIMEOUT ${QP_TEST_TIMEOUT})
+      set_tests_properties(test_cuda_backend_emu_${part} PROPERTIES LABELS "cpu;emu" SKIP_RETURN_CODE 77)
     endforeach()
-    if(NOT QP_SANITIZE)
-      set_tests_properties(test_cuda_backend_emu_batch PROPERTIES COST 400)
-    endif()
-    set_tests_properties(test_cuda_backend_emu PROPERTIES COST 200)
+    # whole models through the emulated kernels: minutes each on 2 busy cores, so twice the usual limit
+    get_test_property(test_cuda_backend_emu TIMEOUT qp_cbe_timeout)
+    math(EXPR qp_cbe_timeout "${qp_cbe_timeout} * 2")
+    set_tests_properties(test_cuda_backend_emu test_cuda_backend_emu_batch test_cuda_backend_emu_kernels
+                         PROPERTIES TIMEOUT ${qp_cbe_timeout})
+    set_tests_properties(test_cuda_backend_emu PROPERTIES COST 150)
+    set_tests_properties(test_cuda_backend_emu_batch PROPERTIES COST 190)
     set_tests_properties(test_cuda_backend_emu_kernels PROPERTIES COST 60)
 
     # qplan with the emulated runtime: qplan tune on the emulated kernels (tests/tune/tune.sh)

@@ -5,7 +5,7 @@ add_library(qpref STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/reference/ref_expected.c)
 target_compile_options(qpref PRIVATE ${QP_C_WARNINGS})
 target_include_directories(qpref PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/reference)
-target_link_libraries(qpref PUBLIC qpcompiler ${MATH_LIB})
+target_link_libraries(qpref PUBLIC qpcompiler Threads::Threads ${MATH_LIB})
 
 add_executable(qpref_cli ${CMAKE_CURRENT_SOURCE_DIR}/reference/qpref_main.c)
 set_target_properties(qpref_cli PROPERTIES OUTPUT_NAME qpref)

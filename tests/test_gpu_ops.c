@@ -203,17 +203,20 @@ static bool run_cpu(const char *what, struct qp_op_args *c) {
 #define MATVEC_TOKENS 8
 
 /* The kernels the compiler's defaults give a node like g (compiler/select.c), in order of
- * preference within each group: both matvecs for a few tokens (mmv_stream where the device has it,
- * mmv on any card), the first attention kernel that can run it, gemm for many tokens. */
+ * preference within each group: every matvec for a few tokens (mmv_batch, and mmv_stream where
+ * the device has it, mmv on any card), the first attention kernel that can run it, gemm for many
+ * tokens. */
 static int default_kernels(const struct qp_op_args *g, int32_t *ids) {
     const bool few = g->n_tok <= MATVEC_TOKENS;
     switch (g->op) {
     case QP_OP_LINEAR:
         if (!few) return ids[0] = QP_KERNEL_GEMM, 1;
-        if (g->epilogue == QP_EPILOGUE_ARGMAX) return ids[0] = QP_KERNEL_MMV_ARGMAX, 1;
-        ids[0] = QP_KERNEL_MMV_STREAM;
-        ids[1] = QP_KERNEL_MMV;
-        return 2;
+        int n = 0;
+        if (g->n_tok > 1) ids[n++] = QP_KERNEL_MMV_BATCH; /* the LM head's, and mmv_stream's fallback */
+        if (g->epilogue == QP_EPILOGUE_ARGMAX) return ids[n++] = QP_KERNEL_MMV_ARGMAX, n;
+        ids[n++] = QP_KERNEL_MMV_STREAM;
+        ids[n++] = QP_KERNEL_MMV;
+        return n;
     case QP_OP_ATTENTION:
         ids[0] = few ? QP_KERNEL_ATTN_GQA : QP_KERNEL_ATTN_PREFILL;
         ids[1] = QP_KERNEL_ATTN_SPLIT;
@@ -1051,6 +1054,18 @@ int main(int argc, char **argv) {
         test_linear(QP_GGML_Q5_0, &qkv);
         struct lin_case am = {1, {3001, 0, 0}, 896, 4, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0, X_UNIFORM, false};
         test_linear(QP_GGML_Q8_0, &am);
+        /* the 0.5B model's batched decode nodes at a batch of 8 (mmv_batch): gate+up, ffn_down
+         * (4,864 columns: groups of tokens by default), attn_output, the LM head */
+        struct lin_case sw = {2, {4864, 4864, 0}, 896, 8, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_SWIGLU, false, 0, X_UNIFORM, false};
+        test_linear(QP_GGML_Q5_0, &sw);
+        struct lin_case down = {1, {896, 0, 0}, 4864, 8, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0, X_UNIFORM, false};
+        test_linear(QP_GGML_Q6_K, &down);
+        struct lin_case out = {1, {896, 0, 0}, 896, 8, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0, X_UNIFORM, false};
+        test_linear(QP_GGML_Q5_0, &out);
+        out.n_tok = 3; /* a group that is not a power of two */
+        test_linear(QP_GGML_Q8_0, &out);
+        struct lin_case head = {1, {151936, 0, 0}, 896, 8, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ARGMAX, false, 0, X_UNIFORM, false};
+        test_linear(qp_cpu_weight_type_supported(QP_GGML_Q8_0) ? QP_GGML_Q8_0 : QP_GGML_F16, &head);
     }
     g_batch_rows = false;
     test_argmax(1, 151936, false);

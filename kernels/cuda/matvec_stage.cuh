@@ -75,5 +75,68 @@ static __device__ __forceinline__ float qp_stage_x_block(float *w, const float *
     return inv;
 }
 
+/* Stages g <= QP_CUDA_MMVB_MAX_TOKENS consecutive token rows of x (row j at x + j * cols) at
+ * w + j * xsf, as qp_stage_x_block does one, and writes each row's 1/rms (norm != NULL; else 1)
+ * to inv[j]. The rows' loads are issued together and their sums of squares reduced in one block
+ * reduction: staging the rows one after the other cost a global round trip and two barriers per
+ * token, which made a batch of 8 three times slower than one token (docs/performance.md).
+ * Requires cols % 32 == 0 and x, norm 16-byte aligned. Contains __syncthreads() (call from all
+ * threads); w and inv are ready for every thread on return. `red` is __shared__ float[32 *
+ * QP_CUDA_MMVB_MAX_TOKENS]. */
+static __device__ __forceinline__ void qp_stage_x_group(float *w, int64_t xsf, const float *x, const float *norm,
+                                                        int64_t cols, int g, float eps, float *red, float *inv) {
+    constexpr int G = QP_CUDA_MMVB_MAX_TOKENS;
+    if ((((uintptr_t)x | (uintptr_t)norm) & 15u) != 0) { /* unaligned rows: one at a time */
+        for (int j = 0; j < g; j++) {
+            const float v = qp_stage_x_block(w + j * xsf, x + j * cols, norm, cols, eps, red);
+            if (threadIdx.x == 0) inv[j] = v;
+        }
+        __syncthreads();
+        return;
+    }
+    float ss[G];
+#pragma unroll
+    for (int j = 0; j < G; j++) ss[j] = 0.0f;
+    const float4 *x4 = (const float4 *)x, *n4 = (const float4 *)norm;
+    const int64_t n = cols / 4, total = n * g, step = blockDim.x;
+    for (int64_t i0 = threadIdx.x; i0 < total; i0 += QP_STAGE_BATCH * step) {
+        float4 a[QP_STAGE_BATCH], m[QP_STAGE_BATCH];
+#pragma unroll
+        for (int k = 0; k < QP_STAGE_BATCH; k++) {
+            const int64_t i = i0 + k * step;
+            if (i < total) {
+                a[k] = x4[i];
+                m[k] = norm ? __ldg(n4 + i % n) : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < QP_STAGE_BATCH; k++) {
+            const int64_t i = i0 + k * step;
+            if (i < total) {
+                const int64_t j = i / n, c = i - j * n;
+                const float4 v = a[k];
+                const float q = v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+#pragma unroll
+                for (int r = 0; r < G; r++)
+                    if (r == j) ss[r] += q; /* register array: no dynamic index */
+                *(float4 *)(w + j * xsf + (c >> 3) * QP_XS_STRIDE + 4 * (c & 7)) =
+                    norm ? make_float4(v.x * m[k].x, v.y * m[k].y, v.z * m[k].z, v.w * m[k].w) : v;
+            }
+        }
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+#pragma unroll
+    for (int j = 0; j < G; j++) {
+        const float v = qp_warp_sum(ss[j]);
+        if (lane == 0) red[j * 32 + warp] = v;
+    }
+    __syncthreads();
+    for (int j = warp; j < g; j += nw) { /* warp j sums row j's warp totals */
+        const float v = qp_warp_sum(lane < nw ? red[j * 32 + lane] : 0.0f);
+        if (lane == 0) inv[j] = norm ? 1.0f / sqrtf(v / (float)cols + eps) : 1.0f;
+    }
+    __syncthreads();
+}
+
 /* Shared-memory bytes of a staged x of `cols` floats (cols % 32 == 0). */
 static inline size_t qp_xs_bytes(int64_t cols) { return qp_cuda_xs_bytes(cols); }

@@ -16,7 +16,11 @@
  * warps, ...; each lane decodes one 32-element sub-chunk (the decoders of quant_blocks.cuh through
  * the shared-memory loader) and the warp sums the chunk. The chunk sums of each row are added in
  * chunk order (deterministic), then one thread per unit writes the epilogue (linear_common.cuh).
- * For n_tok > 1 the weights are copied once and every token runs from shared memory.
+ * For n_tok > 1 the weights are copied once and the tokens run from shared memory in groups of
+ * launch.split (batched decode): the group's inputs are staged together, and each lane decodes its
+ * sub-chunk into registers once (qp_dec32) and dots it with every token of the group, so a group
+ * costs about one decode of the weights, not one per token. One token at a time (split 0 or 1)
+ * takes the integer dots of quant_dot.cuh instead, the fastest for a single token.
  *
  * Segments: the unit -> rows map of each epilogue is affine on "pieces" (a part for NONE/RESIDUAL,
  * the whole range for SWIGLU, a head's pairs for ROPE_KV); a block's range meets a few pieces, each
@@ -42,6 +46,7 @@
 #endif
 #define QP_MMVS_MAX_SEGS QP_CUDA_MMVS_MAX_SEGS /* segments per block (qp_mmvs_geometry bounds a block's range) */
 #define QP_MMVS_MIXED (-1)
+#define QP_MMVS_MAX_TOKENS QP_CUDA_MMVB_MAX_TOKENS /* tokens decoded together, at most */
 /* rounds of the edge copy: one warp per segment per round */
 #define QP_MMVS_EDGE_ROUNDS ((QP_MMVS_MAX_SEGS * 32 + QP_MMVS_THREADS - 1) / QP_MMVS_THREADS)
 
@@ -133,18 +138,58 @@ static __device__ __noinline__ float qp_mmvs_sub_any(int type, const uint8_t *ro
 #undef QP_SUB_CASE
 }
 
-/* Dynamic shared memory: [weights: wbytes][staged x: qp_xs_bytes(cols)][chunk sums]. */
-template <int T, int EPI>
+/* Sub-chunk s of a row (in shared memory) dotted with the staged inputs of g tokens, xsf floats
+ * apart: decoded into registers once (qp_dec32), then one dot per token. */
+template <int T>
+static __device__ __forceinline__ void qp_mmvs_sub_multi(const uint8_t *row, int64_t s, const float *xs, int64_t xsf,
+                                                         int g, float (&acc)[QP_MMVS_MAX_TOKENS]) {
+    using Q = qp_qt<T>;
+    float v[32];
+    qp_dec32<T, qp_lds>(row + (s / Q::SUBS) * Q::BYTES, (int)(s % Q::SUBS), v);
+#pragma unroll
+    for (int j = 0; j < QP_MMVS_MAX_TOKENS; j++) {
+        if (j >= g) break;
+        const float4 *x4 = (const float4 *)(xs + j * xsf + s * QP_XS_STRIDE);
+        float d = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const float4 a = x4[i];
+            d += v[4 * i] * a.x + v[4 * i + 1] * a.y + v[4 * i + 2] * a.z + v[4 * i + 3] * a.w;
+        }
+        acc[j] = d;
+    }
+}
+
+/* As qp_mmvs_sub_multi for a row whose type is known at run time only (a mixed node). */
+static __device__ __noinline__ void qp_mmvs_sub_multi_any(int type, const uint8_t *row, int64_t s, const float *xs,
+                                                          int64_t xsf, int g, float (&acc)[QP_MMVS_MAX_TOKENS]) {
+#define QP_SUBM_CASE(T_) \
+    case T_: qp_mmvs_sub_multi<T_>(row, s, xs, xsf, g, acc); return;
+    switch (type) {
+        QP_CUDA_TYPES(QP_SUBM_CASE)
+    default:
+        for (int j = 0; j < QP_MMVS_MAX_TOKENS; j++) acc[j] = __int_as_float(0x7fc00000); /* ops.cu admits no other type */
+    }
+#undef QP_SUBM_CASE
+}
+
+/* Dynamic shared memory: [weights: wbytes][staged x: G x qp_xs_bytes(cols)][chunk sums: G x items],
+ * G = the tokens decoded together (tpg). MULTI: the instance for groups of tokens (tpg > 1); the
+ * one-token instance is compiled apart, so that the group code costs it no registers. */
+template <int T, int EPI, bool MULTI>
 static __global__ void __launch_bounds__(QP_MMVS_THREADS, QP_MMVS_MIN_BLOCKS)
-    matvec_stream_kernel(const qp_lin_params p, const int64_t upb, const uint32_t wbytes, const int n_tok) {
+    matvec_stream_kernel(const qp_lin_params p, const int64_t upb, const uint32_t wbytes, const int n_tok,
+                         const int tpg) {
     QP_DYNAMIC_SMEM(float4, qp_mmvs_smem);
     __shared__ uint64_t bar;
     __shared__ qp_mmvs_seg seg[QP_MMVS_MAX_SEGS];
     __shared__ int nseg;
-    __shared__ float red[32];
+    __shared__ float red[MULTI ? 32 * QP_MMVS_MAX_TOKENS : 32];
+    __shared__ float inv_s[QP_MMVS_MAX_TOKENS];
     uint8_t *wsm = (uint8_t *)qp_mmvs_smem;
     float *xs = (float *)(wsm + wbytes);
-    float *part = xs + (p.cols / 32) * QP_XS_STRIDE;
+    const int64_t xsf = (p.cols / 32) * QP_XS_STRIDE; /* floats of one token's staged x */
+    float *part = xs + tpg * xsf;
     const int64_t u0 = (int64_t)blockIdx.x * upb, u1 = u0 + upb < p.units ? u0 + upb : p.units;
     constexpr int NR = (EPI == QP_EPILOGUE_SWIGLU || EPI == QP_EPILOGUE_ROPE_KV) ? 2 : 1;
 #ifdef QP_MMVS_TRACE /* a measurement build: SM clock at each phase, printed by two blocks */
@@ -231,46 +276,70 @@ static __global__ void __launch_bounds__(QP_MMVS_THREADS, QP_MMVS_MIN_BLOCKS)
     qp_pdl_trigger();
     QP_TR(2);
 
-    /* 2. per token: stage x, the items, the epilogue */
+    /* 2. per group of tpg tokens: stage their x, the items, the epilogues */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const int64_t nsub = p.cols / 32;
     const int nchunk = (int)((nsub + 31) / 32);
     const int nu = (int)(u1 - u0), nitems = nu * NR * nchunk;
-    for (int t = 0; t < n_tok; t++) {
-        const float inv = qp_stage_x_block(xs, p.x + (int64_t)t * p.cols, p.norm, p.cols, p.eps, red);
-        if (t == 0) {
+    for (int t0 = 0; t0 < n_tok; t0 += tpg) {
+        const int g = n_tok - t0 < tpg ? n_tok - t0 : tpg;
+        if constexpr (!MULTI) {
+            const float inv = qp_stage_x_block(xs, p.x + (int64_t)t0 * p.cols, p.norm, p.cols, p.eps, red);
+            if (threadIdx.x == 0) inv_s[0] = inv;
+        } else {
+            qp_stage_x_group(xs, xsf, p.x + (int64_t)t0 * p.cols, p.norm, p.cols, g, p.eps, red, inv_s);
+        }
+        if (t0 == 0) {
             QP_TR(3);
 #pragma unroll
             for (int e = 0; e < QP_MMVS_EDGE_ROUNDS; e++)
                 if (edge_at[e] >= 0) wsm[edge_at[e]] = edge[e];
-            __syncthreads();
             qp_mbar_wait0(&bar);
             QP_TR(4);
         }
+        __syncthreads(); /* inv_s, and the edge bytes */
         /* the epilogue's loads and RoPE angle, ahead of the dots: by the block's last threads, whose
-         * warps have no item when the block has few (qkv, attn_output) */
+         * warps have no item when the block has few (qkv, attn_output); one token at a time only */
         qp_unit_pre pre = {1.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-        if (has_ue) pre = qp_unit_prepare<EPI>(p, t, u0 + ue, freq);
+        if (!MULTI && has_ue) pre = qp_unit_prepare<EPI>(p, t0, u0 + ue, freq);
         /* item it = j * nchunk + c, stepped by nw without a division per item */
         const int dj = nw / nchunk, dc = nw % nchunk;
         for (int it = warp, c = warp % nchunk, j = warp / nchunk; it < nitems; it += nw) {
             int64_t ra, rb;
             qp_unit_rows<EPI>(p, u0 + j / NR, &ra, &rb);
             const int64_t row = j % NR ? rb : ra;
-            float acc = 0.0f;
+            const uint8_t *rp = NULL;
+            int pi = 0;
+            const int64_t s = (int64_t)c * 32 + lane;
             if (row >= 0) {
                 int k = 0;
                 while (k + 1 < nseg && !(row >= seg[k].row && row < seg[k].row + seg[k].n)) k++;
-                const int pi = seg[k].part;
-                const uint8_t *rp = wsm + seg[k].off + (size_t)(row - seg[k].row) * p.row_bytes[pi];
-                const int64_t s = (int64_t)c * 32 + lane;
-                if (s < nsub) {
+                pi = seg[k].part;
+                rp = wsm + seg[k].off + (size_t)(row - seg[k].row) * p.row_bytes[pi];
+            }
+            if constexpr (!MULTI) {
+                float acc = 0.0f;
+                if (rp && s < nsub) {
                     if constexpr (T == QP_MMVS_MIXED) acc = qp_mmvs_sub_any(p.type[pi], rp, s, xs);
                     else acc = qp_mmvs_sub<T>(rp, s, xs);
                 }
+                acc = qp_warp_sum(acc);
+                if (lane == 0) part[it] = acc;
+            } else {
+                float acc[QP_MMVS_MAX_TOKENS];
+#pragma unroll
+                for (int k = 0; k < QP_MMVS_MAX_TOKENS; k++) acc[k] = 0.0f;
+                if (rp && s < nsub) {
+                    if constexpr (T == QP_MMVS_MIXED) qp_mmvs_sub_multi_any(p.type[pi], rp, s, xs, xsf, g, acc);
+                    else qp_mmvs_sub_multi<T>(rp, s, xs, xsf, g, acc);
+                }
+#pragma unroll
+                for (int k = 0; k < QP_MMVS_MAX_TOKENS; k++) {
+                    if (k >= g) break;
+                    const float sum = qp_warp_sum(acc[k]);
+                    if (lane == 0) part[k * nitems + it] = sum;
+                }
             }
-            acc = qp_warp_sum(acc);
-            if (lane == 0) part[it] = acc;
             c += dc;
             j += dj;
             if (c >= nchunk) {
@@ -278,23 +347,40 @@ static __global__ void __launch_bounds__(QP_MMVS_THREADS, QP_MMVS_MIN_BLOCKS)
                 j++;
             }
         }
-        if (t == 0) QP_TR(5);
+        if (t0 == 0) QP_TR(5);
         __syncthreads();
-        for (int ui = ue; ui < nu; ui += blockDim.x) {
-            float a = 0.0f, b = 0.0f;
-            for (int c = 0; c < nchunk; c++) a += part[(ui * NR) * nchunk + c];
-            if constexpr (NR == 2)
-                for (int c = 0; c < nchunk; c++) b += part[(ui * NR + 1) * nchunk + c];
-            int64_t ra, rb;
-            qp_unit_rows<EPI>(p, u0 + ui, &ra, &rb);
-            if (ui == ue) {
-                qp_unit_store_pre<EPI>(p, t, u0 + ui, ra, rb, a * inv, b * inv, pre);
-            } else { /* more units than threads */
-                const qp_unit_pre pu = qp_unit_prepare<EPI>(p, t, u0 + ui, qp_unit_freq<EPI>(p, u0 + ui));
-                qp_unit_store_pre<EPI>(p, t, u0 + ui, ra, rb, a * inv, b * inv, pu);
+        if constexpr (!MULTI) {
+            const float inv = inv_s[0];
+            for (int ui = ue; ui < nu; ui += blockDim.x) {
+                float a = 0.0f, b = 0.0f;
+                for (int c = 0; c < nchunk; c++) a += part[(ui * NR) * nchunk + c];
+                if constexpr (NR == 2)
+                    for (int c = 0; c < nchunk; c++) b += part[(ui * NR + 1) * nchunk + c];
+                int64_t ra, rb;
+                qp_unit_rows<EPI>(p, u0 + ui, &ra, &rb);
+                if (ui == ue) {
+                    qp_unit_store_pre<EPI>(p, t0, u0 + ui, ra, rb, a * inv, b * inv, pre);
+                } else { /* more units than threads */
+                    const qp_unit_pre pu = qp_unit_prepare<EPI>(p, t0, u0 + ui, qp_unit_freq<EPI>(p, u0 + ui));
+                    qp_unit_store_pre<EPI>(p, t0, u0 + ui, ra, rb, a * inv, b * inv, pu);
+                }
+            }
+        } else { /* the (token, unit) pairs of the group in parallel, from the block's last thread */
+            for (int wi = ue; wi < g * nu; wi += blockDim.x) {
+                const int k = wi / nu, ui = wi - k * nu;
+                const float inv = inv_s[k];
+                const float *pk = part + k * nitems;
+                float a = 0.0f, b = 0.0f;
+                for (int c = 0; c < nchunk; c++) a += pk[(ui * NR) * nchunk + c];
+                if constexpr (NR == 2)
+                    for (int c = 0; c < nchunk; c++) b += pk[(ui * NR + 1) * nchunk + c];
+                int64_t ra, rb;
+                qp_unit_rows<EPI>(p, u0 + ui, &ra, &rb);
+                const qp_unit_pre pu = qp_unit_prepare<EPI>(p, t0 + k, u0 + ui, qp_unit_freq<EPI>(p, u0 + ui));
+                qp_unit_store_pre<EPI>(p, t0 + k, u0 + ui, ra, rb, a * inv, b * inv, pu);
             }
         }
-        if (t + 1 < n_tok) __syncthreads(); /* xs and part are rewritten by the next token */
+        if (t0 + tpg < n_tok) __syncthreads(); /* xs, inv_s and part are rewritten by the next group */
     }
 #ifdef QP_MMVS_TRACE
     QP_TR(6);
@@ -307,15 +393,15 @@ static __global__ void __launch_bounds__(QP_MMVS_THREADS, QP_MMVS_MIN_BLOCKS)
 #endif
 }
 
-template <int T, int EPI>
+template <int T, int EPI, bool MULTI>
 static enum qp_status launch_mmvs(const qp_lin_params &p, int64_t blocks, int64_t upb, uint32_t wbytes, size_t smem,
-                                  int n_tok, cudaStream_t st, bool pdl, struct qp_error *err) {
-    auto k = matvec_stream_kernel<T, EPI>;
+                                  int n_tok, int tpg, cudaStream_t st, bool pdl, struct qp_error *err) {
+    auto k = matvec_stream_kernel<T, EPI, MULTI>;
     cudaError_t e = cudaSuccess;
     /* per instance, set when first needed, not on every (eager) per-token launch: the dynamic
      * shared memory beyond the default 48 KB, and the largest carveout, so that the next node's
      * block can fit beside this one */
-    static size_t smem_set = 48 * 1024;
+    static size_t smem_set = 0; /* the default limit counts static shared memory too: opt in always */
     static bool carveout_set = false;
     if (smem > smem_set) {
         e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -326,7 +412,7 @@ static enum qp_status launch_mmvs(const qp_lin_params &p, int64_t blocks, int64_
         carveout_set = e == cudaSuccess;
     }
     if (e == cudaSuccess)
-        e = qp_cuda_launch_k(k, dim3((unsigned)blocks), dim3(QP_MMVS_THREADS), smem, st, pdl, p, upb, wbytes, n_tok);
+        e = qp_cuda_launch_k(k, dim3((unsigned)blocks), dim3(QP_MMVS_THREADS), smem, st, pdl, p, upb, wbytes, n_tok, tpg);
     if (e == cudaSuccess) e = cudaPeekAtLastError();
     if (e != cudaSuccess)
         return qp_error_set(err, QP_ERR_DEVICE, "%s:%d: matvec_stream_kernel<%s, %s><<<%lld, %d, %zu>>>: %s", __FILE__,
@@ -341,7 +427,7 @@ static bool qp_mmvs_built_for_sm90(void) {
     static int ok = -1;
     if (ok < 0) {
         cudaFuncAttributes fa;
-        ok = cudaFuncGetAttributes(&fa, matvec_stream_kernel<QP_GGML_Q8_0, QP_EPILOGUE_NONE>) == cudaSuccess &&
+        ok = cudaFuncGetAttributes(&fa, matvec_stream_kernel<QP_GGML_Q8_0, QP_EPILOGUE_NONE, false>) == cudaSuccess &&
              fa.binaryVersion >= 90;
         (void)cudaGetLastError();
     }
@@ -359,7 +445,7 @@ enum qp_status qp_cuda_matvec_stream(const struct qp_op_args *a, struct qp_error
         return qp_error_set(err, QP_ERR_INVALID, "cuda mmv_stream: launch.block %d, the kernel runs %d",
                             a->launch.block, QP_MMVS_THREADS);
     struct qp_mmvs_geometry g;
-    enum qp_status s = qp_mmvs_geometry(a, a->launch.rows_per_block, &g, err);
+    enum qp_status s = qp_mmvs_geometry(a, a->launch.rows_per_block, a->launch.split, &g, err);
     if (s != QP_OK) return s;
     const qp_lin_params p = qp_lin_params_make(a);
     bool mixed = false;
@@ -374,11 +460,13 @@ enum qp_status qp_cuda_matvec_stream(const struct qp_op_args *a, struct qp_error
     cudaStream_t st = QP_STREAM(a);
     const bool pdl = a->launch.pdl != 0;
     const int64_t upb = a->launch.rows_per_block;
+    const int tpg = a->launch.split > 1 ? a->launch.split : 1; /* geometry bounds it */
     qp_cuda_note_launch(QP_KERNEL_MMV_STREAM);
     if (mixed) {
         qp_epi_dispatch(a->epilogue, [&](auto te_) {
             constexpr int EPI = decltype(te_)::value;
-            s = launch_mmvs<QP_MMVS_MIXED, EPI>(p, g.blocks, upb, g.wbytes, g.smem, a->n_tok, st, pdl, err);
+            s = tpg > 1 ? launch_mmvs<QP_MMVS_MIXED, EPI, true>(p, g.blocks, upb, g.wbytes, g.smem, a->n_tok, tpg, st, pdl, err)
+                        : launch_mmvs<QP_MMVS_MIXED, EPI, false>(p, g.blocks, upb, g.wbytes, g.smem, a->n_tok, tpg, st, pdl, err);
         });
         return s;
     }
@@ -386,7 +474,8 @@ enum qp_status qp_cuda_matvec_stream(const struct qp_op_args *a, struct qp_error
         constexpr int T = decltype(tc_)::value;
         qp_epi_dispatch(a->epilogue, [&](auto te_) {
             constexpr int EPI = decltype(te_)::value;
-            s = launch_mmvs<T, EPI>(p, g.blocks, upb, g.wbytes, g.smem, a->n_tok, st, pdl, err);
+            s = tpg > 1 ? launch_mmvs<T, EPI, true>(p, g.blocks, upb, g.wbytes, g.smem, a->n_tok, tpg, st, pdl, err)
+                        : launch_mmvs<T, EPI, false>(p, g.blocks, upb, g.wbytes, g.smem, a->n_tok, tpg, st, pdl, err);
         });
     });
     if (!ok)

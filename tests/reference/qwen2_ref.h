@@ -4,8 +4,12 @@
  * tested against scripts/numpy_forward.py (float64 numpy, the `gguf` package's dequantization).
  *
  * It uses only the GGUF reader (qp_gguf) and row dequantization (qp_quant_dequant_row); all
- * arithmetic is its own, fp32 with fp32 accumulation, one token per call, with its own f32 KV
- * cache. Weights stay in the file's mapping and are dequantized a row at a time (slow, small).
+ * arithmetic is its own. Two passes over the same weights:
+ *   qp_ref_forward  fp32 with fp32 accumulation, one token per call, its own f32 KV cache;
+ *                   weights dequantized a row at a time (slow, small);
+ *   qp_ref_seq64    a whole sequence from an empty context in double precision (every
+ *                   activation, sum, norm, softmax and RoPE angle), the weights dequantized
+ *                   exactly (f32 values, widened): the precision reference of docs/fidelity.md.
  * Also: the compact expected-logits files (tests/data/reference/, NAME.logits) and their comparison.
  */
 #pragma once
@@ -49,6 +53,32 @@ enum qp_status qp_ref_forward(struct qp_ref *r, int32_t token, int32_t pos, floa
                               struct qp_error *err);
 
 const struct qp_ref_config *qp_ref_config(const struct qp_ref *r);
+
+/* Receives the logits that follow position pos ([n_vocab] doubles, valid during the call).
+ * Return nonzero to stop the pass (qp_ref_seq64 then returns QP_ERR_INTERRUPTED). */
+typedef int (*qp_ref_row_fn)(void *user, int32_t pos, const double *logits);
+
+/* What the double-precision pass rounds on purpose, to measure what an engine's storage
+ * precision costs (docs/fidelity.md). Everything else stays double. */
+enum qp_ref_rounding {
+    QP_REF_EXACT = 0,     /* nothing */
+    QP_REF_KV_F16 = 1,    /* K (after RoPE) and V stored as f16, as qrun's plans keep the cache */
+    QP_REF_LLAMA_CPU = 2, /* KV_F16, and what llama.cpp's CPU backend also rounds: each matrix
+                             product's input to its weight type's vec_dot type (q8_0 blocks of 32
+                             for Q4_0..Q8_0, q8_K blocks of 256 for the K-quants, f16 for F16,
+                             f32 otherwise), and flash attention's f16 query and f16 running sum
+                             of V */
+};
+
+/* The double-precision pass: tokens[0..n) at positions 0..n-1 from an empty context (1 <= n
+ * <= n_ctx), then row(user, p, logits) for p = first .. n-1 in order. n_threads >= 1 threads
+ * split every matrix product and the attention heads; each output is summed in one fixed
+ * order, so results do not depend on n_threads. Uses its own buffers (allocated per call,
+ * ~100 MB for n = 512 and the 0.5B model's vocabulary); does not touch qp_ref_forward's cache.
+ * QP_ERR_RANGE for a bad token, n or first; QP_ERR_NOMEM. */
+enum qp_status qp_ref_seq64(struct qp_ref *r, const int32_t *tokens, int32_t n, int32_t first,
+                            int n_threads, enum qp_ref_rounding rounding, qp_ref_row_fn row,
+                            void *user, struct qp_error *err);
 
 void qp_ref_free(struct qp_ref *r); /* NULL is fine */
 
