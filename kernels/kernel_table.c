@@ -164,7 +164,7 @@ int64_t qp_mmvs_default_upb(const struct qp_op_args *a, const struct qp_kernel_t
 static int32_t mmvs_default_tokens(const struct qp_op_args *a, int64_t upb) {
     if (a->n_tok <= 1 || upb < 1) return 0;
     int32_t fit = a->n_tok < QP_CUDA_MMVB_MAX_TOKENS ? a->n_tok : QP_CUDA_MMVB_MAX_TOKENS;
-    struct qp_mmvs_geometry g;
+    struct qp_mmvs_geometry g = {0};
     struct qp_error e;
     while (fit > 1 && (qp_mmvs_geometry(a, upb, fit, &g, &e) != QP_OK || g.smem > QP_CUDA_SMEM_MAX / 2)) fit--;
     const int32_t groups = (a->n_tok + fit - 1) / fit;
