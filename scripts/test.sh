@@ -3,7 +3,8 @@
 # runs five stages, each timed:
 #   1 build (warnings are errors: -DQP_WERROR=ON) and ctest, all but the emulator's variants
 #   2 the emulator's variants (ctest -L emu_variant: reverse/shuffle schedules, classic/bps1)
-#   3 the CPU suites again under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)
+#   3 the CPU suites again under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/;
+#     test_cuda_backend_emu and its parts run in stage 1 only, see stage_sanitizers)
 #   4 each fuzz target for a bounded time (QP_FUZZ_SECONDS, default 45; scripts/fuzz.sh)
 #   5 the build matrix: gcc and clang Release (build-release-gcc/, build-release-clang/:
 #     -Werror, no CUDA), a configure without Boost.Context and a build without the CUDA
@@ -89,13 +90,14 @@ stage_sanitizers() {
   run cmake -S "$root" -B "$asan" -DQP_SANITIZE=ON -DQP_CUDA=OFF -DQP_WERROR=ON \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   run cmake --build "$asan" -j"$jobs" >/dev/null
-  # test_cuda_backend_emu runs in stage 1 only: whole models through the emulated kernels took
-  # over 15 minutes under ASan on the 2-core CI machine, and what it adds under the sanitizers is
-  # covered here by test_gpu_ops_emu (every kernel, emulated) and by the CPU backend's whole-model
-  # tests of the same runtime code (test_runtime_synth, test_batch_synth, test_perplexity_synth)
+  # test_cuda_backend_emu and its parts (_batch, _kernels) run in stage 1 only: whole models
+  # through the emulated kernels took over 15 minutes under ASan on the 2-core CI machine, and
+  # what they add under the sanitizers is covered here by test_gpu_ops_emu (every kernel,
+  # emulated) and by the CPU backend's whole-model tests of the same runtime code
+  # (test_runtime_synth, test_batch_synth, test_perplexity_synth)
   run env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir "$asan" --output-on-failure -j"$jobs" -L "cpu|fuzz" -LE emu_variant \
-    -E '^test_cuda_backend_emu$' --output-junit "$junit/asan.xml"
+    -E '^test_cuda_backend_emu(_batch|_kernels)?$' --output-junit "$junit/asan.xml"
 }
 
 stage_fuzzers() {
