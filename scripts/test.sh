@@ -3,11 +3,12 @@
 # runs five stages, each timed:
 #   1 build (warnings are errors: -DQP_WERROR=ON) and ctest, all but the emulator's variants
 #   2 the emulator's variants (ctest -L emu_variant: reverse/shuffle schedules, classic/bps1)
-#   3 the CPU suites again under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)
+#   3 the CPU suites again under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/;
+#     test_cuda_backend_emu and its parts run in stage 1 only, see stage_sanitizers)
 #   4 each fuzz target for a bounded time (QP_FUZZ_SECONDS, default 45; scripts/fuzz.sh)
 #   5 the build matrix: gcc and clang Release (build-release-gcc/, build-release-clang/:
-#     -Werror, no CUDA), a configure without Boost.Context and a build without the CUDA
-#     Toolkit, each checked for the message that says what is off
+#     -Werror, no CUDA backend; the gcc one also as if no CUDA Toolkit were installed) and a
+#     configure without Boost.Context, each checked for the message that says what is off
 # and ends with the stage times and every skipped test's reason (tests that need a GPU or the
 # real model skip, saying why).
 #   QP_TEST_QUICK=1    stage 1 only (a developer's quick loop)
@@ -89,13 +90,14 @@ stage_sanitizers() {
   run cmake -S "$root" -B "$asan" -DQP_SANITIZE=ON -DQP_CUDA=OFF -DQP_WERROR=ON \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   run cmake --build "$asan" -j"$jobs" >/dev/null
-  # test_cuda_backend_emu runs in stage 1 only: whole models through the emulated kernels took
-  # over 15 minutes under ASan on the 2-core CI machine, and what it adds under the sanitizers is
-  # covered here by test_gpu_ops_emu (every kernel, emulated) and by the CPU backend's whole-model
-  # tests of the same runtime code (test_runtime_synth, test_batch_synth, test_perplexity_synth)
+  # test_cuda_backend_emu and its parts (_batch, _kernels) run in stage 1 only: whole models
+  # through the emulated kernels took over 15 minutes under ASan on the 2-core CI machine, and
+  # what they add under the sanitizers is covered here by test_gpu_ops_emu (every kernel,
+  # emulated) and by the CPU backend's whole-model tests of the same runtime code
+  # (test_runtime_synth, test_batch_synth, test_perplexity_synth)
   run env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir "$asan" --output-on-failure -j"$jobs" -L "cpu|fuzz" -LE emu_variant \
-    -E '^test_cuda_backend_emu$' --output-junit "$junit/asan.xml"
+    -E '^test_cuda_backend_emu(_batch|_kernels)?$' --output-junit "$junit/asan.xml"
 }
 
 stage_fuzzers() {
@@ -110,28 +112,27 @@ stage_fuzzers() {
 # stages 1 and 3.
 matrix_targets=(--target qplan qrun)
 stage_build_matrix() {
-  local cc
+  local cc log
   for cc in gcc clang; do
-    local dir=$root/build-release-$cc cxx=g++
+    local dir=$root/build-release-$cc cxx=g++ nocuda=()
     [ $cc = clang ] && cxx=clang++
-    echo "build matrix: $cc Release"
+    # the gcc build is also the build of a machine without the CUDA Toolkit: one build less
+    [ $cc = gcc ] && nocuda=(-DCMAKE_DISABLE_FIND_PACKAGE_CUDAToolkit=ON)
+    echo "build matrix: $cc Release${nocuda:+, no CUDA Toolkit}"
+    log=$junit/release-$cc.log
     run env CC=$cc CXX=$cxx cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=Release -DQP_WERROR=ON \
-      -DQP_CUDA=OFF >/dev/null
+      -DQP_CUDA=OFF "${nocuda[@]}" >"$log"
+    if [ $cc = gcc ]; then
+      expect_message "$log" "qplan: CUDA backend disabled (QP_CUDA=OFF)"
+      expect_message "$log" "qplan: no CUDA Toolkit headers: the CPU emulator of the CUDA kernels (tests/kemu) is off"
+    fi
     run cmake --build "$dir" -j"$jobs" "${matrix_targets[@]}" >/dev/null
   done
-  local log
   echo "build matrix: no Boost.Context (configure)"
   log=$junit/noboost.log
   run cmake -S "$root" -B "$root/build-noboost" -DCMAKE_DISABLE_FIND_PACKAGE_boost_context=ON \
     >"$log"
   expect_message "$log" "qplan: Boost.Context not found (Debian: libboost-context-dev): the CPU emulator of the CUDA kernels"
-  echo "build matrix: no CUDA Toolkit (configure and build)"
-  log=$junit/nocuda.log
-  run cmake -S "$root" -B "$root/build-nocuda" -DQP_CUDA=OFF -DCMAKE_DISABLE_FIND_PACKAGE_CUDAToolkit=ON \
-    >"$log"
-  expect_message "$log" "qplan: CUDA backend disabled (QP_CUDA=OFF)"
-  expect_message "$log" "qplan: no CUDA Toolkit headers: the CPU emulator of the CUDA kernels (tests/kemu) is off"
-  run cmake --build "$root/build-nocuda" -j"$jobs" "${matrix_targets[@]}" >/dev/null
 }
 
 stage 1 "build and ctest" stage_build_and_ctest "$@"

@@ -43,6 +43,7 @@ elseif(QP_KEMU AND CUDAToolkit_FOUND)
   target_link_libraries(qpcuda_kemu PUBLIC qpkernels qpcore Boost::context)
 
   qp_add_test(test_gpu_ops_emu SOURCES test_gpu_ops.c LIBS qpcuda_kemu qpkernels LABELS cpu emu)
+  set_tests_properties(test_gpu_ops_emu PROPERTIES COST 150) # minutes: started before the short tests
   qp_add_gpu_ops_variants(test_gpu_ops_emu "cpu;emu;emu_variant" EMULATED) # tests/gpu.cmake's configurations
 
   # libqrun with its CUDA backend (runtime/cuda/*.cu, graph capture and replay included) on the
@@ -59,12 +60,25 @@ elseif(QP_KEMU AND CUDAToolkit_FOUND)
     target_include_directories(qrunlib_kemu PUBLIC ${CMAKE_SOURCE_DIR}/runtime)
     target_compile_definitions(qrunlib_kemu PUBLIC QP_HAVE_CUDA_BACKEND=1)
     target_link_libraries(qrunlib_kemu PUBLIC qpcuda_kemu qpcore qpkernels PkgConfig::PCRE2 Threads::Threads ${MATH_LIB})
-    qp_add_test(test_cuda_backend_emu SOURCES test_cuda_backend.c LIBS qrunlib_kemu LABELS cpu emu)
+    # Three ctest tests of one executable (test_cuda_backend --part), minutes each on the
+    # emulator, so that ctest -j runs them side by side: test_cuda_backend_emu (checks 1-3: the
+    # whole model, graph == eager, the cuBLAS-path prefill), _batch (check 5: sequences decoded
+    # together) and _kernels (check 4: each kernel named by --kernel). COST starts them first.
+    qp_add_test(test_cuda_backend_emu SOURCES test_cuda_backend.c LIBS qrunlib_kemu LABELS cpu emu
+                ARGS --part model)
     add_dependencies(test_cuda_backend_emu qplan)
-    # whole models through the emulated kernels: ~13 minutes on 2 busy cores, so twice the usual limit
+    foreach(part batch kernels)
+      add_test(NAME test_cuda_backend_emu_${part} COMMAND test_cuda_backend_emu --part ${part})
+      set_tests_properties(test_cuda_backend_emu_${part} PROPERTIES LABELS "cpu;emu" SKIP_RETURN_CODE 77)
+    endforeach()
+    # whole models through the emulated kernels: minutes each on 2 busy cores, so twice the usual limit
     get_test_property(test_cuda_backend_emu TIMEOUT qp_cbe_timeout)
     math(EXPR qp_cbe_timeout "${qp_cbe_timeout} * 2")
-    set_tests_properties(test_cuda_backend_emu PROPERTIES TIMEOUT ${qp_cbe_timeout})
+    set_tests_properties(test_cuda_backend_emu test_cuda_backend_emu_batch test_cuda_backend_emu_kernels
+                         PROPERTIES TIMEOUT ${qp_cbe_timeout})
+    set_tests_properties(test_cuda_backend_emu PROPERTIES COST 150)
+    set_tests_properties(test_cuda_backend_emu_batch PROPERTIES COST 190)
+    set_tests_properties(test_cuda_backend_emu_kernels PROPERTIES COST 60)
 
     # qplan with the emulated runtime: qplan tune on the emulated kernels (tests/tune/tune.sh)
     add_executable(qplan_emu ${CMAKE_SOURCE_DIR}/compiler/main.c ${CMAKE_SOURCE_DIR}/compiler/cmd_tune.c)

@@ -12,4 +12,6 @@ if(TARGET qrunlib AND TARGET qpref AND TARGET qplan)
   add_dependencies(test_batch_synth qplan)
   qp_add_test(test_runtime_model SOURCES test_runtime_model.c LIBS qrunlib qpref LABELS model)
   add_dependencies(test_runtime_model qplan)
+  # minutes on 2 cores (the oracle's forward passes of the real model): ctest -j starts it first
+  set_tests_properties(test_runtime_model PROPERTIES COST 280)
 endif()

@@ -10,4 +10,6 @@ if(TARGET qrunlib AND TARGET qpref AND TARGET qplan AND TARGET qrun)
 endif()
 if(TARGET qrunlib)
   qp_add_test(test_perplexity_model SOURCES test_perplexity_model.c LIBS qrunlib LABELS model)
+  # minutes on 2 cores (two 512-token chunks, the scored halves decoded a token a step): started first
+  set_tests_properties(test_perplexity_model PROPERTIES COST 380)
 endif()

@@ -19,6 +19,9 @@
  * compiled here with qplan; and, when QP_E2E_MODEL and QP_E2E_PLAN name them (scripts/
  * device-e2e.sh does, with the same-shape synthetic model of the real one), that model too.
  * `test_cuda_backend PLAN MODEL` runs checks 1-3 on that plan only (a tuned plan, say).
+ * `test_cuda_backend --part model|batch|kernels` runs one part of the default run: checks 1-3
+ * (and QP_E2E_MODEL's), check 5, or check 4, so that ctest can run the parts side by side
+ * (tests/kemu.cmake: the emulator takes minutes for each).
  *
  * Error measure: rel = ||gpu - cpu||_2 / ||cpu||_2 over one position's logits; NaN fails.
  * Tolerances: decode and prefills of <= 8 tokens run the fp32 matvec (weights read as stored,
@@ -403,7 +406,14 @@ int main(int argc, char **argv) {
         printf("skip: no CUDA device (%s)\n", ce != cudaSuccess ? cudaGetErrorString(ce) : "0 devices");
         return 77;
     }
-    if (argc == 3) { /* test_cuda_backend PLAN MODEL: the whole-model checks of that plan only */
+    const char *part = NULL; /* NULL: every part */
+    if (argc == 3 && strcmp(argv[1], "--part") == 0) {
+        part = argv[2];
+        if (strcmp(part, "model") != 0 && strcmp(part, "batch") != 0 && strcmp(part, "kernels") != 0) {
+            printf("FAIL: --part '%s': expected model, batch or kernels\n", part);
+            return 1;
+        }
+    } else if (argc == 3) { /* test_cuda_backend PLAN MODEL: the whole-model checks of that plan only */
         check_model(argv[1], argv[1], argv[2]);
         printf(failures ? "%d failure(s)\n" : "cuda backend e2e: all checks passed\n", failures);
         return failures ? 1 : 0;
@@ -429,25 +439,31 @@ int main(int argc, char **argv) {
     sh(cmd);
     snprintf(cmd, sizeof cmd, "%s compile %s -o %s --ctx 128 --chunk 16", QPLAN, m, p);
     sh(cmd);
-    check_model("small synthetic, mixed types", p, m);
-    char ps[300];
-    snprintf(ps, sizeof ps, "%s/mixed-slots.yaml", dir);
-    snprintf(cmd, sizeof cmd, "%s compile %s -o %s --ctx 256 --chunk 16 --slots 8", QPLAN, m, ps);
-    sh(cmd);
-    check_batch("small synthetic, 8 slots", ps, m);
+#define PART(name) (!part || strcmp(part, name) == 0)
+    if (PART("model")) check_model("small synthetic, mixed types", p, m);
+    if (PART("batch")) {
+        char ps[300];
+        snprintf(ps, sizeof ps, "%s/mixed-slots.yaml", dir);
+        snprintf(cmd, sizeof cmd, "%s compile %s -o %s --ctx 256 --chunk 16 --slots 8", QPLAN, m, ps);
+        sh(cmd);
+        check_batch("small synthetic, 8 slots", ps, m);
+    }
     /* the plan decides: each linear and attention kernel named in turn (blk.* names the layers'
      * linears; the LM head, with its argmax epilogue, keeps its default). With the matvecs
      * everywhere every product is f32 (TOL_FP32); where gemm runs (named, or the 40-token prefill's
      * default beside a named attention kernel) the f16 operands set the bound (TOL_GEMM). */
-    check_variant(m, dir, m, "*:linear:blk.*=mmv", "linear", "mmv", TOL_FP32);
-    check_variant(m, dir, m, "*:linear:blk.*=mmv_stream", "linear", "mmv_stream", TOL_FP32);
-    check_variant(m, dir, m, "*:linear:blk.*=mmv_batch", "linear", "mmv_batch", TOL_FP32);
-    check_variant(m, dir, m, "*:linear=gemm", "linear", "gemm", TOL_GEMM);
-    check_variant(m, dir, m, "*:attention=attn_split", "attention", "attn_split", TOL_GEMM);
-    check_variant(m, dir, m, "*:attention=attn_gqa", "attention", "attn_gqa", TOL_GEMM);
-    check_variant(m, dir, m, "*:attention=attn_prefill", "attention", "attn_prefill", TOL_GEMM);
+    if (PART("kernels")) {
+        check_variant(m, dir, m, "*:linear:blk.*=mmv", "linear", "mmv", TOL_FP32);
+        check_variant(m, dir, m, "*:linear:blk.*=mmv_stream", "linear", "mmv_stream", TOL_FP32);
+        check_variant(m, dir, m, "*:linear:blk.*=mmv_batch", "linear", "mmv_batch", TOL_FP32);
+        check_variant(m, dir, m, "*:linear=gemm", "linear", "gemm", TOL_GEMM);
+        check_variant(m, dir, m, "*:attention=attn_split", "attention", "attn_split", TOL_GEMM);
+        check_variant(m, dir, m, "*:attention=attn_gqa", "attention", "attn_gqa", TOL_GEMM);
+        check_variant(m, dir, m, "*:attention=attn_prefill", "attention", "attn_prefill", TOL_GEMM);
+    }
     const char *em = getenv("QP_E2E_MODEL"), *ep = getenv("QP_E2E_PLAN");
-    if (em && ep && *em && *ep) check_model("QP_E2E_MODEL", ep, em);
+    if (PART("model") && em && ep && *em && *ep) check_model("QP_E2E_MODEL", ep, em);
+#undef PART
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) printf("note: could not remove %s\n", dir);
     if (failures) printf("%d failure(s)\n", failures);
