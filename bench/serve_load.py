@@ -15,10 +15,12 @@ output. --client forces one.
   bench/serve_load.py --url http://127.0.0.1:8080/v1 [--concurrency 1,4,16,64]
                       [--prompt-tokens 128] [--gen-tokens 128] [--requests-per-client 2]
                       [--api-key KEY] [--json OUT.json] [--client auto|openai|stdlib]
+                      [--procs P]   (the clients spread over P processes)
 """
 import argparse
 import asyncio
 import json
+import multiprocessing
 import random
 import statistics
 import sys
@@ -101,7 +103,9 @@ class StdlibClient:
         pass
 
 
-async def level(client, conc, args, rng):
+async def run_clients(client, conc, args, seed):
+    """conc clients of args.requests_per_client requests each: raw samples and the wall span."""
+    rng = random.Random(seed)
     ttft, itl, tokens, errors = [], [], 0, []
 
     async def one_client(i):
@@ -121,9 +125,48 @@ async def level(client, conc, args, rng):
                 itl.append((times[-1] - times[0]) / (n - 1))
             tokens += n
 
-    t0 = time.perf_counter()
+    t0 = time.time()
     await asyncio.gather(*(one_client(i) for i in range(conc)))
-    wall = time.perf_counter() - t0
+    return {"ttft": ttft, "itl": itl, "tokens": tokens, "errors": errors, "t0": t0, "t1": time.time()}
+
+
+def make_client(args):
+    if args.client in ("auto", "openai"):
+        try:
+            return OpenAIClient(args.url, args.api_key)
+        except ImportError:
+            if args.client == "openai":
+                sys.exit("serve_load: the openai package is not installed (scripts/serve-venv.sh)")
+    return StdlibClient(args.url, args.api_key)
+
+
+def worker(job):
+    """One process's share of a level (--procs): its own event loop and client."""
+    args, conc, seed = job
+
+    async def go():
+        c = make_client(args)
+        r = await run_clients(c, conc, args, seed)
+        await c.close()
+        return r
+
+    return asyncio.run(go())
+
+
+async def level(client, conc, args, seed, pool):
+    if pool is None or conc < 2:
+        parts = [await run_clients(client, conc, args, seed)]
+    else:
+        n = min(args.procs, conc)
+        shares = [conc // n + (i < conc % n) for i in range(n)]
+        loop = asyncio.get_running_loop()
+        parts = await loop.run_in_executor(None, pool.map, worker,
+                                           [(args, k, seed * 1000 + i) for i, k in enumerate(shares)])
+    ttft = [x for p in parts for x in p["ttft"]]
+    itl = [x for p in parts for x in p["itl"]]
+    errors = [x for p in parts for x in p["errors"]]
+    tokens = sum(p["tokens"] for p in parts)
+    wall = max(p["t1"] for p in parts) - min(p["t0"] for p in parts)
     return {"concurrency": conc, "requests": conc * args.requests_per_client, "gen_tokens": tokens,
             "wall_s": round(wall, 3), "gen_tok_s": round(tokens / wall, 2) if wall > 0 else 0,
             "ttft_p50_ms": round(percentile(ttft, 50) * 1000, 2), "ttft_p99_ms": round(percentile(ttft, 99) * 1000, 2),
@@ -143,35 +186,32 @@ async def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", default=None)
     ap.add_argument("--client", choices=["auto", "openai", "stdlib"], default="auto")
+    ap.add_argument("--procs", type=int, default=1, help="client processes per level (each its own event loop)")
     args = ap.parse_args()
-    client = None
-    if args.client in ("auto", "openai"):
-        try:
-            client = OpenAIClient(args.url, args.api_key)
-        except ImportError:
-            if args.client == "openai":
-                sys.exit("serve_load: the openai package is not installed (scripts/serve-venv.sh)")
-    if client is None:
-        client = StdlibClient(args.url, args.api_key)
-    rng = random.Random(args.seed)
+    client = make_client(args)
+    # --procs: the clients of a level spread over processes, each with its own event loop, so that
+    # parsing the events of 64 streams does not make the client the bottleneck
+    pool = multiprocessing.get_context("spawn").Pool(args.procs) if args.procs > 1 else None
     levels = [int(x) for x in args.concurrency.split(",")]
-    print(f"serve_load: {args.url}, client {client.name}, prompt {args.prompt_tokens}, generated "
-          f"{args.gen_tokens}, {args.requests_per_client} requests per client", flush=True)
-    await level(client, 1, argparse.Namespace(**{**vars(args), "requests_per_client": 1}), rng)  # warm-up
+    print(f"serve_load: {args.url}, client {client.name} in {args.procs} process(es), prompt {args.prompt_tokens}, "
+          f"generated {args.gen_tokens}, {args.requests_per_client} requests per client", flush=True)
+    await level(client, 1, argparse.Namespace(**{**vars(args), "requests_per_client": 1}), 0, None)  # warm-up
     rows = []
     print("| clients | requests | gen tokens | wall s | gen tok/s | TTFT p50 ms | TTFT p99 ms | ITL mean ms | errors |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for c in levels:
-        r = await level(client, c, args, rng)
+        r = await level(client, c, args, args.seed * 100 + c, pool)
         rows.append(r)
         print(f"| {c} | {r['requests']} | {r['gen_tokens']} | {r['wall_s']} | {r['gen_tok_s']} | {r['ttft_p50_ms']} | "
               f"{r['ttft_p99_ms']} | {r['itl_mean_ms']} | {r['errors']} |", flush=True)
         if r["errors"]:
             print(f"  first error: {r['first_error']}", flush=True)
     await client.close()
+    if pool:
+        pool.close()
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"url": args.url, "client": client.name, "prompt_tokens": args.prompt_tokens,
+            json.dump({"url": args.url, "client": client.name, "procs": args.procs, "prompt_tokens": args.prompt_tokens,
                        "gen_tokens": args.gen_tokens, "rows": rows}, f, indent=1)
     return 1 if any(r["errors"] for r in rows) else 0
 

@@ -17,4 +17,5 @@ mkdir -p /tmp/qp-serve
 "$b/compiler/qplan" compile /tmp/qp-serve/synth.gguf --slots 64 --ctx 512 -o /tmp/qp-serve/plan.yaml || exit 1
 nvidia-smi --query-gpu=name --format=csv,noheader
 git -C "$root" rev-parse --short HEAD 2>/dev/null || true
-QRUN=$b/runtime/qrun QP_SERVE_BENCH_OUT=${OUT:-/tmp/qp-serve}/serve-bench "$root/scripts/serve-bench.sh" /tmp/qp-serve/plan.yaml "$@"
+# 8 client processes: one asyncio loop parsing every event of 64 streams would be the bottleneck
+QRUN=$b/runtime/qrun QP_SERVE_BENCH_OUT=${OUT:-/tmp/qp-serve}/serve-bench "$root/scripts/serve-bench.sh" /tmp/qp-serve/plan.yaml --procs 8 "$@"
