@@ -8,7 +8,8 @@
 #   4 each fuzz target for a bounded time (QP_FUZZ_SECONDS, default 45; scripts/fuzz.sh)
 #   5 the build matrix: gcc and clang Release (build-release-gcc/, build-release-clang/:
 #     -Werror, no CUDA backend; the gcc one also as if no CUDA Toolkit were installed) and a
-#     configure without Boost.Context, each checked for the message that says what is off
+#     configure without Boost.Context, libmicrohttpd and jansson, each checked for the message
+#     that says what is off
 # and ends with the stage times and every skipped test's reason (tests that need a GPU or the
 # real model skip, saying why).
 #   QP_TEST_QUICK=1    stage 1 only (a developer's quick loop)
@@ -128,11 +129,17 @@ stage_build_matrix() {
     fi
     run cmake --build "$dir" -j"$jobs" "${matrix_targets[@]}" >/dev/null
   done
-  echo "build matrix: no Boost.Context (configure)"
+  # the same configure as without libmicrohttpd and jansson: pkg-config sees libyaml and pcre2 only
+  echo "build matrix: no Boost.Context, no libmicrohttpd, no jansson (configure)"
   log=$junit/noboost.log
-  run cmake -S "$root" -B "$root/build-noboost" -DCMAKE_DISABLE_FIND_PACKAGE_boost_context=ON \
-    >"$log"
+  local pc=$junit/pkgconfig
+  run mkdir -p "$pc"
+  run cp "$(pkg-config --variable=pcfiledir yaml-0.1)/yaml-0.1.pc" \
+    "$(pkg-config --variable=pcfiledir libpcre2-8)/libpcre2-8.pc" "$pc"
+  run env PKG_CONFIG_LIBDIR="$pc" cmake -S "$root" -B "$root/build-noboost" \
+    -DCMAKE_DISABLE_FIND_PACKAGE_boost_context=ON >"$log"
   expect_message "$log" "qplan: Boost.Context not found (Debian: libboost-context-dev): the CPU emulator of the CUDA kernels"
+  expect_message "$log" "qplan: qrun --serve OFF: pkg-config finds no libmicrohttpd (Debian: libmicrohttpd-dev) nor jansson (Debian: libjansson-dev)"
 }
 
 stage 1 "build and ctest" stage_build_and_ctest "$@"
