@@ -4,7 +4,8 @@
 # run in the normal `ctest -LE "emu|model"`. Where the server is not built (no libmicrohttpd or
 # jansson at configure time) one test says so and skips.
 #   serve_api serve_concurrent serve_disconnect serve_bad_input serve_auth serve_queue
-#   serve_sigterm serve_soak serve_nginx serve_bench — what each checks: serve_test.py's docstring
+#   serve_sigterm serve_soak serve_nginx serve_bench, and serve_model (label model) — what each
+#   checks: serve_test.py's docstring
 find_package(Python3 COMPONENTS Interpreter)
 if(NOT Python3_Interpreter_FOUND)
   return()
@@ -19,3 +20,7 @@ foreach(c api concurrent disconnect bad_input auth queue sigterm soak nginx benc
            ${CMAKE_BINARY_DIR} ${c})
   set_tests_properties(serve_${c} PROPERTIES LABELS "cpu;serve" TIMEOUT 300 SKIP_RETURN_CODE 77)
 endforeach()
+# the default model (label model): /health 503 while it loads, a real conversation and its next turn
+add_test(NAME serve_model COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/serve/serve_test.py
+         ${CMAKE_BINARY_DIR} model)
+set_tests_properties(serve_model PROPERTIES LABELS "model;serve" TIMEOUT 600 SKIP_RETURN_CODE 77)

@@ -17,13 +17,15 @@ and every loop in count. Exit 0 pass, 1 fail, 77 skipped (the reason printed).
   auth        --api-key: no key or a wrong one -> 401 (the openai client's AuthenticationError),
               the right one works, /health needs none
   queue       a full queue -> 503 with Retry-After, the accepted requests complete
-  sigterm     SIGTERM: no new connections, a running stream ends cleanly within --shutdown-timeout,
-              exit status 0
+  sigterm     SIGTERM: no new connections, /health 503 on a kept connection, a running stream ends
+              cleanly within --shutdown-timeout, exit status 0
   soak        16 clients looping (QP_SERVE_SOAK_S seconds, default 20; the issue's 120 with
               QP_SERVE_SOAK_S=120): no error; open files and RSS flat after warm-up (bounds below)
   nginx       docs/serving.md's nginx configuration, as written, in front of two replicas: both
               serve; one stopped, the other takes every request
   bench       bench/serve_load.py runs against a server (a short run: it works, numbers sane)
+  model       (label model: the default model, skipped without it) /health is 503 while the real
+              model loads; a real ChatML conversation: a sensible answer, the next turn reuses it
 """
 import concurrent.futures
 import http.client
@@ -111,10 +113,12 @@ class Server:
                 time.sleep(0.05)
         if self.port is None:
             raise RuntimeError(f"the server did not start: {open(self.log).read()}")
+        self.health = []  # /health's answers until the first 200 (503 while the plan loads)
         while time.monotonic() < deadline:
-            if get(self.port, "/health")[0] == 200:
+            self.health.append(get(self.port, "/health")[0])
+            if self.health[-1] == 200:
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
         raise RuntimeError(f"the server did not become ready: {open(self.log).read()}")
 
     def stop(self, timeout=30):
@@ -500,9 +504,19 @@ def case_sigterm(tmp):
     got = b""
     while got.count(b"data: ") < 2:
         got += sk.recv(65536)
+    keep = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)  # a connection made before
+    keep.request("GET", "/health")
+    r = keep.getresponse()
+    r.read()
+    check(r.status == 200, f"/health before SIGTERM: {r.status}")
     t0 = time.monotonic()
     s.p.send_signal(signal.SIGTERM)
     time.sleep(0.3)
+    keep.request("GET", "/health")  # a balancer's check on its kept connection: take me out
+    r = keep.getresponse()
+    r.read()
+    keep.close()
+    check(r.status == 503, f"/health after SIGTERM: {r.status}")
     try:
         socket.create_connection(("127.0.0.1", s.port), timeout=2).close()
         check(False, "a new connection was accepted after SIGTERM")
@@ -657,6 +671,32 @@ def case_bench(tmp):
         check([x["concurrency"] for x in rows] == [1, 4] and all(x["gen_tok_s"] > 0 and x["errors"] == 0 and
                                                                  x["ttft_p50_ms"] <= x["ttft_p99_ms"] for x in rows),
               f"rows {rows}")
+    check(s.stop() == 0, "exit status")
+
+
+def case_model(tmp):
+    gguf = os.environ.get("QP_MODEL") or os.path.expanduser("~/.cache/qplan/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
+    if not os.path.exists(gguf):
+        skip("the default model is absent (scripts/fetch-model.sh, or set QP_MODEL)")
+    plan = os.path.join(tmp, "real.yaml")
+    subprocess.run([QPLAN, "compile", gguf, "-o", plan, "--ctx", "512", "--slots", "2"], check=True,
+                   stdout=subprocess.DEVNULL)
+    s = Server(tmp, plan)
+    check(503 in s.health, f"/health while the model loaded: {s.health} (expected 503s before the 200)")
+    msgs = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+    r = get(s.port, "/v1/models")
+    st, _, b = request(s.port, "POST", "/v1/chat/completions", {"messages": msgs, "max_tokens": 8, "temperature": 0})
+    a = json.loads(b) if st == 200 else {}
+    text = a.get("choices", [{}])[0].get("message", {}).get("content", "")
+    check(st == 200 and "Paris" in text, f"the real model's answer: {st} {b[:300]!r}")
+    msgs += [{"role": "assistant", "content": text}, {"role": "user", "content": "And of Italy?"}]
+    st, _, b = request(s.port, "POST", "/v1/chat/completions", {"messages": msgs, "max_tokens": 8, "temperature": 0})
+    a2 = json.loads(b) if st == 200 else {}
+    cached = a2.get("usage", {}).get("prompt_tokens_details", {}).get("cached_tokens", 0)
+    check(st == 200 and "Rome" in a2["choices"][0]["message"]["content"] and
+          cached >= a["usage"]["prompt_tokens"], f"the next turn: {b[:400]!r}")
+    print(f"model: {s.health.count(503)} 503s while loading; {text!r}, then {a2['choices'][0]['message']['content']!r} "
+          f"with {cached} of {a2['usage']['prompt_tokens']} prompt tokens cached; {r[0]}")
     check(s.stop() == 0, "exit status")
 
 
