@@ -6,7 +6,9 @@
  * temperature ▸ draw. Greedy (temp <= 0) is the penalty then argmax (first index wins ties).
  *   - repetition penalty (llama.cpp semantics): every distinct token among the last
  *     repeat_last_n accepted tokens has its logit divided by the penalty when positive and
- *     multiplied by it when negative (once, however often it occurs);
+ *     multiplied by it when negative (once, however often it occurs); then, as llama.cpp applies
+ *     OpenAI's two in the same step over the same window, freq_penalty times its count and
+ *     presence_penalty once are subtracted;
  *   - top-k keeps the k largest logits (ties: lower id first);
  *   - top-p keeps the smallest prefix of the candidates, sorted by logit, whose softmax
  *     probabilities (at temperature 1) sum to at least p;
@@ -35,7 +37,9 @@ struct qp_sampler_params {
     float top_p;           /* >= 1: off; must be > 0 */
     float min_p;           /* <= 0: off; must be <= 1 */
     float repeat_penalty;  /* 1: off; must be > 0 */
-    int32_t repeat_last_n; /* window of the penalty, in accepted tokens (>= 0) */
+    int32_t repeat_last_n; /* window of the penalties, in accepted tokens (>= 0) */
+    float freq_penalty;    /* OpenAI's frequency_penalty: minus count x this; 0: off */
+    float presence_penalty;/* OpenAI's presence_penalty: minus this once per token present; 0: off */
     uint64_t seed;
 };
 

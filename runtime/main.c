@@ -66,7 +66,9 @@ static void usage(FILE *f) {
           "  --top-p P               top-p (default 0.95; 1 = off)\n"
           "  --min-p P               min-p (default 0.05; 0 = off)\n"
           "  --repeat-penalty F      repetition penalty (default 1.0 = off)\n"
-          "  --repeat-last-n N       tokens the penalty looks back (default 64)\n"
+          "  --repeat-last-n N       tokens the penalties look back (default 64)\n"
+          "  --frequency-penalty F   minus F x a token's count in that window (default 0 = off)\n"
+          "  --presence-penalty F    minus F for a token present in it (default 0 = off)\n"
           "  --seed N                sampling seed (default: random, printed when --temp > 0)\n"
           "  --device cpu|cuda       backend (default: cuda when built and a GPU is present)\n"
           "  -t, --threads N         CPU backend threads (default: one per processor core)\n"
@@ -266,6 +268,8 @@ static bool parse_args(int argc, char **argv, struct cli *c, int *rc) {
         else if (IS("--min-p", "--min-p")) { NEED_VAL; if (parse_float(a, val, &g->sampling.min_p)) return false; }
         else if (IS("--repeat-penalty", "--repeat-penalty")) { NEED_VAL; if (parse_float(a, val, &g->sampling.repeat_penalty)) return false; }
         else if (IS("--repeat-last-n", "--repeat-last-n")) { NEED_VAL; if (parse_int(a, val, 0, 1 << 20, &v)) return false; g->sampling.repeat_last_n = (int32_t)v; }
+        else if (IS("--frequency-penalty", "--frequency-penalty")) { NEED_VAL; if (parse_float(a, val, &g->sampling.freq_penalty)) return false; }
+        else if (IS("--presence-penalty", "--presence-penalty")) { NEED_VAL; if (parse_float(a, val, &g->sampling.presence_penalty)) return false; }
         else if (IS("--seed", "--seed")) { NEED_VAL; if (parse_seed(val, &g->sampling.seed)) return false; c->seed_given = true; }
         else if (IS("--device", "--device")) { NEED_VAL; o->device = val; }
         else if (IS("-t", "--threads")) { NEED_VAL; if (parse_int(a, val, 1, QRUN_MAX_THREADS, &v)) return false; o->threads = (int32_t)v; }

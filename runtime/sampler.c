@@ -32,8 +32,13 @@ struct qp_sampler_params qp_sampler_defaults(void) {
     return p;
 }
 
+static bool penalizes(const struct qp_sampler_params *p) {
+    return p->repeat_last_n > 0 &&
+           (p->repeat_penalty != 1.0f || p->freq_penalty != 0.0f || p->presence_penalty != 0.0f);
+}
+
 bool qp_sampler_params_greedy(const struct qp_sampler_params *p) {
-    return p->temp <= 0.0f && (p->repeat_penalty == 1.0f || p->repeat_last_n == 0);
+    return p->temp <= 0.0f && !penalizes(p);
 }
 
 static uint64_t splitmix64(uint64_t *x) {
@@ -82,6 +87,8 @@ enum qp_status qp_sampler_init(const struct qp_sampler_params *p, int32_t n_voca
                             p->repeat_last_n, 1 << 20);
     if (isnan(p->temp))
         return qp_error_set(err, QP_ERR_INVALID, "sampler: --temp is NaN");
+    if (!isfinite(p->freq_penalty) || !isfinite(p->presence_penalty))
+        return qp_error_set(err, QP_ERR_INVALID, "sampler: frequency and presence penalties must be finite");
     struct qp_sampler *s = calloc(1, sizeof *s);
     if (!s) return qp_error_set(err, QP_ERR_NOMEM, "sampler: out of memory");
     s->p = *p;
@@ -120,8 +127,8 @@ void qp_sampler_reset(struct qp_sampler *s) {
 }
 
 void qp_sampler_penalize(const struct qp_sampler *s, float *logits) {
-    float pen = s->p.repeat_penalty;
-    if (pen == 1.0f) return;
+    if (!penalizes(&s->p)) return;
+    const float pen = s->p.repeat_penalty, freq = s->p.freq_penalty, pres = s->p.presence_penalty;
     int32_t n = s->hist_n, cap = s->p.repeat_last_n;
     int32_t start = (s->hist_head - n + cap) % (cap ? cap : 1);
     for (int32_t i = 0; i < n; i++) {
@@ -130,8 +137,11 @@ void qp_sampler_penalize(const struct qp_sampler *s, float *logits) {
         bool seen = false; /* once per distinct token: skip later duplicates */
         for (int32_t j = 0; j < i && !seen; j++) seen = s->hist[(start + j) % cap] == t;
         if (seen) continue;
+        int32_t count = 1;
+        for (int32_t j = i + 1; j < n; j++) count += s->hist[(start + j) % cap] == t;
         float l = logits[t];
-        logits[t] = l > 0.0f ? l / pen : l * pen;
+        l = l > 0.0f ? l / pen : l * pen;
+        logits[t] = l - (float)count * freq - pres;
     }
 }
 

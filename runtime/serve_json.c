@@ -6,8 +6,8 @@
  * Fields: model (any; one model is served), messages / prompt, stream, stream_options.include_usage,
  * temperature, top_p, top_k, min_p, repeat_penalty (llama.cpp's), max_tokens,
  * max_completion_tokens, stop, seed, n (1), logprobs, top_logprobs, frequency_penalty and
- * presence_penalty (0 only: the sampler has llama.cpp's repetition penalty, not OpenAI's
- * penalties), ignore_eos (llama-server's: benchmarks of a fixed length), user (ignored). Refused with a 400 naming the field: tools, functions,
+ * presence_penalty (-2..2, over the sampler's window as llama.cpp applies them), ignore_eos
+ * (llama-server's: benchmarks of a fixed length), user (ignored). Refused with a 400 naming the field: tools, functions,
  * response_format other than text, logit_bias, echo, suffix, best_of > 1.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -263,14 +263,10 @@ static int parse_fields(enum serve_kind kind, json_t *root, const char *tmpl, st
     if (given) p->sampling.min_p = (float)x;
     if ((rc = get_number(root, "repeat_penalty", 0.01, 100, &x, &given, e))) return rc;
     if (given) p->sampling.repeat_penalty = (float)x;
-    static const char *const penalties[] = {"frequency_penalty", "presence_penalty"};
-    for (int i = 0; i < 2; i++) {
-        if ((rc = get_number(root, penalties[i], -2, 2, &x, &given, e))) return rc;
-        if (given && x != 0)
-            return fail(at(e, penalties[i]),
-                        "'%s' is not supported (only 0): use 'repeat_penalty' (llama.cpp's repetition penalty)",
-                        penalties[i]);
-    }
+    if ((rc = get_number(root, "frequency_penalty", -2, 2, &x, &given, e))) return rc;
+    if (given) p->sampling.freq_penalty = (float)x;
+    if ((rc = get_number(root, "presence_penalty", -2, 2, &x, &given, e))) return rc;
+    if (given) p->sampling.presence_penalty = (float)x;
     long long k;
     if ((rc = get_int(root, "top_k", 0, INT32_MAX, &k, &given, e))) return rc;
     if (given) p->sampling.top_k = (int32_t)k;

@@ -1,7 +1,7 @@
 /* test_sampler.c — the sampler of qp_sampler.h against probabilities computed here by hand:
  * greedy = argmax, same seed = same draws, token frequencies over many draws match the intended
  * distribution (chi-square) for temperature, top-k, top-p, min-p and a combination, and the
- * repetition penalty's arithmetic. A planted wrong expectation must fail the chi-square check.
+ * repetition penalty's arithmetic, and the frequency and presence penalties'. A planted wrong expectation must fail the chi-square check.
  */
 #include <math.h>
 #include <stdio.h>
@@ -208,6 +208,32 @@ int main(void) {
         CHECK(qp_sampler_sample(g, lg2) == 4, "reset must clear the window");
         qp_sampler_free(s);
         qp_sampler_free(g);
+    }
+    /* frequency and presence penalties (OpenAI's, applied as llama.cpp does): over the same
+     * window, after the repetition penalty, count x frequency and presence once are subtracted */
+    {
+        struct qp_sampler_params p = base(1);
+        p.repeat_penalty = 2.0f;
+        p.repeat_last_n = 4;
+        p.freq_penalty = 0.5f;
+        p.presence_penalty = 0.25f;
+        struct qp_sampler *s = make(p, 5);
+        float lg[5] = {2.0f, -2.0f, 1.0f, 0.5f, 4.0f};
+        qp_sampler_accept(s, 4); /* falls out of the window */
+        qp_sampler_accept(s, 0);
+        qp_sampler_accept(s, 1);
+        qp_sampler_accept(s, 0);
+        qp_sampler_accept(s, 0);
+        qp_sampler_penalize(s, lg);
+        const float want[5] = {1.0f - 1.5f - 0.25f, -4.0f - 0.5f - 0.25f, 1.0f, 0.5f, 4.0f};
+        for (int i = 0; i < 5; i++)
+            CHECK(lg[i] == want[i], "frequency/presence: logit %d = %g, want %g", i, (double)lg[i], (double)want[i]);
+        p.repeat_penalty = 1.0f;
+        p.temp = 0.0f;
+        CHECK(!qp_sampler_params_greedy(&p), "a presence penalty is not greedy (the host must sample)");
+        p.freq_penalty = p.presence_penalty = 0.0f;
+        CHECK(qp_sampler_params_greedy(&p), "no penalty at temp 0 is greedy");
+        qp_sampler_free(s);
     }
     /* bad parameters get a message naming the option */
     {

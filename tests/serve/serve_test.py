@@ -5,12 +5,12 @@ and every loop in count. Exit 0 pass, 1 fail, 77 skipped (the reason printed).
 
   api         the official openai client drives every endpoint, streaming and not: models, chat and
               completions (usage and finish_reason in every answer, streamed text == whole text),
-              sampling options, seed, stop as string and list, max_completion_tokens, logprobs and
+              sampling options, frequency and presence penalties, seed, stop as string and list, max_completion_tokens, logprobs and
               top_logprobs, prompt reuse (cached_tokens), /health, /metrics
   concurrent  8 greedy requests at once (half streamed) each return what they return alone
   disconnect  a client gone mid-stream (and one gone while waiting for a whole answer) frees its
               slot: the next request gets it at once, and generation stops
-  bad_input   malformed JSON, wrong types, unknown role, n > 1, unsupported fields -> 400 naming
+  bad_input   malformed JSON, wrong types and ranges, unknown role, n > 1, unsupported fields -> 400 naming
               the field; body over the limit -> 413; prompt past the context -> 400 with both
               numbers; max_tokens past the context -> capped, "length"; 404, 405; a client
               trickling its headers a byte a second while others are served; the server stays up
@@ -239,6 +239,11 @@ def case_api(tmp):
             r = c.completions.create(model="any", prompt="stop test", max_tokens=16, temperature=0, stop=stop)
             check(r.choices[0].text == base[:base.index(piece)] and r.choices[0].finish_reason == "stop",
                   f"stop {stop!r}: {r.choices[0].text!r} from {base!r}")
+    # frequency and presence penalties: the random model's greedy loop is broken by them
+    plain = c.completions.create(model="any", prompt="loop", max_tokens=24, temperature=0, extra_body={"ignore_eos": True})
+    pen = c.completions.create(model="any", prompt="loop", max_tokens=24, temperature=0, frequency_penalty=2.0,
+                               presence_penalty=1.0, extra_body={"ignore_eos": True})
+    check(pen.choices[0].text != plain.choices[0].text, f"penalties changed nothing: {plain.choices[0].text!r}")
     r = c.chat.completions.create(model="any", messages=msgs, max_completion_tokens=3, temperature=0)
     check(r.usage.completion_tokens <= 3, f"max_completion_tokens 3: {r.usage}")
 
@@ -377,8 +382,8 @@ def case_bad_input(tmp):
         (chat, {"messages": msgs, "stream": "yes"}, 400, "stream", "true or false"),
         (chat, {"messages": msgs, "stop": 3}, 400, "stop", "string"),
         (chat, {"messages": msgs, "n": 2}, 400, "n", "n = 1"),
-        (chat, {"messages": msgs, "frequency_penalty": 0.5}, 400, "frequency_penalty", "not supported"),
-        (chat, {"messages": msgs, "presence_penalty": 1}, 400, "presence_penalty", "not supported"),
+        (chat, {"messages": msgs, "frequency_penalty": 3}, 400, "frequency_penalty", "[-2, 2]"),
+        (chat, {"messages": msgs, "presence_penalty": "x"}, 400, "presence_penalty", "number"),
         (chat, {"messages": msgs, "top_logprobs": 3}, 400, "top_logprobs", "logprobs"),
         (chat, {"messages": msgs, "tools": [{"type": "function"}]}, 400, "tools", "not supported"),
         ("/v1/completions", {"prompt": 5}, 400, "prompt", "string"),
