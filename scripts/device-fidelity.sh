@@ -4,21 +4,20 @@
 # CPU backend (and, with the oracle step, from the double-precision reference), one command.
 #
 # What must travel. The real model cannot be carried whole: a call carries at most 64 MiB, the
-# checkout's tree included, so it goes in pieces of at most 55 MB, one piece per call. Ignored paths
-# already on a warm machine stay there between calls (a machine goes back 30 s after a call: make
-# the calls back to back), so the pieces accumulate; this script joins every file under
+# checkout's tree included, so it goes in pieces of at most 55 MB, one piece per call. A carried
+# path is removed by the next call that does not carry it, so each call moves its piece out of the
+# tree on the device (e.g. to /tmp/qp-parts, which stays while the machine is warm: a machine goes
+# back 30 s after a call, so make the calls back to back); this script joins every file under
 # QP_PARTS in path order and checks the sha256 pinned in scripts/fetch-model.sh before anything
 # runs. Here, once, in a folder of its own that git ignores (not .device, which other device
-# calls carry whole) and one folder per piece (9 for the 0.5B, 21 for the 1.5B):
+# calls carry) and one folder per piece (9 for the 0.5B, 21 for the 1.5B):
 #     m=$(scripts/fetch-model.sh); cd /work/main && echo /.device-pieces/ >> .git/info/exclude
 #     mkdir -p .device-pieces/fid-parts && cd .device-pieces/fid-parts
 #     split -b 55000000 -d -a 2 "$m" model.part
 #     for f in model.part*; do mkdir "p${f#model.part}" && mv "$f" "p${f#model.part}/"; done
-# This tree goes beside it as .device-pieces/src, GPL-3 as .device-pieces/GPL-3 (named in
-# QP_TEXT, so that the device reads the same bytes as the runs here). A 55 MB piece, .deps
-# (6.7 MB), this tree (~3 MB) and the checkout (~2.6 MB) exceed 64 MiB together: the call that
-# carries .deps and the tree carries the last, smaller piece (51.4 MB for the 0.5B), the others a
-# piece alone. docs/device.md has the calls.
+# GPL-3 goes beside it as .device-pieces/GPL-3 (named in QP_TEXT, so that the device reads the
+# same bytes as the runs here). The call that carries .deps/root carries the last, smaller piece
+# (51.4 MB for the 0.5B), the others a piece alone. docs/device.md has the calls.
 #
 # Steps (QP_STEPS, default "build join cuda cpu kld oracle"; each one's status is listed at the
 # end; a step may run in a later call than the one it needs, on the same warm machine):
