@@ -143,21 +143,23 @@ void serve_wait(struct serve *sv, struct serve_req *r, size_t text_seen, size_t 
         if (pthread_cond_timedwait(&r->cond, &sv->lock, &ts) == ETIMEDOUT) break;
 }
 
-void serve_cancel(struct serve *sv, struct serve_req *r) {
-    serve_lock(sv);
+/* Marks r cancelled (under the lock) unless it is done; the engine frees its slot next step. */
+static void cancel_locked(struct serve *sv, struct serve_req *r) {
     if (r->state != SERVE_REQ_DONE) {
         r->cancel = true;
         pthread_cond_signal(&sv->work);
     }
+}
+
+void serve_cancel(struct serve *sv, struct serve_req *r) {
+    serve_lock(sv);
+    cancel_locked(sv, r);
     serve_unlock(sv);
 }
 
 void serve_release(struct serve *sv, struct serve_req *r) {
     serve_lock(sv);
-    if (r->state != SERVE_REQ_DONE) {
-        r->cancel = true;
-        pthread_cond_signal(&sv->work);
-    }
+    cancel_locked(sv, r);
     unref(r);
     serve_unlock(sv);
 }

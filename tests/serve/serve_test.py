@@ -315,6 +315,18 @@ def case_concurrent(tmp):
     check(s.stop() == 0, "exit status")
 
 
+def recv_until(sk, marker, limit, chunk=65536):
+    """Reads sk until marker arrives, the peer closes, or limit bytes; closes sk; the bytes."""
+    got = b""
+    while marker not in got and len(got) < limit:
+        more = sk.recv(chunk)
+        if not more:
+            break
+        got += more
+    sk.close()
+    return got
+
+
 def raw_post(port, path, body):
     """A socket with a request sent (and nothing read yet)."""
     data = json.dumps(body).encode()
@@ -414,13 +426,7 @@ def case_bad_input(tmp):
     sk = socket.create_connection(("127.0.0.1", p), timeout=30)
     sk.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                f"Content-Length: {len(big)}\r\n\r\n".encode())
-    got = b""
-    while b"}}" not in got and len(got) < 10000:
-        more = sk.recv(4096)
-        if not more:
-            break
-        got += more
-    sk.close()
+    got = recv_until(sk, b"}}", 10000, 4096)
     check(got.startswith(b"HTTP/1.1 413") and b"limit" in got, f"a 1 MiB body declared: {got[:300]!r}")
     c = http.client.HTTPConnection("127.0.0.1", p, timeout=30)
     c.request("POST", "/v1/completions", body=iter([big[i:i + 65536] for i in range(0, len(big), 65536)]),
@@ -639,13 +645,7 @@ def case_nginx(tmp):
         nb = metric(b.port, 'qrun_requests_total{code="200"}')
         check(na >= 2 and nb >= 2, f"both replicas serve: {na}, {nb} answers")
         sk = raw_post(front, "/v1/completions", dict(body, stream=True))
-        got = b""
-        while b"[DONE]" not in got and len(got) < 100000:
-            more = sk.recv(65536)
-            if not more:
-                break
-            got += more
-        sk.close()
+        got = recv_until(sk, b"[DONE]", 100000)
         check(b"data: [DONE]" in got, f"a stream through nginx: {got[-200:]!r}")
         check(a.stop() == 0, "replica a: exit status")
         ok = sum(request(front, "POST", "/v1/completions", body)[0] == 200 for _ in range(6))
