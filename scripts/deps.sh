@@ -7,8 +7,9 @@ set -euo pipefail
 # libboost-context-dev: the fibers of the CUDA kernels' CPU emulator (tests/kemu/).
 # libmicrohttpd-dev, libjansson-dev: qrun --serve (docs/serving.md); nginx-light: its test behind a
 # load balancer (tests/serve); python3-venv: the venv of the openai client the server tests use.
+# ccache: scripts/test.sh's builds share a compiler cache (~/.cache/ccache) across checkouts.
 pkgs=(build-essential cmake pkg-config libyaml-dev libpcre2-dev python3 python3-pip unzip clang libclang-rt-dev
-      libboost-context-dev libmicrohttpd-dev libjansson-dev nginx-light python3-venv)
+      libboost-context-dev libmicrohttpd-dev libjansson-dev nginx-light python3-venv ccache)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
