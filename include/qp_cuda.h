@@ -38,9 +38,6 @@ extern "C" {
 #define QP_CUDA_MMVS_WBYTES (48 * 1024) /* weight bytes a matvec_stream block holds */
 #define QP_CUDA_MMVS_MAX_SEGS 16       /* copy segments per matvec_stream block */
 #define QP_CUDA_MMVS_MAX_PARTIALS 2048 /* chunk sums per matvec_stream block (shared, 4 B each) */
-#define QP_CUDA_MMVS_RING_SLOTS 4      /* mmv_stream's ring form: most tiles in flight per block */
-/* the ring form's dynamic shared memory: its static copy-segment tables take ~2 KB more */
-#define QP_CUDA_MMVS_RING_SMEM (QP_CUDA_SMEM_MAX - 2 * 1024)
 #define QP_CUDA_MMVB_MAX_TOKENS 8      /* mmv_batch: most tokens a block decodes each weight for */
 /* dynamic shared memory a block may take: sm_90's 227 KB opt-in limit less the kernels' static
  * shared memory (under 2 KB) */

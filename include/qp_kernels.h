@@ -111,27 +111,20 @@ double qp_kernel_tolerance(int32_t id);
  * swiglu; a rotated pair or a v row for rope_kv; linear_common.cuh). */
 int64_t qp_linear_units(const struct qp_op_args *a);
 
-/* mmv_stream's block geometry for `upb` units per block (a tile), and launch.grid: 0, one block
- * per tile, its rows copied at once (matvec_stream.cu); G > 0, the ring form (matvec_ring.cu): the
- * tiles in runs of ceil(tiles / G) per block, each block streaming its run through `slots` tiles
- * of shared memory, so that the copies of later tiles overlap the dots of earlier ones. */
+/* mmv_stream's block geometry for `upb` units per block. */
 struct qp_mmvs_geometry {
-    int64_t units;           /* qp_linear_units */
-    int64_t tiles;           /* ceil(units / upb) */
-    int64_t tiles_per_block; /* 1, or the ring's run of tiles */
-    int64_t blocks;          /* ceil(tiles / tiles_per_block) */
-    int32_t slots;           /* the ring's tiles in shared memory (0: not the ring form) */
-    int32_t nr;              /* weight rows per unit (2 for swiglu and rope_kv) */
-    int64_t nchunk;          /* chunks of 32 sub-chunks per row */
-    uint32_t wbytes;         /* shared memory for one tile's weight rows */
-    size_t smem;             /* dynamic shared memory of a block */
+    int64_t units;   /* qp_linear_units */
+    int64_t blocks;  /* ceil(units / upb) */
+    int32_t nr;      /* weight rows per unit (2 for swiglu and rope_kv) */
+    int64_t nchunk;  /* chunks of 32 sub-chunks per row */
+    uint32_t wbytes; /* shared memory for the block's weight rows */
+    size_t smem;     /* dynamic shared memory of a block */
 };
 /* Fills g for upb units per block and `tokens` tokens decoded together (launch.split; 0 counts as
- * 1) and launch.grid, or says why the kernel cannot run so (too much shared memory, too many
- * partial sums or copy segments, too many tokens; the ring decodes all of a node's tokens in one
- * group and needs two slots for a run of two tiles or more). */
-enum qp_status qp_mmvs_geometry(const struct qp_op_args *a, int64_t upb, int32_t tokens, int32_t grid,
-                                struct qp_mmvs_geometry *g, struct qp_error *err);
+ * 1), or says why the kernel cannot run so (too much shared memory, too many partial sums or copy
+ * segments, too many tokens). */
+enum qp_status qp_mmvs_geometry(const struct qp_op_args *a, int64_t upb, int32_t tokens, struct qp_mmvs_geometry *g,
+                                struct qp_error *err);
 /* The units per block mmv_stream takes by default: the fewest blocks whose rows fit the shared
  * memory budget, but at least `blocks_per_sm` blocks per SM of t so that a small matrix still
  * spreads over the whole GPU. 0 when no upb fits. */

@@ -110,8 +110,8 @@ static int64_t mmvs_fit(const struct qp_op_args *a, size_t *bpu_out, int32_t *nr
     return fit;
 }
 
-enum qp_status qp_mmvs_geometry(const struct qp_op_args *a, int64_t upb, int32_t tokens, int32_t grid,
-                                struct qp_mmvs_geometry *g, struct qp_error *err) {
+enum qp_status qp_mmvs_geometry(const struct qp_op_args *a, int64_t upb, int32_t tokens, struct qp_mmvs_geometry *g,
+                                struct qp_error *err) {
     size_t bpu;
     int32_t nr;
     int64_t nchunk;
@@ -128,37 +128,14 @@ enum qp_status qp_mmvs_geometry(const struct qp_op_args *a, int64_t upb, int32_t
     if (tokens < 0 || tokens > QP_CUDA_MMVB_MAX_TOKENS)
         return qp_error_set(err, QP_ERR_INVALID, "mmv_stream: launch.split %d (tokens decoded together), must "
                             "be 0..%d", tokens, QP_CUDA_MMVB_MAX_TOKENS);
-    if (grid < 0)
-        return qp_error_set(err, QP_ERR_INVALID, "mmv_stream: launch.grid %d (blocks of the ring form; 0: a "
-                            "block per tile), must be 0 or more", grid);
     const size_t ntok = tokens > 1 ? (size_t)tokens : 1;
     const size_t slack = (size_t)QP_CUDA_MMVS_MAX_SEGS * 32;
     g->units = units;
-    g->tiles = (units + upb - 1) / upb;
-    g->tiles_per_block = grid > 0 ? (g->tiles + grid - 1) / grid : 1;
-    g->blocks = (g->tiles + g->tiles_per_block - 1) / g->tiles_per_block;
+    g->blocks = (units + upb - 1) / upb;
     g->nr = nr;
     g->nchunk = nchunk;
     g->wbytes = (uint32_t)(((size_t)upb * bpu + slack + 15) & ~(size_t)15);
-    const size_t fixed = ntok * (qp_cuda_xs_bytes(a->in_w) + (size_t)upb * (size_t)nr * (size_t)nchunk * sizeof(float));
-    g->slots = 0;
-    g->smem = g->wbytes + fixed;
-    if (grid > 0) {
-        if (a->n_tok > (int64_t)ntok)
-            return qp_error_set(err, QP_ERR_INVALID, "mmv_stream: launch.grid %d (the ring form) decodes all of "
-                                "the node's %lld tokens in one group: launch.split %d must be at least that",
-                                grid, (long long)a->n_tok, tokens);
-        const size_t room = fixed < (size_t)QP_CUDA_MMVS_RING_SMEM ? (size_t)QP_CUDA_MMVS_RING_SMEM - fixed : 0;
-        int64_t slots = (int64_t)(room / g->wbytes);
-        if (slots > QP_CUDA_MMVS_RING_SLOTS) slots = QP_CUDA_MMVS_RING_SLOTS;
-        if (slots > g->tiles_per_block) slots = g->tiles_per_block;
-        if (slots < 1 || (g->tiles_per_block > 1 && slots < 2))
-            return qp_error_set(err, QP_ERR_INVALID, "mmv_stream: launch.grid %d: runs of %lld tiles of %u bytes "
-                                "need two of them in shared memory beside %zu bytes of inputs and sums (%d at most)",
-                                grid, (long long)g->tiles_per_block, g->wbytes, fixed, QP_CUDA_MMVS_RING_SMEM);
-        g->slots = (int32_t)slots;
-        g->smem = (size_t)slots * g->wbytes + fixed;
-    }
+    g->smem = g->wbytes + ntok * (qp_cuda_xs_bytes(a->in_w) + (size_t)upb * (size_t)nr * (size_t)nchunk * sizeof(float));
     if (g->smem > QP_CUDA_SMEM_MAX)
         return qp_error_set(err, QP_ERR_INVALID, "mmv_stream: %lld units per block and %zu tokens at once need %zu "
                             "bytes of shared memory, more than %d", (long long)upb, ntok, g->smem, QP_CUDA_SMEM_MAX);
@@ -177,8 +154,8 @@ int64_t qp_mmvs_default_upb(const struct qp_op_args *a, const struct qp_kernel_t
     int64_t upb = (units + blocks - 1) / blocks;
     struct qp_mmvs_geometry g;
     struct qp_error e;
-    while (upb > 1 && qp_mmvs_geometry(a, upb, 1, 0, &g, &e) != QP_OK) upb--; /* the smem cap */
-    return qp_mmvs_geometry(a, upb, 1, 0, &g, &e) == QP_OK ? upb : 0;
+    while (upb > 1 && qp_mmvs_geometry(a, upb, 1, &g, &e) != QP_OK) upb--; /* the smem cap */
+    return qp_mmvs_geometry(a, upb, 1, &g, &e) == QP_OK ? upb : 0;
 }
 
 /* mmv_stream: tokens decoded together for a node of more than one token (launch.split; 0 for one
@@ -189,50 +166,9 @@ static int32_t mmvs_default_tokens(const struct qp_op_args *a, int64_t upb) {
     int32_t fit = a->n_tok < QP_CUDA_MMVB_MAX_TOKENS ? a->n_tok : QP_CUDA_MMVB_MAX_TOKENS;
     struct qp_mmvs_geometry g = {0};
     struct qp_error e;
-    while (fit > 1 && (qp_mmvs_geometry(a, upb, fit, 0, &g, &e) != QP_OK || g.smem > QP_CUDA_SMEM_MAX / 2)) fit--;
+    while (fit > 1 && (qp_mmvs_geometry(a, upb, fit, &g, &e) != QP_OK || g.smem > QP_CUDA_SMEM_MAX / 2)) fit--;
     const int32_t groups = (a->n_tok + fit - 1) / fit;
     return (a->n_tok + groups - 1) / groups;
-}
-
-/* mmv_stream's ring form (launch.grid = the SMs of t): the units per tile that give each block
- * about `tiles` tiles of its share of the units (fewer units where a tile would not fit), with
- * launch.split covering all of the node's tokens; 0 when no tile fits. */
-static int64_t mmvs_ring_upt(const struct qp_op_args *a, const struct qp_kernel_target *t, int64_t tiles) {
-    size_t bpu;
-    int32_t nr;
-    int64_t nchunk;
-    const int64_t fit = mmvs_fit(a, &bpu, &nr, &nchunk), units = qp_linear_units(a);
-    if (fit < 1 || units < 1 || t->sms < 1 || tiles < 1 || a->n_tok > QP_CUDA_MMVB_MAX_TOKENS) return 0;
-    const int64_t share = (units + t->sms - 1) / t->sms;
-    int64_t upt = (share + tiles - 1) / tiles;
-    if (upt > fit) upt = fit;
-    const int32_t tokens = a->n_tok > 1 ? (int32_t)a->n_tok : 0;
-    struct qp_mmvs_geometry g;
-    struct qp_error e;
-    while (upt >= 1 && qp_mmvs_geometry(a, upt, tokens, t->sms, &g, &e) != QP_OK) upt--;
-    return upt;
-}
-
-/* Whether mmv_stream's default is the ring form: when its one-tile blocks would be more than one
- * per SM of t (at ~100 registers a thread, one 512-thread block fits an SM, so the tiles would run
- * in waves, each copying, staging and computing in turn; docs/performance.md, issue 23). The ring
- * then gives each SM's block its share in QP_CUDA_MMVS_RING_SLOTS tiles or more, so that the dots
- * of the first start once a fraction of the share has landed. */
-static bool mmvs_default_ring(const struct qp_op_args *a, const struct qp_kernel_target *t, struct qp_launch *l) {
-    size_t bpu;
-    int32_t nr;
-    int64_t nchunk;
-    const int64_t fit = mmvs_fit(a, &bpu, &nr, &nchunk), units = qp_linear_units(a);
-    if (fit < 1 || t->sms < 1 || (units + fit - 1) / fit <= t->sms) return false;
-    const int64_t share = (units + t->sms - 1) / t->sms;
-    int64_t tiles = (share + fit - 1) / fit;
-    if (tiles < QP_CUDA_MMVS_RING_SLOTS) tiles = QP_CUDA_MMVS_RING_SLOTS;
-    const int64_t upt = mmvs_ring_upt(a, t, tiles);
-    if (upt < 1) return false;
-    l->rows_per_block = (int32_t)upt;
-    l->split = a->n_tok > 1 ? (int32_t)a->n_tok : 0;
-    l->grid = t->sms;
-    return true;
 }
 
 /* --- checks --- */
@@ -312,8 +248,8 @@ static enum qp_status check_linear(int32_t id, const char *k, const struct qp_op
                       qp_ggml_type_name(a->w[i].type), a->w[i].row_bytes);
         if ((s = check_block(k, l->block, 1024, QP_CUDA_MMVS_THREADS, err)) != QP_OK) return s;
         struct qp_mmvs_geometry g;
-        if ((s = qp_mmvs_geometry(a, l->rows_per_block, l->split, l->grid, &g, err)) != QP_OK) return s;
-        return check_unused(k, l, L_BLOCK | L_ROWS | L_SPLIT | L_GRID, err);
+        if ((s = qp_mmvs_geometry(a, l->rows_per_block, l->split, &g, err)) != QP_OK) return s;
+        return check_unused(k, l, L_BLOCK | L_ROWS | L_SPLIT, err);
     }
     case QP_KERNEL_MMV_BATCH:
         if ((s = check_block(k, l->block, QP_CUDA_MMV_MAX_THREADS, 0, err)) != QP_OK) return s;
@@ -484,7 +420,6 @@ enum qp_status qp_kernel_default_launch(int32_t id, const struct qp_op_args *a, 
         break;
     }
     case QP_KERNEL_MMV_STREAM:
-        if (mmvs_default_ring(a, t, &l)) break;
         l.rows_per_block = (int32_t)qp_mmvs_default_upb(a, t, 1);
         l.split = mmvs_default_tokens(a, l.rows_per_block);
         break;
@@ -560,11 +495,6 @@ int qp_kernel_candidates(const struct qp_op_args *a, const struct qp_kernel_targ
                 add(&c, id, (struct qp_launch){d.block, upb, d.split, 0, p});
                 for (int32_t tok = 2; tok <= QP_CUDA_MMVB_MAX_TOKENS && tok <= a->n_tok; tok *= 2)
                     add(&c, id, (struct qp_launch){d.block, upb, tok, 0, p});
-            }
-            for (int64_t tiles = 2; tiles <= 8; tiles *= 2) { /* the ring form, a block per SM */
-                const int32_t upt = (int32_t)mmvs_ring_upt(a, t, tiles);
-                if (upt > 0)
-                    add(&c, id, (struct qp_launch){d.block, upt, a->n_tok > 1 ? (int32_t)a->n_tok : 0, t->sms, p});
             }
             break;
         case QP_KERNEL_MMV_BATCH:

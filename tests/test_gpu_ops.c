@@ -38,9 +38,6 @@
 
 static int g_fail, g_pass;
 static bool g_all;                     /* --all: every candidate launch, PDL on and off */
-/* When set, test_linear runs these mmv_stream launches instead of the defaults (test_ring) */
-static const struct qp_launch *g_force;
-static int g_n_force;
 static struct qp_kernel_target g_target; /* the device */
 static char g_noref[1024];
 static uint64_t g_rng;
@@ -238,10 +235,6 @@ static int default_kernels(const struct qp_op_args *g, int32_t *ids) {
 static int gpu_choices(const struct qp_op_args *g, struct qp_kernel_choice *out) {
     int n = 0;
     const bool pdl = g_target.sm >= 90;
-    if (g_force) {
-        for (int i = 0; i < g_n_force && i < MAX_CHOICES; i++) out[n++] = (struct qp_kernel_choice){QP_KERNEL_MMV_STREAM, g_force[i]};
-        return n;
-    }
     if (!g_all) {
         int32_t ids[4];
         const int nd = default_kernels(g, ids);
@@ -541,50 +534,6 @@ static void test_linear(int32_t type, const struct lin_case *lc) {
     CK(cudaFree(g.out)); CK(cudaFree(sp.d));
     if (kc_d) { CK(cudaFree(kc_d)); CK(cudaFree(vc_d)); free(kc_h); free(vc_h); }
     free(x); free(norm); free(res); free(out_c); free(sp.h);
-}
-
-/* mmv_stream's ring form (launch.grid > 0, matvec_ring.cu) on shapes small enough for the
- * emulator, with launches chosen so that runs of tiles exceed the ring's slots (every slot refilled,
- * its barrier's phase flipped several times), a run of one tile (grid above the tiles), 1 and 3
- * tokens, segments with edge bytes (Q5_0 / Q6_K rows are not 16-byte multiples), a mixed-type
- * node and the four epilogues of the decode linears. The compiler gives it by default only to
- * matrices of more tiles than SMs (1.5B and larger), which test_gpu_ops_all's candidates reach. */
-static void test_ring(void) {
-    if (g_target.sm < 90) return; /* mmv_stream needs sm_90 */
-    const int32_t types[] = {QP_GGML_Q4_K, QP_GGML_Q6_K, QP_GGML_Q5_0, QP_GGML_Q8_0, QP_GGML_F16};
-    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
-        const int32_t t = types[i];
-        const int64_t cols = is_k(t) ? 512 : 896;
-        const struct qp_launch sw_l[] = {{512, 7, 0, 5, 1}, {512, 3, 0, 2, 0}, {512, 9, 0, 200, 1}};
-        struct lin_case sw = {2, {600, 600, 0}, cols, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_SWIGLU, false, 0, X_UNIFORM, false};
-        g_force = sw_l;
-        g_n_force = 3;
-        test_linear(t, &sw);
-        const struct qp_launch res_l[] = {{512, 6, 3, 4, 1}, {512, 11, 4, 9, 1}};
-        struct lin_case res = {1, {333, 0, 0}, cols, 3, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, true, 0, X_UNIFORM, false};
-        g_force = res_l;
-        g_n_force = 2;
-        test_linear(t, &res);
-        const struct qp_launch none_l[] = {{512, 5, 0, 7, 1}};
-        struct lin_case none = {2, {101, 60, 0}, cols, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_NONE, true, 0, X_UNIFORM, false};
-        g_force = none_l;
-        g_n_force = 1;
-        test_linear(t, &none);
-        if (!is_k(t)) { /* q/k/v with rope_kv, v in Q8_0 where t is not (one launch, a type per row) */
-            const struct qp_launch qkv_l[] = {{512, 8, 2, 3, 1}, {512, 4, 2, 5, 0}};
-            struct lin_case qkv = {3, {896, 128, 128}, 896, 2, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_ROPE_KV, true, QP_GGML_F16, X_UNIFORM, t != QP_GGML_Q8_0};
-            g_force = qkv_l;
-            g_n_force = 2;
-            test_linear(t, &qkv);
-            qkv.n_tok = 1;
-            const struct qp_launch qkv1_l[] = {{512, 8, 0, 3, 1}};
-            g_force = qkv1_l;
-            g_n_force = 1;
-            test_linear(t, &qkv);
-        }
-    }
-    g_force = NULL;
-    g_n_force = 0;
 }
 
 /* ---- the other ops ---- */
@@ -1012,7 +961,6 @@ int main(int argc, char **argv) {
                 test_linear(t, &hc);
             }
         }
-    test_ring();
     /* fused epilogues and paths on the types of the real model */
     const int32_t real_types[] = {QP_GGML_Q5_0, QP_GGML_Q8_0, QP_GGML_F16};
     for (int i = 0; i < 3; i++) {

@@ -226,9 +226,6 @@ enum qp_status qp_cuda_rms_norm(const struct qp_op_args *a, struct qp_error *err
 enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err);
 /* matvec_stream.cu: the mmv_stream kernel (weights streamed into shared memory) */
 enum qp_status qp_cuda_matvec_stream(const struct qp_op_args *a, struct qp_error *err);
-/* matvec_ring.cu: mmv_stream's ring form (launch.grid > 0), for node a with geometry g (slots > 0) */
-struct qp_mmvs_geometry;
-enum qp_status qp_cuda_matvec_ring(const struct qp_op_args *a, const struct qp_mmvs_geometry *g, struct qp_error *err);
 /* matvec_batch.cu: the mmv_batch kernel (each weight decoded once for a group of tokens) */
 enum qp_status qp_cuda_matvec_batch(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_gemm(const struct qp_op_args *a, struct qp_error *err);

@@ -22,13 +22,143 @@
  * costs about one decode of the weights, not one per token. One token at a time (split 0 or 1)
  * takes the integer dots of quant_dot.cuh instead, the fastest for a single token.
  *
- * Segments and their copies: matvec_stream.cuh. With launch.grid > 0 the node runs the ring form
- * instead (matvec_ring.cu): fewer blocks, each streaming a run of tiles.
+ * Segments: the unit -> rows map of each epilogue is affine on "pieces" (a part for NONE/RESIDUAL,
+ * the whole range for SWIGLU, a head's pairs for ROPE_KV); a block's range meets a few pieces, each
+ * giving one segment per row kind (a, b). A segment's bytes go to shared memory at the same address
+ * modulo 16 as in global memory (so the decoders' aligned loads hold); the 16-byte-aligned middle
+ * is one bulk copy, the at most 15 + 15 bytes outside it are copied by one thread each.
  *
  * Does not run (qp_kernel_check refuses it at load): the ARGMAX epilogue, rows whose columns are not
  * a multiple of 32, float rows not 16-byte aligned, one unit larger than the budget.
  */
-#include "matvec_stream.cuh"
+#include "linear_common.cuh"
+#include "matvec_stage.cuh"
+#include "qp_cuda.h"
+#include "quant_blocks.cuh"
+#include "quant_dot.cuh"
+#include "qp_kernels.h"
+
+#define QP_MMVS_THREADS QP_CUDA_MMVS_THREADS
+/* Blocks of 512 threads per SM the registers must allow: 2 caps them at 64, so that the next
+ * node's block (PDL) fits beside this one. */
+#ifndef QP_MMVS_MIN_BLOCKS
+#define QP_MMVS_MIN_BLOCKS 1
+#endif
+#define QP_MMVS_MAX_SEGS QP_CUDA_MMVS_MAX_SEGS /* segments per block (qp_mmvs_geometry bounds a block's range) */
+#define QP_MMVS_MIXED (-1)
+#define QP_MMVS_MAX_TOKENS QP_CUDA_MMVB_MAX_TOKENS /* tokens decoded together, at most */
+/* rounds of the edge copy: one warp per segment per round */
+#define QP_MMVS_EDGE_ROUNDS ((QP_MMVS_MAX_SEGS * 32 + QP_MMVS_THREADS - 1) / QP_MMVS_THREADS)
+
+struct qp_mmvs_seg {
+    const uint8_t *src; /* first byte in global memory */
+    int64_t row;        /* first stacked row */
+    uint32_t bytes;     /* rows * row_bytes */
+    uint32_t off;       /* byte offset of src's copy in the block's weight area */
+    int32_t n, part;    /* rows, part */
+};
+
+/* ---- mbarrier and bulk copy (PTX, sm_90) ---- */
+static __device__ __forceinline__ uint32_t qp_smem_addr(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+static __device__ __forceinline__ void qp_mbar_init(uint64_t *bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(qp_smem_addr(bar)) : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#elif defined(QP_KEMU)
+    kemu::mbar_init(bar, 1);
+#endif
+}
+/* The single arrival of the barrier's phase 0, announcing `bytes` of bulk copies to complete it. */
+static __device__ __forceinline__ void qp_mbar_arrive_tx(uint64_t *bar, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(qp_smem_addr(bar)), "r"(bytes)
+                 : "memory");
+#elif defined(QP_KEMU)
+    kemu::mbar_arrive_tx(bar, bytes);
+#endif
+}
+static __device__ __forceinline__ void qp_bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                     qp_smem_addr(dst)),
+                 "l"(src), "r"(bytes), "r"(qp_smem_addr(bar))
+                 : "memory");
+#elif defined(QP_KEMU)
+    kemu::bulk_copy(dst, src, bytes, bar);
+#endif
+}
+static __device__ __forceinline__ void qp_mbar_wait0(uint64_t *bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    uint32_t done = 0;
+    while (!done)
+        asm volatile("{\n\t.reg .pred p;\n\tmbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\n\t"
+                     "selp.u32 %0, 1, 0, p;\n\t}"
+                     : "=r"(done)
+                     : "r"(qp_smem_addr(bar))
+                     : "memory");
+#elif defined(QP_KEMU)
+    kemu::mbar_wait(bar, 0);
+#endif
+}
+
+/* The end (exclusive) of the piece holding unit u: on [u, end) the rows of qp_unit_rows grow by
+ * one per unit. */
+template <int EPI>
+static __device__ __forceinline__ int64_t qp_unit_piece_end(const qp_lin_params &p, int64_t u) {
+    if constexpr (EPI == QP_EPILOGUE_SWIGLU) {
+        return p.units;
+    } else if constexpr (EPI == QP_EPILOGUE_ROPE_KV) {
+        const int64_t half = p.head_dim / 2, nq = (int64_t)p.n_head * half, nk = (int64_t)p.n_head_kv * half;
+        if (u < nq) return (u / half + 1) * half;
+        if (u < nq + nk) return nq + ((u - nq) / half + 1) * half;
+        return p.units;
+    } else {
+        int i = 0;
+        while (i + 1 < p.n_parts && u >= p.row0[i + 1]) i++;
+        return p.row0[i + 1];
+    }
+}
+
+/* Sub-chunk s of a row (in shared memory) dotted with the staged x (quant_dot.cuh). */
+template <int T>
+static __device__ __forceinline__ float qp_mmvs_sub(const uint8_t *row, int64_t s, const float *xs) {
+    using Q = qp_qt<T>;
+    return qp_dot32<T, qp_lds>(row + (s / Q::SUBS) * Q::BYTES, (int)(s % Q::SUBS), xs + s * QP_XS_STRIDE);
+}
+
+static __device__ __noinline__ float qp_mmvs_sub_any(int type, const uint8_t *row, int64_t s, const float *xs) {
+#define QP_SUB_CASE(T_) \
+    case T_: return qp_mmvs_sub<T_>(row, s, xs);
+    switch (type) {
+        QP_CUDA_TYPES(QP_SUB_CASE)
+    default: return __int_as_float(0x7fc00000); /* ops.cu admits no other type */
+    }
+#undef QP_SUB_CASE
+}
+
+/* Sub-chunk s of a row (in shared memory) dotted with the staged inputs of g tokens, xsf floats
+ * apart, decoded once (quant_dot.cuh). */
+template <int T>
+static __device__ __forceinline__ void qp_mmvs_sub_multi(const uint8_t *row, int64_t s, const float *xs, int64_t xsf,
+                                                         int g, float (&acc)[QP_MMVS_MAX_TOKENS]) {
+    using Q = qp_qt<T>;
+    qp_dot32_group<T, qp_lds>(row + (s / Q::SUBS) * Q::BYTES, (int)(s % Q::SUBS), xs + s * QP_XS_STRIDE, xsf, g, acc);
+}
+
+/* As qp_mmvs_sub_multi for a row whose type is known at run time only (a mixed node). */
+static __device__ __noinline__ void qp_mmvs_sub_multi_any(int type, const uint8_t *row, int64_t s, const float *xs,
+                                                          int64_t xsf, int g, float (&acc)[QP_MMVS_MAX_TOKENS]) {
+#define QP_SUBM_CASE(T_) \
+    case T_: qp_mmvs_sub_multi<T_>(row, s, xs, xsf, g, acc); return;
+    switch (type) {
+        QP_CUDA_TYPES(QP_SUBM_CASE)
+    default:
+        for (int j = 0; j < QP_MMVS_MAX_TOKENS; j++) acc[j] = __int_as_float(0x7fc00000); /* ops.cu admits no other type */
+    }
+#undef QP_SUBM_CASE
+}
 
 /* Dynamic shared memory: [weights: wbytes][staged x: G x qp_xs_bytes(cols)][chunk sums: G x items],
  * G = the tokens decoded together (tpg). MULTI: the instance for groups of tokens (tpg > 1); the
@@ -302,7 +432,7 @@ enum qp_status qp_cuda_matvec_stream(const struct qp_op_args *a, struct qp_error
         return qp_error_set(err, QP_ERR_INVALID, "cuda mmv_stream: launch.block %d, the kernel runs %d",
                             a->launch.block, QP_MMVS_THREADS);
     struct qp_mmvs_geometry g;
-    enum qp_status s = qp_mmvs_geometry(a, a->launch.rows_per_block, a->launch.split, a->launch.grid, &g, err);
+    enum qp_status s = qp_mmvs_geometry(a, a->launch.rows_per_block, a->launch.split, &g, err);
     if (s != QP_OK) return s;
     const qp_lin_params p = qp_lin_params_make(a);
     bool mixed = false;
@@ -314,7 +444,6 @@ enum qp_status qp_cuda_matvec_stream(const struct qp_op_args *a, struct qp_error
         mixed = mixed || a->w[i].type != a->w[0].type;
     }
     if (g.blocks < 1) return QP_OK;
-    if (g.slots > 0) return qp_cuda_matvec_ring(a, &g, err);
     cudaStream_t st = QP_STREAM(a);
     const bool pdl = a->launch.pdl != 0;
     const int64_t upb = a->launch.rows_per_block;
