@@ -6,8 +6,8 @@
  *    prefill_small, the batch programs up to --matvec-tokens) and on last-row nodes: for the
  *    argmax epilogue (the LM head) mmv_batch for more than one token, mmv_argmax for one; else
  *    mmv_stream where the target has it (sm_90) and the node fits it (more than one token: in
- *    groups decoded together, launch.split), else mmv_batch for more than one token, else mmv; in
- *    prefill, gemm.
+ *    groups decoded together, launch.split) but mmv for one token where that was measured faster
+ *    (one_token_mmv), else mmv_batch for more than one token, else mmv; in prefill, gemm.
  *  - attention: attn_gqa for those short chunks where the node fits it, else attn_split; in
  *    prefill attn_prefill where it fits, else attn_split.
  *  - every other op has one kernel.
@@ -78,6 +78,19 @@ enum qp_status qp_select_node_args(const struct qp_plan *p, const struct qp_plan
     return QP_OK;
 }
 
+/* One token through mmv_stream's default launch, or mmv instead: mmv where bench_linear measured
+ * it faster (H100, 2026-12-06, docs/performance.md "Linear kernels at the bandwidth"): rows longer
+ * than QP_MMV_LONG_ROW columns (the 1.5B model's every linear, 10-35% faster; the 0.5B model's
+ * ffn_down, 1-9%), and matrices whose mmv_stream blocks would outnumber the SMs (at ~100 registers
+ * a thread one of them fits an SM, so they run in waves: the 0.5B shape in Q8_0, 20%). */
+#define QP_MMV_LONG_ROW 1024
+static bool one_token_mmv(const struct qp_op_args *a, const struct qp_kernel_target *t, const struct qp_launch *stream) {
+    if (a->n_tok != 1) return false;
+    if (a->in_w > QP_MMV_LONG_ROW) return true;
+    const int64_t units = qp_linear_units(a);
+    return stream->rows_per_block > 0 && (units + stream->rows_per_block - 1) / stream->rows_per_block > t->sms;
+}
+
 /* The registry's default kernel for node a (see the file comment). */
 static int32_t default_kernel(const struct qp_op_args *a, const struct qp_kernel_target *t, int32_t matvec_tokens) {
     struct qp_launch l;
@@ -99,7 +112,8 @@ static int32_t default_kernel(const struct qp_op_args *a, const struct qp_kernel
             return a->n_tok > 1 && qp_kernel_default_launch(QP_KERNEL_MMV_BATCH, a, t, false, &l, &e) == QP_OK
                        ? QP_KERNEL_MMV_BATCH
                        : QP_KERNEL_MMV_ARGMAX;
-        if (qp_kernel_default_launch(QP_KERNEL_MMV_STREAM, a, t, false, &l, &e) == QP_OK) return QP_KERNEL_MMV_STREAM;
+        if (qp_kernel_default_launch(QP_KERNEL_MMV_STREAM, a, t, false, &l, &e) == QP_OK)
+            return one_token_mmv(a, t, &l) ? QP_KERNEL_MMV : QP_KERNEL_MMV_STREAM;
         if (a->n_tok > 1 && qp_kernel_default_launch(QP_KERNEL_MMV_BATCH, a, t, false, &l, &e) == QP_OK)
             return QP_KERNEL_MMV_BATCH;
         return QP_KERNEL_MMV;
