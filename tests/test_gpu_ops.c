@@ -1,6 +1,6 @@
 /* test_gpu_ops.c — every CUDA kernel of the registry (include/qp_kernels.h) against its op's CPU
  * reference (qp_cpu_ops) on fresh random inputs: the real Qwen2.5-0.5B shapes (896 wide, 14/2
- * heads of 64, FFN 4864, vocab 151936) plus awkward ones (1 row, odd rows, 33 columns for float
+ * heads of 64, FFN 4864, vocab 151936), the 1.5B model's FFN (1536 wide, 8960), plus awkward ones (1 row, odd rows, 33 columns for float
  * weights), every weight type, every prologue and epilogue. Each case runs once on the CPU and
  * then on the GPU with every kernel that can run it (qp_kernel_check): with its default launch
  * (`test_gpu_ops`), or with every launch shape `qplan tune` would time, with and without PDL
@@ -30,7 +30,7 @@
 #include "qp_ops.h"
 
 /* Bounds on rel (see the file comment). fp32 paths: both sides accumulate in f32 in different
- * orders over at most 4864 terms: ~sqrt(n) * 2^-24 ~ 1e-6 expected, 2e-5 allowed. The cuBLAS
+ * orders over at most 8960 terms: ~sqrt(n) * 2^-24 ~ 1e-6 expected, 2e-5 allowed. The cuBLAS
  * path rounds x and the weights to f16 (2^-11 relative each): ~5e-4 expected, 3e-3 allowed. */
 #define TOL_F32 QP_KERNEL_TOL_F32
 #define TOL_GEMM QP_KERNEL_TOL_F16
@@ -961,6 +961,14 @@ int main(int argc, char **argv) {
                 test_linear(t, &hc);
             }
         }
+    /* the 1.5B model's shapes, where the compiler gives one token to mmv (rows over 1,024 columns,
+     * compiler/select.c) and mmv_stream runs in waves of blocks: ffn gate+up and ffn_down, Q4_K */
+    {
+        struct lin_case sw15 = {2, {8960, 8960, 0}, 1536, 1, QP_PROLOGUE_RMS_NORM, QP_EPILOGUE_SWIGLU, false, 0, X_UNIFORM, false};
+        test_linear(QP_GGML_Q4_K, &sw15);
+        struct lin_case down15 = {1, {1536, 0, 0}, 8960, 1, QP_PROLOGUE_NONE, QP_EPILOGUE_RESIDUAL, false, 0, X_UNIFORM, false};
+        test_linear(QP_GGML_Q4_K, &down15);
+    }
     /* fused epilogues and paths on the types of the real model */
     const int32_t real_types[] = {QP_GGML_Q5_0, QP_GGML_Q8_0, QP_GGML_F16};
     for (int i = 0; i < 3; i++) {
