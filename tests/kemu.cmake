@@ -18,16 +18,20 @@ elseif(NOT QP_KEMU)
   message(STATUS "qplan: the CPU emulator of the CUDA kernels is off (QP_KEMU=OFF)")
 elseif(QP_KEMU AND CUDAToolkit_FOUND)
   # qp_kemu_wrap(OUT SUBDIR cu...): OUT = a .cpp per CUDA source, under kemu/SUBDIR of the build
-  # folder, that includes it and is compiled with kemu.h first.
+  # folder, that includes it and is compiled with kemu.h first. The wrapper names the source by its
+  # path in the checkout, found through -I<checkout>, so that its text is the same in every clone
+  # (a compiler cache keyed on it then serves every checkout; scripts/test.sh).
   function(qp_kemu_wrap out subdir)
     set(wrappers)
     foreach(cu ${ARGN})
       get_filename_component(name ${cu} NAME_WE)
+      file(RELATIVE_PATH rel ${CMAKE_SOURCE_DIR} ${cu})
       set(wrapper ${CMAKE_CURRENT_BINARY_DIR}/kemu/${subdir}/${name}.cpp)
-      file(CONFIGURE OUTPUT ${wrapper} CONTENT "#include \"${cu}\"\n" @ONLY)
+      file(CONFIGURE OUTPUT ${wrapper} CONTENT "#include \"${rel}\"\n" @ONLY)
       list(APPEND wrappers ${wrapper})
     endforeach()
-    set_source_files_properties(${wrappers} PROPERTIES COMPILE_OPTIONS "-include;${CMAKE_CURRENT_SOURCE_DIR}/kemu/kemu.h")
+    set_source_files_properties(${wrappers} PROPERTIES COMPILE_OPTIONS
+                                "-include;${CMAKE_CURRENT_SOURCE_DIR}/kemu/kemu.h;-I${CMAKE_SOURCE_DIR}")
     set(${out} ${wrappers} PARENT_SCOPE)
   endfunction()
 
