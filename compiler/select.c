@@ -87,8 +87,9 @@ enum qp_status qp_select_node_args(const struct qp_plan *p, const struct qp_plan
 static bool one_token_mmv(const struct qp_op_args *a, const struct qp_kernel_target *t, const struct qp_launch *stream) {
     if (a->n_tok != 1) return false;
     if (a->in_w > QP_MMV_LONG_ROW) return true;
-    const int64_t units = qp_linear_units(a);
-    return stream->rows_per_block > 0 && (units + stream->rows_per_block - 1) / stream->rows_per_block > t->sms;
+    struct qp_mmvs_geometry g;
+    struct qp_error e;
+    return qp_mmvs_geometry(a, stream->rows_per_block, stream->split, &g, &e) == QP_OK && g.blocks > t->sms;
 }
 
 /* The registry's default kernel for node a (see the file comment). */

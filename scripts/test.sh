@@ -35,12 +35,10 @@ t_start=$SECONDS
 # time: on the 2-core CI machine a clean clone took 36 min at 3529d1d without the cache (most of it
 # the emulator's kernels compiled twice, as C++ and under ASan) and 20 min at 9ccd910 with it
 # warm. QP_CCACHE=0 builds without it.
-if [ "${QP_CCACHE:-1}" = 1 ] && [ "$dry" != 1 ]; then
-  "$root/scripts/deps.sh"
-  if command -v ccache >/dev/null; then
-    export CMAKE_C_COMPILER_LAUNCHER=ccache CMAKE_CXX_COMPILER_LAUNCHER=ccache \
-      CMAKE_CUDA_COMPILER_LAUNCHER=ccache CCACHE_BASEDIR=$root CCACHE_NOHASHDIR=true
-  fi
+# (scripts/build.sh, which stage 1 runs before any configure, installs it with the rest.)
+if [ "${QP_CCACHE:-1}" = 1 ]; then
+  export CMAKE_C_COMPILER_LAUNCHER=ccache CMAKE_CXX_COMPILER_LAUNCHER=ccache \
+    CMAKE_CUDA_COMPILER_LAUNCHER=ccache CCACHE_BASEDIR=$root CCACHE_NOHASHDIR=true
 fi
 
 # run COMMAND...: runs it, or prints it under QP_TEST_DRY_RUN=1.

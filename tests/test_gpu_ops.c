@@ -1,7 +1,7 @@
 /* test_gpu_ops.c — every CUDA kernel of the registry (include/qp_kernels.h) against its op's CPU
  * reference (qp_cpu_ops) on fresh random inputs: the real Qwen2.5-0.5B shapes (896 wide, 14/2
- * heads of 64, FFN 4864, vocab 151936), the 1.5B model's FFN (1536 wide, 8960), plus awkward ones (1 row, odd rows, 33 columns for float
- * weights), every weight type, every prologue and epilogue. Each case runs once on the CPU and
+ * heads of 64, FFN 4864, vocab 151936), the 1.5B model's FFN (1536 wide, 8960), plus awkward
+ * ones (1 row, odd rows, 33 columns for float weights), every weight type, every prologue and epilogue. Each case runs once on the CPU and
  * then on the GPU with every kernel that can run it (qp_kernel_check): with its default launch
  * (`test_gpu_ops`), or with every launch shape `qplan tune` would time, with and without PDL
  * (`test_gpu_ops --all`).

@@ -252,7 +252,18 @@ static void test_tiny(void) {
     gb_free(&b);
 }
 
-static const char *default_model_path(char *buf, size_t size);
+/* $QP_MODEL, else the default model where scripts/fetch-model.sh puts it. */
+static const char *default_model_path(char *buf, size_t size) {
+    const char *env = getenv("QP_MODEL");
+    if (env && *env) {
+        snprintf(buf, size, "%s", env);
+    } else {
+        const char *home = getenv("HOME");
+        snprintf(buf, size, "%s/.cache/qplan/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+                 home ? home : "");
+    }
+    return buf;
+}
 
 static int test_vocab(void) {
     /* The tensor-less vocabulary file; where the shared data folder is not beside the checkout
@@ -264,8 +275,8 @@ static int test_vocab(void) {
     if (!tensorless) {
         path = default_model_path(model, sizeof model);
         if (access(path, R_OK) != 0) {
-            printf("skipped: neither %s nor a model at %s (run scripts/fetch-model.sh)\n",
-                   QP_SHARED_DATA "/qwen2-vocab.gguf", path);
+            printf("skipped: no model at %s (run scripts/fetch-model.sh) and no %s\n", path,
+                   QP_SHARED_DATA "/qwen2-vocab.gguf");
             return 77;
         }
         printf("vocab: %s is absent; checking the vocabulary of %s\n",
@@ -298,19 +309,6 @@ static int test_vocab(void) {
 }
 
 /* ---- model -------------------------------------------------------------------------------- */
-
-/* $QP_MODEL, else the default model where scripts/fetch-model.sh puts it. */
-static const char *default_model_path(char *buf, size_t size) {
-    const char *env = getenv("QP_MODEL");
-    if (env && *env) {
-        snprintf(buf, size, "%s", env);
-    } else {
-        const char *home = getenv("HOME");
-        snprintf(buf, size, "%s/.cache/qplan/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-                 home ? home : "");
-    }
-    return buf;
-}
 
 static int test_model(void) {
     char path[1024];
