@@ -56,6 +56,12 @@ static inline size_t qp_cuda_xs_bytes(int64_t cols) {
     return (size_t)(cols / 32) * QP_CUDA_XS_STRIDE * sizeof(float);
 }
 
+/* Shared-memory bytes of x quantized to 8 bits (mmvq, matvec_q8.cu): `cols` int8 values, a float
+ * scale per 32 and an int sum per 16 (cols % 32 == 0). */
+static inline size_t qp_cuda_xq8_bytes(int64_t cols) {
+    return (size_t)cols + (size_t)(cols / 32) * sizeof(float) + (size_t)(cols / 16) * sizeof(int);
+}
+
 struct qp_cuda_scratch_layout {
     size_t total;         /* bytes of scratch the node needs (0: none) */
     size_t argmax_off;    /* [n_tok][QP_CUDA_ARGMAX_BLOCKS] {f32 value, i32 index} (argmax, epilogue) */

@@ -49,6 +49,8 @@ enum qp_kernel {
     QP_KERNEL_ATTN_PREFILL, /* attention: 16 query rows per block, key tiles in shared memory */
     QP_KERNEL_MMV_BATCH,    /* linear for a few tokens (batched decode): each weight sub-chunk
                                decoded once for `split` tokens (matvec_batch.cu) */
+    QP_KERNEL_MMVQ,         /* linear: x quantized to 8 bits per 32 values in shared memory,
+                               integer (DP4A) dots with the weight blocks (matvec_q8.cu) */
     QP_KERNEL_COUNT
 };
 
@@ -100,9 +102,12 @@ int qp_kernel_candidates(const struct qp_op_args *a, const struct qp_kernel_targ
  * on the same inputs (the tests and qplan tune hold every kernel to it): 2e-5 for the kernels that
  * read weights as stored and accumulate in f32 (the two sides differ by summation order, ~sqrt(n)
  * 2^-24 over n <= 18944 terms); 3e-3 for gemm, whose operands are rounded to f16 (2^-11 each,
- * ~5e-4 expected). docs/cuda-kernels.md derives both. */
+ * ~5e-4 expected); 2e-2 for mmvq, which rounds x to 8 bits per 32 values (error uniform within
+ * half a step of max|x|/127: ~4e-3 relative for uniform x, ~5e-3 for Gaussian x, ~4x margin).
+ * docs/cuda-kernels.md derives them. */
 #define QP_KERNEL_TOL_F32 2e-5
 #define QP_KERNEL_TOL_F16 3e-3
+#define QP_KERNEL_TOL_Q8 2e-2
 double qp_kernel_tolerance(int32_t id);
 
 /* --- kernel geometry the launchers and the checks share --- */

@@ -41,6 +41,8 @@ static const struct qp_kernel_desc table[QP_KERNEL_COUNT] = {
                                 "16 query rows per block, key tiles in shared memory"},
     [QP_KERNEL_MMV_BATCH] = {QP_KERNEL_MMV_BATCH, "mmv_batch", QP_OP_LINEAR, 0,
                              "matvec for a few tokens: each weight decoded once for split tokens"},
+    [QP_KERNEL_MMVQ] = {QP_KERNEL_MMVQ, "mmvq", QP_OP_LINEAR, 0,
+                        "matvec on x quantized to 8 bits per 32: integer dots (DP4A)"},
 };
 
 const struct qp_kernel_desc *qp_kernel_desc(int32_t id) {
@@ -64,7 +66,9 @@ void qp_kernel_names(enum qp_op op, char *buf, size_t n) {
     }
 }
 
-double qp_kernel_tolerance(int32_t id) { return id == QP_KERNEL_GEMM ? QP_KERNEL_TOL_F16 : QP_KERNEL_TOL_F32; }
+double qp_kernel_tolerance(int32_t id) {
+    return id == QP_KERNEL_GEMM ? QP_KERNEL_TOL_F16 : id == QP_KERNEL_MMVQ ? QP_KERNEL_TOL_Q8 : QP_KERNEL_TOL_F32;
+}
 
 static bool is_float_type(int32_t t) { return t == QP_GGML_F32 || t == QP_GGML_F16 || t == QP_GGML_BF16; }
 
@@ -269,6 +273,21 @@ static enum qp_status check_linear(int32_t id, const char *k, const struct qp_op
             BAD("kernel mmv_batch: with the argmax epilogue launch.grid %d (blocks per token group) must be in "
                 "[1, %d]", l->grid, QP_CUDA_ARGMAX_BLOCKS);
         return check_unused(k, l, L_BLOCK | L_SPLIT | L_GRID, err);
+    case QP_KERNEL_MMVQ:
+        if (am) UNSUP("kernel mmvq does not take the argmax epilogue");
+        for (int i = 0; i < a->n_parts; i++) {
+            const int32_t ty = a->w[i].type;
+            if (ty != QP_GGML_Q4_0 && ty != QP_GGML_Q5_0 && ty != QP_GGML_Q8_0 && ty != QP_GGML_Q4_K &&
+                ty != QP_GGML_Q6_K)
+                UNSUP("kernel mmvq has 8-bit dots for Q4_0, Q5_0, Q8_0, Q4_K and Q6_K weights, not %s",
+                      qp_ggml_type_name(ty));
+        }
+        if (a->in_w % 32) UNSUP("kernel mmvq needs rows of whole 32-element blocks (%lld columns)", (long long)a->in_w);
+        if (qp_cuda_xq8_bytes(a->in_w) > QP_CUDA_SMEM_MAX)
+            UNSUP("kernel mmvq: a quantized input of %lld values exceeds shared memory", (long long)a->in_w);
+        if ((s = check_block(k, l->block, QP_CUDA_MMV_MAX_THREADS, 0, err)) != QP_OK) return s;
+        if (l->grid < 0) BAD("kernel mmvq: launch.grid %d (most blocks; 0: a warp per unit) must be >= 0", l->grid);
+        return check_unused(k, l, L_BLOCK | L_GRID, err);
     case QP_KERNEL_GEMM:
         if ((s = check_block(k, l->block, 1024, 256, err)) != QP_OK) return s;
         if (l->rows_per_block < 1) BAD("kernel gemm: launch.rows_per_block %d (weight rows per cuBLAS call) "
@@ -504,6 +523,10 @@ int qp_kernel_candidates(const struct qp_op_args *a, const struct qp_kernel_targ
                         const int32_t grid = a->epilogue == QP_EPILOGUE_ARGMAX ? d.grid << g : g * t->sms;
                         add(&c, id, (struct qp_launch){block, 0, tok, grid, p});
                     }
+            break;
+        case QP_KERNEL_MMVQ:
+            for (int32_t block = 128; block <= QP_CUDA_MMV_MAX_THREADS; block *= 2)
+                for (int32_t g = 0; g <= 4; g += 2) add(&c, id, (struct qp_launch){block, 0, 0, g * t->sms, p});
             break;
         case QP_KERNEL_GEMM:
             add(&c, id, (struct qp_launch){d.block, (int32_t)rows_total(a), 0, 0, p});

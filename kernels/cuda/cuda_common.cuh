@@ -228,6 +228,8 @@ enum qp_status qp_cuda_matvec(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_matvec_stream(const struct qp_op_args *a, struct qp_error *err);
 /* matvec_batch.cu: the mmv_batch kernel (each weight decoded once for a group of tokens) */
 enum qp_status qp_cuda_matvec_batch(const struct qp_op_args *a, struct qp_error *err);
+/* matvec_q8.cu: the mmvq kernel (x quantized to 8 bits, integer dots) */
+enum qp_status qp_cuda_matvec_q8(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_gemm(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_rope(const struct qp_op_args *a, struct qp_error *err);
 enum qp_status qp_cuda_kv_write(const struct qp_op_args *a, struct qp_error *err);

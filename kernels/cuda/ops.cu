@@ -136,6 +136,7 @@ static enum qp_status op_linear(const struct qp_op_args *a, struct qp_error *err
     case QP_KERNEL_MMV_ARGMAX: return qp_cuda_matvec(a, err);
     case QP_KERNEL_MMV_STREAM: return qp_cuda_matvec_stream(a, err);
     case QP_KERNEL_MMV_BATCH: return qp_cuda_matvec_batch(a, err);
+    case QP_KERNEL_MMVQ: return qp_cuda_matvec_q8(a, err);
     case QP_KERNEL_GEMM:
         if (!a->blas) FAIL("cuda linear: the gemm kernel needs the cuBLAS handle (args.blas)");
         return qp_cuda_gemm(a, err);

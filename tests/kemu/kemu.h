@@ -118,6 +118,18 @@ static inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
     for (int n = 0; n < 4; n++) r |= (unsigned)((v >> (8 * ((s >> (4 * n)) & 7))) & 0xFF) << (8 * n);
     return r;
 }
+/* dp4a: c + the sum of the products of the four signed bytes of a and of b. */
+static inline int __dp4a(int a, int b, int c) {
+    for (int k = 0; k < 4; k++) c += (int)(int8_t)(a >> (8 * k)) * (int)(int8_t)(b >> (8 * k));
+    return c;
+}
+/* cvt.rni.s32.f32: round to nearest even; NaN gives 0, out of range saturates. */
+static inline int __float2int_rn(float f) {
+    if (f != f) return 0;
+    if (f >= 2147483647.0f) return INT32_MAX;
+    if (f <= -2147483648.0f) return INT32_MIN;
+    return (int)nearbyintf(f);
+}
 static inline size_t __cvta_generic_to_shared(const void *p) { return (size_t)p; }
 static inline long long clock64(void) { return 0; }
 
