@@ -31,7 +31,7 @@ enum qp_status qp_cuda_scratch_plan(const struct qp_op_args *a, struct qp_cuda_s
     if (a->n_tok < 1) return qp_error_set(err, QP_ERR_INVALID, "cuda scratch: n_tok %d < 1", a->n_tok);
     const size_t n = (size_t)a->n_tok;
     bool argmax = a->kernel == QP_KERNEL_ARGMAX || a->kernel == QP_KERNEL_MMV_ARGMAX ||
-                  ((a->kernel == QP_KERNEL_GEMM || a->kernel == QP_KERNEL_MMV_BATCH) &&
+                  ((a->kernel == QP_KERNEL_GEMM || a->kernel == QP_KERNEL_MMV_BATCH || a->kernel == QP_KERNEL_MMVQ) &&
                    a->epilogue == QP_EPILOGUE_ARGMAX);
     if (argmax && (!qp_mul_size((size_t)QP_CUDA_ARGMAX_BLOCKS * 8u, n, &b) || !align_add(&off, b, &l->argmax_off)))
         goto overflow;

@@ -274,7 +274,6 @@ static enum qp_status check_linear(int32_t id, const char *k, const struct qp_op
                 "[1, %d]", l->grid, QP_CUDA_ARGMAX_BLOCKS);
         return check_unused(k, l, L_BLOCK | L_SPLIT | L_GRID, err);
     case QP_KERNEL_MMVQ:
-        if (am) UNSUP("kernel mmvq does not take the argmax epilogue");
         for (int i = 0; i < a->n_parts; i++) {
             const int32_t ty = a->w[i].type;
             if (ty != QP_GGML_Q4_0 && ty != QP_GGML_Q5_0 && ty != QP_GGML_Q8_0 && ty != QP_GGML_Q4_K &&
@@ -287,6 +286,9 @@ static enum qp_status check_linear(int32_t id, const char *k, const struct qp_op
             UNSUP("kernel mmvq: a quantized input of %lld values exceeds shared memory", (long long)a->in_w);
         if ((s = check_block(k, l->block, QP_CUDA_MMV_MAX_THREADS, 0, err)) != QP_OK) return s;
         if (l->grid < 0) BAD("kernel mmvq: launch.grid %d (most blocks; 0: a warp per unit) must be >= 0", l->grid);
+        if (am && (l->grid < 1 || l->grid > QP_CUDA_ARGMAX_BLOCKS))
+            BAD("kernel mmvq: with the argmax epilogue launch.grid %d (blocks per token) must be in [1, %d]", l->grid,
+                QP_CUDA_ARGMAX_BLOCKS);
         return check_unused(k, l, L_BLOCK | L_GRID, err);
     case QP_KERNEL_GEMM:
         if ((s = check_block(k, l->block, 1024, 256, err)) != QP_OK) return s;
@@ -438,6 +440,12 @@ enum qp_status qp_kernel_default_launch(int32_t id, const struct qp_op_args *a, 
         l.split = (int32_t)(blocks > QP_CUDA_ARGMAX_BLOCKS ? QP_CUDA_ARGMAX_BLOCKS : blocks < 1 ? 1 : blocks);
         break;
     }
+    case QP_KERNEL_MMVQ:
+        if (a->epilogue == QP_EPILOGUE_ARGMAX) { /* as mmv_argmax: 8 rows a block, at most the merge's blocks */
+            const int64_t blocks = (qp_linear_units(a) + 7) / 8;
+            l.grid = (int32_t)(blocks > QP_CUDA_ARGMAX_BLOCKS ? QP_CUDA_ARGMAX_BLOCKS : blocks < 1 ? 1 : blocks);
+        }
+        break;
     case QP_KERNEL_MMV_STREAM:
         l.rows_per_block = (int32_t)qp_mmvs_default_upb(a, t, 1);
         l.split = mmvs_default_tokens(a, l.rows_per_block);
@@ -526,7 +534,8 @@ int qp_kernel_candidates(const struct qp_op_args *a, const struct qp_kernel_targ
             break;
         case QP_KERNEL_MMVQ:
             for (int32_t block = 128; block <= QP_CUDA_MMV_MAX_THREADS; block *= 2)
-                for (int32_t g = 0; g <= 4; g += 2) add(&c, id, (struct qp_launch){block, 0, 0, g * t->sms, p});
+                for (int32_t g = 0; g <= 8; g = g ? 2 * g : 1) /* blocks: a warp per unit, 1..8 per SM */
+                    add(&c, id, (struct qp_launch){block, 0, 0, g * t->sms, p});
             break;
         case QP_KERNEL_GEMM:
             add(&c, id, (struct qp_launch){d.block, (int32_t)rows_total(a), 0, 0, p});

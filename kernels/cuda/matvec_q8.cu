@@ -18,6 +18,11 @@
  *
  * Parts of different types (q/k and v) run the same launch: the type is looked up per unit
  * (both rows of a unit lie in one part) and the unit runs that type's loop.
+ *
+ * ARGMAX epilogue (the LM head), as mmv_argmax does it (matvec.cu): launch.grid blocks per token,
+ * each merging its warps' (logit, row) pairs into a partial in scratch; the last block to finish a
+ * token (a device counter per token, reset by that block) merges the partials into
+ * step->rows[t].next. Ties go to the first index, NaN never wins.
  */
 #include "linear_common.cuh"
 #include "matvec_stage.cuh"
@@ -25,6 +30,8 @@
 #include "quant_dot_q8.cuh"
 
 #define QP_MMVQ_MIXED (-1)
+
+static __device__ unsigned int qp_mmvq_argmax_done[QP_CUDA_ARGMAX_MAX_ROWS]; /* blocks done, per row */
 
 /* A NaN-propagating max of magnitudes: a NaN anywhere in a group makes its scale NaN, so that it
  * reaches every output that reads the group (as in the f32 path). */
@@ -122,9 +129,10 @@ static __device__ __noinline__ void qp_mmvq_unit_any(int type, const uint8_t *ro
     }
 }
 
-template <int T, int EPI>
-static __global__ void __launch_bounds__(256) matvec_q8_kernel(const qp_lin_params p) {
+template <int T, int EPI, bool AM>
+static __global__ void __launch_bounds__(256) matvec_q8_kernel(const qp_lin_params p, qp_amax *__restrict__ part) {
     __shared__ float red[32];
+    __shared__ bool last;
     const int t = blockIdx.y;
     const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
     const int64_t stride = (int64_t)gridDim.x * nw;
@@ -148,9 +156,18 @@ static __global__ void __launch_bounds__(256) matvec_q8_kernel(const qp_lin_para
     int *s16 = (int *)(d + p.cols / 32);
     const float inv = qp_quantize_x(q, d, s16, p.x + (int64_t)t * p.cols, p.norm, p.cols, p.eps, red);
     const qp_xq8 x = {q, d, s16};
+    float bv = -INFINITY;
+    int32_t bi = INT32_MAX;
     for (int64_t u = ufirst; u < p.units; u += stride) {
         int64_t ra, rb;
         qp_unit_rows<EPI>(p, u, &ra, &rb);
+        /* the LM head's warps walk ~10-20 rows each: the row two steps ahead goes to L2 now */
+        if constexpr (AM)
+            if (t == 0 && u + 2 * stride < p.units) {
+                int pn;
+                const uint8_t *r2 = qp_lin_row(p, u + 2 * stride, &pn);
+                qp_prefetch_row(r2, p.row_bytes[pn], lane);
+            }
         int pi;
         const uint8_t *rowa = qp_lin_row(p, ra, &pi), *rowb = rb >= 0 ? qp_lin_row(p, rb, &pi) : NULL;
         float a, b;
@@ -158,26 +175,53 @@ static __global__ void __launch_bounds__(256) matvec_q8_kernel(const qp_lin_para
             qp_mmvq_unit_any(p.type[pi], rowa, rowb, p.cols, x, lane, &a, &b);
         else
             qp_mmvq_unit<T>(rowa, rowb, p.cols, x, lane, &a, &b);
-        if (lane == 0) qp_unit_store<EPI>(p, t, u, ra, rb, a * inv, b * inv);
+        if (lane == 0) {
+            const float val = qp_unit_store<EPI>(p, t, u, ra, rb, a * inv, b * inv);
+            if constexpr (AM) qp_amax_merge(&bv, &bi, val, (int32_t)u);
+        }
+    }
+    if constexpr (AM) { /* every token's row: its partials at part[t * gridDim.x], its own counter */
+        qp_amax_block(&bv, &bi);
+        part += (int64_t)t * gridDim.x;
+        if (threadIdx.x == 0) {
+            part[blockIdx.x] = qp_amax{bv, bi};
+            __threadfence();
+            last = atomicAdd(&qp_mmvq_argmax_done[t], 1u) == gridDim.x - 1;
+        }
+        __syncthreads();
+        if (!last) return;
+        __threadfence();
+        bv = -INFINITY;
+        bi = INT32_MAX;
+        for (int k = threadIdx.x; k < (int)gridDim.x; k += blockDim.x) {
+            const float2 pk = __ldcg((const float2 *)(part + k));
+            qp_amax_merge(&bv, &bi, pk.x, __float_as_int(pk.y));
+        }
+        qp_amax_block(&bv, &bi);
+        if (threadIdx.x == 0) {
+            ((struct qp_step *)p.step)->rows[t].next = bi == INT32_MAX ? 0 : bi;
+            qp_mmvq_argmax_done[t] = 0;
+        }
     }
 }
 
-template <int T, int EPI>
-static enum qp_status launch_mmvq(const qp_lin_params &p, dim3 grid, int threads, cudaStream_t st, bool pdl,
-                                  struct qp_error *err) {
+template <int T, int EPI, bool AM>
+static enum qp_status launch_mmvq(const qp_lin_params &p, dim3 grid, int threads, qp_amax *part, cudaStream_t st,
+                                  bool pdl, struct qp_error *err) {
     const size_t smem = qp_xq8_bytes(p.cols);
     cudaError_t e = cudaSuccess;
     static size_t smem_set = 48 * 1024; /* per instance: beyond the default dynamic limit, opt in once */
     if (smem > smem_set) {
-        e = cudaFuncSetAttribute(matvec_q8_kernel<T, EPI>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        e = cudaFuncSetAttribute(matvec_q8_kernel<T, EPI, AM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e == cudaSuccess) smem_set = smem;
     }
-    if (e == cudaSuccess) e = qp_cuda_launch_k(matvec_q8_kernel<T, EPI>, grid, threads, smem, st, pdl, p);
+    if (e == cudaSuccess) e = qp_cuda_launch_k(matvec_q8_kernel<T, EPI, AM>, grid, threads, smem, st, pdl, p, part);
     if (e == cudaSuccess) e = cudaPeekAtLastError();
     if (e != cudaSuccess)
-        return qp_error_set(err, QP_ERR_DEVICE, "%s:%d: matvec_q8_kernel<%s, %s><<<%u x %u, %d>>>: %s", __FILE__,
+        return qp_error_set(err, QP_ERR_DEVICE, "%s:%d: matvec_q8_kernel<%s, %s%s><<<%u x %u, %d>>>: %s", __FILE__,
                             __LINE__, T == QP_MMVQ_MIXED ? "mixed" : qp_ggml_type_name(T),
-                            qp_epilogue_name((enum qp_epilogue)EPI), grid.x, grid.y, threads, cudaGetErrorString(e));
+                            qp_epilogue_name((enum qp_epilogue)EPI), AM ? " + argmax" : "", grid.x, grid.y, threads,
+                            cudaGetErrorString(e));
     return QP_OK;
 }
 
@@ -186,12 +230,21 @@ enum qp_status qp_cuda_matvec_q8(const struct qp_op_args *a, struct qp_error *er
     const int threads = a->launch.block, warps = threads / 32;
     bool mixed = false;
     for (int i = 0; i < a->n_parts; i++) mixed = mixed || a->w[i].type != a->w[0].type;
-    if (threads < 32 || threads > 256 || threads % 32 || a->in_w % 32 || a->epilogue == QP_EPILOGUE_ARGMAX)
+    const bool am = a->epilogue == QP_EPILOGUE_ARGMAX;
+    if (threads < 32 || threads > 256 || threads % 32 || a->in_w % 32 || a->launch.grid < 0 ||
+        (am && (a->launch.grid < 1 || a->launch.grid > QP_CUDA_ARGMAX_BLOCKS)))
         return qp_error_set(err, QP_ERR_INVALID, "cuda mmvq: launch.block %d (a multiple of 32, at most 256), "
-                            "%lld columns (a multiple of 32), epilogue %s (not argmax)", threads,
-                            (long long)a->in_w, qp_epilogue_name(a->epilogue));
+                            "grid %d, %lld columns (a multiple of 32)", threads, a->launch.grid, (long long)a->in_w);
+    qp_amax *part = NULL;
     int64_t blocks = (p.units + warps - 1) / warps;
     if (a->launch.grid > 0 && blocks > a->launch.grid) blocks = a->launch.grid;
+    if (am) {
+        struct qp_cuda_scratch_layout l;
+        enum qp_status s = qp_cuda_scratch_plan(a, &l, err);
+        if (s != QP_OK) return s;
+        part = (qp_amax *)((char *)a->scratch + l.argmax_off);
+        blocks = a->launch.grid; /* every block takes part in the merge, rows or not */
+    }
     if (blocks < 1) return QP_OK;
     const dim3 grid((unsigned)blocks, (unsigned)a->n_tok);
     cudaStream_t st = QP_STREAM(a);
@@ -202,14 +255,23 @@ enum qp_status qp_cuda_matvec_q8(const struct qp_op_args *a, struct qp_error *er
     bool ok = true;
     qp_epi_dispatch(a->epilogue, [&](auto te_) {
         constexpr int EPI = decltype(te_)::value;
-        switch (type) {
-        case QP_MMVQ_MIXED: s = launch_mmvq<QP_MMVQ_MIXED, EPI>(p, grid, threads, st, pdl, err); break;
-        case QP_GGML_Q4_0: s = launch_mmvq<QP_GGML_Q4_0, EPI>(p, grid, threads, st, pdl, err); break;
-        case QP_GGML_Q5_0: s = launch_mmvq<QP_GGML_Q5_0, EPI>(p, grid, threads, st, pdl, err); break;
-        case QP_GGML_Q8_0: s = launch_mmvq<QP_GGML_Q8_0, EPI>(p, grid, threads, st, pdl, err); break;
-        case QP_GGML_Q4_K: s = launch_mmvq<QP_GGML_Q4_K, EPI>(p, grid, threads, st, pdl, err); break;
-        case QP_GGML_Q6_K: s = launch_mmvq<QP_GGML_Q6_K, EPI>(p, grid, threads, st, pdl, err); break;
-        default: ok = false; break;
+        auto go = [&](auto am_) {
+            constexpr bool AM = decltype(am_)::value;
+            switch (type) {
+            case QP_MMVQ_MIXED: s = launch_mmvq<QP_MMVQ_MIXED, EPI, AM>(p, grid, threads, part, st, pdl, err); break;
+            case QP_GGML_Q4_0: s = launch_mmvq<QP_GGML_Q4_0, EPI, AM>(p, grid, threads, part, st, pdl, err); break;
+            case QP_GGML_Q5_0: s = launch_mmvq<QP_GGML_Q5_0, EPI, AM>(p, grid, threads, part, st, pdl, err); break;
+            case QP_GGML_Q8_0: s = launch_mmvq<QP_GGML_Q8_0, EPI, AM>(p, grid, threads, part, st, pdl, err); break;
+            case QP_GGML_Q4_K: s = launch_mmvq<QP_GGML_Q4_K, EPI, AM>(p, grid, threads, part, st, pdl, err); break;
+            case QP_GGML_Q6_K: s = launch_mmvq<QP_GGML_Q6_K, EPI, AM>(p, grid, threads, part, st, pdl, err); break;
+            default: ok = false; break;
+            }
+        };
+        if constexpr (EPI == QP_EPILOGUE_NONE) { /* ARGMAX dispatches as NONE */
+            if (am) go(std::true_type{});
+            else go(std::false_type{});
+        } else {
+            go(std::false_type{});
         }
     });
     if (!ok)
