@@ -78,15 +78,14 @@ enum qp_status qp_select_node_args(const struct qp_plan *p, const struct qp_plan
     return QP_OK;
 }
 
-/* One token through mmv_stream's default launch, or mmv instead: mmv where bench_linear measured
- * it faster (H100, 2026-12-06, docs/performance.md "Linear kernels at the bandwidth"): rows longer
- * than QP_MMV_LONG_ROW columns (the 1.5B model's every linear, 10-35% faster; the 0.5B model's
- * ffn_down, 1-9%), and matrices whose mmv_stream blocks would outnumber the SMs (at ~100 registers
- * a thread one of them fits an SM, so they run in waves: the 0.5B shape in Q8_0, 20%). */
-#define QP_MMV_LONG_ROW 1024
+/* One token through mmv_stream's default launch, or mmv instead: mmv where its blocks would
+ * outnumber the SMs (at ~100 registers a thread one mmv_stream block fits an SM, so the matrix
+ * runs in waves of tiles: the 1.5B model's gate+up and ffn_down). Measured end to end on an H100
+ * (2026-12-06, docs/performance.md "Linear kernels at the bandwidth"): the 1.5B twin's tg128 542 ->
+ * 642 with mmv for its linears; the 0.5B twin's 1,390 -> 1,307 with mmv for its ffn_down (rows of
+ * 4,864 columns, one wave), which bench_linear alone had timed faster. */
 static bool one_token_mmv(const struct qp_op_args *a, const struct qp_kernel_target *t, const struct qp_launch *stream) {
     if (a->n_tok != 1) return false;
-    if (a->in_w > QP_MMV_LONG_ROW) return true;
     struct qp_mmvs_geometry g;
     struct qp_error e;
     return qp_mmvs_geometry(a, stream->rows_per_block, stream->split, &g, &e) == QP_OK && g.blocks > t->sms;

@@ -106,10 +106,13 @@ static __device__ __forceinline__ void qp_mmvq_unit(const uint8_t *rowa, const u
     using D = qp_q8dot<T>;
     const int64_t per = cols / D::W, total = rowb ? 2 * per : per;
     float acc[2] = {0.0f, 0.0f};
+    /* an item's place in its block is the lane's (the stride 32 and a row's items are multiples of
+     * a block's), so the decoder computes its scale positions once */
+    const int k = lane & D::KMASK;
 #pragma unroll 2
     for (int64_t it = lane; it < total; it += 32) {
         const bool second = it >= per;
-        const float v = D::run(second ? rowb : rowa, second ? it - per : it, x);
+        const float v = D::run(second ? rowb : rowa, second ? it - per : it, k, x);
         if (second) acc[1] += v;
         else acc[0] += v;
     }

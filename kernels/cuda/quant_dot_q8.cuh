@@ -14,8 +14,8 @@
  * the tolerance).
  *
  * An "item" is what one lane does per step: 32 weights (64 for Q6_K: one scale per 16 weights in
- * four groups), identified by its index in the row; qp_q8dot<T>::run(row, item, xq) returns the
- * item's sum of w * x in f32.
+ * four groups), identified by its index in the row and, for the K-quants, its place k in its
+ * block (item & KMASK); qp_q8dot<T>::run(row, item, k, xq) returns the item's sum of w * x in f32.
  */
 #pragma once
 #include "quant_blocks.cuh"
@@ -44,8 +44,9 @@ template <int T> struct qp_q8dot {
 /* Q4_0 (d, qs[16]): byte j's low nibble is weight j, its high nibble weight j + 16; value - 8. */
 template <> struct qp_q8dot<QP_GGML_Q4_0> {
     static constexpr bool ok = true;
-    static constexpr int W = 32; /* weights per item */
-    static __device__ __forceinline__ float run(const uint8_t *row, int64_t it, const qp_xq8 &x) {
+    static constexpr int W = 32;    /* weights per item */
+    static constexpr int KMASK = 0; /* items of a block - 1 */
+    static __device__ __forceinline__ float run(const uint8_t *row, int64_t it, int, const qp_xq8 &x) {
         const uint8_t *b = row + it * 18;
         uint32_t lo[4], hi[4];
 #pragma unroll
@@ -65,7 +66,8 @@ template <> struct qp_q8dot<QP_GGML_Q4_0> {
 template <> struct qp_q8dot<QP_GGML_Q5_0> {
     static constexpr bool ok = true;
     static constexpr int W = 32;
-    static __device__ __forceinline__ float run(const uint8_t *row, int64_t it, const qp_xq8 &x) {
+    static constexpr int KMASK = 0;
+    static __device__ __forceinline__ float run(const uint8_t *row, int64_t it, int, const qp_xq8 &x) {
         const uint8_t *b = row + it * 22;
         const uint32_t qh = qp_ld32a2<qp_ldg>(b + 2);
         uint32_t lo[4], hi[4];
@@ -86,7 +88,8 @@ template <> struct qp_q8dot<QP_GGML_Q5_0> {
 template <> struct qp_q8dot<QP_GGML_Q8_0> {
     static constexpr bool ok = true;
     static constexpr int W = 32;
-    static __device__ __forceinline__ float run(const uint8_t *row, int64_t it, const qp_xq8 &x) {
+    static constexpr int KMASK = 0;
+    static __device__ __forceinline__ float run(const uint8_t *row, int64_t it, int, const qp_xq8 &x) {
         const uint8_t *b = row + it * 34;
         uint32_t a[4], c[4];
 #pragma unroll
@@ -100,21 +103,18 @@ template <> struct qp_q8dot<QP_GGML_Q8_0> {
     }
 };
 
-/* Byte j (0..11, run-time) of the three words holding Q4_K's packed scales. */
-static __device__ __forceinline__ int qp_k4_byte(uint32_t s0, uint32_t s1, uint32_t s2, int j) {
-    const uint32_t w = j < 4 ? s0 : j < 8 ? s1 : s2;
-    return (int)((w >> (8 * (j & 3))) & 0xFFu);
-}
-
 /* Q4_K (d, dmin, scales[12], qs[128]): sub-chunk j of 32 is d * sc_j * nibble - dmin * m_j; the
  * 32 bytes qs[32 g ..) hold sub-chunk 2g in their low nibbles and 2g + 1 in their high ones. An
- * item is 16 of those bytes: weights 64g + 16h + [0, 16) and 64g + 32 + 16h + [0, 16). */
+ * item is 16 of those bytes: weights 64g + 16h + [0, 16) and 64g + 32 + 16h + [0, 16); k = 2g + h
+ * is the item's place in its 256-weight block, the same for every item of a lane (matvec_q8.cu),
+ * so the positions of its scales are computed once. */
 template <> struct qp_q8dot<QP_GGML_Q4_K> {
     static constexpr bool ok = true;
     static constexpr int W = 32;
-    static __device__ __forceinline__ float run(const uint8_t *row, int64_t it, const qp_xq8 &x) {
+    static constexpr int KMASK = 7; /* items of a block - 1 */
+    static __device__ __forceinline__ float run(const uint8_t *row, int64_t it, int k, const qp_xq8 &x) {
         const int64_t sb = it >> 3;
-        const int k = (int)(it & 7), g = k >> 1, h = k & 1;
+        const int g = k >> 1, h = k & 1;
         const uint8_t *b = row + sb * 144;
         const uint4 hd = __ldg((const uint4 *)b);
         const uint4 qs = __ldg((const uint4 *)(b + 16 + 32 * g + 16 * h));
@@ -125,26 +125,22 @@ template <> struct qp_q8dot<QP_GGML_Q4_K> {
             lo[i] = w[i] & 0x0F0F0F0Fu;
             hi[i] = (w[i] >> 4) & 0x0F0F0F0Fu;
         }
-        /* scale and minimum of sub-chunks j = 2g and 2g + 1 (qp_scale_min_k4's rule) */
-        int sc[2], mn[2];
-#pragma unroll
-        for (int e = 0; e < 2; e++) {
-            const int j = 2 * g + e;
-            if (j < 4) {
-                sc[e] = qp_k4_byte(hd.y, hd.z, hd.w, j) & 63;
-                mn[e] = qp_k4_byte(hd.y, hd.z, hd.w, j + 4) & 63;
-            } else {
-                sc[e] = (qp_k4_byte(hd.y, hd.z, hd.w, j + 4) & 0xF) | ((qp_k4_byte(hd.y, hd.z, hd.w, j - 4) >> 6) << 4);
-                mn[e] = (qp_k4_byte(hd.y, hd.z, hd.w, j + 4) >> 4) | ((qp_k4_byte(hd.y, hd.z, hd.w, j) >> 6) << 4);
-            }
-        }
+        /* scales and minimums of sub-chunks 2g and 2g + 1 (qp_scale_min_k4's rule), both bytes at
+         * once: for g < 2 the low 6 bits of scale bytes 2g, 2g + 1 (hd.y) and 4 + 2g, .. (hd.z); for
+         * g >= 2 four bits of bytes 8 + 2g' (hd.w, g' = g - 2) and the top two of bytes 2g' (hd.y),
+         * 4 + 2g' (hd.z) */
+        const bool up = g >= 2;
+        const int sh = 16 * (g & 1);
+        const uint32_t m1 = up ? 0x0F0Fu : 0x3F3Fu, m2 = up ? 0x0303u : 0u;
+        const uint32_t tsc = (((up ? hd.w : hd.y) >> sh) & m1) | ((((hd.y >> sh) >> 6) & m2) << 4);
+        const uint32_t tmn = ((((up ? hd.w : hd.z) >> sh) >> (up ? 4 : 0)) & m1) | ((((hd.z >> sh) >> 6) & m2) << 4);
         const float d = qp_h2f((uint16_t)(hd.x & 0xFFFFu)), dmin = qp_h2f((uint16_t)(hd.x >> 16));
         const int64_t x0 = sb * 256 + 64 * g + 16 * h; /* the low nibbles' activations; +32 the high */
         const int dl = qp_dp16(lo, x.q + x0), dh = qp_dp16(hi, x.q + x0 + 32);
-        const int sl = x.s16[x0 >> 4], sh = x.s16[(x0 >> 4) + 2];
+        const int sl = x.s16[x0 >> 4], sh16 = x.s16[(x0 >> 4) + 2];
         const float *xd = x.d + sb * 8 + 2 * g;
-        return xd[0] * (d * (float)(sc[0] * dl) - dmin * (float)(mn[0] * sl)) +
-               xd[1] * (d * (float)(sc[1] * dh) - dmin * (float)(mn[1] * sh));
+        return xd[0] * (d * (float)((int)(tsc & 0xFFu) * dl) - dmin * (float)((int)(tmn & 0xFFu) * sl)) +
+               xd[1] * (d * (float)((int)(tsc >> 8) * dh) - dmin * (float)((int)(tmn >> 8) * sh16));
     }
 };
 
@@ -154,9 +150,10 @@ template <> struct qp_q8dot<QP_GGML_Q4_K> {
 template <> struct qp_q8dot<QP_GGML_Q6_K> {
     static constexpr bool ok = true;
     static constexpr int W = 64;
-    static __device__ __forceinline__ float run(const uint8_t *row, int64_t it, const qp_xq8 &x) {
+    static constexpr int KMASK = 3;
+    static __device__ __forceinline__ float run(const uint8_t *row, int64_t it, int k, const qp_xq8 &x) {
         const int64_t sb = it >> 2;
-        const int k = (int)(it & 3), hf = k >> 1, j = k & 1;
+        const int hf = k >> 1, j = k & 1;
         const uint8_t *b = row + sb * 210;
         const uint8_t *qla = b + 64 * hf + 16 * j, *qlb = qla + 32, *qh = b + 128 + 32 * hf + 16 * j;
         uint32_t q[4][4];
