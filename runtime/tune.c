@@ -198,9 +198,15 @@ static enum qp_status tune_node(struct tuner *u, int32_t k, int32_t i, int64_t p
     c[0] = (struct qp_kernel_choice){a.kernel, a.launch};
     int n = qp_kernel_candidates(&a, &u->t, a.launch.pdl != 0, c + 1, QRUN_TUNE_MAX_CHOICES - 1);
     if (n > QRUN_TUNE_MAX_CHOICES - 1) n = QRUN_TUNE_MAX_CHOICES - 1;
+    /* no candidate less precise than the plan's kernel allows, beyond f16 operands: 8-bit
+     * activations (mmvq) cost fidelity, which the plan's author chooses by naming the kernel
+     * (docs/fidelity.md), not a timing */
+    double tol_max = qp_kernel_tolerance(c[0].kernel);
+    if (tol_max < QP_KERNEL_TOL_F16) tol_max = QP_KERNEL_TOL_F16;
     r->n_choices = 1;
     for (int j = 1; j <= n; j++)
-        if (c[j].kernel != c[0].kernel || memcmp(&c[j].launch, &c[0].launch, sizeof c[0].launch))
+        if ((c[j].kernel != c[0].kernel || memcmp(&c[j].launch, &c[0].launch, sizeof c[0].launch)) &&
+            qp_kernel_tolerance(c[j].kernel) <= tol_max)
             c[r->n_choices++] = c[j];
     r->best = -1;
     for (int j = 0; j < r->n_choices && s == QP_OK; j++) {
