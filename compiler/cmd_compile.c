@@ -14,7 +14,8 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: qplan compile model.gguf [-o plan.yaml] [--ctx N] [--kv-type f16|f32]\n"
                "                    [--chunk N] [--no-fuse NAME]... [--target sm_NN] [--sms N]\n"
-               "                    [--matvec-tokens N] [--kernel PATTERN=NAME]... [--header-only]\n"
+               "                    [--matvec-tokens N] [--kernel PATTERN=NAME]... [--int8-activations]\n"
+               "                    [--header-only]\n"
                "  -o PATH         output plan (default: model name with .yaml, in the current folder)\n"
                "  --ctx N         KV cache positions (default: min(model context, %d))\n"
                "  --kv-type T     KV cache type f16 (default) or f32\n"
@@ -30,6 +31,10 @@ static void usage(FILE *f) {
                "  --kernel PATTERN=NAME  run kernel NAME on the nodes PATTERN matches (repeatable):\n"
                "                  PROGRAM:OP[:WEIGHT], shell globs, e.g. 'decode:linear=mmv',\n"
                "                  '*:attention=attn_split', 'decode:linear:blk.*.ffn_down.weight=mmv'\n"
+               "  --int8-activations  one-token linears where it measured faster (gate+up of\n"
+               "                  matrices beyond one wave, Q8_0/Q5_0/Q4_0 LM heads) quantize\n"
+               "                  their input to 8 bits (kernel mmvq): faster decode, a small\n"
+               "                  fidelity cost (docs/fidelity.md)\n"
                "  --header-only   accept a GGUF without tensor data (synthetic shapes)\n",
             QP_COMPILE_DEFAULT_CTX, QP_COMPILE_DEFAULT_CHUNK, QP_COMPILE_DEFAULT_SM,
             QP_COMPILE_DEFAULT_MATVEC_TOKENS);
@@ -143,6 +148,8 @@ int qp_cmd_compile(int argc, char **argv) {
             memcpy(c, t, strlen(t) + 1);
             c[eq - t] = 0;
             ov[o.n_overrides++] = (struct qp_kernel_override){c, c + (eq - t) + 1};
+        } else if (!strcmp(a, "--int8-activations")) {
+            o.int8_activations = true;
         } else if (!strcmp(a, "--header-only")) {
             flags |= QP_GGUF_HEADER_ONLY;
         } else if (a[0] == '-' && a[1]) {

@@ -8,6 +8,8 @@
  *    mmv_stream where the target has it (sm_90) and the node fits it (more than one token: in
  *    groups decoded together, launch.split) but mmv for one token where that was measured faster
  *    (one_token_mmv), else mmv_batch for more than one token, else mmv; in prefill, gemm.
+ *  - with --int8-activations (qp_compile_options.int8_activations) mmvq instead for one token
+ *    where it measured faster end to end (one_token_mmvq): x quantized to 8 bits, a fidelity cost.
  *  - attention: attn_gqa for those short chunks where the node fits it, else attn_split; in
  *    prefill attn_prefill where it fits, else attn_split.
  *  - every other op has one kernel.
@@ -91,8 +93,24 @@ static bool one_token_mmv(const struct qp_op_args *a, const struct qp_kernel_tar
     return qp_mmvs_geometry(a, stream->rows_per_block, stream->split, &g, &e) == QP_OK && g.blocks > t->sms;
 }
 
+/* With --int8-activations: one token's linear on mmvq where that measured faster end to end
+ * (H200, 2026-12-06, docs/performance.md "8-bit activations"): gate+up where mmv_stream would run
+ * in waves (the 1.5B model: tg128 653 -> 743), and the LM head of the legacy types (the 0.5B
+ * model's Q8_0: 1,405 -> 1,415). Not for the K-quant heads or ffn_down, where it measured slower. */
+static bool one_token_mmvq(const struct qp_op_args *a, const struct qp_kernel_target *t, bool waves) {
+    struct qp_launch l;
+    struct qp_error e;
+    if (a->n_tok != 1 || qp_kernel_default_launch(QP_KERNEL_MMVQ, a, t, false, &l, &e) != QP_OK) return false;
+    if (a->epilogue == QP_EPILOGUE_SWIGLU) return waves;
+    if (a->epilogue != QP_EPILOGUE_ARGMAX) return false;
+    for (int i = 0; i < a->n_parts; i++)
+        if (a->w[i].type != QP_GGML_Q8_0 && a->w[i].type != QP_GGML_Q5_0 && a->w[i].type != QP_GGML_Q4_0) return false;
+    return true;
+}
+
 /* The registry's default kernel for node a (see the file comment). */
-static int32_t default_kernel(const struct qp_op_args *a, const struct qp_kernel_target *t, int32_t matvec_tokens) {
+static int32_t default_kernel(const struct qp_op_args *a, const struct qp_kernel_target *t, int32_t matvec_tokens,
+                              bool int8) {
     struct qp_launch l;
     struct qp_error e;
     const bool short_chunk = a->n_tok <= matvec_tokens || a->n_tok == 1;
@@ -108,12 +126,17 @@ static int32_t default_kernel(const struct qp_op_args *a, const struct qp_kernel
     case QP_OP_LINEAR:
         if (!short_chunk) return QP_KERNEL_GEMM;
         /* more than one token: kernels that decode each weight once for a group of them */
-        if (a->epilogue == QP_EPILOGUE_ARGMAX)
+        if (a->epilogue == QP_EPILOGUE_ARGMAX) {
+            if (int8 && one_token_mmvq(a, t, false)) return QP_KERNEL_MMVQ;
             return a->n_tok > 1 && qp_kernel_default_launch(QP_KERNEL_MMV_BATCH, a, t, false, &l, &e) == QP_OK
                        ? QP_KERNEL_MMV_BATCH
                        : QP_KERNEL_MMV_ARGMAX;
-        if (qp_kernel_default_launch(QP_KERNEL_MMV_STREAM, a, t, false, &l, &e) == QP_OK)
-            return one_token_mmv(a, t, &l) ? QP_KERNEL_MMV : QP_KERNEL_MMV_STREAM;
+        }
+        if (qp_kernel_default_launch(QP_KERNEL_MMV_STREAM, a, t, false, &l, &e) == QP_OK) {
+            const bool waves = one_token_mmv(a, t, &l);
+            if (int8 && one_token_mmvq(a, t, waves)) return QP_KERNEL_MMVQ;
+            return waves ? QP_KERNEL_MMV : QP_KERNEL_MMV_STREAM;
+        }
         if (a->n_tok > 1 && qp_kernel_default_launch(QP_KERNEL_MMV_BATCH, a, t, false, &l, &e) == QP_OK)
             return QP_KERNEL_MMV_BATCH;
         return QP_KERNEL_MMV;
@@ -185,7 +208,7 @@ static enum qp_status select_node(struct qp_plan *p, struct qp_plan_program *g, 
     n->scratch_bytes = 0;
     enum qp_status st = qp_select_node_args(p, g, n, &a, err);
     if (st != QP_OK) return st;
-    int32_t k = default_kernel(&a, &t, matvec_tokens);
+    int32_t k = default_kernel(&a, &t, matvec_tokens, o->int8_activations);
     const char *by = NULL;
     for (int32_t j = 0; j < o->n_overrides; j++) {
         if (!pattern_matches(o->overrides[j].pattern, p, g, n)) continue;

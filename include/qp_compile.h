@@ -59,6 +59,9 @@ struct qp_compile_options {
     int32_t slots;         /* sequences decoded together, each its own KV region; 0 = 1. With
                               slots >= 2 the plan has batch programs batch_2, batch_4, ... up to
                               slots (each captured), a step of n sequences padded to a bucket */
+    bool int8_activations; /* one-token linears where 8-bit activations measured faster run mmvq
+                              (the 1.5B model's gate+up, LM heads of Q8_0 / Q5_0 / Q4_0): faster
+                              decode at a measured fidelity cost (docs/fidelity.md) */
     int32_t n_overrides;
     const struct qp_kernel_override *overrides; /* [n_overrides], applied in order (last wins) */
 };

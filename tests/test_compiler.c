@@ -132,6 +132,8 @@ static char *slurp(const char *path, size_t *len) {
     return b;
 }
 
+static bool g_int8; /* compile_shape: qp_compile_options.int8_activations */
+
 static struct qp_plan *compile_shape(const struct shape *s, unsigned disabled, int64_t ctx,
                                      int32_t kv_type, struct qp_compile_stats *stats) {
     char path[512];
@@ -148,6 +150,7 @@ static struct qp_plan *compile_shape(const struct shape *s, unsigned disabled, i
     o.disabled = disabled;
     o.ctx = ctx;
     if (kv_type >= 0) o.kv_type = kv_type;
+    o.int8_activations = g_int8;
     char fname[64];
     snprintf(fname, sizeof fname, "%s.gguf", s->name);
     o.file_name = fname;
@@ -475,6 +478,42 @@ static void test_big_shapes(void) {
     }
 }
 
+/* --int8-activations: mmvq exactly where compiler/select.c's one_token_mmvq says, nowhere without
+ * it. The 7B shape: every decode gate+up (18,944 x 3,584 Q4_K pairs, many waves of mmv_stream
+ * blocks) and not its Q6_K LM head; tiny-a: its Q8_0 LM head (decode, and prefill's last row) and no
+ * gate+up (one wave). */
+static void test_int8_activations(void) {
+    static const struct shape b7 = {"qwen7b-shape", 3584, 28, 18944, 28, 4, 152064, 32768,
+                                    QP_GGML_Q4_K, QP_GGML_Q6_K, QP_GGML_Q4_K, false,
+                                    QP_GGML_Q6_K, false, NULL, NULL, 0};
+    const struct shape *ss[2] = {&b7, &TINY_A};
+    for (int i = 0; i < 2; i++)
+        for (int on = 0; on < 2; on++) {
+            g_int8 = on;
+            struct qp_compile_stats st;
+            struct qp_plan *p = compile_shape(ss[i], 0, 0, -1, &st);
+            g_int8 = false;
+            if (!p) continue;
+            int gate_up = 0, head = 0, other = 0;
+            for (int32_t k = 0; k < p->n_programs; k++) {
+                const struct qp_plan_program *g = &p->programs[k];
+                for (int32_t j = 0; j < g->n_nodes; j++) {
+                    const struct qp_plan_node *n = &g->nodes[j];
+                    if (strcmp(n->kernel, "mmvq") != 0) continue;
+                    const bool decode = strcmp(g->name, "decode") == 0;
+                    if (decode && n->epilogue == QP_EPILOGUE_SWIGLU) gate_up++;
+                    else if (n->epilogue == QP_EPILOGUE_ARGMAX) head++;
+                    else other++;
+                }
+            }
+            const int want_gu = on && i == 0 ? (int)ss[i]->layers : 0, want_head = on && i == 1 ? 3 : 0;
+            CHECK(gate_up == want_gu && head == want_head && other == 0,
+                  "%s%s: mmvq on %d gate+up nodes (want %d), %d LM heads (want %d), %d others (want 0)", ss[i]->name,
+                  on ? " --int8-activations" : "", gate_up, want_gu, head, want_head, other);
+            qp_plan_free(p);
+        }
+}
+
 int main(void) {
     test_golden(&TINY_A);
     test_golden(&TINY_B);
@@ -482,6 +521,7 @@ int main(void) {
     test_corrupt();
     test_bad_inputs();
     test_big_shapes();
+    test_int8_activations();
     if (failures) {
         printf("%d failure(s)\n", failures);
         return 1;
