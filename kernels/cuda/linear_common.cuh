@@ -221,3 +221,37 @@ static __device__ __forceinline__ const uint8_t *qp_lin_row(const qp_lin_params 
     *part = i;
     return p.w[i] + (size_t)(r - p.row0[i]) * p.row_bytes[i];
 }
+
+/* The argmax epilogue's end, for one token t, in the matvec kernels that run it over several
+ * blocks (matvec.cu, matvec_batch.cu, matvec_q8.cu): (v, i) is each thread's best (logit, row);
+ * the block's best goes to part[blockIdx.x] (the token's gridDim.x partials in scratch), and the
+ * last block to finish the token (the count in *done, module memory, reset by that block) merges
+ * the partials and writes step->rows[t].next. Ties go to the first index, NaN never wins. Contains
+ * __syncthreads() (call from all threads); `last` is __shared__ bool. Returns true in the block that
+ * merged. */
+static __device__ __forceinline__ bool qp_amax_finish(float v, int32_t i, qp_amax *part, unsigned int *done,
+                                                      const struct qp_step *step, int t, bool *last) {
+    qp_amax_block(&v, &i);
+    if (threadIdx.x == 0) {
+        part[blockIdx.x] = qp_amax{v, i};
+        __threadfence();
+        *last = atomicAdd(done, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    const bool merge = *last; /* uniform in the block */
+    __syncthreads();           /* `last` may be rewritten by the caller's next token */
+    if (!merge) return false;
+    __threadfence();
+    v = -INFINITY;
+    i = INT32_MAX;
+    for (int k = threadIdx.x; k < (int)gridDim.x; k += blockDim.x) {
+        const float2 pk = __ldcg((const float2 *)(part + k));
+        qp_amax_merge(&v, &i, pk.x, __float_as_int(pk.y));
+    }
+    qp_amax_block(&v, &i);
+    if (threadIdx.x == 0) {
+        ((struct qp_step *)step)->rows[t].next = i == INT32_MAX ? 0 : i;
+        *done = 0;
+    }
+    return true;
+}

@@ -90,17 +90,7 @@ static __global__ void __launch_bounds__(QP_CUDA_MMV_MAX_THREADS)
     const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
     const int64_t stride = (int64_t)gridDim.x * nw;
     const int64_t ufirst = (int64_t)blockIdx.x * nw + (threadIdx.x >> 5);
-    if (blockIdx.y == 0 && ufirst < p.units) { /* weights only: safe before the PDL wait */
-        int64_t ra, rb;
-        int pi;
-        qp_unit_rows<EPI>(p, ufirst, &ra, &rb);
-        const uint8_t *row = qp_lin_row(p, ra, &pi);
-        qp_prefetch_row(row, p.row_bytes[pi], lane);
-        if (rb >= 0) {
-            row = qp_lin_row(p, rb, &pi);
-            qp_prefetch_row(row, p.row_bytes[pi], lane);
-        }
-    }
+    if (blockIdx.y == 0 && ufirst < p.units) qp_prefetch_unit<EPI>(p, ufirst, lane); /* weights only */
     qp_pdl_wait();
     qp_pdl_trigger();
     QP_DYNAMIC_SMEM(float4, qp_xb4);
@@ -153,29 +143,7 @@ static __global__ void __launch_bounds__(QP_CUDA_MMV_MAX_THREADS)
                     v = bv[k];
                     i = bi[k];
                 }
-            qp_amax_block(&v, &i);
-            qp_amax *pt = part + (int64_t)t * gridDim.x;
-            if (threadIdx.x == 0) {
-                pt[blockIdx.x] = qp_amax{v, i};
-                __threadfence();
-                last = atomicAdd(&qp_mmvb_argmax_done[t], 1u) == gridDim.x - 1;
-            }
-            __syncthreads();
-            if (last) { /* uniform in the block */
-                __threadfence();
-                v = -INFINITY;
-                i = INT32_MAX;
-                for (int k = threadIdx.x; k < (int)gridDim.x; k += blockDim.x) {
-                    const float2 pk = __ldcg((const float2 *)(pt + k));
-                    qp_amax_merge(&v, &i, pk.x, __float_as_int(pk.y));
-                }
-                qp_amax_block(&v, &i);
-                if (threadIdx.x == 0) {
-                    ((struct qp_step *)p.step)->rows[t].next = i == INT32_MAX ? 0 : i;
-                    qp_mmvb_argmax_done[t] = 0;
-                }
-            }
-            __syncthreads(); /* `last` is rewritten for the next token */
+            qp_amax_finish(v, i, part + (int64_t)t * gridDim.x, &qp_mmvb_argmax_done[t], p.step, t, &last);
         }
     }
 }

@@ -140,17 +140,7 @@ static __global__ void __launch_bounds__(256) matvec_q8_kernel(const qp_lin_para
     const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
     const int64_t stride = (int64_t)gridDim.x * nw;
     const int64_t ufirst = (int64_t)blockIdx.x * nw + (threadIdx.x >> 5);
-    if (t == 0 && ufirst < p.units) { /* weights only: safe before the wait */
-        int64_t ra, rb;
-        int pi;
-        qp_unit_rows<EPI>(p, ufirst, &ra, &rb);
-        const uint8_t *row = qp_lin_row(p, ra, &pi);
-        qp_prefetch_row(row, p.row_bytes[pi], lane);
-        if (rb >= 0) {
-            row = qp_lin_row(p, rb, &pi);
-            qp_prefetch_row(row, p.row_bytes[pi], lane);
-        }
-    }
+    if (t == 0 && ufirst < p.units) qp_prefetch_unit<EPI>(p, ufirst, lane); /* weights only: before the wait */
     qp_pdl_wait();
     qp_pdl_trigger();
     QP_DYNAMIC_SMEM(int4, qp_xq4);
@@ -183,29 +173,8 @@ static __global__ void __launch_bounds__(256) matvec_q8_kernel(const qp_lin_para
             if constexpr (AM) qp_amax_merge(&bv, &bi, val, (int32_t)u);
         }
     }
-    if constexpr (AM) { /* every token's row: its partials at part[t * gridDim.x], its own counter */
-        qp_amax_block(&bv, &bi);
-        part += (int64_t)t * gridDim.x;
-        if (threadIdx.x == 0) {
-            part[blockIdx.x] = qp_amax{bv, bi};
-            __threadfence();
-            last = atomicAdd(&qp_mmvq_argmax_done[t], 1u) == gridDim.x - 1;
-        }
-        __syncthreads();
-        if (!last) return;
-        __threadfence();
-        bv = -INFINITY;
-        bi = INT32_MAX;
-        for (int k = threadIdx.x; k < (int)gridDim.x; k += blockDim.x) {
-            const float2 pk = __ldcg((const float2 *)(part + k));
-            qp_amax_merge(&bv, &bi, pk.x, __float_as_int(pk.y));
-        }
-        qp_amax_block(&bv, &bi);
-        if (threadIdx.x == 0) {
-            ((struct qp_step *)p.step)->rows[t].next = bi == INT32_MAX ? 0 : bi;
-            qp_mmvq_argmax_done[t] = 0;
-        }
-    }
+    if constexpr (AM) /* every token's row: its partials at part[t * gridDim.x], its own counter */
+        qp_amax_finish(bv, bi, part + (int64_t)t * gridDim.x, &qp_mmvq_argmax_done[t], p.step, t, &last);
 }
 
 template <int T, int EPI, bool AM>

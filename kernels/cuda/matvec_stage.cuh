@@ -3,6 +3,7 @@
  * memory in a padded layout, with the sum of squares for 1/rms taken on the way. */
 #pragma once
 #include "cuda_common.cuh"
+#include "linear_common.cuh"
 #include "qp_cuda.h"
 
 static __device__ __forceinline__ void qp_prefetch_l2(const void *ptr) {
@@ -17,6 +18,23 @@ static __device__ __forceinline__ void qp_prefetch_l2(const void *ptr) {
 static __device__ __forceinline__ void qp_prefetch_row(const uint8_t *row, size_t bytes, int lane) {
     const uintptr_t a0 = (uintptr_t)row & ~(uintptr_t)127, end = (uintptr_t)row + bytes;
     for (uintptr_t a = a0 + 128u * (uintptr_t)lane; a < end; a += 128u * 32u) qp_prefetch_l2((const void *)a);
+}
+
+/* The rows of unit u (linear_common.cuh) into L2, by the calling warp: what the matvec kernels
+ * touch before their PDL wait (the weights never change, so this is safe while the previous
+ * kernel still runs). */
+template <int EPI>
+static __device__ __forceinline__ void qp_prefetch_unit(const qp_lin_params &p, int64_t u, int lane) {
+    int64_t ra, rb;
+    int pi;
+    qp_unit_rows<EPI>(p, u, &ra, &rb);
+    /* the row first: an argument list may read p.row_bytes[pi] before qp_lin_row sets pi */
+    const uint8_t *row = qp_lin_row(p, ra, &pi);
+    qp_prefetch_row(row, p.row_bytes[pi], lane);
+    if (rb >= 0) {
+        row = qp_lin_row(p, rb, &pi);
+        qp_prefetch_row(row, p.row_bytes[pi], lane);
+    }
 }
 
 /* xs: the block's token input (times norm when the prologue is on) staged in shared memory,
