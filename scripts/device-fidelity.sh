@@ -32,11 +32,15 @@
 #   oracle      qpref --perplexity, the double-precision reference, on every core (30 s a chunk
 #               on 2 cores here) -> $work/oracle.kld, then cuda against it
 #   oracle-cpu  --device cpu against oracle.kld (one more CPU pass)
+#   variant     the model compiled with QP_VARIANT's options (e.g. "--int8-activations", or
+#               "--kernel 'decode:linear:output.weight=mmvq'") on CUDA against cuda.kld: what
+#               that plan costs in fidelity (docs/fidelity.md), then qrun --bench of both plans
 # Environment:
 #   QP_MODEL_NAME  0.5b (default) or 1.5b: the pinned file and its plan in plans/
 #   QP_CHUNKS      --chunks (default: all; the issue asks 4 for the 1.5B)
 #   QP_TEXT        the text (default /usr/share/common-licenses/GPL-3, else <repo>/../GPL-3)
 #   QP_WORK        where the joined model and the base files go (default ${TMPDIR:-/tmp}/qp-fidelity)
+#   QP_VARIANT     qplan compile options of the variant step's plan (default --int8-activations)
 # Logs and results go to $OUT (or ./device-out): summary.txt, cuda-ppl.txt, cpu-ppl.txt,
 # kld-cuda-vs-cpu.txt, [kld-cpu-vs-cuda.txt, oracle-ppl.txt, kld-cuda-vs-oracle.txt,
 # kld-cpu-vs-oracle.txt]. The base files (1.09 GB each) stay in $work. Exit status nonzero
@@ -66,7 +70,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 echo "commit: $(cat "$root/.git-commit" 2>/dev/null || git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 
 if want build; then
-  if QP_TARGET="qrun qpref_cli" "$root/scripts/device-build.sh" > "$work/build.log" 2>&1; then
+  if QP_TARGET="qplan qrun qpref_cli" "$root/scripts/device-build.sh" > "$work/build.log" 2>&1; then
     note "build: ok ($(( $(date +%s) - t0 )) s)"
   else
     tail -30 "$work/build.log"; note "build: FAILED"; printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"; exit 1
@@ -94,7 +98,7 @@ if want join && [ -z "${QP_MODEL:-}" ]; then
 fi
 ready=1
 measure=0
-for st in cuda cpu kld kld-cpu oracle oracle-cpu; do want $st && measure=1; done
+for st in cuda cpu kld kld-cpu oracle oracle-cpu variant; do want $st && measure=1; done
 [ $measure = 1 ] || ready=0 # build and join only: nothing to check yet
 [ $measure = 0 ] || [ -f "$model" ] || { note "model: MISSING ($model): nothing to measure"; ready=0; }
 [ $measure = 0 ] || [ -n "$text" ] || { note "text: MISSING (no GPL-3: carry .device/GPL-3 or set QP_TEXT)"; ready=0; }
@@ -132,6 +136,22 @@ if [ $ready = 1 ]; then
     if [ $rc = 0 ]; then kld cuda oracle; fi
   fi
   want oracle-cpu && base oracle oracle-cpu && kld cpu oracle
+  if want variant && base cuda variant; then
+    vplan=$work/variant.yaml
+    if eval "\"$b/compiler/qplan\" compile \"$model\" -o \"$vplan\" ${QP_VARIANT:---int8-activations}" > "$out/variant-compile.txt" 2>&1; then
+      t=$(date +%s)
+      "$b/runtime/qrun" "$vplan" -m "$model" --device cuda --kl-divergence --kl-divergence-base "$work/cuda.kld" \
+        $chunks > "$out/kld-variant-vs-cuda.txt" 2>&1
+      rc=$?
+      note "variant (${QP_VARIANT:---int8-activations}) vs cuda: $([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc") ($(( $(date +%s) - t )) s): $(grep -E '^Mean    KLD' "$out/kld-variant-vs-cuda.txt" | tr -s ' ') | $(grep -E '^Same top p' "$out/kld-variant-vs-cuda.txt" | tr -s ' ') | $(grep -E '^Mean PPL\(Q\)/PPL' "$out/kld-variant-vs-cuda.txt" | tr -s ' ')"
+      for pl in "$plan" "$vplan" "$plan" "$vplan"; do
+        timeout 120 "$b/runtime/qrun" "$pl" -m "$model" --device cuda --bench --bench-depths 0 --bench-reps 5 2>&1 |
+          grep -E '^\|.*(tg|pp)' | sed "s|^|$(basename "$pl") |" | tee -a "$out/variant-bench.txt"
+      done
+    else
+      note "variant: FAILED to compile (variant-compile.txt)"
+    fi
+  fi
 fi
 echo "---- summary ($(( $(date +%s) - t0 )) s) ----"
 printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
