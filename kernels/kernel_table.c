@@ -394,6 +394,13 @@ static int32_t gemm_default_chunk(const struct qp_op_args *a) {
     return (int32_t)chunk;
 }
 
+/* Blocks of an argmax epilogue over several blocks (mmv_argmax, mmv_batch, mmvq): 8 rows a block,
+ * at most the last block's merge can take. */
+static int32_t argmax_default_blocks(const struct qp_op_args *a) {
+    const int64_t blocks = (qp_linear_units(a) + 7) / 8;
+    return (int32_t)(blocks > QP_CUDA_ARGMAX_BLOCKS ? QP_CUDA_ARGMAX_BLOCKS : blocks < 1 ? 1 : blocks);
+}
+
 /* mmv_batch: tokens per block. All of a step's tokens (at most QP_CUDA_MMVB_MAX_TOKENS) when their
  * staged inputs fit in half of a block's shared memory (two blocks per SM), else balanced groups
  * that do: ffn_down's 4,864 columns take 21.9 KB a token. */
@@ -434,17 +441,9 @@ enum qp_status qp_kernel_default_launch(int32_t id, const struct qp_op_args *a, 
                           a->in_w / 32 >= 128 ? 2 : 1;
         break;
     }
-    case QP_KERNEL_MMV_ARGMAX: {
-        const int64_t units = qp_linear_units(a);
-        int64_t blocks = (units + 7) / 8;
-        l.split = (int32_t)(blocks > QP_CUDA_ARGMAX_BLOCKS ? QP_CUDA_ARGMAX_BLOCKS : blocks < 1 ? 1 : blocks);
-        break;
-    }
+    case QP_KERNEL_MMV_ARGMAX: l.split = argmax_default_blocks(a); break;
     case QP_KERNEL_MMVQ:
-        if (a->epilogue == QP_EPILOGUE_ARGMAX) { /* as mmv_argmax: 8 rows a block, at most the merge's blocks */
-            const int64_t blocks = (qp_linear_units(a) + 7) / 8;
-            l.grid = (int32_t)(blocks > QP_CUDA_ARGMAX_BLOCKS ? QP_CUDA_ARGMAX_BLOCKS : blocks < 1 ? 1 : blocks);
-        }
+        if (a->epilogue == QP_EPILOGUE_ARGMAX) l.grid = argmax_default_blocks(a);
         break;
     case QP_KERNEL_MMV_STREAM:
         l.rows_per_block = (int32_t)qp_mmvs_default_upb(a, t, 1);
@@ -452,10 +451,7 @@ enum qp_status qp_kernel_default_launch(int32_t id, const struct qp_op_args *a, 
         break;
     case QP_KERNEL_MMV_BATCH: {
         l.split = mmvb_default_tokens(a);
-        if (a->epilogue == QP_EPILOGUE_ARGMAX) {
-            const int64_t blocks = (qp_linear_units(a) + 7) / 8;
-            l.grid = (int32_t)(blocks > QP_CUDA_ARGMAX_BLOCKS ? QP_CUDA_ARGMAX_BLOCKS : blocks < 1 ? 1 : blocks);
-        }
+        if (a->epilogue == QP_EPILOGUE_ARGMAX) l.grid = argmax_default_blocks(a);
         break;
     }
     case QP_KERNEL_GEMM: l.rows_per_block = gemm_default_chunk(a); break;

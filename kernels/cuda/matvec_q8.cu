@@ -95,10 +95,6 @@ static __device__ __forceinline__ float qp_quantize_x(int8_t *q, float *d, int *
     return inv;
 }
 
-/* Shared-memory bytes of a quantized x of `cols` values: int8 values, a float scale per 32, an int
- * sum per 16 (qp_cuda_xq8_bytes in qp_cuda.h: the kernel check uses it too). */
-static inline size_t qp_xq8_bytes(int64_t cols) { return qp_cuda_xq8_bytes(cols); }
-
 /* One unit's products: rows ra (and rb >= 0) of type T, items over both rows, a warp sum each. */
 template <int T>
 static __device__ __forceinline__ void qp_mmvq_unit(const uint8_t *rowa, const uint8_t *rowb, int64_t cols,
@@ -122,14 +118,13 @@ static __device__ __forceinline__ void qp_mmvq_unit(const uint8_t *rowa, const u
 
 static __device__ __noinline__ void qp_mmvq_unit_any(int type, const uint8_t *rowa, const uint8_t *rowb,
                                                      int64_t cols, const qp_xq8 &x, int lane, float *a, float *b) {
+#define QP_UNIT_CASE(T_) \
+    case T_: qp_mmvq_unit<T_>(rowa, rowb, cols, x, lane, a, b); return;
     switch (type) {
-    case QP_GGML_Q4_0: qp_mmvq_unit<QP_GGML_Q4_0>(rowa, rowb, cols, x, lane, a, b); return;
-    case QP_GGML_Q5_0: qp_mmvq_unit<QP_GGML_Q5_0>(rowa, rowb, cols, x, lane, a, b); return;
-    case QP_GGML_Q8_0: qp_mmvq_unit<QP_GGML_Q8_0>(rowa, rowb, cols, x, lane, a, b); return;
-    case QP_GGML_Q4_K: qp_mmvq_unit<QP_GGML_Q4_K>(rowa, rowb, cols, x, lane, a, b); return;
-    case QP_GGML_Q6_K: qp_mmvq_unit<QP_GGML_Q6_K>(rowa, rowb, cols, x, lane, a, b); return;
+        QP_MMVQ_TYPES(QP_UNIT_CASE)
     default: *a = *b = __int_as_float(0x7fc00000); /* the kernel check admits no other type */
     }
+#undef QP_UNIT_CASE
 }
 
 template <int T, int EPI, bool AM>
@@ -180,7 +175,7 @@ static __global__ void __launch_bounds__(256) matvec_q8_kernel(const qp_lin_para
 template <int T, int EPI, bool AM>
 static enum qp_status launch_mmvq(const qp_lin_params &p, dim3 grid, int threads, qp_amax *part, cudaStream_t st,
                                   bool pdl, struct qp_error *err) {
-    const size_t smem = qp_xq8_bytes(p.cols);
+    const size_t smem = qp_cuda_xq8_bytes(p.cols); /* include/qp_cuda.h: the kernel check uses it too */
     cudaError_t e = cudaSuccess;
     static size_t smem_set = 48 * 1024; /* per instance: beyond the default dynamic limit, opt in once */
     if (smem > smem_set) {
@@ -229,15 +224,14 @@ enum qp_status qp_cuda_matvec_q8(const struct qp_op_args *a, struct qp_error *er
         constexpr int EPI = decltype(te_)::value;
         auto go = [&](auto am_) {
             constexpr bool AM = decltype(am_)::value;
+#define QP_LAUNCH_CASE(T_) \
+    case T_: s = launch_mmvq<T_, EPI, AM>(p, grid, threads, part, st, pdl, err); break;
             switch (type) {
-            case QP_MMVQ_MIXED: s = launch_mmvq<QP_MMVQ_MIXED, EPI, AM>(p, grid, threads, part, st, pdl, err); break;
-            case QP_GGML_Q4_0: s = launch_mmvq<QP_GGML_Q4_0, EPI, AM>(p, grid, threads, part, st, pdl, err); break;
-            case QP_GGML_Q5_0: s = launch_mmvq<QP_GGML_Q5_0, EPI, AM>(p, grid, threads, part, st, pdl, err); break;
-            case QP_GGML_Q8_0: s = launch_mmvq<QP_GGML_Q8_0, EPI, AM>(p, grid, threads, part, st, pdl, err); break;
-            case QP_GGML_Q4_K: s = launch_mmvq<QP_GGML_Q4_K, EPI, AM>(p, grid, threads, part, st, pdl, err); break;
-            case QP_GGML_Q6_K: s = launch_mmvq<QP_GGML_Q6_K, EPI, AM>(p, grid, threads, part, st, pdl, err); break;
+                QP_LAUNCH_CASE(QP_MMVQ_MIXED)
+                QP_MMVQ_TYPES(QP_LAUNCH_CASE)
             default: ok = false; break;
             }
+#undef QP_LAUNCH_CASE
         };
         if constexpr (EPI == QP_EPILOGUE_NONE) { /* ARGMAX dispatches as NONE */
             if (am) go(std::true_type{});

@@ -37,13 +37,23 @@ static __device__ __forceinline__ int qp_dp16(const uint32_t (&w)[4], const int8
     return __dp4a((int)w[3], v.w, s);
 }
 
-template <int T> struct qp_q8dot {
-    static constexpr bool ok = false;
-};
+template <int T> struct qp_q8dot; /* the types below: QP_MMVQ_TYPES */
+
+/* The types with an 8-bit dot below, as X(type) (the kernel's switches; kernel_table.c checks the
+ * same list). */
+#define QP_MMVQ_TYPES(X) X(QP_GGML_Q4_0) X(QP_GGML_Q5_0) X(QP_GGML_Q8_0) X(QP_GGML_Q4_K) X(QP_GGML_Q6_K)
+
+/* A 32-weight block `it` of scale d whose values are lo (weights 0..15) and hi (16..31), four per
+ * word, each `off` above the weight: d * x's scale * the exact integer sum of (value - off) * x. */
+static __device__ __forceinline__ float qp_q8_block32(float d, const uint32_t (&lo)[4], const uint32_t (&hi)[4],
+                                                      int off, int64_t it, const qp_xq8 &x) {
+    const int8_t *xq = x.q + it * 32;
+    const int s = qp_dp16(lo, xq) + qp_dp16(hi, xq + 16) - off * (x.s16[2 * it] + x.s16[2 * it + 1]);
+    return d * x.d[it] * (float)s;
+}
 
 /* Q4_0 (d, qs[16]): byte j's low nibble is weight j, its high nibble weight j + 16; value - 8. */
 template <> struct qp_q8dot<QP_GGML_Q4_0> {
-    static constexpr bool ok = true;
     static constexpr int W = 32;    /* weights per item */
     static constexpr int KMASK = 0; /* items of a block - 1 */
     static __device__ __forceinline__ float run(const uint8_t *row, int64_t it, int, const qp_xq8 &x) {
@@ -55,16 +65,12 @@ template <> struct qp_q8dot<QP_GGML_Q4_0> {
             lo[i] = q & 0x0F0F0F0Fu;
             hi[i] = (q >> 4) & 0x0F0F0F0Fu;
         }
-        const float d = qp_h2f(__ldg((const unsigned short *)b));
-        const int8_t *xq = x.q + it * 32;
-        const int s = qp_dp16(lo, xq) + qp_dp16(hi, xq + 16) - 8 * (x.s16[2 * it] + x.s16[2 * it + 1]);
-        return d * x.d[it] * (float)s;
+        return qp_q8_block32(qp_h2f(__ldg((const unsigned short *)b)), lo, hi, 8, it, x);
     }
 };
 
 /* Q5_0 (d, qh u32, qs[16]): as Q4_0 with bit j of qh as bit 4 of weight j; value - 16. */
 template <> struct qp_q8dot<QP_GGML_Q5_0> {
-    static constexpr bool ok = true;
     static constexpr int W = 32;
     static constexpr int KMASK = 0;
     static __device__ __forceinline__ float run(const uint8_t *row, int64_t it, int, const qp_xq8 &x) {
@@ -77,16 +83,12 @@ template <> struct qp_q8dot<QP_GGML_Q5_0> {
             lo[i] = (q & 0x0F0F0F0Fu) | qp_spread4_b4((qh >> (4 * i)) & 0xFu);
             hi[i] = ((q >> 4) & 0x0F0F0F0Fu) | qp_spread4_b4((qh >> (16 + 4 * i)) & 0xFu);
         }
-        const float d = qp_h2f(__ldg((const unsigned short *)b));
-        const int8_t *xq = x.q + it * 32;
-        const int s = qp_dp16(lo, xq) + qp_dp16(hi, xq + 16) - 16 * (x.s16[2 * it] + x.s16[2 * it + 1]);
-        return d * x.d[it] * (float)s;
+        return qp_q8_block32(qp_h2f(__ldg((const unsigned short *)b)), lo, hi, 16, it, x);
     }
 };
 
 /* Q8_0 (d, qs[32] int8). */
 template <> struct qp_q8dot<QP_GGML_Q8_0> {
-    static constexpr bool ok = true;
     static constexpr int W = 32;
     static constexpr int KMASK = 0;
     static __device__ __forceinline__ float run(const uint8_t *row, int64_t it, int, const qp_xq8 &x) {
@@ -97,9 +99,7 @@ template <> struct qp_q8dot<QP_GGML_Q8_0> {
             a[i] = qp_ld32a2<qp_ldg>(b + 2 + 4 * i);
             c[i] = qp_ld32a2<qp_ldg>(b + 18 + 4 * i);
         }
-        const float d = qp_h2f(__ldg((const unsigned short *)b));
-        const int8_t *xq = x.q + it * 32;
-        return d * x.d[it] * (float)(qp_dp16(a, xq) + qp_dp16(c, xq + 16));
+        return qp_q8_block32(qp_h2f(__ldg((const unsigned short *)b)), a, c, 0, it, x);
     }
 };
 
@@ -109,7 +109,6 @@ template <> struct qp_q8dot<QP_GGML_Q8_0> {
  * is the item's place in its 256-weight block, the same for every item of a lane (matvec_q8.cu),
  * so the positions of its scales are computed once. */
 template <> struct qp_q8dot<QP_GGML_Q4_K> {
-    static constexpr bool ok = true;
     static constexpr int W = 32;
     static constexpr int KMASK = 7; /* items of a block - 1 */
     static __device__ __forceinline__ float run(const uint8_t *row, int64_t it, int k, const qp_xq8 &x) {
@@ -148,7 +147,6 @@ template <> struct qp_q8dot<QP_GGML_Q4_K> {
  * (4 bits of ql | 2 bits of qh << 4) - 32 times d * scales[8 hf + 2 n + l / 16]. An item is
  * hf and l in [16 j, 16 j + 16): 64 weights, four groups of 16 of one scale each. */
 template <> struct qp_q8dot<QP_GGML_Q6_K> {
-    static constexpr bool ok = true;
     static constexpr int W = 64;
     static constexpr int KMASK = 3;
     static __device__ __forceinline__ float run(const uint8_t *row, int64_t it, int k, const qp_xq8 &x) {
