@@ -8,12 +8,16 @@
 #      logits over a 64-token greedy run, graph == eager, on the same-shape model)
 #   4. qrun --bench of both trees (graph replay), and this tree's plan with every node's pdl off
 #   5. ncu (--clock-control none): per-kernel durations of ~2 decode steps of each tree
+#   6. batch (not by default): both trees' plans compiled with $QP_SLOTS slots of 512 positions,
+#      qrun --bench --batch $QP_BATCH (llama-batched-bench's table), base and new alternated
+#      $QP_BATCH_ROUNDS times
 # Logs to $OUT (at most 8 files come back) or ./device-out.
 #   QP_BASE    baseline source tree (default <repo>/../perf-base); QP_BASE_DEPS its .deps
 #   QP_HEADER  model header (default <repo>/../model-header.gguf)
 #   QP_CTX     plan context (default 16640); QP_REPS bench repetitions (default 3)
 #   QP_STEPS   default "build test bench ncu"; QP_NCU_TREES default "base new"
 #   QP_BENCH_PDL=0 skips the pdl-off run
+#   QP_SLOTS (default 8), QP_BATCH (default 1,2,4,8), QP_BATCH_ROUNDS (default 2): the batch step
 #   QP_VARIANTS "name:-DFLAG,-DFLAG name2:..." also builds this tree with those CUDA flags into
 #              build-<name> (qrun + test_gpu_ops; the GPU op tests of each variant run too)
 #   QP_MATRIX  "name:VAR=v,VAR=v name2:..." extra runs of this tree (tg only, args
@@ -122,5 +126,23 @@ if want ncu; then
     grep -E '^"' "$work/ncu-$t.csv" | gzip > "$out/ncu-$t.csv.gz"
   done
   echo "== ncu: $(( $(date +%s) - t0 )) s"
+fi
+if want batch; then
+  for t in new base; do
+    d=$root; [ $t = base ] && d=$base
+    [ -x "$d/build-device/compiler/qplan" ] || continue
+    "$d/build-device/compiler/qplan" compile "$model" -o "$work/slots-$t.yaml" --ctx 512 --slots "${QP_SLOTS:-8}" \
+      >> "$work/synth.log" 2>&1 || { tail -5 "$work/synth.log"; echo "SLOTS PLAN $t FAILED"; }
+  done
+  for r in $(seq "${QP_BATCH_ROUNDS:-2}"); do
+    for t in base new; do
+      d=$root; [ $t = base ] && d=$base
+      [ -x "$d/build-device/runtime/qrun" ] || continue
+      timeout 200 "$d/build-device/runtime/qrun" "$work/slots-$t.yaml" -m "$model" --device cuda --bench \
+        --batch "${QP_BATCH:-1,2,4,8}" --bench-reps "$reps" --bench-json "$out/batch-$t-$r.json" > "$work/batch-$t-$r.txt" 2>&1
+      echo "-- batch $t round $r (rc=$?)"; grep -E '^\|' "$work/batch-$t-$r.txt" || tail -5 "$work/batch-$t-$r.txt"
+    done
+  done
+  echo "== batch: $(( $(date +%s) - t0 )) s"
 fi
 echo "== total $(( $(date +%s) - t0 )) s"

@@ -98,6 +98,35 @@ static __device__ __forceinline__ void qp_scale_min_k4(int j, const uint8_t *q, 
     }
 }
 
+/* --- the integer fields of four weights at once (the decoders below and quant_dot.cuh) ---
+ * A weight's integer value q (0..255) becomes a float by one byte permute into the mantissa of
+ * 2^23 (PRMT: the bits 0x4B0000qq are the float 2^23 + q) and one subtraction of 2^23 plus the
+ * block's offset: exact, as both are integers below 2^24. This replaces the shift, mask and
+ * int-to-float conversion (I2F, a quarter-rate instruction) per weight of a plain decode. */
+
+/* float(2^23 + byte K of w): byte K of w into the low mantissa byte of 2^23 (0x4B000000). */
+template <int K> static __device__ __forceinline__ float qp_mbyte(uint32_t w) {
+    return __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7540u | K));
+}
+
+/* Bits 0..3 of n into bit 4 of bytes 0..3 (n < 16): the multiply places bit k at bit 8k + 4
+ * among non-overlapping copies of n, the mask keeps those four bits. */
+static __device__ __forceinline__ uint32_t qp_spread4_b4(uint32_t n) { return (n * 0x02040810u) & 0x10101010u; }
+
+/* 4 bytes at p (2-byte aligned) as one word. */
+template <class L> static __device__ __forceinline__ uint32_t qp_ld32a2(const uint8_t *p) {
+    return (uint32_t)L::ld((const unsigned short *)p) | ((uint32_t)L::ld((const unsigned short *)(p + 2)) << 16);
+}
+
+/* v[0..3] = (byte k of w - off) * d for k = 0..3 (off includes the 2^23): the same value, bit for
+ * bit, as (float)(q - off') * d of an integer q. */
+static __device__ __forceinline__ void qp_dec4(float *v, uint32_t w, float off, float d) {
+    v[0] = (qp_mbyte<0>(w) - off) * d;
+    v[1] = (qp_mbyte<1>(w) - off) * d;
+    v[2] = (qp_mbyte<2>(w) - off) * d;
+    v[3] = (qp_mbyte<3>(w) - off) * d;
+}
+
 /* qp_dec<T>::run<L>: the decoder of type T reading through loader L (one struct per type, so the
  * loader can stay a template parameter). */
 template <int T> struct qp_dec;
@@ -133,16 +162,15 @@ template <> struct qp_dec<QP_GGML_BF16> {
     }
 };
 
-template <> struct qp_dec<QP_GGML_Q4_0> {
+template <> struct qp_dec<QP_GGML_Q4_0> { /* d, qs[16]: v[j] = (low nibble of qs[j] - 8) * d, v[j+16] the high */
     template <class L>
     static __device__ __forceinline__ void run(const uint8_t *__restrict__ b, int, float (&v)[32]) {
-        const float d = qp_h2f(L::ld((const unsigned short *)b));
-        uint8_t q[16];
-        qp_ldb<16, 2, L>(b + 2, q);
+        const float d = qp_h2f(L::ld((const unsigned short *)b)), off = 8388608.0f + 8.0f;
 #pragma unroll
-        for (int j = 0; j < 16; j++) {
-            v[j] = (float)((q[j] & 0xF) - 8) * d;
-            v[j + 16] = (float)((q[j] >> 4) - 8) * d;
+        for (int i = 0; i < 4; i++) {
+            const uint32_t q = qp_ld32a2<L>(b + 2 + 4 * i);
+            qp_dec4(v + 4 * i, q & 0x0F0F0F0Fu, off, d);
+            qp_dec4(v + 16 + 4 * i, (q >> 4) & 0x0F0F0F0Fu, off, d);
         }
     }
 };
@@ -162,20 +190,16 @@ template <> struct qp_dec<QP_GGML_Q4_1> {
     }
 };
 
-template <> struct qp_dec<QP_GGML_Q5_0> {
+template <> struct qp_dec<QP_GGML_Q5_0> { /* d, qh (u32), qs[16]: (nibble | bit j (j + 16) of qh << 4) - 16 */
     template <class L>
     static __device__ __forceinline__ void run(const uint8_t *__restrict__ b, int, float (&v)[32]) {
-        uint8_t h[4], q[16];
-        const float d = qp_h2f(L::ld((const unsigned short *)b));
-        qp_ldb<4, 2, L>(b + 2, h);
-        qp_ldb<16, 2, L>(b + 6, q);
-        const uint32_t qh = qp_u32(h);
+        const float d = qp_h2f(L::ld((const unsigned short *)b)), off = 8388608.0f + 16.0f;
+        const uint32_t qh = qp_ld32a2<L>(b + 2);
 #pragma unroll
-        for (int j = 0; j < 16; j++) {
-            const int x0 = (int)((q[j] & 0xF) | (((qh >> j) << 4) & 0x10)) - 16;
-            const int x1 = (int)((q[j] >> 4) | ((qh >> (j + 12)) & 0x10)) - 16;
-            v[j] = (float)x0 * d;
-            v[j + 16] = (float)x1 * d;
+        for (int i = 0; i < 4; i++) {
+            const uint32_t q = qp_ld32a2<L>(b + 6 + 4 * i);
+            qp_dec4(v + 4 * i, (q & 0x0F0F0F0Fu) | qp_spread4_b4((qh >> (4 * i)) & 0xFu), off, d);
+            qp_dec4(v + 16 + 4 * i, ((q >> 4) & 0x0F0F0F0Fu) | qp_spread4_b4((qh >> (16 + 4 * i)) & 0xFu), off, d);
         }
     }
 };
@@ -198,14 +222,12 @@ template <> struct qp_dec<QP_GGML_Q5_1> {
     }
 };
 
-template <> struct qp_dec<QP_GGML_Q8_0> {
+template <> struct qp_dec<QP_GGML_Q8_0> { /* d, qs[32] int8: flipping the sign bit gives q + 128 */
     template <class L>
     static __device__ __forceinline__ void run(const uint8_t *__restrict__ b, int, float (&v)[32]) {
-        uint8_t q[32];
-        const float d = qp_h2f(L::ld((const unsigned short *)b));
-        qp_ldb<32, 2, L>(b + 2, q);
+        const float d = qp_h2f(L::ld((const unsigned short *)b)), off = 8388608.0f + 128.0f;
 #pragma unroll
-        for (int j = 0; j < 32; j++) v[j] = (float)(int8_t)q[j] * d;
+        for (int i = 0; i < 8; i++) qp_dec4(v + 4 * i, qp_ld32a2<L>(b + 2 + 4 * i) ^ 0x80808080u, off, d);
     }
 };
 
@@ -264,15 +286,26 @@ template <> struct qp_dec<QP_GGML_Q3_K> {
 template <> struct qp_dec<QP_GGML_Q4_K> {
     template <class L>
     static __device__ __forceinline__ void run(const uint8_t *__restrict__ b, int s, float (&v)[32]) {
-        uint8_t h[16], q[32];
+        uint8_t h[16];
         qp_ldb<16, 16, L>(b, h);
-        qp_ldb<32, 16, L>(b + 16 + 32 * (s >> 1), q);
         int sc, mn;
         qp_scale_min_k4(s, h + 4, &sc, &mn);
         const float d = qp_h2f(qp_u16(h)) * (float)sc, m = qp_h2f(qp_u16(h + 2)) * (float)mn;
         const int shift = 4 * (s & 1);
 #pragma unroll
-        for (int l = 0; l < 32; l++) v[l] = d * (float)((q[l] >> shift) & 0xF) - m;
+        for (int i = 0; i < 2; i++) {
+            const uint4 w = L::ld((const uint4 *)(b + 16 + 32 * (s >> 1) + 16 * i));
+            const uint32_t wv[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                const uint32_t q = (wv[k] >> shift) & 0x0F0F0F0Fu;
+                float *o = v + 16 * i + 4 * k;
+                o[0] = d * (qp_mbyte<0>(q) - 8388608.0f) - m;
+                o[1] = d * (qp_mbyte<1>(q) - 8388608.0f) - m;
+                o[2] = d * (qp_mbyte<2>(q) - 8388608.0f) - m;
+                o[3] = d * (qp_mbyte<3>(q) - 8388608.0f) - m;
+            }
+        }
     }
 };
 
@@ -303,17 +336,16 @@ template <> struct qp_dec<QP_GGML_Q6_K> {
     template <class L>
     static __device__ __forceinline__ void run(const uint8_t *__restrict__ b, int s, float (&v)[32]) {
         const int hf = s >> 2, qq = s & 3;
-        uint8_t ql[32], qh[32];
-        qp_ldb<32, 2, L>(b + 64 * hf + 32 * (qq & 1), ql);
-        qp_ldb<32, 2, L>(b + 128 + 32 * hf, qh);
+        const uint8_t *ql = b + 64 * hf + 32 * (qq & 1), *qh = b + 128 + 32 * hf;
         const uint16_t sc2 = L::ld((const unsigned short *)(b + 192 + 8 * hf + 2 * qq));
         const float d = qp_h2f(L::ld((const unsigned short *)(b + 208)));
         const float da = d * (float)(int8_t)(sc2 & 0xFF), db = d * (float)(int8_t)(sc2 >> 8);
         const int nsh = 4 * (qq >> 1), hsh = 2 * qq;
 #pragma unroll
-        for (int l = 0; l < 32; l++) {
-            const int x = (int)(((ql[l] >> nsh) & 0xF) | (((qh[l] >> hsh) & 3) << 4)) - 32;
-            v[l] = (l < 16 ? da : db) * (float)x;
+        for (int i = 0; i < 8; i++) {
+            const uint32_t l = qp_ld32a2<L>(ql + 4 * i), h = qp_ld32a2<L>(qh + 4 * i);
+            qp_dec4(v + 4 * i, ((l >> nsh) & 0x0F0F0F0Fu) | (((h >> hsh) & 0x03030303u) << 4), 8388608.0f + 32.0f,
+                    i < 4 ? da : db);
         }
     }
 };

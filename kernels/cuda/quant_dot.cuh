@@ -22,26 +22,12 @@
 #pragma once
 #include "quant_blocks.cuh"
 
-/* float(2^23 + byte K of w): byte K of w into the low mantissa byte of 2^23 (0x4B000000). */
-template <int K> static __device__ __forceinline__ float qp_mbyte(uint32_t w) {
-    return __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7540u | K));
-}
-
-/* Bits 0..3 of n into bit 4 of bytes 0..3 (n < 16): the multiply places bit k at bit 8k + 4
- * among non-overlapping copies of n, the mask keeps those four bits. */
-static __device__ __forceinline__ uint32_t qp_spread4_b4(uint32_t n) { return (n * 0x02040810u) & 0x10101010u; }
-
 /* acc[k] += (float(byte k of w) - off) * x[k], k = 0..3 (off includes the 2^23). */
 static __device__ __forceinline__ void qp_fma4(float (&acc)[4], uint32_t w, float off, const float4 x) {
     acc[0] = fmaf(qp_mbyte<0>(w) - off, x.x, acc[0]);
     acc[1] = fmaf(qp_mbyte<1>(w) - off, x.y, acc[1]);
     acc[2] = fmaf(qp_mbyte<2>(w) - off, x.z, acc[2]);
     acc[3] = fmaf(qp_mbyte<3>(w) - off, x.w, acc[3]);
-}
-
-/* 4 bytes at p (2-byte aligned) as one word. */
-template <class L> static __device__ __forceinline__ uint32_t qp_ld32a2(const uint8_t *p) {
-    return (uint32_t)L::ld((const unsigned short *)p) | ((uint32_t)L::ld((const unsigned short *)(p + 2)) << 16);
 }
 
 template <int T> struct qp_dotq {
