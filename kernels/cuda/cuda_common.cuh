@@ -122,6 +122,29 @@ static __device__ __forceinline__ float qp_warp_sum(float v) {
     return v;
 }
 
+/* The warp sums of N values at once (N a power of two <= 32): returns, in every lane, the sum
+ * over the warp of v[(lane >> s) & (N - 1)], s = log2(32 / N); v is overwritten. Each step of
+ * the first log2(N) halves the values a lane holds (it keeps one half, sends the other), so N
+ * sums cost N - 1 + log2(32 / N) shuffles instead of 5 N. Each sum's order depends on N and the
+ * lane only, never on the values. */
+template <int N> static __device__ __forceinline__ float qp_warp_sum_n(float (&v)[N], int lane) {
+    static_assert(N >= 1 && N <= 32 && (N & (N - 1)) == 0, "N: a power of two up to 32");
+    int o = 16;
+#pragma unroll
+    for (int n = N; n > 1; n >>= 1, o >>= 1) {
+        const bool up = lane & o;
+#pragma unroll
+        for (int i = 0; i < n / 2; i++) {
+            const float send = up ? v[i] : v[i + n / 2], keep = up ? v[i + n / 2] : v[i];
+            v[i] = keep + __shfl_xor_sync(0xffffffffu, send, o);
+        }
+    }
+    float r = v[0];
+#pragma unroll
+    for (; o > 0; o >>= 1) r += __shfl_xor_sync(0xffffffffu, r, o);
+    return r;
+}
+
 static __device__ __forceinline__ float qp_warp_max(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));

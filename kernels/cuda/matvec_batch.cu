@@ -13,8 +13,8 @@
  * Each block stages its tokens' inputs together (x * norm, matvec_stage.cuh's padded layout) in
  * shared memory, with each token's 1/rms. Each lane takes 32-element sub-chunks of the
  * row in turn: decodes one into 32 registers and dots it with each token's staged x (qp_dot32_group,
- * quant_dot.cuh), adding into that token's accumulator. A warp reduction per token, then lane 0
- * writes each token's epilogue. Every token's sum is in the same order whatever the group size,
+ * quant_dot.cuh), adding into that token's accumulator. One warp reduction for all the tokens
+ * (qp_warp_sum_n) leaves token j's dot in lane j * 32 / 8, which writes that token's epilogue. Every token's sum is in the same order whatever the group size,
  * so a sequence's result does not depend on which others share its step.
  *
  * ARGMAX epilogue (the LM head): as mmv_argmax (matvec.cu), per token: each block merges its
@@ -34,6 +34,7 @@
 
 #define QP_MMVB_MIXED (-1)
 #define QP_MMVB_NT QP_CUDA_MMVB_MAX_TOKENS /* accumulators per lane: the most tokens of a block */
+#define QP_MMVB_LPT (32 / QP_MMVB_NT)      /* lanes per token after the reduction */
 
 static __device__ unsigned int qp_mmvb_argmax_done[QP_CUDA_ARGMAX_MAX_ROWS]; /* blocks done, per row */
 
@@ -55,10 +56,12 @@ static __device__ __forceinline__ void qp_mmvb_dots(const uint8_t *__restrict__ 
     }
 }
 
-/* Row r's dots (see qp_mmvb_dots), the decoder picked by the row's part type when T is MIXED. */
+/* Row r's dots (see qp_mmvb_dots), the decoder picked by the row's part type when T is MIXED;
+ * returns token lane / QP_MMVB_LPT's whole dot (qp_warp_sum_n: one reduction for all tokens). */
 template <int T>
-static __device__ __forceinline__ void qp_mmvb_row_dots(const qp_lin_params &p, int64_t r, const float *xs,
-                                                        int64_t xsf, int nt, int lane, float (&acc)[QP_MMVB_NT]) {
+static __device__ __forceinline__ float qp_mmvb_row_dots(const qp_lin_params &p, int64_t r, const float *xs,
+                                                         int64_t xsf, int nt, int lane) {
+    float acc[QP_MMVB_NT];
 #pragma unroll
     for (int j = 0; j < QP_MMVB_NT; j++) acc[j] = 0.0f;
     int part;
@@ -74,8 +77,7 @@ static __device__ __forceinline__ void qp_mmvb_row_dots(const qp_lin_params &p, 
     } else {
         qp_mmvb_dots<T>(row, p.cols, xs, xsf, nt, lane, acc);
     }
-#pragma unroll
-    for (int j = 0; j < QP_MMVB_NT; j++) acc[j] = qp_warp_sum(acc[j]);
+    return qp_warp_sum_n<QP_MMVB_NT>(acc, lane);
 }
 
 /* Dynamic shared memory: the block's tokens' staged inputs, xsf floats each. */
@@ -97,14 +99,13 @@ static __global__ void __launch_bounds__(QP_CUDA_MMV_MAX_THREADS)
     float *xs = (float *)qp_xb4;
     const int64_t xsf = (p.cols / 32) * QP_XS_STRIDE; /* floats of one staged input (qp_xs_bytes) */
     qp_stage_x_group(xs, xsf, p.x + (int64_t)t0 * p.cols, p.norm, p.cols, nt, p.eps, red, inv_s);
-    float inv[QP_MMVB_NT], bv[QP_MMVB_NT];
-    int32_t bi[QP_MMVB_NT];
-#pragma unroll
-    for (int j = 0; j < QP_MMVB_NT; j++) {
-        inv[j] = j < nt ? inv_s[j] : 0.0f;
-        bv[j] = -INFINITY;
-        bi[j] = INT32_MAX;
-    }
+    /* after each row's reduction, lane tk * QP_MMVB_LPT holds token tk's dot: those lanes write the
+     * epilogues, one token each, and keep their token's best (logit, row) */
+    const int tk = lane / QP_MMVB_LPT;
+    const bool writer = lane % QP_MMVB_LPT == 0 && tk < nt;
+    const float inv = writer ? inv_s[tk] : 0.0f;
+    float bv = -INFINITY;
+    int32_t bi = INT32_MAX;
     for (int64_t u = ufirst; u < p.units; u += stride) {
         int64_t ra, rb;
         qp_unit_rows<EPI>(p, u, &ra, &rb);
@@ -115,35 +116,18 @@ static __global__ void __launch_bounds__(QP_CUDA_MMV_MAX_THREADS)
                 const uint8_t *r2 = qp_lin_row(p, u + 2 * stride, &pi);
                 qp_prefetch_row(r2, p.row_bytes[pi], lane);
             }
-        float a[QP_MMVB_NT], b[QP_MMVB_NT];
-        qp_mmvb_row_dots<T>(p, ra, xs, xsf, nt, lane, a);
-        if (rb >= 0) {
-            qp_mmvb_row_dots<T>(p, rb, xs, xsf, nt, lane, b);
-        } else {
-#pragma unroll
-            for (int j = 0; j < QP_MMVB_NT; j++) b[j] = 0.0f;
-        }
-        if (lane == 0) {
-#pragma unroll
-            for (int j = 0; j < QP_MMVB_NT; j++) {
-                if (j >= nt) break;
-                const float val = qp_unit_store<EPI>(p, t0 + j, u, ra, rb, a[j] * inv[j], b[j] * inv[j]);
-                if constexpr (AM) qp_amax_merge(&bv[j], &bi[j], val, (int32_t)u);
-            }
+        const float a = qp_mmvb_row_dots<T>(p, ra, xs, xsf, nt, lane);
+        const float b = rb >= 0 ? qp_mmvb_row_dots<T>(p, rb, xs, xsf, nt, lane) : 0.0f;
+        if (writer) {
+            const float val = qp_unit_store<EPI>(p, t0 + tk, u, ra, rb, a * inv, b * inv);
+            if constexpr (AM) qp_amax_merge(&bv, &bi, val, (int32_t)u);
         }
     }
     if constexpr (AM) { /* per token: its partials at part[t * gridDim.x], its own counter */
         for (int j = 0; j < nt; j++) {
-            const int t = t0 + j;
-            float v = bv[0];
-            int32_t i = bi[0];
-#pragma unroll
-            for (int k = 1; k < QP_MMVB_NT; k++) /* register arrays stay in registers: no dynamic index */
-                if (k == j) {
-                    v = bv[k];
-                    i = bi[k];
-                }
-            qp_amax_finish(v, i, part + (int64_t)t * gridDim.x, &qp_mmvb_argmax_done[t], p.step, t, &last);
+            const bool mine = writer && tk == j;
+            qp_amax_finish(mine ? bv : -INFINITY, mine ? bi : INT32_MAX, part + (int64_t)(t0 + j) * gridDim.x,
+                           &qp_mmvb_argmax_done[t0 + j], p.step, t0 + j, &last);
         }
     }
 }

@@ -320,12 +320,11 @@ static __global__ void __launch_bounds__(QP_MMVS_THREADS, QP_MMVS_MIN_BLOCKS)
                     if constexpr (T == QP_MMVS_MIXED) qp_mmvs_sub_multi_any(p.type[pi], rp, s, xs, xsf, g, acc);
                     else qp_mmvs_sub_multi<T>(rp, s, xs, xsf, g, acc);
                 }
-#pragma unroll
-                for (int k = 0; k < QP_MMVS_MAX_TOKENS; k++) {
-                    if (k >= g) break;
-                    const float sum = qp_warp_sum(acc[k]);
-                    if (lane == 0) part[k * nitems + it] = sum;
-                }
+                /* lane l holds token (l / (32 / MAX))'s sum: one multi-value reduction, not one per token */
+                constexpr int LPT = 32 / QP_MMVS_MAX_TOKENS;
+                const float sum = qp_warp_sum_n<QP_MMVS_MAX_TOKENS>(acc, lane);
+                const int tk = lane / LPT;
+                if (lane % LPT == 0 && tk < g) part[tk * nitems + it] = sum;
             }
             c += dc;
             j += dj;
