@@ -165,12 +165,15 @@ static __device__ __forceinline__ void qp_dot32_group(const uint8_t *__restrict_
     for (int j = 0; j < G; j++) {
         if (j >= g) break;
         const float4 *x4 = (const float4 *)(x + j * xstride);
-        float t = 0.0f;
+        float t0 = 0.0f, t1 = 0.0f; /* two chains of fused multiply-adds: one instruction a weight */
 #pragma unroll
         for (int i = 0; i < 8; i++) {
             const float4 a = x4[i];
-            t += v[4 * i] * a.x + v[4 * i + 1] * a.y + v[4 * i + 2] * a.z + v[4 * i + 3] * a.w;
+            t0 = fmaf(v[4 * i], a.x, t0);
+            t1 = fmaf(v[4 * i + 1], a.y, t1);
+            t0 = fmaf(v[4 * i + 2], a.z, t0);
+            t1 = fmaf(v[4 * i + 3], a.w, t1);
         }
-        d[j] = t;
+        d[j] = t0 + t1;
     }
 }
