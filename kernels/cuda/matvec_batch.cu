@@ -14,8 +14,9 @@
  * shared memory, with each token's 1/rms. Each lane takes 32-element sub-chunks of the
  * row in turn: decodes one into 32 registers and dots it with each token's staged x (qp_dot32_group,
  * quant_dot.cuh), adding into that token's accumulator. One warp reduction for all the tokens
- * (qp_warp_sum_n) leaves token j's dot in lane j * 32 / 8, which writes that token's epilogue. Every token's sum is in the same order whatever the group size,
- * so a sequence's result does not depend on which others share its step.
+ * (qp_warp_sum_n) leaves token j's dot in lane j * 32 / 8, which writes that token's epilogue.
+ * Every token's sum is in the same order whatever the group size, so a sequence's result does not
+ * depend on which others share its step.
  *
  * ARGMAX epilogue (the LM head): as mmv_argmax (matvec.cu), per token: each block merges its
  * warps' (logit, row) pairs into one partial per token in scratch, the last block to finish a

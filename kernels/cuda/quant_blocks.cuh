@@ -118,6 +118,18 @@ template <class L> static __device__ __forceinline__ uint32_t qp_ld32a2(const ui
     return (uint32_t)L::ld((const unsigned short *)p) | ((uint32_t)L::ld((const unsigned short *)(p + 2)) << 16);
 }
 
+/* Q5_0's word i (0..3) of qs (q) with the fifth bits from qh: the values 0..31 of weights 4i..4i+3
+ * (hi: 16+4i..16+4i+3), one per byte. */
+static __device__ __forceinline__ uint32_t qp_q5_0_word(uint32_t q, uint32_t qh, int i, bool hi) {
+    return hi ? ((q >> 4) & 0x0F0F0F0Fu) | qp_spread4_b4((qh >> (16 + 4 * i)) & 0xFu)
+              : (q & 0x0F0F0F0Fu) | qp_spread4_b4((qh >> (4 * i)) & 0xFu);
+}
+
+/* Q6_K's four values 0..63 from a word of ql (4 bits at nsh) and of qh (2 bits at hsh), one per byte. */
+static __device__ __forceinline__ uint32_t qp_q6k_word(uint32_t l, uint32_t h, int nsh, int hsh) {
+    return ((l >> nsh) & 0x0F0F0F0Fu) | (((h >> hsh) & 0x03030303u) << 4);
+}
+
 /* v[0..3] = (byte k of w - off) * d for k = 0..3 (off includes the 2^23): the same value, bit for
  * bit, as (float)(q - off') * d of an integer q. */
 static __device__ __forceinline__ void qp_dec4(float *v, uint32_t w, float off, float d) {
@@ -125,6 +137,14 @@ static __device__ __forceinline__ void qp_dec4(float *v, uint32_t w, float off, 
     v[1] = (qp_mbyte<1>(w) - off) * d;
     v[2] = (qp_mbyte<2>(w) - off) * d;
     v[3] = (qp_mbyte<3>(w) - off) * d;
+}
+
+/* v[0..3] = d * (byte k of w) - m (a K-quant's scale and minimum), the same float as d * (float)q - m. */
+static __device__ __forceinline__ void qp_dec4_min(float *v, uint32_t w, float d, float m) {
+    v[0] = d * (qp_mbyte<0>(w) - 8388608.0f) - m;
+    v[1] = d * (qp_mbyte<1>(w) - 8388608.0f) - m;
+    v[2] = d * (qp_mbyte<2>(w) - 8388608.0f) - m;
+    v[3] = d * (qp_mbyte<3>(w) - 8388608.0f) - m;
 }
 
 /* qp_dec<T>::run<L>: the decoder of type T reading through loader L (one struct per type, so the
@@ -198,8 +218,8 @@ template <> struct qp_dec<QP_GGML_Q5_0> { /* d, qh (u32), qs[16]: (nibble | bit 
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const uint32_t q = qp_ld32a2<L>(b + 6 + 4 * i);
-            qp_dec4(v + 4 * i, (q & 0x0F0F0F0Fu) | qp_spread4_b4((qh >> (4 * i)) & 0xFu), off, d);
-            qp_dec4(v + 16 + 4 * i, ((q >> 4) & 0x0F0F0F0Fu) | qp_spread4_b4((qh >> (16 + 4 * i)) & 0xFu), off, d);
+            qp_dec4(v + 4 * i, qp_q5_0_word(q, qh, i, false), off, d);
+            qp_dec4(v + 16 + 4 * i, qp_q5_0_word(q, qh, i, true), off, d);
         }
     }
 };
@@ -297,14 +317,7 @@ template <> struct qp_dec<QP_GGML_Q4_K> {
             const uint4 w = L::ld((const uint4 *)(b + 16 + 32 * (s >> 1) + 16 * i));
             const uint32_t wv[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
-            for (int k = 0; k < 4; k++) {
-                const uint32_t q = (wv[k] >> shift) & 0x0F0F0F0Fu;
-                float *o = v + 16 * i + 4 * k;
-                o[0] = d * (qp_mbyte<0>(q) - 8388608.0f) - m;
-                o[1] = d * (qp_mbyte<1>(q) - 8388608.0f) - m;
-                o[2] = d * (qp_mbyte<2>(q) - 8388608.0f) - m;
-                o[3] = d * (qp_mbyte<3>(q) - 8388608.0f) - m;
-            }
+            for (int k = 0; k < 4; k++) qp_dec4_min(v + 16 * i + 4 * k, (wv[k] >> shift) & 0x0F0F0F0Fu, d, m);
         }
     }
 };
@@ -344,8 +357,7 @@ template <> struct qp_dec<QP_GGML_Q6_K> {
 #pragma unroll
         for (int i = 0; i < 8; i++) {
             const uint32_t l = qp_ld32a2<L>(ql + 4 * i), h = qp_ld32a2<L>(qh + 4 * i);
-            qp_dec4(v + 4 * i, ((l >> nsh) & 0x0F0F0F0Fu) | (((h >> hsh) & 0x03030303u) << 4), 8388608.0f + 32.0f,
-                    i < 4 ? da : db);
+            qp_dec4(v + 4 * i, qp_q6k_word(l, h, nsh, hsh), 8388608.0f + 32.0f, i < 4 ? da : db);
         }
     }
 };

@@ -60,10 +60,8 @@ template <> struct qp_dotq<QP_GGML_Q5_0> { /* d, qh (u32), qs[16]: (nibble | hig
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const uint32_t q = qp_ld32a2<L>(b + 6 + 4 * i);
-            const uint32_t lo = (q & 0x0F0F0F0Fu) | qp_spread4_b4((qh >> (4 * i)) & 0xFu);
-            const uint32_t hi = ((q >> 4) & 0x0F0F0F0Fu) | qp_spread4_b4((qh >> (16 + 4 * i)) & 0xFu);
-            qp_fma4(acc, lo, off, *(const float4 *)(x + 4 * i));
-            qp_fma4(acc, hi, off, *(const float4 *)(x + 16 + 4 * i));
+            qp_fma4(acc, qp_q5_0_word(q, qh, i, false), off, *(const float4 *)(x + 4 * i));
+            qp_fma4(acc, qp_q5_0_word(q, qh, i, true), off, *(const float4 *)(x + 16 + 4 * i));
         }
         return d * ((acc[0] + acc[1]) + (acc[2] + acc[3]));
     }
@@ -121,8 +119,7 @@ template <> struct qp_dotq<QP_GGML_Q6_K> { /* ql[128], qh[64], int8 scales[16], 
 #pragma unroll
         for (int i = 0; i < 8; i++) {
             const uint32_t l = qp_ld32a2<L>(ql + 4 * i), h = qp_ld32a2<L>(qh + 4 * i);
-            const uint32_t q = ((l >> nsh) & 0x0F0F0F0Fu) | (((h >> hsh) & 0x03030303u) << 4);
-            qp_fma4(acc[i >> 2], q, off, *(const float4 *)(x + 4 * i));
+            qp_fma4(acc[i >> 2], qp_q6k_word(l, h, nsh, hsh), off, *(const float4 *)(x + 4 * i));
         }
         const float da = d * (float)(int8_t)(sc2 & 0xFF), db = d * (float)(int8_t)(sc2 >> 8);
         return da * ((acc[0][0] + acc[0][1]) + (acc[0][2] + acc[0][3])) +

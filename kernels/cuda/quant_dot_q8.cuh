@@ -80,8 +80,8 @@ template <> struct qp_q8dot<QP_GGML_Q5_0> {
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const uint32_t q = qp_ld32a2<qp_ldg>(b + 6 + 4 * i);
-            lo[i] = (q & 0x0F0F0F0Fu) | qp_spread4_b4((qh >> (4 * i)) & 0xFu);
-            hi[i] = ((q >> 4) & 0x0F0F0F0Fu) | qp_spread4_b4((qh >> (16 + 4 * i)) & 0xFu);
+            lo[i] = qp_q5_0_word(q, qh, i, false);
+            hi[i] = qp_q5_0_word(q, qh, i, true);
         }
         return qp_q8_block32(qp_h2f(__ldg((const unsigned short *)b)), lo, hi, 16, it, x);
     }
