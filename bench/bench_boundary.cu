@@ -12,7 +12,10 @@
  *      counter that only grows (no serial reset step); a flag per block that every block reads.
  *   3. read ceiling: a streaming read of 6 MB (one layer's gate+up) and 145 MB (the LM head) with
  *      16-byte loads over one wave, and cudaMemcpy of 145 MB, as bandwidth.
- * Each time is the median of 20 timed repetitions (CUDA events) after 3 warm-ups.
+ * Each time is the median of 20 timed repetitions (CUDA events) after 3 warm-ups. The persistent
+ * kernel is launched cooperatively (the launch fails, rather than hangs, where its blocks cannot
+ * all be resident) and every barrier wait is bounded: a wait that passes QP_SPIN_NS reports the
+ * barrier kind, its number and the block, and the benchmark exits 1.
  * Usage: bench_boundary [N]   (default 144, the decode graph's kernel count)
  */
 #include <cuda_runtime.h>
@@ -43,8 +46,24 @@ static __global__ void __launch_bounds__(512) node_kernel(const float *in, float
     if (threadIdx.x < per && i < VEC) out[i] = s * 0.5f + (use_smem ? smem[threadIdx.x & 31] * 0.0f : 0.0f);
 }
 
+/* A bounded wait: a barrier spin that lasts longer than this has deadlocked (a healthy one takes
+ * microseconds); it records where in *stuck and gives up. */
+#define QP_SPIN_NS 2000000000ull
+static __device__ __forceinline__ unsigned long long now_ns(void) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+    return t;
+}
+/* stuck: 0, or 1 + (kind << 28 | barrier << 12 | block) of the first wait that timed out */
+static __device__ __forceinline__ bool spin_expired(unsigned long long t0, unsigned *stuck, int kind, int k) {
+    if (now_ns() - t0 < QP_SPIN_NS) return false;
+    atomicCAS(stuck, 0u, 1u + ((unsigned)kind << 28 | ((unsigned)k & 0xffffu) << 12 | (blockIdx.x & 0xfffu)));
+    return true;
+}
+
 /* Grid-wide barrier: every block's thread 0 publishes its writes (fence), arrives on the counter;
- * the last arrival resets it and bumps the generation; the others spin on the generation. */
+ * the last arrival resets it and bumps the generation; the others spin on the generation. Each
+ * barrier returns false (for the whole block) when its wait timed out. */
 struct gbar {
     unsigned count, gen;
 };
@@ -53,9 +72,11 @@ static __device__ __forceinline__ unsigned ld_acquire(const unsigned *p) {
     asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
     return v;
 }
-static __device__ __forceinline__ void grid_barrier(gbar *b) {
+static __device__ __forceinline__ bool grid_barrier(gbar *b, unsigned *stuck, int k) {
+    __shared__ int ok;
     __syncthreads();
     if (threadIdx.x == 0) {
+        ok = 1;
         const unsigned g = ld_acquire(&b->gen);
         __threadfence();
         if (atomicAdd(&b->count, 1u) == gridDim.x - 1) {
@@ -63,48 +84,70 @@ static __device__ __forceinline__ void grid_barrier(gbar *b) {
             __threadfence();
             atomicAdd(&b->gen, 1u);
         } else {
-            while (ld_acquire(&b->gen) == g) {
-            }
+            const unsigned long long t0 = now_ns();
+            while (ld_acquire(&b->gen) == g)
+                if (spin_expired(t0, stuck, 0, k)) {
+                    ok = 0;
+                    break;
+                }
         }
     }
     __syncthreads();
+    return ok;
 }
 
 /* The same barrier without the serial reset: a 64-bit counter that only grows; barrier k of a
  * launch waits for base + (k + 1) * gridDim.x arrivals (base: the arrivals before the launch). */
-static __device__ __forceinline__ void grid_barrier_mono(unsigned long long *count, unsigned long long target) {
+static __device__ __forceinline__ bool grid_barrier_mono(unsigned long long *count, unsigned long long target,
+                                                         unsigned *stuck, int k) {
+    __shared__ int ok;
     __syncthreads();
     if (threadIdx.x == 0) {
+        ok = 1;
         asm volatile("red.release.gpu.global.add.u64 [%0], 1;" ::"l"(count) : "memory");
+        const unsigned long long t0 = now_ns();
         unsigned long long v;
         do {
             asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(count) : "memory");
+            if (v < target && spin_expired(t0, stuck, 1, k)) {
+                ok = 0;
+                break;
+            }
         } while (v < target);
     }
     __syncthreads();
+    return ok;
 }
 
 /* Per-block flags: block b publishes the barrier's number in flag[b]; warp 0 of every block reads
  * all the flags (a lane per flag) until each has reached it. */
-static __device__ __forceinline__ void grid_barrier_flags(unsigned *flag, unsigned k) {
+static __device__ __forceinline__ bool grid_barrier_flags(unsigned *flag, unsigned k, unsigned *stuck, int kn) {
+    __shared__ int ok;
+    if (threadIdx.x == 0) ok = 1;
     __syncthreads();
     if (threadIdx.x < 32) {
         if (threadIdx.x == 0) asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(flag + blockIdx.x), "r"(k) : "memory");
+        const unsigned long long t0 = now_ns();
         for (unsigned j = threadIdx.x; j < gridDim.x; j += 32) {
             unsigned v;
             do {
                 asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(flag + j) : "memory");
+                if ((int)(v - k) < 0 && spin_expired(t0, stuck, 2, kn)) {
+                    ok = 0;
+                    break;
+                }
             } while ((int)(v - k) < 0);
         }
         __syncwarp();
     }
     __syncthreads();
+    return ok;
 }
 
 /* kind 0: grid_barrier; 1: grid_barrier_mono; 2: grid_barrier_flags */
 static __global__ void __launch_bounds__(512) persistent_kernel(float *a, float *b, gbar *bar, unsigned long long *count,
                                                                 unsigned long long base, unsigned *flag,
-                                                                unsigned epoch, int n, int kind) {
+                                                                unsigned epoch, int n, int kind, unsigned *stuck) {
     for (int k = 0; k < n; k++) {
         const float *in = k & 1 ? b : a;
         float *out = k & 1 ? a : b;
@@ -113,9 +156,10 @@ static __global__ void __launch_bounds__(512) persistent_kernel(float *a, float 
         const int per = (VEC + gridDim.x - 1) / gridDim.x;
         const int i = blockIdx.x * per + threadIdx.x;
         if (threadIdx.x < per && i < VEC) out[i] = s * 0.5f;
-        if (kind == 0) grid_barrier(bar);
-        else if (kind == 1) grid_barrier_mono(count, base + (unsigned long long)(k + 1) * gridDim.x);
-        else grid_barrier_flags(flag, epoch + (unsigned)k);
+        const bool ok = kind == 0   ? grid_barrier(bar, stuck, k)
+                        : kind == 1 ? grid_barrier_mono(count, base + (unsigned long long)(k + 1) * gridDim.x, stuck, k)
+                                    : grid_barrier_flags(flag, epoch + (unsigned)k, stuck, k);
+        if (!ok) return;
     }
 }
 
@@ -123,6 +167,7 @@ static __global__ void __launch_bounds__(512) persistent_kernel(float *a, float 
 template <class F> static float timed(cudaStream_t st, F fn) { return bench_timed_ms(st, REPS, fn); }
 
 int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* each result line out as it is measured */
     const int n = argc > 1 ? atoi(argv[1]) : 144;
     if (n < 2 || n > 100000) {
         fprintf(stderr, "bench_boundary: N must be 2..100000, got %s\n", argv[1]);
@@ -186,19 +231,39 @@ int main(int argc, char **argv) {
     CK(cudaMemset(count, 0, sizeof *count));
     CK(cudaMalloc(&flag, (size_t)sms * sizeof *flag));
     CK(cudaMemset(flag, 0, (size_t)sms * sizeof *flag));
+    unsigned *stuck;
+    CK(cudaMalloc(&stuck, sizeof *stuck));
+    CK(cudaMemset(stuck, 0, sizeof *stuck));
     unsigned long long base = 0; /* arrivals on count so far (kind 1) */
     unsigned epoch = 1;          /* next barrier number (kind 2) */
     static const char *const kind_name[3] = {"counter + generation word", "monotonic counter (red.release)",
                                              "per-block flags, all read by each"};
     for (int kind = 0; kind < 3; kind++) {
         auto launch = [&](int nb) {
-            persistent_kernel<<<sms, 512, 0, st>>>(a, b, bar, count, base, flag, epoch, nb, kind);
-            CK(cudaGetLastError());
+            /* cooperative: every block resident at once, or the launch fails */
+            cudaLaunchConfig_t cfg = {};
+            cudaLaunchAttribute at[1];
+            cfg.gridDim = dim3(sms);
+            cfg.blockDim = dim3(512);
+            cfg.stream = st;
+            at[0].id = cudaLaunchAttributeCooperative;
+            at[0].val.cooperative = 1;
+            cfg.attrs = at;
+            cfg.numAttrs = 1;
+            CK(cudaLaunchKernelEx(&cfg, persistent_kernel, a, b, bar, count, base, flag, epoch, nb, kind, stuck));
             base += (unsigned long long)nb * sms;
             epoch += (unsigned)nb;
         };
         const float ms = timed(st, [&] { launch(n); });
         const float ms1 = timed(st, [&] { launch(1); });
+        unsigned s = 0;
+        CK(cudaMemcpy(&s, stuck, sizeof s, cudaMemcpyDeviceToHost));
+        if (s) {
+            s -= 1;
+            fprintf(stderr, "bench_boundary: barrier kind %u (%s), barrier %u, block %u waited more than %.1f s\n",
+                    s >> 28, kind_name[s >> 28], (s >> 12) & 0xffff, s & 0xfff, QP_SPIN_NS / 1e9);
+            return 1;
+        }
         printf("barrier: one kernel, %d x 512 threads, %d grid barriers (%s): %.3f ms, %.2f us per barrier "
                "(one barrier alone: %.3f ms)\n",
                sms, n, kind_name[kind], ms, (ms - ms1) * 1000.0f / (n - 1), ms1);
@@ -239,6 +304,7 @@ int main(int argc, char **argv) {
     CK(cudaFree(bar));
     CK(cudaFree(count));
     CK(cudaFree(flag));
+    CK(cudaFree(stuck));
     CK(cudaFree(a));
     CK(cudaFree(b));
     CK(cudaStreamDestroy(st));
