@@ -30,3 +30,15 @@ if(TARGET qpcuda)
   qp_add_test(test_gpu_ops SOURCES test_gpu_ops.c LIBS qpcuda qpkernels CUDA::cudart CUDA::cublas LABELS gpu)
   qp_add_gpu_ops_variants(test_gpu_ops gpu)
 endif()
+
+# The waits between blocks of a persistent kernel (kernels/cuda/grid_sync.cuh): barriers,
+# dependencies against the launch order, the watch that names a stuck wait, the cooperative
+# launch's refusal of a grid too large (tests/test_grid_sync.cu). tests/kemu.cmake builds the
+# same source on the CPU emulator as test_grid_sync_emu.
+if(TARGET qpcuda)
+  add_executable(test_grid_sync test_grid_sync.cu)
+  target_include_directories(test_grid_sync PRIVATE ${CMAKE_CURRENT_SOURCE_DIR} ${CMAKE_SOURCE_DIR}/kernels/cuda)
+  target_link_libraries(test_grid_sync PRIVATE CUDA::cudart)
+  add_test(NAME test_grid_sync COMMAND test_grid_sync)
+  set_tests_properties(test_grid_sync PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 TIMEOUT 120)
+endif()

@@ -44,9 +44,18 @@ elseif(QP_KEMU AND CUDAToolkit_FOUND)
   target_compile_definitions(qpcuda_kemu PUBLIC QP_KEMU=1 QP_HAVE_CUDA=1)
   # -O2 whatever the build type: the emulated kernels run the real shapes of test_gpu_ops.
   target_compile_options(qpcuda_kemu PRIVATE -O2)
-  target_link_libraries(qpcuda_kemu PUBLIC qpkernels qpcore Boost::context)
+  target_link_libraries(qpcuda_kemu PUBLIC qpkernels qpcore Boost::context Threads::Threads)
 
   qp_add_test(test_gpu_ops_emu SOURCES test_gpu_ops.c LIBS qpcuda_kemu qpkernels LABELS cpu emu)
+
+  # kernels/cuda/grid_sync.cuh's waits between blocks, with cooperative launches (tests/gpu.cmake)
+  qp_kemu_wrap(QP_KEMU_GRID_SYNC tests ${CMAKE_CURRENT_SOURCE_DIR}/test_grid_sync.cu)
+  add_executable(test_grid_sync_emu ${QP_KEMU_GRID_SYNC})
+  set_target_properties(test_grid_sync_emu PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
+  target_include_directories(test_grid_sync_emu PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+  target_link_libraries(test_grid_sync_emu PRIVATE qpcuda_kemu)
+  add_test(NAME test_grid_sync_emu COMMAND test_grid_sync_emu)
+  set_tests_properties(test_grid_sync_emu PROPERTIES LABELS "cpu;emu" TIMEOUT 300)
   set_tests_properties(test_gpu_ops_emu PROPERTIES COST 150) # minutes: started before the short tests
   qp_add_gpu_ops_variants(test_gpu_ops_emu "cpu;emu;emu_variant" EMULATED) # tests/gpu.cmake's configurations
 

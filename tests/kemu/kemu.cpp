@@ -11,8 +11,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/context/fiber.hpp>
 #include <map>
+#include <sched.h>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -21,13 +24,14 @@
 
 namespace kemu {
 
-const uint3 *cur_tid;
-uint3 block_idx;
-dim3 block_dim, grid_dim;
+thread_local const uint3 *cur_tid;
+thread_local uint3 block_idx;
+thread_local dim3 block_dim, grid_dim;
 
 namespace {
 
-enum lane_state { S_RUN, S_SPIN, S_BAR, S_WARP, S_DONE };
+/* S_SPIN: in an mbarrier wait; S_GSPIN: waiting on global memory (kemu::spin) */
+enum lane_state { S_RUN, S_SPIN, S_GSPIN, S_BAR, S_WARP, S_DONE };
 enum warp_op { OP_NONE, OP_SHFL, OP_MMA };
 const char *const k_op_name[] = {"none", "shuffle", "mma.sync"};
 
@@ -59,17 +63,36 @@ struct mbarrier {
 const size_t k_stack = 256 * 1024;
 const size_t k_smem_default = 48 * 1024, k_smem_max = 227 * 1024;
 const int k_sms = 132; /* an H100 / H200 SXM: the grids are sized as on the real card */
+/* an SM of sm_90: resident threads, blocks and shared memory (1 KiB of it reserved per block) */
+const int k_sm_threads = 2048, k_sm_blocks = 32;
+const size_t k_sm_smem = 228 * 1024, k_block_reserved_smem = 1024;
+/* A cooperative launch whose blocks all wait on global memory while no block signals for this
+ * long is reported as a deadlock (the kernels' own bounded waits usually say so first). */
+const int k_coop_stall_s = 120;
 
-std::vector<lane> g_lanes;
-std::vector<void *> g_stacks;
-std::vector<int> g_warp_count;
-boost::context::fiber g_sched; /* the scheduler, while a thread runs */
-int g_cur, g_live, g_bar_count;
-uint64_t g_progress;
-const std::function<void()> *g_body;
-std::vector<unsigned char> g_smem;
-size_t g_smem_bytes;
-std::unordered_map<uint64_t *, mbarrier> g_mbars;
+/* The fiber stacks of one OS thread, kept for its later blocks and unmapped when it ends. */
+struct stack_pool {
+    std::vector<void *> stacks;
+    ~stack_pool() {
+        const long page = sysconf(_SC_PAGESIZE);
+        for (void *s : stacks) munmap((char *)s - page, k_stack + (size_t)page);
+    }
+};
+
+/* The state of the block an OS thread runs (every block of an ordinary launch, in turn, on the
+ * caller's thread; one block of a cooperative launch on a thread of its own). */
+thread_local std::vector<lane> g_lanes;
+thread_local stack_pool g_stacks;
+thread_local std::vector<int> g_warp_count;
+thread_local boost::context::fiber g_sched; /* the scheduler, while a thread runs */
+thread_local int g_cur, g_live, g_bar_count;
+thread_local uint64_t g_progress;
+thread_local const std::function<void()> *g_body;
+thread_local std::vector<unsigned char> g_smem;
+thread_local size_t g_smem_bytes;
+thread_local std::unordered_map<uint64_t *, mbarrier> g_mbars;
+thread_local bool g_coop;                   /* this block is one of a cooperative launch */
+std::atomic<uint64_t> g_grid_progress{0};   /* counter_add calls and finished blocks, all threads */
 std::map<uintptr_t, size_t> g_allocs; /* cudaMalloc'd ranges: start -> bytes */
 std::unordered_map<const void *, size_t> g_smem_attr;
 cudaError_t g_last = cudaSuccess;
@@ -241,7 +264,7 @@ void warp_collective() {
 }
 
 void *stack_of(int i) {
-    while ((int)g_stacks.size() <= i) {
+    while ((int)g_stacks.stacks.size() <= i) {
         const long page = sysconf(_SC_PAGESIZE);
         void *p = mmap(NULL, k_stack + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (p == MAP_FAILED) {
@@ -249,9 +272,9 @@ void *stack_of(int i) {
             abort();
         }
         mprotect(p, (size_t)page, PROT_NONE); /* a guard page under the stack */
-        g_stacks.push_back((char *)p + page);
+        g_stacks.stacks.push_back((char *)p + page);
     }
-    return g_stacks[(size_t)i];
+    return g_stacks.stacks[(size_t)i];
 }
 
 /* Boost.Context's stack allocator over the stacks above, which live as long as the process. */
@@ -274,10 +297,14 @@ struct kept_stack {
         const lane &l = g_lanes[i];
         if (l.state == S_DONE) continue;
         fprintf(stderr, "  thread %zu: %s\n", i,
-                l.state == S_BAR    ? "at __syncthreads"
-                : l.state == S_WARP ? k_op_name[l.op]
-                : l.state == S_SPIN ? "in an mbarrier wait that cannot complete"
-                                    : "runnable");
+                l.state == S_BAR     ? "at __syncthreads"
+                : l.state == S_WARP  ? k_op_name[l.op]
+                : l.state == S_SPIN  ? "in an mbarrier wait that cannot complete"
+                : l.state == S_GSPIN ? (g_coop ? "waiting on global memory that no block writes"
+                                               : "waiting on global memory that only another block could write: the "
+                                                 "blocks of an ordinary launch run one at a time (a cooperative "
+                                                 "launch, grid_sync.cuh, runs them together)")
+                                     : "runnable");
         shown++;
     }
     fflush(NULL);
@@ -290,7 +317,8 @@ struct kept_stack {
  * in some of these orders and not in others; tests/kemu.cmake runs test_gpu_ops in all three. */
 enum schedule { SCHED_FORWARD, SCHED_REVERSE, SCHED_SHUFFLE };
 schedule g_schedule;
-uint64_t g_rng;
+uint64_t g_seed;             /* KEMU_SEED */
+thread_local uint64_t g_rng; /* the seed, mixed with the block's number in a cooperative launch */
 
 uint64_t next_random() { /* xorshift64 */
     g_rng ^= g_rng << 13;
@@ -311,8 +339,8 @@ void read_schedule() {
         fprintf(stderr, "kemu: KEMU_SCHEDULE=%s: expected forward, reverse or shuffle\n", e);
         exit(2);
     }
-    g_rng = seed ? strtoull(seed, NULL, 10) : 0x9E3779B97F4A7C15ull;
-    if (!g_rng) g_rng = 1;
+    g_rng = g_seed = seed ? strtoull(seed, NULL, 10) : 0x9E3779B97F4A7C15ull;
+    if (!g_rng) g_rng = g_seed = 1;
     if (g_schedule != SCHED_FORWARD)
         fprintf(stderr, "kemu: schedule %s, seed %llu\n", e, (unsigned long long)g_rng);
 }
@@ -338,22 +366,42 @@ void run_block() {
     }
     std::vector<int> order((size_t)n);
     for (int i = 0; i < n; i++) order[(size_t)i] = g_schedule == SCHED_REVERSE ? n - 1 - i : i;
+    uint64_t grid_seen = 0;  /* g_grid_progress when this block last saw it move */
+    struct timespec stalled; /* since then */
+    clock_gettime(CLOCK_MONOTONIC, &stalled);
     while (g_live > 0) {
         const uint64_t before = g_progress;
-        bool ran = false;
+        bool ran = false, gspin = false;
         if (g_schedule == SCHED_SHUFFLE)
             for (int i = n - 1; i > 0; i--) std::swap(order[(size_t)i], order[(size_t)(next_random() % (uint64_t)(i + 1))]);
         for (int k = 0; k < n; k++) {
             const int i = order[(size_t)k];
             lane &l = g_lanes[(size_t)i];
-            if (l.state != S_RUN && l.state != S_SPIN) continue;
+            if (l.state != S_RUN && l.state != S_SPIN && l.state != S_GSPIN) continue;
             g_cur = i;
             cur_tid = &l.tid;
             ran = true;
             l.ctx = std::move(l.ctx).resume();
+            gspin |= l.state == S_GSPIN;
         }
-        if (!ran || g_progress == before) deadlock();
+        if (!ran) deadlock();
+        if (g_progress != before) continue;
+        /* nothing moved in this block: in a cooperative launch, threads waiting on global memory
+         * wait for the other blocks (the OS thread steps aside for them) until none has moved
+         * for k_coop_stall_s */
+        if (!g_coop || !gspin) deadlock();
+        const uint64_t now = g_grid_progress.load();
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (now != grid_seen) {
+            grid_seen = now;
+            stalled = t;
+        } else if (t.tv_sec - stalled.tv_sec > k_coop_stall_s) {
+            deadlock();
+        }
+        sched_yield();
     }
+    g_grid_progress++;
 }
 
 mbarrier &mbar_of(uint64_t *bar, const char *what) {
@@ -463,28 +511,75 @@ void mbar_wait(uint64_t *bar, uint32_t parity) {
     }
 }
 
+void spin() {
+    me().state = S_GSPIN;
+    yield();
+    me().state = S_RUN;
+}
+
+void counter_add(unsigned long long *c, unsigned long long v) {
+    __atomic_fetch_add(c, v, __ATOMIC_RELEASE);
+    g_progress++;
+    g_grid_progress++;
+}
+
+uint64_t globaltimer_ns() {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+int blocks_per_sm(int threads, size_t smem) {
+    const int by_threads = k_sm_threads / ((threads + 31) / 32 * 32);
+    const int by_smem = (int)(k_sm_smem / (smem + k_block_reserved_smem));
+    const int n = by_threads < by_smem ? by_threads : by_smem;
+    return n < k_sm_blocks ? n : k_sm_blocks;
+}
+
 void *dyn_smem() { return g_smem.data(); }
 
 [[noreturn]] void trap(const char *why) { fail("%s", why); }
 
 namespace {
 
-void run_grid(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body) {
-    const uint64_t threads = (uint64_t)block.x * block.y * block.z;
-    read_schedule();
+/* The calling OS thread's block state for a launch of this shape. */
+void setup_thread(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body, bool coop) {
     g_smem.assign(smem + 16, 0xFF);
     g_smem_bytes = smem;
     block_dim = block;
     grid_dim = grid;
     g_lanes.clear();
-    g_lanes.resize((size_t)threads);
+    g_lanes.resize((size_t)block.x * block.y * block.z);
     g_body = &body;
+    g_coop = coop;
+}
+
+void run_grid(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body) {
+    read_schedule();
+    setup_thread(grid, block, smem, body, false);
     for (unsigned z = 0; z < grid.z; z++)
         for (unsigned y = 0; y < grid.y; y++)
             for (unsigned x = 0; x < grid.x; x++) {
                 block_idx = make_uint3(x, y, z);
                 run_block();
             }
+}
+
+/* Every block at once, one OS thread each; returns when all have finished. */
+void run_grid_coop(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body) {
+    read_schedule();
+    std::vector<std::thread> threads;
+    for (unsigned z = 0; z < grid.z; z++)
+        for (unsigned y = 0; y < grid.y; y++)
+            for (unsigned x = 0; x < grid.x; x++)
+                threads.emplace_back([=, &body]() {
+                    setup_thread(grid, block, smem, body, true);
+                    block_idx = make_uint3(x, y, z);
+                    g_rng = g_seed ^ (0x9E3779B97F4A7C15ull * (1 + x + grid.x * (y + (uint64_t)grid.y * z)));
+                    if (!g_rng) g_rng = 1;
+                    run_block();
+                });
+    for (std::thread &t : threads) t.join();
 }
 
 } // namespace
@@ -502,7 +597,8 @@ void enqueue(cudaStream_t st, std::function<void()> fn) {
     else fn();
 }
 
-cudaError_t launch(const void *fn, dim3 grid, dim3 block, size_t smem, cudaStream_t st, std::function<void()> body) {
+cudaError_t launch(const void *fn, dim3 grid, dim3 block, size_t smem, cudaStream_t st, std::function<void()> body,
+                   bool coop) {
     const uint64_t threads = (uint64_t)block.x * block.y * block.z;
     if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
         grid.y > 65535 || grid.z > 65535 || grid.x > 0x7fffffffu)
@@ -510,6 +606,13 @@ cudaError_t launch(const void *fn, dim3 grid, dim3 block, size_t smem, cudaStrea
     auto it = g_smem_attr.find(fn);
     const size_t limit = it == g_smem_attr.end() ? k_smem_default : it->second;
     if (smem > limit) return g_last = cudaErrorInvalidValue;
+    if (coop) {
+        const uint64_t blocks = (uint64_t)grid.x * grid.y * grid.z;
+        if (blocks > (uint64_t)k_sms * (uint64_t)blocks_per_sm((int)threads, smem))
+            return g_last = cudaErrorCooperativeLaunchTooLarge;
+        enqueue(st, [grid, block, smem, body]() { run_grid_coop(grid, block, smem, body); });
+        return cudaSuccess;
+    }
     enqueue(st, [grid, block, smem, body]() { run_grid(grid, block, smem, body); });
     return cudaSuccess;
 }
@@ -707,6 +810,7 @@ const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     case cudaErrorIllegalState: return "the operation is not permitted in the current state";
     case cudaErrorNotSupported: return "operation not supported";
+    case cudaErrorCooperativeLaunchTooLarge: return "too many blocks in cooperative launch";
     default: return "kemu: an error the emulator does not produce";
     }
 }
@@ -720,6 +824,7 @@ const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
     case cudaErrorIllegalState: return "cudaErrorIllegalState";
     case cudaErrorNotSupported: return "cudaErrorNotSupported";
+    case cudaErrorCooperativeLaunchTooLarge: return "cudaErrorCooperativeLaunchTooLarge";
     default: return "cudaErrorUnknown";
     }
 }

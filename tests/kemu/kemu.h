@@ -2,12 +2,15 @@
  * their index arithmetic, fragment layouts, barriers and bulk-copy rings are tested on machines
  * without a GPU (tests/kemu.cmake builds test_gpu_ops against it as test_gpu_ops_emu).
  *
- * What it is: a block-at-a-time emulator. Each thread of a block is a fiber (Boost.Context) on the
- * calling OS thread; fibers switch only at the points where CUDA threads communicate:
- * __syncthreads, the warp collectives (__shfl_*_sync, mma.sync), and a failed mbarrier wait.
- * Blocks of a grid run one after another, in order. Shared memory is thread_local storage
+ * What it is: a block-at-a-time emulator. Each thread of a block is a fiber (Boost.Context) on one
+ * OS thread; fibers switch only at the points where CUDA threads communicate: __syncthreads, the
+ * warp collectives (__shfl_*_sync, mma.sync), a failed mbarrier wait, and a wait on another
+ * block (kemu::spin, grid_sync.cuh). Blocks of a grid run one after another, in order, on the
+ * calling OS thread; the blocks of a cooperative launch (kemu_launch_coop, which grid_sync.cuh's
+ * qp_cuda_launch_coop calls) run all at once, one OS thread each, as the card guarantees for
+ * such a launch, so that blocks can wait on each other. Shared memory is thread_local storage
  * (every fiber of the block sees it); dynamic shared memory is a buffer of the launch's size,
- * filled with 0xFF (NaN as floats) before each block.
+ * filled with 0xFF (NaN as floats) before each block. Atomics and __threadfence are the host's.
  *
  * What it checks that the hardware would only show as a hang, a fault or a wrong number: all 32
  * lanes of a warp reach the same collective (a divergent shuffle or mma aborts with the two
@@ -18,10 +21,15 @@
  * before the wait, or a slot re-issued while another warp still reads it, gives NaN); dynamic
  * shared memory is bounded by the function's attribute (48 KiB by default, 227 KiB at most).
  *
- * What it cannot check: timing, the memory model between blocks (blocks never overlap here), a
- * kernel that waits for another block of its grid (it would deadlock: none in kernels/cuda/
- * does), register and occupancy limits, and the tensor cores' internal rounding: the f16 mma is
- * emulated with f32 products summed in k order, the integer ones exactly.
+ * A wait on global memory that another block must satisfy aborts as a deadlock in an ordinary
+ * launch (its blocks run in turn, as nothing guarantees otherwise on the card); in a cooperative
+ * one it aborts when no block has signalled for k_coop_stall_s seconds. A cooperative grid larger
+ * than the card could hold resident (132 SMs; 2,048 threads, 32 blocks and 228 KiB of shared
+ * memory an SM) fails to launch, as on the card.
+ *
+ * What it cannot check: timing, the GPU's memory model between blocks (the host's x86 order is
+ * stronger), registers and static shared memory in occupancy, and the tensor cores' internal
+ * rounding: the f16 mma is emulated with f32 products summed in k order, the integer ones exactly.
  *
  * The semantics of every emulated instruction are written from the PTX ISA (fragment layouts of
  * mma.m16n8k16 and mma.m16n8k32: docs/cuda-kernels.md quotes them). Force-included (-include)
@@ -59,11 +67,18 @@
 #endif
 
 namespace kemu {
-extern const uint3 *cur_tid; /* the running fiber's threadIdx */
-extern uint3 block_idx;
-extern dim3 block_dim, grid_dim;
+/* per OS thread, so per block of a cooperative launch */
+extern thread_local const uint3 *cur_tid; /* the running fiber's threadIdx */
+extern thread_local uint3 block_idx;
+extern thread_local dim3 block_dim, grid_dim;
 
 void syncthreads();
+/* A thread waiting on global memory that another block writes: lets the block's other threads,
+ * and the other blocks, run (grid_sync.cuh). */
+void spin();
+/* Adds v to a grid_sync.cuh counter (release) and counts as progress for the deadlock check. */
+void counter_add(unsigned long long *c, unsigned long long v);
+uint64_t globaltimer_ns();
 uint64_t shfl(unsigned mask, uint64_t v, int lane_arg, bool xor_mode, int width);
 enum mma_kind { MMA_F16_16816, MMA_S8_16832, MMA_U8S8_16832, MMA_U8S8_16816 };
 /* One warp-wide mma.sync: a[4], b[2] the lane's registers (unused ones ignored), c[4] the
@@ -77,7 +92,10 @@ void *dyn_smem();
 [[noreturn]] void trap(const char *why);
 /* A kernel launch on stream st: run now, or recorded while st is being captured into a graph.
  * Returns the launch's configuration error (as the runtime would) or cudaSuccess. */
-cudaError_t launch(const void *fn, dim3 grid, dim3 block, size_t smem, cudaStream_t st, std::function<void()> body);
+cudaError_t launch(const void *fn, dim3 grid, dim3 block, size_t smem, cudaStream_t st, std::function<void()> body,
+                   bool coop = false);
+/* Blocks of `threads` threads with `smem` bytes of dynamic shared memory that an SM holds at once. */
+int blocks_per_sm(int threads, size_t smem);
 } // namespace kemu
 
 #define threadIdx (*kemu::cur_tid)
@@ -86,7 +104,7 @@ cudaError_t launch(const void *fn, dim3 grid, dim3 block, size_t smem, cudaStrea
 #define gridDim (static_cast<const dim3 &>(kemu::grid_dim))
 
 static inline void __syncthreads(void) { kemu::syncthreads(); }
-static inline void __threadfence(void) {} /* blocks run one at a time: every write is visible */
+static inline void __threadfence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 [[noreturn]] static inline void __trap(void) { kemu::trap("__trap() reached"); }
 
 template <typename T> static inline T kemu_shfl_t(unsigned mask, T v, int arg, bool xor_mode, int width) {
@@ -133,13 +151,26 @@ static inline int __float2int_rn(float f) {
 static inline size_t __cvta_generic_to_shared(const void *p) { return (size_t)p; }
 static inline long long clock64(void) { return 0; }
 
-/* Atomics: the fibers of a block never interleave inside a statement, and blocks run in turn. */
-template <typename T> static inline T atomicAdd(T *p, T v) { T o = *p; *p = o + v; return o; }
-static inline unsigned atomicInc(unsigned *p, unsigned lim) { unsigned o = *p; *p = o >= lim ? 0 : o + 1; return o; }
-template <typename T> static inline T atomicCAS(T *p, T cmp, T v) { T o = *p; if (o == cmp) *p = v; return o; }
-template <typename T> static inline T atomicExch(T *p, T v) { T o = *p; *p = v; return o; }
-template <typename T> static inline T atomicMax(T *p, T v) { T o = *p; if (v > o) *p = v; return o; }
-template <typename T> static inline T atomicMin(T *p, T v) { T o = *p; if (v < o) *p = v; return o; }
+/* Atomics: the host's (the fibers of a block never interleave inside a statement, but the blocks
+ * of a cooperative launch run on OS threads side by side). kemu_rmw: *p = f(*p), returning the old. */
+template <typename T, typename F> static inline T kemu_rmw(T *p, F f) {
+    T o, n;
+    __atomic_load(p, &o, __ATOMIC_SEQ_CST);
+    do n = f(o);
+    while (!__atomic_compare_exchange(p, &o, &n, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+    return o;
+}
+template <typename T> static inline T atomicAdd(T *p, T v) { return kemu_rmw(p, [v](T o) { return (T)(o + v); }); }
+static inline unsigned atomicInc(unsigned *p, unsigned lim) {
+    return kemu_rmw(p, [lim](unsigned o) { return o >= lim ? 0u : o + 1; });
+}
+template <typename T> static inline T atomicCAS(T *p, T cmp, T v) {
+    __atomic_compare_exchange(p, &cmp, &v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    return cmp; /* the old value either way */
+}
+template <typename T> static inline T atomicExch(T *p, T v) { return kemu_rmw(p, [v](T) { return v; }); }
+template <typename T> static inline T atomicMax(T *p, T v) { return kemu_rmw(p, [v](T o) { return v > o ? v : o; }); }
+template <typename T> static inline T atomicMin(T *p, T v) { return kemu_rmw(p, [v](T o) { return v < o ? v : o; }); }
 
 /* The runtime's C++ overloads that take a kernel (nvcc's headers declare them for CUDA sources). */
 template <typename T> static inline cudaError_t cudaFuncSetAttribute(T *fn, cudaFuncAttribute a, int v) {
@@ -147,6 +178,12 @@ template <typename T> static inline cudaError_t cudaFuncSetAttribute(T *fn, cuda
 }
 template <typename T> static inline cudaError_t cudaFuncGetAttributes(cudaFuncAttributes *fa, T *fn) {
     return ::cudaFuncGetAttributes(fa, (const void *)fn);
+}
+template <typename T>
+static inline cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *n, T *, int threads, size_t smem) {
+    if (threads < 1 || threads > 1024) return cudaErrorInvalidValue;
+    *n = kemu::blocks_per_sm(threads, smem);
+    return cudaSuccess;
 }
 
 /* A launch: the kernel's arguments converted once to its parameter types, then the kernel body
@@ -156,4 +193,12 @@ static cudaError_t kemu_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_
                                Args &&...args) {
     auto t = std::make_shared<std::tuple<typename std::decay<KArgs>::type...>>(std::forward<Args>(args)...);
     return kemu::launch((const void *)k, grid, block, smem, st, [k, t]() { std::apply(k, *t); });
+}
+/* A cooperative launch: every block at once (see the file comment), or
+ * cudaErrorCooperativeLaunchTooLarge where the card could not hold them all. */
+template <typename... KArgs, typename... Args>
+static cudaError_t kemu_launch_coop(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+                                    Args &&...args) {
+    auto t = std::make_shared<std::tuple<typename std::decay<KArgs>::type...>>(std::forward<Args>(args)...);
+    return kemu::launch((const void *)k, grid, block, smem, st, [k, t]() { std::apply(k, *t); }, true);
 }
