@@ -8,8 +8,10 @@
  *      does, minus the work), at the decode matvec's shape (one block of 512 threads per SM,
  *      dynamic shared memory 0 or 100 KB), with and without Programmatic Dependent Launch.
  *   2. barrier: one kernel of the same shape crossing N grid-wide barriers, the same read/write
- *      between them, three ways: a self-resetting arrival counter and generation word; a 64-bit
- *      counter that only grows (no serial reset step); a flag per block that every block reads.
+ *      between them, four ways: a self-resetting arrival counter and generation word; a 64-bit
+ *      counter that only grows (no serial reset step); a flag per block that every block reads;
+ *      and kernels/cuda/grid_sync.cuh's qp_grid_barrier (the growing counter, polled with a
+ *      32 ns __nanosleep between reads, and a bounded wait: what the persistent engine uses).
  *   3. read ceiling: a streaming read of 6 MB (one layer's gate+up) and 145 MB (the LM head) with
  *      16-byte loads over one wave, and cudaMemcpy of 145 MB, as bandwidth.
  * Each time is the median of 20 timed repetitions (CUDA events) after 3 warm-ups. The persistent
@@ -25,6 +27,7 @@
 
 #include "bench_cuda.h"
 #include "bench_read.cuh"
+#include "grid_sync.cuh"
 
 #define VEC 896
 #define REPS 20
@@ -144,10 +147,11 @@ static __device__ __forceinline__ bool grid_barrier_flags(unsigned *flag, unsign
     return ok;
 }
 
-/* kind 0: grid_barrier; 1: grid_barrier_mono; 2: grid_barrier_flags */
+/* kind 0: grid_barrier; 1: grid_barrier_mono; 2: grid_barrier_flags; 3: qp_grid_barrier */
 static __global__ void __launch_bounds__(512) persistent_kernel(float *a, float *b, gbar *bar, unsigned long long *count,
                                                                 unsigned long long base, unsigned *flag,
-                                                                unsigned epoch, int n, int kind, unsigned *stuck) {
+                                                                unsigned epoch, int n, int kind, unsigned *stuck,
+                                                                qp_watch *watch) {
     for (int k = 0; k < n; k++) {
         const float *in = k & 1 ? b : a;
         float *out = k & 1 ? a : b;
@@ -158,7 +162,8 @@ static __global__ void __launch_bounds__(512) persistent_kernel(float *a, float 
         if (threadIdx.x < per && i < VEC) out[i] = s * 0.5f;
         const bool ok = kind == 0   ? grid_barrier(bar, stuck, k)
                         : kind == 1 ? grid_barrier_mono(count, base + (unsigned long long)(k + 1) * gridDim.x, stuck, k)
-                                    : grid_barrier_flags(flag, epoch + (unsigned)k, stuck, k);
+                        : kind == 2 ? grid_barrier_flags(flag, epoch + (unsigned)k, stuck, k)
+                                    : qp_grid_barrier(count, base, (unsigned)k, (unsigned)k, watch, QP_SPIN_NS);
         if (!ok) return;
     }
 }
@@ -234,11 +239,15 @@ int main(int argc, char **argv) {
     unsigned *stuck;
     CK(cudaMalloc(&stuck, sizeof *stuck));
     CK(cudaMemset(stuck, 0, sizeof *stuck));
+    qp_watch *watch;
+    CK(cudaMalloc(&watch, sizeof *watch));
+    CK(cudaMemset(watch, 0, sizeof *watch));
     unsigned long long base = 0; /* arrivals on count so far (kind 1) */
     unsigned epoch = 1;          /* next barrier number (kind 2) */
-    static const char *const kind_name[3] = {"counter + generation word", "monotonic counter (red.release)",
-                                             "per-block flags, all read by each"};
-    for (int kind = 0; kind < 3; kind++) {
+    static const char *const kind_name[4] = {"counter + generation word", "monotonic counter (red.release)",
+                                             "per-block flags, all read by each",
+                                             "grid_sync.cuh qp_grid_barrier (monotonic, nanosleep 32)"};
+    for (int kind = 0; kind < 4; kind++) {
         auto launch = [&](int nb) {
             /* cooperative: every block resident at once, or the launch fails */
             cudaLaunchConfig_t cfg = {};
@@ -250,7 +259,7 @@ int main(int argc, char **argv) {
             at[0].val.cooperative = 1;
             cfg.attrs = at;
             cfg.numAttrs = 1;
-            CK(cudaLaunchKernelEx(&cfg, persistent_kernel, a, b, bar, count, base, flag, epoch, nb, kind, stuck));
+            CK(cudaLaunchKernelEx(&cfg, persistent_kernel, a, b, bar, count, base, flag, epoch, nb, kind, stuck, watch));
             base += (unsigned long long)nb * sms;
             epoch += (unsigned)nb;
         };
@@ -258,6 +267,13 @@ int main(int argc, char **argv) {
         const float ms1 = timed(st, [&] { launch(1); });
         unsigned s = 0;
         CK(cudaMemcpy(&s, stuck, sizeof s, cudaMemcpyDeviceToHost));
+        qp_watch hw;
+        CK(cudaMemcpy(&hw, watch, sizeof hw, cudaMemcpyDeviceToHost));
+        if (hw.stuck) {
+            fprintf(stderr, "bench_boundary: qp_grid_barrier %u timed out in block %u (counter %llu of %llu)\n", hw.task,
+                    hw.block, hw.seen, hw.target);
+            return 1;
+        }
         if (s) {
             s -= 1;
             fprintf(stderr, "bench_boundary: barrier kind %u (%s), barrier %u, block %u waited more than %.1f s\n",
@@ -305,6 +321,7 @@ int main(int argc, char **argv) {
     CK(cudaFree(count));
     CK(cudaFree(flag));
     CK(cudaFree(stuck));
+    CK(cudaFree(watch));
     CK(cudaFree(a));
     CK(cudaFree(b));
     CK(cudaStreamDestroy(st));
