@@ -31,6 +31,7 @@
  * Does not run (qp_kernel_check refuses it at load): the ARGMAX epilogue, rows whose columns are not
  * a multiple of 32, float rows not 16-byte aligned, one unit larger than the budget.
  */
+#include "bulk_copy.cuh"
 #include "linear_common.cuh"
 #include "matvec_stage.cuh"
 #include "qp_cuda.h"
@@ -57,51 +58,6 @@ struct qp_mmvs_seg {
     uint32_t off;       /* byte offset of src's copy in the block's weight area */
     int32_t n, part;    /* rows, part */
 };
-
-/* ---- mbarrier and bulk copy (PTX, sm_90) ---- */
-static __device__ __forceinline__ uint32_t qp_smem_addr(const void *p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-static __device__ __forceinline__ void qp_mbar_init(uint64_t *bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(qp_smem_addr(bar)) : "memory");
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-#elif defined(QP_KEMU)
-    kemu::mbar_init(bar, 1);
-#endif
-}
-/* The single arrival of the barrier's phase 0, announcing `bytes` of bulk copies to complete it. */
-static __device__ __forceinline__ void qp_mbar_arrive_tx(uint64_t *bar, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(qp_smem_addr(bar)), "r"(bytes)
-                 : "memory");
-#elif defined(QP_KEMU)
-    kemu::mbar_arrive_tx(bar, bytes);
-#endif
-}
-static __device__ __forceinline__ void qp_bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                     qp_smem_addr(dst)),
-                 "l"(src), "r"(bytes), "r"(qp_smem_addr(bar))
-                 : "memory");
-#elif defined(QP_KEMU)
-    kemu::bulk_copy(dst, src, bytes, bar);
-#endif
-}
-static __device__ __forceinline__ void qp_mbar_wait0(uint64_t *bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    uint32_t done = 0;
-    while (!done)
-        asm volatile("{\n\t.reg .pred p;\n\tmbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\n\t"
-                     "selp.u32 %0, 1, 0, p;\n\t}"
-                     : "=r"(done)
-                     : "r"(qp_smem_addr(bar))
-                     : "memory");
-#elif defined(QP_KEMU)
-    kemu::mbar_wait(bar, 0);
-#endif
-}
 
 /* The end (exclusive) of the piece holding unit u: on [u, end) the rows of qp_unit_rows grow by
  * one per unit. */

@@ -70,12 +70,22 @@ const size_t k_sm_smem = 228 * 1024, k_block_reserved_smem = 1024;
  * long is reported as a deadlock (the kernels' own bounded waits usually say so first). */
 const int k_coop_stall_s = 120;
 
-/* The fiber stacks of one OS thread, kept for its later blocks and unmapped when it ends. */
+/* The fiber stacks of one OS thread, kept for its later blocks and unmapped when it ends. The
+ * calling thread's (ordinary launches) are mapped one at a time, each above a guard page. A
+ * cooperative block's thread maps all its stacks at once, without guard pages: with two mappings
+ * per stack, 132 blocks of 512 threads would pass the kernel's limit on mappings
+ * (vm.max_map_count, 65,530 by default); a canary word at the bottom of each stack, checked when
+ * the block ends, reports an overflow instead. */
+const uint64_t k_canary = 0x6B656D75F1BE57ACull;
 struct stack_pool {
     std::vector<void *> stacks;
+    void *block_map = nullptr; /* a cooperative block's one mapping */
+    size_t block_bytes = 0;
     ~stack_pool() {
         const long page = sysconf(_SC_PAGESIZE);
-        for (void *s : stacks) munmap((char *)s - page, k_stack + (size_t)page);
+        if (block_map) munmap(block_map, block_bytes);
+        else
+            for (void *s : stacks) munmap((char *)s - page, k_stack + (size_t)page);
     }
 };
 
@@ -261,6 +271,33 @@ void warp_collective() {
     }
     for (int i = 0; i < 32; i++) L[i].state = S_RUN;
     g_warp_count[w] = 0;
+}
+
+/* A cooperative block's stacks: n in one mapping, each with its canary. */
+void map_block_stacks(int n) {
+    if (g_stacks.block_map || !g_stacks.stacks.empty()) return;
+    g_stacks.block_bytes = k_stack * (size_t)n;
+    void *p = mmap(NULL, g_stacks.block_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (p == MAP_FAILED) {
+        fprintf(stderr, "kemu: mmap of a cooperative block's %d fiber stacks failed\n", n);
+        abort();
+    }
+    g_stacks.block_map = p;
+    for (int i = 0; i < n; i++) {
+        char *base = (char *)p + k_stack * (size_t)i;
+        memcpy(base, &k_canary, sizeof k_canary);
+        g_stacks.stacks.push_back(base);
+    }
+}
+
+void check_block_stacks() {
+    for (size_t i = 0; i < g_stacks.stacks.size(); i++)
+        if (memcmp(g_stacks.stacks[i], &k_canary, sizeof k_canary)) {
+            fprintf(stderr, "kemu: block (%u,%u,%u) thread %zu overflowed its %zu KiB fiber stack\n", block_idx.x,
+                    block_idx.y, block_idx.z, i, k_stack / 1024);
+            abort();
+        }
 }
 
 void *stack_of(int i) {
@@ -574,10 +611,12 @@ void run_grid_coop(dim3 grid, dim3 block, size_t smem, const std::function<void(
             for (unsigned x = 0; x < grid.x; x++)
                 threads.emplace_back([=, &body]() {
                     setup_thread(grid, block, smem, body, true);
+                    map_block_stacks((int)(block.x * block.y * block.z));
                     block_idx = make_uint3(x, y, z);
                     g_rng = g_seed ^ (0x9E3779B97F4A7C15ull * (1 + x + grid.x * (y + (uint64_t)grid.y * z)));
                     if (!g_rng) g_rng = 1;
                     run_block();
+                    check_block_stacks();
                 });
     for (std::thread &t : threads) t.join();
 }

@@ -1,0 +1,385 @@
+/* bench_persistent.cu — issue 18's first experiment: the decode step's chain of linears run by
+ * one resident kernel against the same work as a CUDA Graph of one kernel per node. An executable,
+ * never a test; numbers go to bench/RESULTS.md and docs/performance.md with card, date and commit.
+ *
+ * The work. The linears of a Qwen2.5-0.5B decode step, layer after layer: q/k/v 1152 x 896,
+ * attn_output 896 x 896, ffn_gate_up 9728 x 896, ffn_down 896 x 4864 (4 nodes a layer, 24 layers;
+ * no attention, norms or epilogues). Node n reads node n - 1's output (its first `cols` values)
+ * and writes its own, so every node depends on all of the previous one, as in the real step.
+ * Weights are 8-bit with an f16 scale per 32 (1.06 bytes a weight, as Q8_0), stored as the int8
+ * rows followed by each row's scales padded to 16 bytes, so that the rows a block owns are two
+ * contiguous byte ranges. Every node splits its rows evenly over one block of 512 threads per SM.
+ *
+ * The same tile code runs in both engines (tile_issue, tile_compute below): a block's rows of a
+ * node are fetched into shared memory by two bulk copies (the copy engine, completing on an
+ * mbarrier), x is staged from L2, each warp dots whole rows, lane 0 writes each row's value.
+ *   graph       one launch per node with PDL: the bulk copies are issued before the PDL wait (they
+ *               read only weights), so they overlap the previous node's tail, as mmv_stream does
+ *   persistent  one cooperative launch for the whole chain; two weight buffers per block: node
+ *               n + 1's copies are issued before the wait for node n's input (a grid_sync.cuh
+ *               counter that every block adds 1 to after writing its rows), so the weight stream
+ *               never stops at a node boundary and the boundary is one counter wait, not a launch
+ * Both are captured in a CUDA Graph and replayed; time = median of --reps replays (CUDA events)
+ * after 3 warm-ups. Every run checks the two engines' outputs equal bit for bit (same code, same
+ * order), and --check compares them with a double-precision CPU chain (rel L2 <= 1e-4: f32 dots
+ * of <= 4,864 terms err by ~1e-6 relative a node; the chain's random matrices keep the norm).
+ * The read ceiling is bench_read.cuh's streaming read of the same weight buffer.
+ *
+ * Usage: bench_persistent [--layers N (24)] [--reps N (20)] [--check]
+ * Also built for the CPU emulator (bench_persistent_emu: a smoke run of the logic, and with
+ * --layers 1 --reps 1 --check the test bench_persistent_emu of tests/kemu.cmake).
+ */
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vector>
+
+#include "bench_cuda.h"
+#include "bench_read.cuh"
+#include "bulk_copy.cuh"
+#include "cuda_common.cuh"
+#include "grid_sync.cuh"
+
+#define THREADS 512
+#define WARPS (THREADS / 32)
+#define ACT_MAX 9728 /* the widest output (ffn_gate_up) */
+#define X_MAX 4864   /* the widest input (ffn_down) */
+/* a wait that should complete: far above any healthy one, even on the emulator */
+#define BOUND_NS 60000000000ull
+
+struct pnode {
+    const int8_t *w;   /* [rows][cols] */
+    const __half *sc;  /* [rows][scs] */
+    int rows, cols, scs; /* scs: halves of scales a row, cols / 32 rounded up to 8 */
+};
+
+/* the rows [r0, r1) block b of G owns */
+static __host__ __device__ inline void rows_of(int rows, int G, int b, int *r0, int *r1) {
+    const int per = (rows + G - 1) / G;
+    *r0 = b * per < rows ? b * per : rows;
+    *r1 = *r0 + per < rows ? *r0 + per : rows;
+}
+
+/* Thread 0: the block's rows of node d into buf, completing the barrier's current phase (a block
+ * with no rows completes it with nothing). */
+static __device__ __forceinline__ void tile_issue(const pnode &d, uint8_t *buf, uint64_t *bar) {
+    int r0, r1;
+    rows_of(d.rows, gridDim.x, blockIdx.x, &r0, &r1);
+    const uint32_t n = (uint32_t)(r1 - r0), wb = n * (uint32_t)d.cols, sb = n * (uint32_t)d.scs * 2u;
+    qp_mbar_arrive_tx(bar, wb + sb);
+    if (n) {
+        qp_bulk_copy(buf, d.w + (size_t)r0 * d.cols, wb, bar);
+        qp_bulk_copy(buf + wb, d.sc + (size_t)r0 * d.scs, sb, bar);
+    }
+}
+
+/* x (written by other blocks: read through L2) into shared memory */
+static __device__ __forceinline__ void stage_x(const float *x, float *xs, int cols) {
+    for (int i = threadIdx.x; i < cols; i += THREADS) xs[i] = __ldcg(x + i);
+}
+
+/* The block's rows of node d from buf, x from xs: y[r] = sum over 32-groups of scale * (w . x). */
+static __device__ __forceinline__ void tile_compute(const pnode &d, const uint8_t *buf, const float *xs, float *y) {
+    int r0, r1;
+    rows_of(d.rows, gridDim.x, blockIdx.x, &r0, &r1);
+    const int n = r1 - r0, ng = d.cols / 32, lane = threadIdx.x & 31;
+    for (int i = threadIdx.x >> 5; i < n; i += WARPS) {
+        const int8_t *wr = (const int8_t *)buf + (size_t)i * d.cols;
+        const __half *sr = (const __half *)(buf + (size_t)n * d.cols) + (size_t)i * d.scs;
+        float acc = 0.0f;
+        for (int g = lane; g < ng; g += 32) {
+            const int4 *wp = (const int4 *)(wr + 32 * g);
+            const float4 *xp = (const float4 *)(xs + 32 * g);
+            const int4 q[2] = {wp[0], wp[1]};
+            const int *qw = (const int *)q;
+            float s = 0.0f;
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                const float4 xv = xp[k];
+                const int v = qw[k];
+                s += (float)(int8_t)v * xv.x + (float)(int8_t)(v >> 8) * xv.y + (float)(int8_t)(v >> 16) * xv.z +
+                     (float)(int8_t)(v >> 24) * xv.w;
+            }
+            acc += __half2float(sr[g]) * s;
+        }
+        acc = qp_warp_sum(acc);
+        if (lane == 0) y[r0 + i] = acc;
+    }
+}
+
+/* The graph engine's node: copies first (weights only), then the PDL wait, x, the dots. */
+static __global__ void __launch_bounds__(THREADS, 1) node_kernel(const pnode d, const float *in, float *out,
+                                                                 uint32_t wbuf) {
+    QP_DYNAMIC_SMEM(float4, smem4);
+    __shared__ uint64_t bar;
+    uint8_t *buf = (uint8_t *)smem4;
+    float *xs = (float *)(buf + 2 * (size_t)wbuf);
+    if (threadIdx.x == 0) {
+        qp_mbar_init(&bar);
+        tile_issue(d, buf, &bar);
+    }
+    qp_pdl_wait();
+    qp_pdl_trigger();
+    stage_x(in, xs, d.cols);
+    __syncthreads(); /* the barrier initialised, x staged */
+    qp_mbar_wait0(&bar);
+    tile_compute(d, buf, xs, out);
+}
+
+/* Node n reads in(n) and writes out(n): the chain's input, then two buffers in turn. */
+static __host__ __device__ inline const float *node_in(const float *x0, const float *act, int n) {
+    return n == 0 ? x0 : act + (size_t)((n - 1) & 1) * ACT_MAX;
+}
+static __host__ __device__ inline float *node_out(float *act, int n) { return act + (size_t)(n & 1) * ACT_MAX; }
+
+/* The persistent engine: every node of the chain in one launch. Counter ctr gets one arrival per
+ * block per node; this launch's base is launches x nn x blocks (launches: how many ran before,
+ * bumped by block 0 at the end, after every block has read it). */
+static __global__ void __launch_bounds__(THREADS, 1)
+    persistent_kernel(const pnode *__restrict__ nodes, int nn, const float *x0, float *act, uint32_t wbuf,
+                      unsigned long long *ctr, unsigned long long *launches, qp_watch *w) {
+    QP_DYNAMIC_SMEM(float4, smem4);
+    __shared__ uint64_t bar[2];
+    __shared__ int ok;
+    uint8_t *buf = (uint8_t *)smem4;
+    float *xs = (float *)(buf + 2 * (size_t)wbuf);
+    const unsigned long long G = gridDim.x, base = __ldcg(launches) * (unsigned long long)nn * G;
+    if (threadIdx.x == 0) {
+        qp_mbar_init(&bar[0]);
+        qp_mbar_init(&bar[1]);
+        tile_issue(nodes[0], buf, &bar[0]);
+    }
+    __syncthreads();
+    for (int n = 0; n < nn; n++) {
+        const pnode d = nodes[n];
+        if (threadIdx.x == 0) {
+            if (n + 1 < nn) tile_issue(nodes[n + 1], buf + (size_t)((n + 1) & 1) * wbuf, &bar[(n + 1) & 1]);
+            /* node n - 1 written by every block */
+            ok = n == 0 || qp_counter_wait(ctr, base + (unsigned long long)n * G, (unsigned)n, w, BOUND_NS);
+        }
+        __syncthreads();
+        if (!ok) return;
+        stage_x(node_in(x0, act, n), xs, d.cols);
+        qp_mbar_wait(&bar[n & 1], (uint32_t)(n >> 1) & 1u); /* this buffer's (n / 2)-th fill */
+        __syncthreads();
+        tile_compute(d, buf + (size_t)(n & 1) * wbuf, xs, node_out(act, n));
+        __syncthreads(); /* the rows written, buf and xs read: node n + 2 may refill this buffer */
+        if (threadIdx.x == 0) qp_counter_add(ctr, 1);
+    }
+    if (blockIdx.x == 0 && threadIdx.x == 0) atomicAdd(launches, 1ull);
+}
+
+/* ---- host ---- */
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static uint32_t next_u32(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    int layers = 24, reps = 20;
+    bool check = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--layers") && i + 1 < argc) layers = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--check")) check = true;
+        else {
+            fprintf(stderr, "usage: bench_persistent [--layers N] [--reps N] [--check]\n");
+            return 2;
+        }
+    }
+    if (layers < 1 || layers > 64 || reps < 1 || reps > 1000) {
+        fprintf(stderr, "bench_persistent: --layers 1..64, --reps 1..1000\n");
+        return 2;
+    }
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    const int G = prop.multiProcessorCount;
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+
+    /* the nodes and one buffer of all their weights */
+    static const int shape[4][2] = {{1152, 896}, {896, 896}, {9728, 896}, {896, 4864}};
+    const int nn = 4 * layers;
+    std::vector<pnode> nodes((size_t)nn);
+    std::vector<size_t> woff((size_t)nn), soff((size_t)nn);
+    size_t total = 0;
+    uint32_t wbuf = 0;
+    for (int n = 0; n < nn; n++) {
+        pnode &d = nodes[(size_t)n];
+        d.rows = shape[n % 4][0];
+        d.cols = shape[n % 4][1];
+        d.scs = (d.cols / 32 + 7) / 8 * 8;
+        woff[(size_t)n] = total;
+        total += (size_t)d.rows * d.cols;
+        soff[(size_t)n] = total;
+        total += (size_t)d.rows * d.scs * 2;
+        total = (total + 255) / 256 * 256;
+        const int per = (d.rows + G - 1) / G;
+        const uint32_t b = (uint32_t)(per * (d.cols + 2 * d.scs) + 15) / 16 * 16;
+        if (b > wbuf) wbuf = b;
+    }
+    std::vector<uint8_t> hw(total, 0);
+    for (int n = 0; n < nn; n++) {
+        const pnode &d = nodes[(size_t)n];
+        int8_t *w = (int8_t *)&hw[woff[(size_t)n]];
+        __half *sc = (__half *)&hw[soff[(size_t)n]];
+        for (size_t i = 0; i < (size_t)d.rows * d.cols; i++) w[i] = (int8_t)((int)(next_u32() % 255u) - 127);
+        /* |y| ~ |x|: the weights' standard deviation is 73.3 */
+        const float s0 = 1.0f / (73.3f * sqrtf((float)d.cols));
+        for (int r = 0; r < d.rows; r++)
+            for (int g = 0; g < d.scs; g++)
+                sc[(size_t)r * d.scs + g] = __float2half(g < d.cols / 32 ? s0 * (0.5f + (next_u32() % 1024u) / 1024.0f) : 0.0f);
+    }
+    uint8_t *dw;
+    CK(cudaMalloc(&dw, total));
+    CK(cudaMemcpy(dw, hw.data(), total, cudaMemcpyHostToDevice));
+    for (int n = 0; n < nn; n++) {
+        nodes[(size_t)n].w = (const int8_t *)(dw + woff[(size_t)n]);
+        nodes[(size_t)n].sc = (const __half *)(dw + soff[(size_t)n]);
+    }
+    pnode *dnodes;
+    CK(cudaMalloc(&dnodes, sizeof(pnode) * (size_t)nn));
+    CK(cudaMemcpy(dnodes, nodes.data(), sizeof(pnode) * (size_t)nn, cudaMemcpyHostToDevice));
+    std::vector<float> hx(X_MAX);
+    for (float &v : hx) v = (float)((int)(next_u32() % 2001u) - 1000) / 1000.0f;
+    float *x0, *act_g, *act_p;
+    CK(cudaMalloc(&x0, sizeof(float) * X_MAX));
+    CK(cudaMemcpy(x0, hx.data(), sizeof(float) * X_MAX, cudaMemcpyHostToDevice));
+    CK(cudaMalloc(&act_g, sizeof(float) * 2 * ACT_MAX));
+    CK(cudaMalloc(&act_p, sizeof(float) * 2 * ACT_MAX));
+    unsigned long long *ctr, *launches;
+    qp_watch *watch;
+    CK(cudaMalloc(&ctr, sizeof *ctr));
+    CK(cudaMalloc(&launches, sizeof *launches));
+    CK(cudaMalloc(&watch, sizeof *watch));
+    CK(cudaMemset(ctr, 0, sizeof *ctr));
+    CK(cudaMemset(launches, 0, sizeof *launches));
+    CK(cudaMemset(watch, 0, sizeof *watch));
+
+    const size_t smem = 2 * (size_t)wbuf + sizeof(float) * X_MAX;
+    CK(cudaFuncSetAttribute(node_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    CK(cudaFuncSetAttribute(persistent_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    int per_sm = 0;
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, persistent_kernel, THREADS, smem));
+    printf("device %s, %d SMs; %d layers = %d nodes, %.1f MB of weights; %d x %d threads, %zu B shared memory "
+           "(%d block(s) an SM fit)\n",
+           prop.name, G, layers, nn, total / 1e6, G, THREADS, smem, per_sm);
+    if (per_sm < 1) {
+        fprintf(stderr, "bench_persistent: the persistent kernel cannot be resident (one block an SM)\n");
+        return 1;
+    }
+
+    /* the two engines, each captured in a graph */
+    cudaGraph_t g1, g2;
+    cudaGraphExec_t ge1, ge2;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int n = 0; n < nn; n++)
+        CK(qp_cuda_launch_k(node_kernel, dim3(G), dim3(THREADS), smem, st, true, nodes[(size_t)n],
+                            (const float *)node_in(x0, act_g, n), node_out(act_g, n), wbuf));
+    CK(cudaStreamEndCapture(st, &g1));
+    CK(cudaGraphInstantiate(&ge1, g1, 0));
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    CK(qp_cuda_launch_coop(persistent_kernel, dim3(G), dim3(THREADS), smem, st, (const pnode *)dnodes, nn,
+                           (const float *)x0, act_p, wbuf, ctr, launches, watch));
+    CK(cudaStreamEndCapture(st, &g2));
+    CK(cudaGraphInstantiate(&ge2, g2, 0));
+
+    /* once each: the outputs */
+    CK(cudaGraphLaunch(ge1, st));
+    CK(cudaGraphLaunch(ge2, st));
+    CK(cudaStreamSynchronize(st));
+    const int last = nn - 1, out_rows = nodes[(size_t)last].rows;
+    std::vector<float> yg((size_t)out_rows), yp((size_t)out_rows);
+    CK(cudaMemcpy(yg.data(), node_out(act_g, last), sizeof(float) * out_rows, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(yp.data(), node_out(act_p, last), sizeof(float) * out_rows, cudaMemcpyDeviceToHost));
+    int failed = 0;
+    qp_watch hwt;
+    CK(cudaMemcpy(&hwt, watch, sizeof hwt, cudaMemcpyDeviceToHost));
+    if (hwt.stuck) {
+        printf("FAIL persistent: the wait for node %u timed out in block %u (counter %llu of %llu)\n", hwt.task,
+               hwt.block, hwt.seen, hwt.target);
+        return 1;
+    }
+    if (memcmp(yg.data(), yp.data(), sizeof(float) * out_rows)) {
+        int k = 0;
+        while (k < out_rows && !memcmp(&yg[(size_t)k], &yp[(size_t)k], sizeof(float))) k++;
+        printf("FAIL the engines differ: output %d graph %.9g persistent %.9g\n", k, yg[(size_t)k], yp[(size_t)k]);
+        failed = 1;
+    } else {
+        printf("ok   the engines' outputs are equal bit for bit (%d values)\n", out_rows);
+    }
+    if (check) { /* the chain in double on the CPU */
+        std::vector<double> x(hx.begin(), hx.end()), y;
+        for (int n = 0; n < nn; n++) {
+            const pnode &d = nodes[(size_t)n];
+            const int8_t *w = (const int8_t *)&hw[woff[(size_t)n]];
+            const __half *sc = (const __half *)&hw[soff[(size_t)n]];
+            y.assign((size_t)d.rows, 0.0);
+            for (int r = 0; r < d.rows; r++) {
+                double acc = 0.0;
+                for (int g = 0; g < d.cols / 32; g++) {
+                    double s = 0.0;
+                    for (int k = 0; k < 32; k++) s += (double)w[(size_t)r * d.cols + 32 * g + k] * x[(size_t)(32 * g + k)];
+                    acc += (double)__half2float(sc[(size_t)r * d.scs + g]) * s;
+                }
+                y[(size_t)r] = acc;
+            }
+            x = y;
+            if (x.size() < X_MAX) x.resize(X_MAX, 0.0);
+        }
+        double num = 0.0, den = 0.0;
+        for (int r = 0; r < out_rows; r++) {
+            num += (yg[(size_t)r] - y[(size_t)r]) * (yg[(size_t)r] - y[(size_t)r]);
+            den += y[(size_t)r] * y[(size_t)r];
+        }
+        const double rel = sqrt(num / (den > 0.0 ? den : 1.0));
+        const bool ok = rel <= 1e-4 && den > 0.0;
+        printf("%s the chain against the CPU in double: rel L2 %.3g (tol 1e-4), |y| %.3g\n", ok ? "ok  " : "FAIL", rel,
+               sqrt(den));
+        if (!ok) failed = 1;
+    }
+
+    /* times */
+    const float ms_g = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(ge1, st)); });
+    const float ms_p = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(ge2, st)); });
+    unsigned *sink;
+    CK(cudaMalloc(&sink, sizeof *sink));
+    const float ms_r = bench_read_ms(st, dw, total, G * 2, 512, sink, reps);
+    CK(cudaFree(sink));
+    CK(cudaMemcpy(&hwt, watch, sizeof hwt, cudaMemcpyDeviceToHost));
+    if (hwt.stuck) {
+        printf("FAIL persistent: the wait for node %u timed out in block %u (counter %llu of %llu)\n", hwt.task,
+               hwt.block, hwt.seen, hwt.target);
+        return 1;
+    }
+    printf("graph      %d launches: %.3f ms, %.2f us a node, %.0f GB/s\n", nn, ms_g, ms_g * 1000.0f / nn,
+           total / (ms_g * 1e6));
+    printf("persistent 1 launch:   %.3f ms, %.2f us a node, %.0f GB/s (%.2fx the graph)\n", ms_p,
+           ms_p * 1000.0f / nn, total / (ms_p * 1e6), ms_g / ms_p);
+    printf("read       the weights once, %d x 512 threads: %.3f ms, %.0f GB/s (the floor)\n", G * 2, ms_r,
+           total / (ms_r * 1e6));
+    CK(cudaGraphExecDestroy(ge1));
+    CK(cudaGraphExecDestroy(ge2));
+    CK(cudaGraphDestroy(g1));
+    CK(cudaGraphDestroy(g2));
+    CK(cudaFree(dw));
+    CK(cudaFree(dnodes));
+    CK(cudaFree(x0));
+    CK(cudaFree(act_g));
+    CK(cudaFree(act_p));
+    CK(cudaFree(ctr));
+    CK(cudaFree(launches));
+    CK(cudaFree(watch));
+    CK(cudaStreamDestroy(st));
+    return failed;
+}

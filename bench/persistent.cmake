@@ -1,0 +1,29 @@
+# Issue 18's first experiment: the decode step's chain of linears in one resident kernel against
+# a graph of one kernel per node, the same tile code in both (bench_persistent.cu). An executable;
+# its numbers go to bench/RESULTS.md with card, date and commit.
+if(TARGET qpcuda)
+  add_executable(bench_persistent ${CMAKE_CURRENT_SOURCE_DIR}/bench_persistent.cu)
+  set_target_properties(bench_persistent PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON)
+  target_compile_options(bench_persistent PRIVATE ${QP_CUDA_WARNINGS})
+  target_include_directories(bench_persistent PRIVATE ${CMAKE_SOURCE_DIR}/kernels/cuda)
+  target_link_libraries(bench_persistent PRIVATE qpkernels CUDA::cudart)
+endif()
+# The same source on the CPU emulator (tests/kemu; cooperative launches run every block at once):
+# the test bench_persistent_emu runs one layer (4 nodes, 132 blocks) once and checks that both
+# engines give the same output bit for bit and that it matches the CPU chain in double. It checks
+# the persistent schedule (double-buffered weights, counter waits, the launch count that bases
+# the counter across graph replays), not speed: the emulator's times mean nothing.
+if(TARGET qpcuda_kemu)
+  set(QP_BENCH_PERSISTENT_EMU_CPP ${CMAKE_CURRENT_BINARY_DIR}/kemu/bench_persistent.cpp)
+  file(CONFIGURE OUTPUT ${QP_BENCH_PERSISTENT_EMU_CPP}
+       CONTENT "#include \"${CMAKE_CURRENT_SOURCE_DIR}/bench_persistent.cu\"\n" @ONLY)
+  set_source_files_properties(${QP_BENCH_PERSISTENT_EMU_CPP} PROPERTIES COMPILE_OPTIONS
+                              "-include;${CMAKE_SOURCE_DIR}/tests/kemu/kemu.h")
+  add_executable(bench_persistent_emu ${QP_BENCH_PERSISTENT_EMU_CPP})
+  set_target_properties(bench_persistent_emu PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
+  target_include_directories(bench_persistent_emu PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+  target_compile_options(bench_persistent_emu PRIVATE -O2)
+  target_link_libraries(bench_persistent_emu PRIVATE qpcuda_kemu qpkernels)
+  add_test(NAME bench_persistent_emu COMMAND bench_persistent_emu --layers 1 --reps 1 --check)
+  set_tests_properties(bench_persistent_emu PROPERTIES LABELS "cpu;emu" TIMEOUT 600)
+endif()
