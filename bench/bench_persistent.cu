@@ -25,6 +25,12 @@
  * of <= 4,864 terms err by ~1e-6 relative a node; the chain's random matrices keep the norm).
  * The read ceiling is bench_read.cuh's streaming read of the same weight buffer.
  *
+ * Where the time goes: one more replay of each engine with a trace (thread 0 of every block reads
+ * its SM clock at four points of every node: start; input ready, i.e. after the PDL wait or the
+ * counter wait; x staged and the weights landed; rows written), printed per node kind as the mean
+ * over layers and blocks of wait, load (x and the rest of the weights) and compute, in µs at the
+ * card's clock. The traced replays are not the timed ones.
+ *
  * Usage: bench_persistent [--layers N (24)] [--reps N (20)] [--check]
  * Also built for the CPU emulator (bench_persistent_emu: a smoke run of the logic, and with
  * --layers 1 --reps 1 --check the test bench_persistent_emu of tests/kemu.cmake).
@@ -112,23 +118,35 @@ static __device__ __forceinline__ void tile_compute(const pnode &d, const uint8_
     }
 }
 
+/* The trace: SM clock of phase k (0 start, 1 input ready, 2 x and weights in, 3 rows written) of
+ * node n in this block, by thread 0, when a trace buffer is given. */
+#define TRACE_PHASES 4
+static __device__ __forceinline__ void trace_at(long long *trace, int n, int k) {
+    if (trace && threadIdx.x == 0) trace[((size_t)n * gridDim.x + blockIdx.x) * TRACE_PHASES + k] = clock64();
+}
+
 /* The graph engine's node: copies first (weights only), then the PDL wait, x, the dots. */
 static __global__ void __launch_bounds__(THREADS, 1) node_kernel(const pnode d, const float *in, float *out,
-                                                                 uint32_t wbuf) {
+                                                                 uint32_t wbuf, long long *trace, int n) {
     QP_DYNAMIC_SMEM(float4, smem4);
     __shared__ uint64_t bar;
     uint8_t *buf = (uint8_t *)smem4;
     float *xs = (float *)(buf + 2 * (size_t)wbuf);
+    trace_at(trace, n, 0);
     if (threadIdx.x == 0) {
         qp_mbar_init(&bar);
         tile_issue(d, buf, &bar);
     }
     qp_pdl_wait();
     qp_pdl_trigger();
+    trace_at(trace, n, 1);
     stage_x(in, xs, d.cols);
     __syncthreads(); /* the barrier initialised, x staged */
     qp_mbar_wait0(&bar);
+    trace_at(trace, n, 2);
     tile_compute(d, buf, xs, out);
+    __syncthreads();
+    trace_at(trace, n, 3);
 }
 
 /* Node n reads in(n) and writes out(n): the chain's input, then two buffers in turn. */
@@ -142,7 +160,7 @@ static __host__ __device__ inline float *node_out(float *act, int n) { return ac
  * bumped by block 0 at the end, after every block has read it). */
 static __global__ void __launch_bounds__(THREADS, 1)
     persistent_kernel(const pnode *__restrict__ nodes, int nn, const float *x0, float *act, uint32_t wbuf,
-                      unsigned long long *ctr, unsigned long long *launches, qp_watch *w) {
+                      unsigned long long *ctr, unsigned long long *launches, qp_watch *w, long long *trace) {
     QP_DYNAMIC_SMEM(float4, smem4);
     __shared__ uint64_t bar[2];
     __shared__ int ok;
@@ -157,6 +175,7 @@ static __global__ void __launch_bounds__(THREADS, 1)
     __syncthreads();
     for (int n = 0; n < nn; n++) {
         const pnode d = nodes[n];
+        trace_at(trace, n, 0);
         if (threadIdx.x == 0) {
             if (n + 1 < nn) tile_issue(nodes[n + 1], buf + (size_t)((n + 1) & 1) * wbuf, &bar[(n + 1) & 1]);
             /* node n - 1 written by every block */
@@ -164,11 +183,14 @@ static __global__ void __launch_bounds__(THREADS, 1)
         }
         __syncthreads();
         if (!ok) return;
+        trace_at(trace, n, 1);
         stage_x(node_in(x0, act, n), xs, d.cols);
         qp_mbar_wait(&bar[n & 1], (uint32_t)(n >> 1) & 1u); /* this buffer's (n / 2)-th fill */
         __syncthreads();
+        trace_at(trace, n, 2);
         tile_compute(d, buf + (size_t)(n & 1) * wbuf, xs, node_out(act, n));
         __syncthreads(); /* the rows written, buf and xs read: node n + 2 may refill this buffer */
+        trace_at(trace, n, 3);
         if (threadIdx.x == 0) qp_counter_add(ctr, 1);
     }
     if (blockIdx.x == 0 && threadIdx.x == 0) atomicAdd(launches, 1ull);
@@ -279,20 +301,35 @@ int main(int argc, char **argv) {
         return 1;
     }
 
-    /* the two engines, each captured in a graph */
-    cudaGraph_t g1, g2;
-    cudaGraphExec_t ge1, ge2;
-    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    for (int n = 0; n < nn; n++)
-        CK(qp_cuda_launch_k(node_kernel, dim3(G), dim3(THREADS), smem, st, true, nodes[(size_t)n],
-                            (const float *)node_in(x0, act_g, n), node_out(act_g, n), wbuf));
-    CK(cudaStreamEndCapture(st, &g1));
-    CK(cudaGraphInstantiate(&ge1, g1, 0));
-    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    CK(qp_cuda_launch_coop(persistent_kernel, dim3(G), dim3(THREADS), smem, st, (const pnode *)dnodes, nn,
-                           (const float *)x0, act_p, wbuf, ctr, launches, watch));
-    CK(cudaStreamEndCapture(st, &g2));
-    CK(cudaGraphInstantiate(&ge2, g2, 0));
+    /* the two engines, each captured in a graph, untraced (timed) and traced */
+    long long *trace;
+    const size_t trace_n = (size_t)nn * G * TRACE_PHASES;
+    CK(cudaMalloc(&trace, sizeof(long long) * trace_n));
+    auto capture_graph = [&](long long *tr) {
+        cudaGraph_t g;
+        cudaGraphExec_t ge;
+        CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+        for (int n = 0; n < nn; n++)
+            CK(qp_cuda_launch_k(node_kernel, dim3(G), dim3(THREADS), smem, st, true, nodes[(size_t)n],
+                                (const float *)node_in(x0, act_g, n), node_out(act_g, n), wbuf, tr, n));
+        CK(cudaStreamEndCapture(st, &g));
+        CK(cudaGraphInstantiate(&ge, g, 0));
+        CK(cudaGraphDestroy(g));
+        return ge;
+    };
+    auto capture_persistent = [&](long long *tr) {
+        cudaGraph_t g;
+        cudaGraphExec_t ge;
+        CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+        CK(qp_cuda_launch_coop(persistent_kernel, dim3(G), dim3(THREADS), smem, st, (const pnode *)dnodes, nn,
+                               (const float *)x0, act_p, wbuf, ctr, launches, watch, tr));
+        CK(cudaStreamEndCapture(st, &g));
+        CK(cudaGraphInstantiate(&ge, g, 0));
+        CK(cudaGraphDestroy(g));
+        return ge;
+    };
+    cudaGraphExec_t ge1 = capture_graph(nullptr), ge2 = capture_persistent(nullptr);
+    cudaGraphExec_t ge1t = capture_graph(trace), ge2t = capture_persistent(trace);
 
     /* once each: the outputs */
     CK(cudaGraphLaunch(ge1, st));
@@ -368,10 +405,49 @@ int main(int argc, char **argv) {
            ms_p * 1000.0f / nn, total / (ms_p * 1e6), ms_g / ms_p);
     printf("read       the weights once, %d x 512 threads: %.3f ms, %.0f GB/s (the floor)\n", G * 2, ms_r,
            total / (ms_r * 1e6));
+
+    /* the traces: per node kind, mean over layers and blocks (blocks with rows) of each phase */
+    static const char *const kind[4] = {"q/k/v", "attn_output", "ffn_gate_up", "ffn_down"};
+    int khz = 0;
+    CK(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0));
+    const double us_per_clk = khz > 0 ? 1e3 / khz : 0.0;
+    std::vector<long long> ht(trace_n);
+    for (int e = 0; e < 2; e++) {
+        CK(cudaMemset(trace, 0, sizeof(long long) * trace_n));
+        CK(cudaGraphLaunch(e ? ge2t : ge1t, st));
+        CK(cudaStreamSynchronize(st));
+        CK(cudaMemcpy(ht.data(), trace, sizeof(long long) * trace_n, cudaMemcpyDeviceToHost));
+        printf("%s, where a node's time goes (us, mean of layers and blocks; SM clock %.0f MHz):\n",
+               e ? "persistent" : "graph", khz / 1e3);
+        printf("  %-12s %8s %8s %8s %8s\n", "node", "wait", "load", "compute", "total");
+        for (int k = 0; k < 4; k++) {
+            double ph[3] = {0, 0, 0};
+            long cnt = 0;
+            for (int n = k; n < nn; n += 4) {
+                int r0, r1;
+                for (int b = 0; b < G; b++) {
+                    rows_of(nodes[(size_t)n].rows, G, b, &r0, &r1);
+                    if (r1 <= r0) continue;
+                    const long long *t = &ht[((size_t)n * G + b) * TRACE_PHASES];
+                    for (int p = 0; p < 3; p++) ph[p] += (double)(t[p + 1] - t[p]);
+                    cnt++;
+                }
+            }
+            if (!cnt) continue;
+            for (double &v : ph) v = v / cnt * us_per_clk;
+            printf("  %-12s %8.2f %8.2f %8.2f %8.2f\n", kind[k], ph[0], ph[1], ph[2], ph[0] + ph[1] + ph[2]);
+        }
+    }
+    CK(cudaMemcpy(&hwt, watch, sizeof hwt, cudaMemcpyDeviceToHost));
+    if (hwt.stuck) {
+        printf("FAIL persistent (traced): the wait for node %u timed out in block %u\n", hwt.task, hwt.block);
+        failed = 1;
+    }
     CK(cudaGraphExecDestroy(ge1));
     CK(cudaGraphExecDestroy(ge2));
-    CK(cudaGraphDestroy(g1));
-    CK(cudaGraphDestroy(g2));
+    CK(cudaGraphExecDestroy(ge1t));
+    CK(cudaGraphExecDestroy(ge2t));
+    CK(cudaFree(trace));
     CK(cudaFree(dw));
     CK(cudaFree(dnodes));
     CK(cudaFree(x0));

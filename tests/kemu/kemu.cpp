@@ -698,6 +698,7 @@ cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int d) {
     case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = (int)kemu::k_smem_max; return cudaSuccess;
     case cudaDevAttrComputeCapabilityMajor: *v = 9; return cudaSuccess;
     case cudaDevAttrComputeCapabilityMinor: *v = 0; return cudaSuccess;
+    case cudaDevAttrClockRate: *v = 1980000; return cudaSuccess; /* kHz, an H100 SXM's boost */
     default: return cudaErrorInvalidValue;
     }
 }
