@@ -10,18 +10,23 @@
 #     FILE   a file of kernels/cuda without .cu (matvec_stream)
 #     REGEX  which mangled instance names to print (ILi12ELi0ELb1E: type 12 = Q4_K, epilogue 0,
 #            MULTI true)
-# cuobjdump is not in Debian's CUDA packages here: NVIDIA's nvidia-cuda-cuobjdump wheel is
-# downloaded into .whl/ once and unzipped (never installed).
+# cuobjdump is not in Debian's CUDA packages here: NVIDIA's nvidia-cuda-cuobjdump wheel, and the
+# nvidia-cuda-nvdisasm wheel that its newer versions call for the SASS, are downloaded into .whl/
+# once and unzipped (never installed).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 [ $# = 4 ] || { echo "usage: $0 BASE_TREE NEW_TREE FILE REGEX" >&2; exit 2; }
-tool=$(find "$root/.whl/cuobjdump" -name cuobjdump -type f 2>/dev/null | head -1)
-if [ -z "$tool" ]; then
-  mkdir -p "$root/.whl/dl"
-  pip download --no-deps --only-binary=:all: nvidia-cuda-cuobjdump -d "$root/.whl/dl" >&2
-  unzip -oq "$root"/.whl/dl/nvidia_cuda_cuobjdump-*.whl -d "$root/.whl/cuobjdump"
-  tool=$(find "$root/.whl/cuobjdump" -name cuobjdump -type f | head -1)
-fi
+find_tool() { find "$root/.whl/$1" -name "$1" -type f 2>/dev/null | head -1 || true; }
+for t in cuobjdump nvdisasm; do
+  if [ -z "$(find_tool $t)" ]; then
+    mkdir -p "$root/.whl/dl"
+    pip download --no-deps --only-binary=:all: nvidia-cuda-$t -d "$root/.whl/dl" >&2
+    unzip -oq "$root"/.whl/dl/nvidia_cuda_$t-*.whl -d "$root/.whl/$t"
+  fi
+done
+tool=$(find_tool cuobjdump)
+chmod +x "$tool" "$(find_tool nvdisasm)"
+export NVDISASM_PATH=$(dirname "$(find_tool nvdisasm)")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for side in base new; do
