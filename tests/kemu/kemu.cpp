@@ -24,10 +24,6 @@
 
 namespace kemu {
 
-thread_local const uint3 *cur_tid;
-thread_local uint3 block_idx;
-thread_local dim3 block_dim, grid_dim;
-
 namespace {
 
 /* S_SPIN: in an mbarrier wait; S_GSPIN: waiting on global memory (kemu::spin) */

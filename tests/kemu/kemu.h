@@ -67,10 +67,13 @@
 #endif
 
 namespace kemu {
-/* per OS thread, so per block of a cooperative launch */
-extern thread_local const uint3 *cur_tid; /* the running fiber's threadIdx */
-extern thread_local uint3 block_idx;
-extern thread_local dim3 block_dim, grid_dim;
+/* Per OS thread, so per block of a cooperative launch. Defined here (inline variables), not
+ * declared extern: every translation unit then sees that they need no dynamic initialisation,
+ * and g++ emits no TLS wrapper call, whose weak-symbol test -fsanitize=null miscompiles into a
+ * false "reference binding to null pointer" (g++ 12). */
+inline thread_local const uint3 *cur_tid; /* the running fiber's threadIdx */
+inline thread_local uint3 block_idx;
+inline thread_local dim3 block_dim, grid_dim;
 
 void syncthreads();
 /* A thread waiting on global memory that another block writes: lets the block's other threads,
