@@ -250,16 +250,8 @@ int main(int argc, char **argv) {
     for (int kind = 0; kind < 4; kind++) {
         auto launch = [&](int nb) {
             /* cooperative: every block resident at once, or the launch fails */
-            cudaLaunchConfig_t cfg = {};
-            cudaLaunchAttribute at[1];
-            cfg.gridDim = dim3(sms);
-            cfg.blockDim = dim3(512);
-            cfg.stream = st;
-            at[0].id = cudaLaunchAttributeCooperative;
-            at[0].val.cooperative = 1;
-            cfg.attrs = at;
-            cfg.numAttrs = 1;
-            CK(cudaLaunchKernelEx(&cfg, persistent_kernel, a, b, bar, count, base, flag, epoch, nb, kind, stuck, watch));
+            CK(qp_cuda_launch_coop(persistent_kernel, dim3(sms), dim3(512), 0, st, a, b, bar, count, base, flag, epoch, nb,
+                                   kind, stuck, watch));
             base += (unsigned long long)nb * sms;
             epoch += (unsigned)nb;
         };

@@ -75,12 +75,15 @@ static inline int qp_cuda_sm_count(void) {
     return sms;
 }
 
-/* Launches kernel k, with PDL when pdl (see above); returns the launch's error. */
+/* Launches kernel k, with PDL when pdl (see above) and cooperatively when coop (every block
+ * resident at once, or the launch fails with cudaErrorCooperativeLaunchTooLarge: for kernels whose
+ * blocks wait on each other, grid_sync.cuh); returns the launch's error. */
 template <typename... KArgs, typename... Args>
-static cudaError_t qp_cuda_launch_k(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem,
-                                    cudaStream_t st, bool pdl, Args &&...args) {
-#ifdef QP_KEMU /* tests/kemu/: run on the CPU, at once */
+static cudaError_t qp_cuda_launch_kc(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+                                     bool pdl, bool coop, Args &&...args) {
+#ifdef QP_KEMU /* tests/kemu/: run on the CPU, at once (a cooperative launch's blocks side by side) */
     (void)pdl;
+    if (coop) return kemu_launch_coop(k, grid, block, smem, st, std::forward<Args>(args)...);
     return kemu_launch(k, grid, block, smem, st, std::forward<Args>(args)...);
 #else
     cudaLaunchConfig_t cfg = {};
@@ -88,13 +91,25 @@ static cudaError_t qp_cuda_launch_k(void (*k)(KArgs...), dim3 grid, dim3 block, 
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = st;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchAttribute attr[2];
+    unsigned n = 0;
+    if (pdl) {
+        attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[n++].val.programmaticStreamSerializationAllowed = 1;
+    }
+    if (coop) {
+        attr[n].id = cudaLaunchAttributeCooperative;
+        attr[n++].val.cooperative = 1;
+    }
     cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
+    cfg.numAttrs = n;
     return cudaLaunchKernelEx(&cfg, k, std::forward<Args>(args)...);
 #endif
+}
+template <typename... KArgs, typename... Args>
+static cudaError_t qp_cuda_launch_k(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+                                    bool pdl, Args &&...args) {
+    return qp_cuda_launch_kc(k, grid, block, smem, st, pdl, false, std::forward<Args>(args)...);
 }
 
 /* Launch for node a (its stream and pdl) and check the launch (configuration errors show at once;

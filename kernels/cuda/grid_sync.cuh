@@ -27,6 +27,8 @@
 
 #include <utility>
 
+#include "cuda_common.cuh"
+
 /* Where a launch's first timed-out wait is recorded (global memory, zeroed before the launch). */
 struct qp_watch {
     unsigned stuck;            /* 0, or 1 once a wait timed out */
@@ -131,19 +133,5 @@ static __device__ __forceinline__ bool qp_grid_barrier(unsigned long long *c, un
 template <typename... KArgs, typename... Args>
 static cudaError_t qp_cuda_launch_coop(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
                                        Args &&...args) {
-#ifdef QP_KEMU
-    return kemu_launch_coop(k, grid, block, smem, st, std::forward<Args>(args)...);
-#else
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = st;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeCooperative;
-    attr[0].val.cooperative = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, k, std::forward<Args>(args)...);
-#endif
+    return qp_cuda_launch_kc(k, grid, block, smem, st, false, true, std::forward<Args>(args)...);
 }
