@@ -16,8 +16,8 @@
  *      16-byte loads over one wave, and cudaMemcpy of 145 MB, as bandwidth.
  * Each time is the median of 20 timed repetitions (CUDA events) after 3 warm-ups. The persistent
  * kernel is launched cooperatively (the launch fails, rather than hangs, where its blocks cannot
- * all be resident) and every barrier wait is bounded: a wait that passes QP_SPIN_NS reports the
- * barrier kind, its number and the block, and the benchmark exits 1.
+ * all be resident) and every barrier wait is bounded: a wait that passes QP_SPIN_NS records the
+ * barrier kind, its number and the block in a qp_watch (grid_sync.cuh), and the benchmark exits 1.
  * Usage: bench_boundary [N]   (default 144, the decode graph's kernel count)
  */
 #include <cuda_runtime.h>
@@ -32,15 +32,12 @@
 #define VEC 896
 #define REPS 20
 
-static __device__ __forceinline__ void pdl_wait(void) { asm volatile("griddepcontrol.wait;" ::: "memory"); }
-static __device__ __forceinline__ void pdl_trigger(void) { asm volatile("griddepcontrol.launch_dependents;"); }
-
 /* One node without work: wait for the predecessor, read its vector, write ours (block b writes
  * its slice, as a matvec's units). */
 static __global__ void __launch_bounds__(512) node_kernel(const float *in, float *out, int use_smem) {
     extern __shared__ float smem[];
-    pdl_wait();
-    pdl_trigger();
+    qp_pdl_wait();
+    qp_pdl_trigger();
     float s = 0.0f;
     for (int i = threadIdx.x; i < VEC; i += blockDim.x) s += in[i];
     if (use_smem && threadIdx.x < 32) smem[threadIdx.x] = s; /* the dynamic smem is used */
@@ -50,17 +47,15 @@ static __global__ void __launch_bounds__(512) node_kernel(const float *in, float
 }
 
 /* A bounded wait: a barrier spin that lasts longer than this has deadlocked (a healthy one takes
- * microseconds); it records where in *stuck and gives up. */
+ * microseconds). The first to expire records its barrier (task = kind << 16 | barrier) and block
+ * in the watch, as grid_sync.cuh's waits do. */
 #define QP_SPIN_NS 2000000000ull
-static __device__ __forceinline__ unsigned long long now_ns(void) {
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
-    return t;
-}
-/* stuck: 0, or 1 + (kind << 28 | barrier << 12 | block) of the first wait that timed out */
-static __device__ __forceinline__ bool spin_expired(unsigned long long t0, unsigned *stuck, int kind, int k) {
-    if (now_ns() - t0 < QP_SPIN_NS) return false;
-    atomicCAS(stuck, 0u, 1u + ((unsigned)kind << 28 | ((unsigned)k & 0xffffu) << 12 | (blockIdx.x & 0xfffu)));
+static __device__ __forceinline__ bool spin_expired(unsigned long long t0, qp_watch *w, int kind, int k) {
+    if (qp_globaltimer_ns() - t0 < QP_SPIN_NS) return false;
+    if (atomicCAS(&w->stuck, 0u, 1u) == 0u) {
+        w->task = (unsigned)kind << 16 | ((unsigned)k & 0xffffu);
+        w->block = blockIdx.x;
+    }
     return true;
 }
 
@@ -70,26 +65,21 @@ static __device__ __forceinline__ bool spin_expired(unsigned long long t0, unsig
 struct gbar {
     unsigned count, gen;
 };
-static __device__ __forceinline__ unsigned ld_acquire(const unsigned *p) {
-    unsigned v;
-    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-    return v;
-}
-static __device__ __forceinline__ bool grid_barrier(gbar *b, unsigned *stuck, int k) {
+static __device__ __forceinline__ bool grid_barrier(gbar *b, qp_watch *w, int k) {
     __shared__ int ok;
     __syncthreads();
     if (threadIdx.x == 0) {
         ok = 1;
-        const unsigned g = ld_acquire(&b->gen);
+        const unsigned g = qp_ld_acquire_u32(&b->gen);
         __threadfence();
         if (atomicAdd(&b->count, 1u) == gridDim.x - 1) {
             b->count = 0;
             __threadfence();
             atomicAdd(&b->gen, 1u);
         } else {
-            const unsigned long long t0 = now_ns();
-            while (ld_acquire(&b->gen) == g)
-                if (spin_expired(t0, stuck, 0, k)) {
+            const unsigned long long t0 = qp_globaltimer_ns();
+            while (qp_ld_acquire_u32(&b->gen) == g)
+                if (spin_expired(t0, w, 0, k)) {
                     ok = 0;
                     break;
                 }
@@ -100,19 +90,20 @@ static __device__ __forceinline__ bool grid_barrier(gbar *b, unsigned *stuck, in
 }
 
 /* The same barrier without the serial reset: a 64-bit counter that only grows; barrier k of a
- * launch waits for base + (k + 1) * gridDim.x arrivals (base: the arrivals before the launch). */
+ * launch waits for base + (k + 1) * gridDim.x arrivals (base: the arrivals before the launch).
+ * grid_sync.cuh's counter, polled without a sleep between reads. */
 static __device__ __forceinline__ bool grid_barrier_mono(unsigned long long *count, unsigned long long target,
-                                                         unsigned *stuck, int k) {
+                                                         qp_watch *w, int k) {
     __shared__ int ok;
     __syncthreads();
     if (threadIdx.x == 0) {
         ok = 1;
-        asm volatile("red.release.gpu.global.add.u64 [%0], 1;" ::"l"(count) : "memory");
-        const unsigned long long t0 = now_ns();
+        qp_counter_add(count, 1);
+        const unsigned long long t0 = qp_globaltimer_ns();
         unsigned long long v;
         do {
-            asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(count) : "memory");
-            if (v < target && spin_expired(t0, stuck, 1, k)) {
+            v = qp_ld_acquire_u64(count);
+            if (v < target && spin_expired(t0, w, 1, k)) {
                 ok = 0;
                 break;
             }
@@ -124,18 +115,18 @@ static __device__ __forceinline__ bool grid_barrier_mono(unsigned long long *cou
 
 /* Per-block flags: block b publishes the barrier's number in flag[b]; warp 0 of every block reads
  * all the flags (a lane per flag) until each has reached it. */
-static __device__ __forceinline__ bool grid_barrier_flags(unsigned *flag, unsigned k, unsigned *stuck, int kn) {
+static __device__ __forceinline__ bool grid_barrier_flags(unsigned *flag, unsigned k, qp_watch *w, int kn) {
     __shared__ int ok;
     if (threadIdx.x == 0) ok = 1;
     __syncthreads();
     if (threadIdx.x < 32) {
         if (threadIdx.x == 0) asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(flag + blockIdx.x), "r"(k) : "memory");
-        const unsigned long long t0 = now_ns();
+        const unsigned long long t0 = qp_globaltimer_ns();
         for (unsigned j = threadIdx.x; j < gridDim.x; j += 32) {
             unsigned v;
             do {
-                asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(flag + j) : "memory");
-                if ((int)(v - k) < 0 && spin_expired(t0, stuck, 2, kn)) {
+                v = qp_ld_acquire_u32(flag + j);
+                if ((int)(v - k) < 0 && spin_expired(t0, w, 2, kn)) {
                     ok = 0;
                     break;
                 }
@@ -150,8 +141,7 @@ static __device__ __forceinline__ bool grid_barrier_flags(unsigned *flag, unsign
 /* kind 0: grid_barrier; 1: grid_barrier_mono; 2: grid_barrier_flags; 3: qp_grid_barrier */
 static __global__ void __launch_bounds__(512) persistent_kernel(float *a, float *b, gbar *bar, unsigned long long *count,
                                                                 unsigned long long base, unsigned *flag,
-                                                                unsigned epoch, int n, int kind, unsigned *stuck,
-                                                                qp_watch *watch) {
+                                                                unsigned epoch, int n, int kind, qp_watch *watch) {
     for (int k = 0; k < n; k++) {
         const float *in = k & 1 ? b : a;
         float *out = k & 1 ? a : b;
@@ -160,10 +150,10 @@ static __global__ void __launch_bounds__(512) persistent_kernel(float *a, float 
         const int per = (VEC + gridDim.x - 1) / gridDim.x;
         const int i = blockIdx.x * per + threadIdx.x;
         if (threadIdx.x < per && i < VEC) out[i] = s * 0.5f;
-        const bool ok = kind == 0   ? grid_barrier(bar, stuck, k)
-                        : kind == 1 ? grid_barrier_mono(count, base + (unsigned long long)(k + 1) * gridDim.x, stuck, k)
-                        : kind == 2 ? grid_barrier_flags(flag, epoch + (unsigned)k, stuck, k)
-                                    : qp_grid_barrier(count, base, (unsigned)k, (unsigned)k, watch, QP_SPIN_NS);
+        const bool ok = kind == 0   ? grid_barrier(bar, watch, k)
+                        : kind == 1 ? grid_barrier_mono(count, base + (unsigned long long)(k + 1) * gridDim.x, watch, k)
+                        : kind == 2 ? grid_barrier_flags(flag, epoch + (unsigned)k, watch, k)
+                                    : qp_grid_barrier(count, base, (unsigned)k, 3u << 16 | (unsigned)k, watch, QP_SPIN_NS);
         if (!ok) return;
     }
 }
@@ -198,19 +188,9 @@ int main(int argc, char **argv) {
             cudaGraph_t g;
             cudaGraphExec_t ge;
             CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-            for (int k = 0; k < n; k++) {
-                cudaLaunchConfig_t cfg = {};
-                cudaLaunchAttribute at[1];
-                cfg.gridDim = dim3(sms);
-                cfg.blockDim = dim3(512);
-                cfg.dynamicSmemBytes = smems[si];
-                cfg.stream = st;
-                at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-                at[0].val.programmaticStreamSerializationAllowed = 1;
-                cfg.attrs = at;
-                cfg.numAttrs = pdl;
-                CK(cudaLaunchKernelEx(&cfg, node_kernel, (const float *)(k & 1 ? b : a), k & 1 ? a : b, smems[si] > 0 ? 1 : 0));
-            }
+            for (int k = 0; k < n; k++)
+                CK(qp_cuda_launch_k(node_kernel, dim3(sms), dim3(512), smems[si], st, pdl != 0,
+                                    (const float *)(k & 1 ? b : a), k & 1 ? a : b, smems[si] > 0 ? 1 : 0));
             CK(cudaStreamEndCapture(st, &g));
             CK(cudaGraphInstantiate(&ge, g, 0));
             const float ms = timed(st, [&] { CK(cudaGraphLaunch(ge, st)); });
@@ -236,9 +216,6 @@ int main(int argc, char **argv) {
     CK(cudaMemset(count, 0, sizeof *count));
     CK(cudaMalloc(&flag, (size_t)sms * sizeof *flag));
     CK(cudaMemset(flag, 0, (size_t)sms * sizeof *flag));
-    unsigned *stuck;
-    CK(cudaMalloc(&stuck, sizeof *stuck));
-    CK(cudaMemset(stuck, 0, sizeof *stuck));
     qp_watch *watch;
     CK(cudaMalloc(&watch, sizeof *watch));
     CK(cudaMemset(watch, 0, sizeof *watch));
@@ -251,25 +228,17 @@ int main(int argc, char **argv) {
         auto launch = [&](int nb) {
             /* cooperative: every block resident at once, or the launch fails */
             CK(qp_cuda_launch_coop(persistent_kernel, dim3(sms), dim3(512), 0, st, a, b, bar, count, base, flag, epoch, nb,
-                                   kind, stuck, watch));
+                                   kind, watch));
             base += (unsigned long long)nb * sms;
             epoch += (unsigned)nb;
         };
         const float ms = timed(st, [&] { launch(n); });
         const float ms1 = timed(st, [&] { launch(1); });
-        unsigned s = 0;
-        CK(cudaMemcpy(&s, stuck, sizeof s, cudaMemcpyDeviceToHost));
         qp_watch hw;
         CK(cudaMemcpy(&hw, watch, sizeof hw, cudaMemcpyDeviceToHost));
         if (hw.stuck) {
-            fprintf(stderr, "bench_boundary: qp_grid_barrier %u timed out in block %u (counter %llu of %llu)\n", hw.task,
-                    hw.block, hw.seen, hw.target);
-            return 1;
-        }
-        if (s) {
-            s -= 1;
             fprintf(stderr, "bench_boundary: barrier kind %u (%s), barrier %u, block %u waited more than %.1f s\n",
-                    s >> 28, kind_name[s >> 28], (s >> 12) & 0xffff, s & 0xfff, QP_SPIN_NS / 1e9);
+                    hw.task >> 16, kind_name[hw.task >> 16], hw.task & 0xffff, hw.block, QP_SPIN_NS / 1e9);
             return 1;
         }
         printf("barrier: one kernel, %d x 512 threads, %d grid barriers (%s): %.3f ms, %.2f us per barrier "
@@ -312,7 +281,6 @@ int main(int argc, char **argv) {
     CK(cudaFree(bar));
     CK(cudaFree(count));
     CK(cudaFree(flag));
-    CK(cudaFree(stuck));
     CK(cudaFree(watch));
     CK(cudaFree(a));
     CK(cudaFree(b));

@@ -340,13 +340,16 @@ int main(int argc, char **argv) {
     CK(cudaMemcpy(yg.data(), node_out(act_g, last), sizeof(float) * out_rows, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(yp.data(), node_out(act_p, last), sizeof(float) * out_rows, cudaMemcpyDeviceToHost));
     int failed = 0;
-    qp_watch hwt;
-    CK(cudaMemcpy(&hwt, watch, sizeof hwt, cudaMemcpyDeviceToHost));
-    if (hwt.stuck) {
-        printf("FAIL persistent: the wait for node %u timed out in block %u (counter %llu of %llu)\n", hwt.task,
-               hwt.block, hwt.seen, hwt.target);
-        return 1;
-    }
+    /* true (and says which wait) when a persistent run's wait timed out */
+    auto stuck = [&](const char *run) {
+        qp_watch hw;
+        CK(cudaMemcpy(&hw, watch, sizeof hw, cudaMemcpyDeviceToHost));
+        if (hw.stuck)
+            printf("FAIL persistent (%s): the wait for node %u timed out in block %u (counter %llu of %llu)\n", run,
+                   hw.task, hw.block, hw.seen, hw.target);
+        return hw.stuck != 0;
+    };
+    if (stuck("first run")) return 1;
     if (memcmp(yg.data(), yp.data(), sizeof(float) * out_rows)) {
         int k = 0;
         while (k < out_rows && !memcmp(&yg[(size_t)k], &yp[(size_t)k], sizeof(float))) k++;
@@ -393,12 +396,7 @@ int main(int argc, char **argv) {
     CK(cudaMalloc(&sink, sizeof *sink));
     const float ms_r = bench_read_ms(st, dw, total, G * 2, 512, sink, reps);
     CK(cudaFree(sink));
-    CK(cudaMemcpy(&hwt, watch, sizeof hwt, cudaMemcpyDeviceToHost));
-    if (hwt.stuck) {
-        printf("FAIL persistent: the wait for node %u timed out in block %u (counter %llu of %llu)\n", hwt.task,
-               hwt.block, hwt.seen, hwt.target);
-        return 1;
-    }
+    if (stuck("timed runs")) return 1;
     printf("graph      %d launches: %.3f ms, %.2f us a node, %.0f GB/s\n", nn, ms_g, ms_g * 1000.0f / nn,
            total / (ms_g * 1e6));
     printf("persistent 1 launch:   %.3f ms, %.2f us a node, %.0f GB/s (%.2fx the graph)\n", ms_p,
@@ -438,11 +436,7 @@ int main(int argc, char **argv) {
             printf("  %-12s %8.2f %8.2f %8.2f %8.2f\n", kind[k], ph[0], ph[1], ph[2], ph[0] + ph[1] + ph[2]);
         }
     }
-    CK(cudaMemcpy(&hwt, watch, sizeof hwt, cudaMemcpyDeviceToHost));
-    if (hwt.stuck) {
-        printf("FAIL persistent (traced): the wait for node %u timed out in block %u\n", hwt.task, hwt.block);
-        failed = 1;
-    }
+    if (stuck("traced run")) failed = 1;
     CK(cudaGraphExecDestroy(ge1));
     CK(cudaGraphExecDestroy(ge2));
     CK(cudaGraphExecDestroy(ge1t));

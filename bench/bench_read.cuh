@@ -59,7 +59,7 @@ static float bench_read_ms(cudaStream_t st, const void *buf, size_t bytes, int g
                            unsigned *sink, int reps) {
     return bench_timed_ms(st, reps, [&] {
 #ifdef QP_KEMU
-        CK(kemu_launch(bench_read_kernel, dim3(grid), dim3(block), 0, st, (const uint4 *)buf,
+        CK(kemu_launch(bench_read_kernel, dim3(grid), dim3(block), 0, st, false, (const uint4 *)buf,
                        bytes / 16, sink));
 #else
         bench_read_kernel<<<grid, block, 0, st>>>((const uint4 *)buf, bytes / 16, sink);

@@ -13,13 +13,5 @@ endif()
 #   bench_linear_emu --check --copies 1 --ceiling-mib 1 --reps 1 --models 0.5B --ntok 1 --nodes attn_output
 # Its timings are the emulator's and mean nothing.
 if(TARGET qpcuda_kemu)
-  set(QP_BENCH_LINEAR_EMU_CPP ${CMAKE_CURRENT_BINARY_DIR}/kemu/bench_linear.cpp)
-  file(CONFIGURE OUTPUT ${QP_BENCH_LINEAR_EMU_CPP} CONTENT "#include \"${CMAKE_CURRENT_SOURCE_DIR}/bench_linear.cu\"\n" @ONLY)
-  set_source_files_properties(${QP_BENCH_LINEAR_EMU_CPP} PROPERTIES COMPILE_OPTIONS
-                              "-include;${CMAKE_SOURCE_DIR}/tests/kemu/kemu.h")
-  add_executable(bench_linear_emu ${QP_BENCH_LINEAR_EMU_CPP})
-  set_target_properties(bench_linear_emu PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
-  target_include_directories(bench_linear_emu PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
-  target_compile_options(bench_linear_emu PRIVATE -O2)
-  target_link_libraries(bench_linear_emu PRIVATE qpcuda_kemu qpkernels)
+  qp_kemu_bench(bench_linear_emu ${CMAKE_CURRENT_SOURCE_DIR}/bench_linear.cu)
 endif()

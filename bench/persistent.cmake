@@ -14,16 +14,7 @@ endif()
 # the persistent schedule (double-buffered weights, counter waits, the launch count that bases
 # the counter across graph replays), not speed: the emulator's times mean nothing.
 if(TARGET qpcuda_kemu)
-  set(QP_BENCH_PERSISTENT_EMU_CPP ${CMAKE_CURRENT_BINARY_DIR}/kemu/bench_persistent.cpp)
-  file(CONFIGURE OUTPUT ${QP_BENCH_PERSISTENT_EMU_CPP}
-       CONTENT "#include \"${CMAKE_CURRENT_SOURCE_DIR}/bench_persistent.cu\"\n" @ONLY)
-  set_source_files_properties(${QP_BENCH_PERSISTENT_EMU_CPP} PROPERTIES COMPILE_OPTIONS
-                              "-include;${CMAKE_SOURCE_DIR}/tests/kemu/kemu.h")
-  add_executable(bench_persistent_emu ${QP_BENCH_PERSISTENT_EMU_CPP})
-  set_target_properties(bench_persistent_emu PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
-  target_include_directories(bench_persistent_emu PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
-  target_compile_options(bench_persistent_emu PRIVATE -O2)
-  target_link_libraries(bench_persistent_emu PRIVATE qpcuda_kemu qpkernels)
+  qp_kemu_bench(bench_persistent_emu ${CMAKE_CURRENT_SOURCE_DIR}/bench_persistent.cu)
   add_test(NAME bench_persistent_emu COMMAND bench_persistent_emu --layers 1 --reps 1 --check)
   set_tests_properties(bench_persistent_emu PROPERTIES LABELS "cpu;emu" TIMEOUT 600)
 endif()

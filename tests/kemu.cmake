@@ -31,7 +31,7 @@ elseif(QP_KEMU AND CUDAToolkit_FOUND)
       list(APPEND wrappers ${wrapper})
     endforeach()
     set_source_files_properties(${wrappers} PROPERTIES COMPILE_OPTIONS
-                                "-include;${CMAKE_CURRENT_SOURCE_DIR}/kemu/kemu.h;-I${CMAKE_SOURCE_DIR}")
+                                "-include;${CMAKE_SOURCE_DIR}/tests/kemu/kemu.h;-I${CMAKE_SOURCE_DIR}")
     set(${out} ${wrappers} PARENT_SCOPE)
   endfunction()
 
@@ -48,12 +48,21 @@ elseif(QP_KEMU AND CUDAToolkit_FOUND)
 
   qp_add_test(test_gpu_ops_emu SOURCES test_gpu_ops.c LIBS qpcuda_kemu qpkernels LABELS cpu emu)
 
+  # qp_kemu_bench(TARGET CU): an executable of one CUDA source (a test or a benchmark of bench/)
+  # on the emulator, -O2 whatever the build type, with its own folder on the include path.
+  function(qp_kemu_bench target cu)
+    get_filename_component(dir ${cu} DIRECTORY)
+    get_filename_component(name ${dir} NAME)
+    qp_kemu_wrap(wrapped ${name} ${cu})
+    add_executable(${target} ${wrapped})
+    set_target_properties(${target} PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
+    target_include_directories(${target} PRIVATE ${dir})
+    target_compile_options(${target} PRIVATE -O2)
+    target_link_libraries(${target} PRIVATE qpcuda_kemu qpkernels)
+  endfunction()
+
   # kernels/cuda/grid_sync.cuh's waits between blocks, with cooperative launches (tests/gpu.cmake)
-  qp_kemu_wrap(QP_KEMU_GRID_SYNC tests ${CMAKE_CURRENT_SOURCE_DIR}/test_grid_sync.cu)
-  add_executable(test_grid_sync_emu ${QP_KEMU_GRID_SYNC})
-  set_target_properties(test_grid_sync_emu PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
-  target_include_directories(test_grid_sync_emu PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
-  target_link_libraries(test_grid_sync_emu PRIVATE qpcuda_kemu)
+  qp_kemu_bench(test_grid_sync_emu ${CMAKE_CURRENT_SOURCE_DIR}/test_grid_sync.cu)
   add_test(NAME test_grid_sync_emu COMMAND test_grid_sync_emu)
   set_tests_properties(test_grid_sync_emu PROPERTIES LABELS "cpu;emu" TIMEOUT 300)
   set_tests_properties(test_gpu_ops_emu PROPERTIES COST 150) # minutes: started before the short tests

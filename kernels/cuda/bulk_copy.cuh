@@ -54,17 +54,5 @@ static __device__ __forceinline__ void qp_mbar_wait(uint64_t *bar, uint32_t pari
     kemu::mbar_wait(bar, parity);
 #endif
 }
-/* The same for parity 0 (a barrier's first phase), with the parity as an immediate. */
-static __device__ __forceinline__ void qp_mbar_wait0(uint64_t *bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    uint32_t done = 0;
-    while (!done)
-        asm volatile("{\n\t.reg .pred p;\n\tmbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\n\t"
-                     "selp.u32 %0, 1, 0, p;\n\t}"
-                     : "=r"(done)
-                     : "r"(qp_smem_addr(bar))
-                     : "memory");
-#elif defined(QP_KEMU)
-    kemu::mbar_wait(bar, 0);
-#endif
-}
+/* A barrier's first phase. */
+static __device__ __forceinline__ void qp_mbar_wait0(uint64_t *bar) { qp_mbar_wait(bar, 0); }

@@ -83,8 +83,7 @@ static cudaError_t qp_cuda_launch_kc(void (*k)(KArgs...), dim3 grid, dim3 block,
                                      bool pdl, bool coop, Args &&...args) {
 #ifdef QP_KEMU /* tests/kemu/: run on the CPU, at once (a cooperative launch's blocks side by side) */
     (void)pdl;
-    if (coop) return kemu_launch_coop(k, grid, block, smem, st, std::forward<Args>(args)...);
-    return kemu_launch(k, grid, block, smem, st, std::forward<Args>(args)...);
+    return kemu_launch(k, grid, block, smem, st, coop, std::forward<Args>(args)...);
 #else
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;

@@ -6,7 +6,7 @@
  * OS thread; fibers switch only at the points where CUDA threads communicate: __syncthreads, the
  * warp collectives (__shfl_*_sync, mma.sync), a failed mbarrier wait, and a wait on another
  * block (kemu::spin, grid_sync.cuh). Blocks of a grid run one after another, in order, on the
- * calling OS thread; the blocks of a cooperative launch (kemu_launch_coop, which grid_sync.cuh's
+ * calling OS thread; the blocks of a cooperative launch (kemu_launch with coop, which grid_sync.cuh's
  * qp_cuda_launch_coop calls) run all at once, one OS thread each, as the card guarantees for
  * such a launch, so that blocks can wait on each other. Shared memory is thread_local storage
  * (every fiber of the block sees it); dynamic shared memory is a buffer of the launch's size,
@@ -96,7 +96,7 @@ void *dyn_smem();
 /* A kernel launch on stream st: run now, or recorded while st is being captured into a graph.
  * Returns the launch's configuration error (as the runtime would) or cudaSuccess. */
 cudaError_t launch(const void *fn, dim3 grid, dim3 block, size_t smem, cudaStream_t st, std::function<void()> body,
-                   bool coop = false);
+                   bool coop);
 /* Blocks of `threads` threads with `smem` bytes of dynamic shared memory that an SM holds at once. */
 int blocks_per_sm(int threads, size_t smem);
 } // namespace kemu
@@ -190,18 +190,11 @@ static inline cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *n, 
 }
 
 /* A launch: the kernel's arguments converted once to its parameter types, then the kernel body
- * run by every thread of every block. */
+ * run by every thread of every block. coop: a cooperative launch, every block at once (see the
+ * file comment), or cudaErrorCooperativeLaunchTooLarge where the card could not hold them all. */
 template <typename... KArgs, typename... Args>
-static cudaError_t kemu_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+static cudaError_t kemu_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st, bool coop,
                                Args &&...args) {
     auto t = std::make_shared<std::tuple<typename std::decay<KArgs>::type...>>(std::forward<Args>(args)...);
-    return kemu::launch((const void *)k, grid, block, smem, st, [k, t]() { std::apply(k, *t); });
-}
-/* A cooperative launch: every block at once (see the file comment), or
- * cudaErrorCooperativeLaunchTooLarge where the card could not hold them all. */
-template <typename... KArgs, typename... Args>
-static cudaError_t kemu_launch_coop(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
-                                    Args &&...args) {
-    auto t = std::make_shared<std::tuple<typename std::decay<KArgs>::type...>>(std::forward<Args>(args)...);
-    return kemu::launch((const void *)k, grid, block, smem, st, [k, t]() { std::apply(k, *t); }, true);
+    return kemu::launch((const void *)k, grid, block, smem, st, [k, t]() { std::apply(k, *t); }, coop);
 }
