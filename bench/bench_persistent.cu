@@ -6,23 +6,27 @@
  * attn_output 896 x 896, ffn_gate_up 9728 x 896, ffn_down 896 x 4864 (4 nodes a layer, 24 layers;
  * no attention, norms or epilogues). Node n reads node n - 1's output (its first `cols` values)
  * and writes its own, so every node depends on all of the previous one, as in the real step.
- * Weights are 8-bit with an f16 scale per 32 (1.06 bytes a weight, as Q8_0), stored as the int8
- * rows followed by each row's scales padded to 16 bytes, so that the rows a block owns are two
- * contiguous byte ranges. Every node splits its rows evenly over one block of 512 threads per SM.
+ * Weights are valid random GGML blocks (qp_quant_random_row) of the types of the Q4_K_M file:
+ * Q5_0 for q/k/v, attn_output and gate+up, ffn_down Q6_K and Q4_K on alternate layers (the file's
+ * attn_v is Q8_0 or Q6_K; here it is Q5_0 with q and k); --type T gives every node type T. Each
+ * row is padded to 16 bytes, so that a block's rows are one contiguous, aligned byte range.
  *
  * The same tile code runs in both engines (tile_issue, tile_compute below): a block's rows of a
- * node are fetched into shared memory by two bulk copies (the copy engine, completing on an
- * mbarrier), x is staged from L2, each warp dots whole rows, lane 0 writes each row's value.
- *   graph       one launch per node with PDL: the bulk copies are issued before the PDL wait (they
- *               read only weights), so they overlap the previous node's tail, as mmv_stream does
+ * node are fetched into shared memory by one bulk copy (the copy engine, completing on an
+ * mbarrier), x is staged from L2 in matvec_stage.cuh's padded layout, each warp dots whole rows,
+ * a lane per 32-weight sub-chunk through quant_dot.cuh's qp_dot32 (the decoders of mmv_stream),
+ * lane 0 writes each row's value.
+ *   graph       one launch per node with PDL: the bulk copy is issued before the PDL wait (it
+ *               reads only weights), so it overlaps the previous node's tail, as mmv_stream does
  *   persistent  one cooperative launch for the whole chain; two weight buffers per block: node
- *               n + 1's copies are issued before the wait for node n's input (a grid_sync.cuh
+ *               n + 1's copy is issued before the wait for node n's input (a grid_sync.cuh
  *               counter that every block adds 1 to after writing its rows), so the weight stream
  *               never stops at a node boundary and the boundary is one counter wait, not a launch
  * Both are captured in a CUDA Graph and replayed; time = median of --reps replays (CUDA events)
  * after 3 warm-ups. Every run checks the two engines' outputs equal bit for bit (same code, same
- * order), and --check compares them with a double-precision CPU chain (rel L2 <= 1e-4: f32 dots
- * of <= 4,864 terms err by ~1e-6 relative a node; the chain's random matrices keep the norm).
+ * order), and --check compares them with a double-precision CPU chain over the dequantised
+ * weights (rel L2 <= 1e-4: f32 dots of <= 4,864 terms err by ~1e-6 relative a node; the weights'
+ * standard deviation 1 / sqrt(cols) keeps the chain's norm).
  * The read ceiling is bench_read.cuh's streaming read of the same weight buffer.
  *
  * Where the time goes: one more replay of each engine with a trace (thread 0 of every block reads
@@ -31,7 +35,7 @@
  * over layers and blocks of wait, load (x and the rest of the weights) and compute, in µs at the
  * card's clock. The traced replays are not the timed ones.
  *
- * Usage: bench_persistent [--layers N (24)] [--reps N (20)] [--check]
+ * Usage: bench_persistent [--layers N (24)] [--reps N (20)] [--type Q4_0|Q5_0|Q8_0|Q4_K|Q6_K] [--check]
  * Also built for the CPU emulator (bench_persistent_emu: a smoke run of the logic, and with
  * --layers 1 --reps 1 --check the test bench_persistent_emu of tests/kemu.cmake).
  */
@@ -46,10 +50,14 @@
 #include <vector>
 
 #include "bench_cuda.h"
+#include "qp_ggml.h"
+#include "qp_quant.h"
 #include "bench_read.cuh"
 #include "bulk_copy.cuh"
 #include "cuda_common.cuh"
 #include "grid_sync.cuh"
+#include "matvec_stage.cuh"
+#include "quant_dot.cuh"
 
 #define THREADS 512
 #define WARPS (THREADS / 32)
@@ -59,9 +67,9 @@
 #define BOUND_NS 60000000000ull
 
 struct pnode {
-    const int8_t *w;   /* [rows][cols] */
-    const __half *sc;  /* [rows][scs] */
-    int rows, cols, scs; /* scs: halves of scales a row, cols / 32 rounded up to 8 */
+    const uint8_t *w;  /* [rows][stride] */
+    int type, rows, cols;
+    uint32_t stride;   /* bytes a row: the GGML row rounded up to 16 */
 };
 
 /* the rows [r0, r1) block b of G owns */
@@ -76,43 +84,44 @@ static __host__ __device__ inline void rows_of(int rows, int G, int b, int *r0, 
 static __device__ __forceinline__ void tile_issue(const pnode &d, uint8_t *buf, uint64_t *bar) {
     int r0, r1;
     rows_of(d.rows, gridDim.x, blockIdx.x, &r0, &r1);
-    const uint32_t n = (uint32_t)(r1 - r0), wb = n * (uint32_t)d.cols, sb = n * (uint32_t)d.scs * 2u;
-    qp_mbar_arrive_tx(bar, wb + sb);
-    if (n) {
-        qp_bulk_copy(buf, d.w + (size_t)r0 * d.cols, wb, bar);
-        qp_bulk_copy(buf + wb, d.sc + (size_t)r0 * d.scs, sb, bar);
-    }
+    const uint32_t bytes = (uint32_t)(r1 - r0) * d.stride;
+    qp_mbar_arrive_tx(bar, bytes);
+    if (bytes) qp_bulk_copy(buf, d.w + (size_t)r0 * d.stride, bytes, bar);
 }
 
-/* x (written by other blocks: read through L2) into shared memory */
+/* x (written by other blocks: read through L2) into shared memory, sub-chunk s of 32 floats at
+ * xs + s * QP_XS_STRIDE (matvec_stage.cuh: the pad keeps the lanes' float4 loads apart) */
 static __device__ __forceinline__ void stage_x(const float *x, float *xs, int cols) {
-    for (int i = threadIdx.x; i < cols; i += THREADS) xs[i] = __ldcg(x + i);
+    for (int i = threadIdx.x; i < cols; i += THREADS) xs[(i >> 5) * QP_XS_STRIDE + (i & 31)] = __ldcg(x + i);
 }
 
-/* The block's rows of node d from buf, x from xs: y[r] = sum over 32-groups of scale * (w . x).
- * A warp dots one row at a time, lane l taking the 4 weights at bytes 4l + 128j of the row (one
- * 32-bit shared load) and x[4l + 128j .. + 3] (one float4): consecutive lanes read consecutive
- * words of both, so neither load has a bank conflict (a lane per 32-weight group, at a 128-byte
- * stride, made every lane of a warp hit the same banks). cols is a multiple of 128 (main checks). */
-static __device__ __forceinline__ void tile_compute(const pnode &d, const uint8_t *buf, const float *xs, float *y) {
+/* The block's rows of node d from buf, x from xs: a warp per row, lane l dotting sub-chunks
+ * l, l + 32, ... (qp_dot32, as mmv_stream's one-token path), the warp summing the lanes. */
+template <int T>
+static __device__ __forceinline__ void tile_rows(const pnode &d, const uint8_t *buf, const float *xs, float *y) {
+    using Q = qp_qt<T>;
     int r0, r1;
     rows_of(d.rows, gridDim.x, blockIdx.x, &r0, &r1);
-    const int n = r1 - r0, nw = d.cols / 4, lane = threadIdx.x & 31;
-    const float4 *x4 = (const float4 *)xs;
+    const int n = r1 - r0, subs = d.cols / 32, lane = threadIdx.x & 31;
     for (int i = threadIdx.x >> 5; i < n; i += WARPS) {
-        const int *wr = (const int *)(buf + (size_t)i * d.cols);
-        const __half *sr = (const __half *)(buf + (size_t)n * d.cols) + (size_t)i * d.scs;
+        const uint8_t *row = buf + (size_t)i * d.stride;
         float acc = 0.0f;
-        for (int c = lane; c < nw; c += 32) {
-            const int v = wr[c];
-            const float4 xv = x4[c];
-            const float s = (float)(int8_t)v * xv.x + (float)(int8_t)(v >> 8) * xv.y +
-                            (float)(int8_t)(v >> 16) * xv.z + (float)(int8_t)(v >> 24) * xv.w;
-            acc = fmaf(__half2float(sr[c >> 3]), s, acc); /* word c is in group c / 8 */
-        }
+        for (int s = lane; s < subs; s += 32)
+            acc += qp_dot32<T, qp_lds>(row + (s / Q::SUBS) * Q::BYTES, s % Q::SUBS, xs + s * QP_XS_STRIDE);
         acc = qp_warp_sum(acc);
         if (lane == 0) y[r0 + i] = acc;
     }
+}
+
+#define BENCH_TYPES(X) X(QP_GGML_Q4_0) X(QP_GGML_Q5_0) X(QP_GGML_Q8_0) X(QP_GGML_Q4_K) X(QP_GGML_Q6_K)
+static __device__ __forceinline__ void tile_compute(const pnode &d, const uint8_t *buf, const float *xs, float *y) {
+#define BENCH_TYPE_CASE(T_) \
+    case T_: tile_rows<T_>(d, buf, xs, y); return;
+    switch (d.type) {
+        BENCH_TYPES(BENCH_TYPE_CASE)
+    default: return; /* main admits no other type */
+    }
+#undef BENCH_TYPE_CASE
 }
 
 /* The trace: SM clock of phase k (0 start, 1 input ready, 2 x and weights in, 3 rows written) of
@@ -205,14 +214,22 @@ static uint32_t next_u32(void) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    int layers = 24, reps = 20;
+    int layers = 24, reps = 20, only = -1;
     bool check = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--layers") && i + 1 < argc) layers = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--check")) check = true;
+        else if (!strcmp(argv[i], "--type") && i + 1 < argc) {
+            only = qp_ggml_type_from_name(argv[++i]);
+#define BENCH_TYPE_OK(T_) || only == T_
+            if (!(false BENCH_TYPES(BENCH_TYPE_OK))) {
+                fprintf(stderr, "bench_persistent: --type must be Q4_0, Q5_0, Q8_0, Q4_K or Q6_K, got %s\n", argv[i]);
+                return 2;
+            }
+#undef BENCH_TYPE_OK
+        } else if (!strcmp(argv[i], "--check")) check = true;
         else {
-            fprintf(stderr, "usage: bench_persistent [--layers N] [--reps N] [--check]\n");
+            fprintf(stderr, "usage: bench_persistent [--layers N] [--reps N] [--type T] [--check]\n");
             return 2;
         }
     }
@@ -230,46 +247,45 @@ int main(int argc, char **argv) {
     static const int shape[4][2] = {{1152, 896}, {896, 896}, {9728, 896}, {896, 4864}};
     const int nn = 4 * layers;
     std::vector<pnode> nodes((size_t)nn);
-    std::vector<size_t> woff((size_t)nn), soff((size_t)nn);
+    std::vector<size_t> woff((size_t)nn);
     size_t total = 0;
     uint32_t wbuf = 0;
     for (int n = 0; n < nn; n++) {
         pnode &d = nodes[(size_t)n];
         d.rows = shape[n % 4][0];
         d.cols = shape[n % 4][1];
-        d.scs = (d.cols / 32 + 7) / 8 * 8;
-        if (d.cols % 128) { /* tile_compute's lanes take 4 of every 128 weights */
-            fprintf(stderr, "bench_persistent: node %d has %d columns, not a multiple of 128\n", n, d.cols);
-            return 1;
+        d.type = only >= 0 ? only : n % 4 < 3 ? QP_GGML_Q5_0 : (n / 4) % 2 ? QP_GGML_Q4_K : QP_GGML_Q6_K;
+        size_t rb = 0;
+        if (!qp_ggml_row_bytes(d.type, d.cols, &rb)) {
+            fprintf(stderr, "bench_persistent: %s cannot hold rows of %d (node %d)\n", qp_ggml_type_name(d.type),
+                    d.cols, n);
+            return 2;
         }
+        d.stride = (uint32_t)(rb + 15) / 16 * 16;
         woff[(size_t)n] = total;
-        total += (size_t)d.rows * d.cols;
-        soff[(size_t)n] = total;
-        total += (size_t)d.rows * d.scs * 2;
+        total += (size_t)d.rows * d.stride;
         total = (total + 255) / 256 * 256;
-        const int per = (d.rows + G - 1) / G;
-        const uint32_t b = (uint32_t)(per * (d.cols + 2 * d.scs) + 15) / 16 * 16;
+        const uint32_t b = (uint32_t)((d.rows + G - 1) / G) * d.stride;
         if (b > wbuf) wbuf = b;
     }
+    /* valid random blocks of standard deviation 1 / sqrt(cols): |y| stays ~|x| down the chain. Each
+     * node's rows repeat a pool of POOL distinct rows (generating 380 MB of blocks row by row would
+     * take the CPU longer than the benchmark); the copies are distinct memory all the same. */
+    const int POOL = 61;
     std::vector<uint8_t> hw(total, 0);
+    uint64_t qrng = 0x5EED0F18ull;
     for (int n = 0; n < nn; n++) {
         const pnode &d = nodes[(size_t)n];
-        int8_t *w = (int8_t *)&hw[woff[(size_t)n]];
-        __half *sc = (__half *)&hw[soff[(size_t)n]];
-        for (size_t i = 0; i < (size_t)d.rows * d.cols; i++) w[i] = (int8_t)((int)(next_u32() % 255u) - 127);
-        /* |y| ~ |x|: the weights' standard deviation is 73.3 */
-        const float s0 = 1.0f / (73.3f * sqrtf((float)d.cols));
-        for (int r = 0; r < d.rows; r++)
-            for (int g = 0; g < d.scs; g++)
-                sc[(size_t)r * d.scs + g] = __float2half(g < d.cols / 32 ? s0 * (0.5f + (next_u32() % 1024u) / 1024.0f) : 0.0f);
+        uint8_t *w = &hw[woff[(size_t)n]];
+        for (int r = 0; r < d.rows; r++) {
+            if (r < POOL) qp_quant_random_row(d.type, &qrng, 1.0f / sqrtf((float)d.cols), w + (size_t)r * d.stride, d.cols);
+            else memcpy(w + (size_t)r * d.stride, w + (size_t)(r % POOL) * d.stride, d.stride);
+        }
     }
     uint8_t *dw;
     CK(cudaMalloc(&dw, total));
     CK(cudaMemcpy(dw, hw.data(), total, cudaMemcpyHostToDevice));
-    for (int n = 0; n < nn; n++) {
-        nodes[(size_t)n].w = (const int8_t *)(dw + woff[(size_t)n]);
-        nodes[(size_t)n].sc = (const __half *)(dw + soff[(size_t)n]);
-    }
+    for (int n = 0; n < nn; n++) nodes[(size_t)n].w = dw + woff[(size_t)n];
     pnode *dnodes;
     CK(cudaMalloc(&dnodes, sizeof(pnode) * (size_t)nn));
     CK(cudaMemcpy(dnodes, nodes.data(), sizeof(pnode) * (size_t)nn, cudaMemcpyHostToDevice));
@@ -289,14 +305,15 @@ int main(int argc, char **argv) {
     CK(cudaMemset(launches, 0, sizeof *launches));
     CK(cudaMemset(watch, 0, sizeof *watch));
 
-    const size_t smem = 2 * (size_t)wbuf + sizeof(float) * X_MAX;
+    const size_t smem = 2 * (size_t)wbuf + qp_xs_bytes(X_MAX);
     CK(cudaFuncSetAttribute(node_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     CK(cudaFuncSetAttribute(persistent_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     int per_sm = 0;
     CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, persistent_kernel, THREADS, smem));
-    printf("device %s, %d SMs; %d layers = %d nodes, %.1f MB of weights; %d x %d threads, %zu B shared memory "
-           "(%d block(s) an SM fit)\n",
-           prop.name, G, layers, nn, total / 1e6, G, THREADS, smem, per_sm);
+    printf("device %s, %d SMs; %d layers = %d nodes, %.1f MB of weights (%s); %d x %d threads, %zu B shared "
+           "memory (%d block(s) an SM fit)\n",
+           prop.name, G, layers, nn, total / 1e6, only >= 0 ? qp_ggml_type_name(only) : "Q5_0, Q6_K / Q4_K down", G,
+           THREADS, smem, per_sm);
     if (per_sm < 1) {
         fprintf(stderr, "bench_persistent: the persistent kernel cannot be resident (one block an SM)\n");
         return 1;
@@ -361,18 +378,15 @@ int main(int argc, char **argv) {
     }
     if (check) { /* the chain in double on the CPU */
         std::vector<double> x(hx.begin(), hx.end()), y;
+        std::vector<float> row;
         for (int n = 0; n < nn; n++) {
             const pnode &d = nodes[(size_t)n];
-            const int8_t *w = (const int8_t *)&hw[woff[(size_t)n]];
-            const __half *sc = (const __half *)&hw[soff[(size_t)n]];
+            row.resize((size_t)d.cols);
             y.assign((size_t)d.rows, 0.0);
             for (int r = 0; r < d.rows; r++) {
+                qp_quant_dequant_row(d.type, &hw[woff[(size_t)n] + (size_t)r * d.stride], row.data(), d.cols);
                 double acc = 0.0;
-                for (int g = 0; g < d.cols / 32; g++) {
-                    double s = 0.0;
-                    for (int k = 0; k < 32; k++) s += (double)w[(size_t)r * d.cols + 32 * g + k] * x[(size_t)(32 * g + k)];
-                    acc += (double)__half2float(sc[(size_t)r * d.scs + g]) * s;
-                }
+                for (int k = 0; k < d.cols; k++) acc += (double)row[(size_t)k] * x[(size_t)k];
                 y[(size_t)r] = acc;
             }
             x = y;
