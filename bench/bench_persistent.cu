@@ -27,7 +27,9 @@
  * order), and --check compares them with a double-precision CPU chain over the dequantised
  * weights (rel L2 <= 1e-4: f32 dots of <= 4,864 terms err by ~1e-6 relative a node; the weights'
  * standard deviation 1 / sqrt(cols) keeps the chain's norm).
- * The read ceiling is bench_read.cuh's streaming read of the same weight buffer.
+ * The read ceiling is bench_read.cuh's streaming read of the same weight buffer. A third timing
+ * runs the persistent kernel without its counter waits (into its own buffers: the results are
+ * wrong, nothing checks them): the difference is what the waits cost, skew between blocks included.
  *
  * Where the time goes: one more replay of each engine with a trace (thread 0 of every block reads
  * its SM clock at four points of every node: start; input ready, i.e. after the PDL wait or the
@@ -166,7 +168,8 @@ static __host__ __device__ inline float *node_out(float *act, int n) { return ac
  * bumped by block 0 at the end, after every block has read it). */
 static __global__ void __launch_bounds__(THREADS, 1)
     persistent_kernel(const pnode *__restrict__ nodes, int nn, const float *x0, float *act, uint32_t wbuf,
-                      unsigned long long *ctr, unsigned long long *launches, qp_watch *w, long long *trace) {
+                      unsigned long long *ctr, unsigned long long *launches, qp_watch *w, long long *trace,
+                      int wait) {
     QP_DYNAMIC_SMEM(float4, smem4);
     __shared__ uint64_t bar[2];
     __shared__ int ok;
@@ -185,7 +188,7 @@ static __global__ void __launch_bounds__(THREADS, 1)
         if (threadIdx.x == 0) {
             if (n + 1 < nn) tile_issue(nodes[n + 1], buf + (size_t)((n + 1) & 1) * wbuf, &bar[(n + 1) & 1]);
             /* node n - 1 written by every block */
-            ok = n == 0 || qp_counter_wait(ctr, base + (unsigned long long)n * G, (unsigned)n, w, BOUND_NS);
+            ok = n == 0 || !wait || qp_counter_wait(ctr, base + (unsigned long long)n * G, (unsigned)n, w, BOUND_NS);
         }
         __syncthreads();
         if (!ok) return;
@@ -291,11 +294,12 @@ int main(int argc, char **argv) {
     CK(cudaMemcpy(dnodes, nodes.data(), sizeof(pnode) * (size_t)nn, cudaMemcpyHostToDevice));
     std::vector<float> hx(X_MAX);
     for (float &v : hx) v = (float)((int)(next_u32() % 2001u) - 1000) / 1000.0f;
-    float *x0, *act_g, *act_p;
+    float *x0, *act_g, *act_p, *act_n;
     CK(cudaMalloc(&x0, sizeof(float) * X_MAX));
     CK(cudaMemcpy(x0, hx.data(), sizeof(float) * X_MAX, cudaMemcpyHostToDevice));
     CK(cudaMalloc(&act_g, sizeof(float) * 2 * ACT_MAX));
     CK(cudaMalloc(&act_p, sizeof(float) * 2 * ACT_MAX));
+    CK(cudaMalloc(&act_n, sizeof(float) * 2 * ACT_MAX));
     unsigned long long *ctr, *launches;
     qp_watch *watch;
     CK(cudaMalloc(&ctr, sizeof *ctr));
@@ -335,19 +339,21 @@ int main(int argc, char **argv) {
         CK(cudaGraphDestroy(g));
         return ge;
     };
-    auto capture_persistent = [&](long long *tr) {
+    auto capture_persistent = [&](long long *tr, float *act, int wait) {
         cudaGraph_t g;
         cudaGraphExec_t ge;
         CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
         CK(qp_cuda_launch_coop(persistent_kernel, dim3(G), dim3(THREADS), smem, st, (const pnode *)dnodes, nn,
-                               (const float *)x0, act_p, wbuf, ctr, launches, watch, tr));
+                               (const float *)x0, act, wbuf, ctr, launches, watch, tr, wait));
         CK(cudaStreamEndCapture(st, &g));
         CK(cudaGraphInstantiate(&ge, g, 0));
         CK(cudaGraphDestroy(g));
         return ge;
     };
-    cudaGraphExec_t ge1 = capture_graph(nullptr), ge2 = capture_persistent(nullptr);
-    cudaGraphExec_t ge1t = capture_graph(trace), ge2t = capture_persistent(trace);
+    cudaGraphExec_t ge1 = capture_graph(nullptr), ge2 = capture_persistent(nullptr, act_p, 1);
+    cudaGraphExec_t ge1t = capture_graph(trace), ge2t = capture_persistent(trace, act_p, 1);
+    /* the persistent kernel without its waits: wrong results (its own buffer), the time the waits cost */
+    cudaGraphExec_t ge3 = capture_persistent(nullptr, act_n, 0);
 
     /* once each: the outputs */
     CK(cudaGraphLaunch(ge1, st));
@@ -407,6 +413,7 @@ int main(int argc, char **argv) {
     /* times */
     const float ms_g = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(ge1, st)); });
     const float ms_p = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(ge2, st)); });
+    const float ms_n = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(ge3, st)); });
     unsigned *sink;
     CK(cudaMalloc(&sink, sizeof *sink));
     const float ms_r = bench_read_ms(st, dw, total, G * 2, 512, sink, reps);
@@ -416,6 +423,8 @@ int main(int argc, char **argv) {
            total / (ms_g * 1e6));
     printf("persistent 1 launch:   %.3f ms, %.2f us a node, %.0f GB/s (%.2fx the graph)\n", ms_p,
            ms_p * 1000.0f / nn, total / (ms_p * 1e6), ms_g / ms_p);
+    printf("no waits   1 launch:   %.3f ms, %.2f us a node (wrong results: what the %d waits cost, %.2f us each)\n",
+           ms_n, ms_n * 1000.0f / nn, nn - 1, (ms_p - ms_n) * 1000.0f / (nn - 1));
     printf("read       the weights once, %d x 512 threads: %.3f ms, %.0f GB/s (the floor)\n", G * 2, ms_r,
            total / (ms_r * 1e6));
 
@@ -454,6 +463,7 @@ int main(int argc, char **argv) {
     if (stuck("traced run")) failed = 1;
     CK(cudaGraphExecDestroy(ge1));
     CK(cudaGraphExecDestroy(ge2));
+    CK(cudaGraphExecDestroy(ge3));
     CK(cudaGraphExecDestroy(ge1t));
     CK(cudaGraphExecDestroy(ge2t));
     CK(cudaFree(trace));
@@ -462,6 +472,7 @@ int main(int argc, char **argv) {
     CK(cudaFree(x0));
     CK(cudaFree(act_g));
     CK(cudaFree(act_p));
+    CK(cudaFree(act_n));
     CK(cudaFree(ctr));
     CK(cudaFree(launches));
     CK(cudaFree(watch));
