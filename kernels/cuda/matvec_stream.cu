@@ -28,6 +28,11 @@
  * modulo 16 as in global memory (so the decoders' aligned loads hold); the 16-byte-aligned middle
  * is one bulk copy, the at most 15 + 15 bytes outside it are copied by one thread each.
  *
+ * Tiles: a block's work is two device functions of its unit range [u0, u1), so that a resident
+ * kernel (issue 18) can run the same code for ranges it picks: qp_mmvs_issue (one thread: the
+ * segments and their copies, weights only) and qp_mmvs_run (the edges, a wait given by the caller,
+ * then the dots and the epilogue). The kernel below is the two with the PDL wait between them.
+ *
  * Does not run (qp_kernel_check refuses it at load): the ARGMAX epilogue, rows whose columns are not
  * a multiple of 32, float rows not 16-byte aligned, one unit larger than the budget.
  */
@@ -116,75 +121,85 @@ static __device__ __noinline__ void qp_mmvs_sub_multi_any(int type, const uint8_
 #undef QP_SUBM_CASE
 }
 
-/* Dynamic shared memory: [weights: wbytes][staged x: G x qp_xs_bytes(cols)][chunk sums: G x items],
- * G = the tokens decoded together (tpg). MULTI: the instance for groups of tokens (tpg > 1); the
- * one-token instance is compiled apart, so that the group code costs it no registers. */
-template <int T, int EPI, bool MULTI>
-static __global__ void __launch_bounds__(QP_MMVS_THREADS, QP_MMVS_MIN_BLOCKS)
-    matvec_stream_kernel(const qp_lin_params p, const int64_t upb, const uint32_t wbytes, const int n_tok,
-                         const int tpg) {
-    QP_DYNAMIC_SMEM(float4, qp_mmvs_smem);
-    __shared__ uint64_t bar;
-    __shared__ qp_mmvs_seg seg[QP_MMVS_MAX_SEGS];
-    __shared__ int nseg;
-    __shared__ float red[MULTI ? 32 * QP_MMVS_MAX_TOKENS : 32];
-    __shared__ float inv_s[QP_MMVS_MAX_TOKENS];
-    uint8_t *wsm = (uint8_t *)qp_mmvs_smem;
-    float *xs = (float *)(wsm + wbytes);
+/* A tile's copy: the segments of its unit range and the barrier its bulk copies complete. */
+struct qp_mmvs_tile {
+    uint64_t bar; /* an mbarrier (qp_mbar_init): one phase per issue */
+    int nseg;
+    qp_mmvs_seg seg[QP_MMVS_MAX_SEGS];
+};
+
+/* One thread: the segments of units [u0, u1) into tl, each segment's 16-byte-aligned middle
+ * bulk-copied to wsm + its offset, completing tl.bar's current phase. Reads only weights: safe
+ * before the wait for the input. */
+template <int EPI>
+static __device__ __forceinline__ void qp_mmvs_issue(const qp_lin_params &p, int64_t u0, int64_t u1, uint8_t *wsm,
+                                                     qp_mmvs_tile &tl) {
+    int ns = 0;
+    uint32_t off = 0, tx = 0;
+    for (int64_t u = u0; u < u1;) {
+        int64_t e = qp_unit_piece_end<EPI>(p, u), ra, rb;
+        if (e > u1) e = u1;
+        qp_unit_rows<EPI>(p, u, &ra, &rb);
+        for (int k = 0; k < 2 && ns < QP_MMVS_MAX_SEGS; k++) {
+            const int64_t r = k ? rb : ra;
+            if (r < 0) continue;
+            int pi = 0;
+            while (pi + 1 < p.n_parts && r >= p.row0[pi + 1]) pi++;
+            qp_mmvs_seg g;
+            g.src = p.w[pi] + (size_t)(r - p.row0[pi]) * p.row_bytes[pi];
+            g.row = r;
+            g.n = (int32_t)(e - u);
+            g.part = pi;
+            g.bytes = (uint32_t)(g.n * p.row_bytes[pi]);
+            const uint32_t mis = (uint32_t)((uintptr_t)g.src & 15u);
+            g.off = off + mis;
+            off += (mis + g.bytes + 15u) & ~15u;
+            const uintptr_t lo = ((uintptr_t)g.src + 15u) & ~(uintptr_t)15u;
+            const uintptr_t hi = ((uintptr_t)g.src + g.bytes) & ~(uintptr_t)15u;
+            if (hi > lo) tx += (uint32_t)(hi - lo);
+            tl.seg[ns++] = g;
+        }
+        u = e;
+    }
+    tl.nseg = ns;
+    qp_mbar_arrive_tx(&tl.bar, tx);
+    for (int k = 0; k < ns; k++) {
+        const uintptr_t s = (uintptr_t)tl.seg[k].src;
+        const uintptr_t lo = (s + 15u) & ~(uintptr_t)15u, hi = (s + tl.seg[k].bytes) & ~(uintptr_t)15u;
+        if (hi > lo) qp_bulk_copy(wsm + tl.seg[k].off + (lo - s), (const void *)lo, (uint32_t)(hi - lo), &tl.bar);
+    }
+}
+
+/* The block's shared memory a tile runs in, beside the weights of its issue. */
+struct qp_mmvs_smem {
+    float *xs;   /* staged x: G x qp_xs_bytes(cols) */
+    float *part; /* chunk sums: G x items */
+    float *red;  /* 32 floats (32 x QP_MMVS_MAX_TOKENS for groups): the norms' reduction */
+    float *inv_s; /* QP_MMVS_MAX_TOKENS: each token's norm */
+};
+
+/* The whole block: units [u0, u1) of n_tok tokens, whose weights qp_mmvs_issue put at wsm (tl, the
+ * parity of the barrier phase it completes), x staged in groups of tpg. wait() is called by every
+ * thread after the edge bytes are loaded and before x is read: the caller's wait for the input
+ * (the PDL wait in the kernel). The caller syncs the block between the issue and this. */
+template <int T, int EPI, bool MULTI, class W>
+static __device__ __forceinline__ void qp_mmvs_run(const qp_lin_params &p, int64_t u0, int64_t u1, uint8_t *wsm,
+                                                   qp_mmvs_tile &tl, uint32_t parity, const qp_mmvs_smem &sm,
+                                                   int n_tok, int tpg, W wait) {
     const int64_t xsf = (p.cols / 32) * QP_XS_STRIDE; /* floats of one token's staged x */
-    float *part = xs + tpg * xsf;
-    const int64_t u0 = (int64_t)blockIdx.x * upb, u1 = u0 + upb < p.units ? u0 + upb : p.units;
+    float *const xs = sm.xs, *const part = sm.part, *const red = sm.red, *const inv_s = sm.inv_s;
+    qp_mmvs_seg *const seg = tl.seg;
+    int &nseg = tl.nseg;
     constexpr int NR = (EPI == QP_EPILOGUE_SWIGLU || EPI == QP_EPILOGUE_ROPE_KV) ? 2 : 1;
 #ifdef QP_MMVS_TRACE /* a measurement build: SM clock at each phase, printed by two blocks */
     long long tr[7];
     unsigned long long g0, g1;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(g0));
-    tr[0] = clock64();
+    tr[0] = tr[1] = clock64();
 #define QP_TR(i) tr[i] = clock64()
 #else
 #define QP_TR(i) (void)0
 #endif
-
-    /* 1. weights only (safe before the PDL wait): the segments, their bulk copies, the edges */
-    if (threadIdx.x == 0) {
-        int ns = 0;
-        uint32_t off = 0, tx = 0;
-        for (int64_t u = u0; u < u1;) {
-            int64_t e = qp_unit_piece_end<EPI>(p, u), ra, rb;
-            if (e > u1) e = u1;
-            qp_unit_rows<EPI>(p, u, &ra, &rb);
-            for (int k = 0; k < 2 && ns < QP_MMVS_MAX_SEGS; k++) {
-                const int64_t r = k ? rb : ra;
-                if (r < 0) continue;
-                int pi = 0;
-                while (pi + 1 < p.n_parts && r >= p.row0[pi + 1]) pi++;
-                qp_mmvs_seg g;
-                g.src = p.w[pi] + (size_t)(r - p.row0[pi]) * p.row_bytes[pi];
-                g.row = r;
-                g.n = (int32_t)(e - u);
-                g.part = pi;
-                g.bytes = (uint32_t)(g.n * p.row_bytes[pi]);
-                const uint32_t mis = (uint32_t)((uintptr_t)g.src & 15u);
-                g.off = off + mis;
-                off += (mis + g.bytes + 15u) & ~15u;
-                const uintptr_t lo = ((uintptr_t)g.src + 15u) & ~(uintptr_t)15u;
-                const uintptr_t hi = ((uintptr_t)g.src + g.bytes) & ~(uintptr_t)15u;
-                if (hi > lo) tx += (uint32_t)(hi - lo);
-                seg[ns++] = g;
-            }
-            u = e;
-        }
-        nseg = ns;
-        qp_mbar_init(&bar);
-        qp_mbar_arrive_tx(&bar, tx);
-        for (int k = 0; k < ns; k++) {
-            const uintptr_t s = (uintptr_t)seg[k].src;
-            const uintptr_t lo = (s + 15u) & ~(uintptr_t)15u, hi = (s + seg[k].bytes) & ~(uintptr_t)15u;
-            if (hi > lo) qp_bulk_copy(wsm + seg[k].off + (lo - s), (const void *)lo, (uint32_t)(hi - lo), &bar);
-        }
-    }
-    QP_TR(1);
-    __syncthreads();
     /* the bytes outside each segment's aligned middle: in each round, thread 32k + j takes byte j of
      * segment k's head (j < 16) or tail (j >= 16); loaded now, stored after the x staging */
     uint8_t edge[QP_MMVS_EDGE_ROUNDS];
@@ -209,14 +224,13 @@ static __global__ void __launch_bounds__(QP_MMVS_THREADS, QP_MMVS_MIN_BLOCKS)
     }
     /* this thread's first epilogue unit (units are taken from the block's last thread down, so the
      * threads with no x to stage prepare them), its RoPE frequency, and the norm weights into L2:
-     * none depends on the previous kernel */
+     * none depends on the input */
     const int ue = (int)blockDim.x - 1 - (int)threadIdx.x;
     const bool has_ue = ue < u1 - u0;
     const double freq = has_ue ? qp_unit_freq<EPI>(p, u0 + ue) : 0.0;
     if (p.norm)
         for (int64_t c = (int64_t)threadIdx.x * 32; c < p.cols; c += (int64_t)blockDim.x * 32) qp_prefetch_l2(p.norm + c);
-    qp_pdl_wait();
-    qp_pdl_trigger();
+    wait();
     QP_TR(2);
 
     /* 2. per group of tpg tokens: stage their x, the items, the epilogues */
@@ -237,7 +251,7 @@ static __global__ void __launch_bounds__(QP_MMVS_THREADS, QP_MMVS_MIN_BLOCKS)
 #pragma unroll
             for (int e = 0; e < QP_MMVS_EDGE_ROUNDS; e++)
                 if (edge_at[e] >= 0) wsm[edge_at[e]] = edge[e];
-            qp_mbar_wait0(&bar);
+            qp_mbar_wait(&tl.bar, parity);
             QP_TR(4);
         }
         __syncthreads(); /* inv_s, and the edge bytes */
@@ -328,11 +342,42 @@ static __global__ void __launch_bounds__(QP_MMVS_THREADS, QP_MMVS_MIN_BLOCKS)
     QP_TR(6);
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(g1));
     if (threadIdx.x == 0 && (blockIdx.x == 0 || blockIdx.x == gridDim.x / 2))
-        printf("mvs T%d E%d b%d units %lld: issue %lld wait %lld stage %lld mbar %lld items %lld end %lld cycles; "
+        printf("mvs T%d E%d b%d units %lld: wait %lld stage %lld mbar %lld items %lld end %lld cycles; "
                "ns %llu .. %llu\n",
-               T, EPI, blockIdx.x, (long long)(u1 - u0), tr[1] - tr[0], tr[2] - tr[0], tr[3] - tr[0], tr[4] - tr[0],
+               T, EPI, blockIdx.x, (long long)(u1 - u0), tr[2] - tr[0], tr[3] - tr[0], tr[4] - tr[0],
                tr[5] - tr[0], tr[6] - tr[0], g0, g1);
 #endif
+#undef QP_TR
+}
+
+/* Dynamic shared memory: [weights: wbytes][staged x: G x qp_xs_bytes(cols)][chunk sums: G x items],
+ * G = the tokens decoded together (tpg). MULTI: the instance for groups of tokens (tpg > 1); the
+ * one-token instance is compiled apart, so that the group code costs it no registers. Block b runs
+ * units [b * upb, (b + 1) * upb): its copies first, then the PDL wait, then the dots. */
+template <int T, int EPI, bool MULTI>
+static __global__ void __launch_bounds__(QP_MMVS_THREADS, QP_MMVS_MIN_BLOCKS)
+    matvec_stream_kernel(const qp_lin_params p, const int64_t upb, const uint32_t wbytes, const int n_tok,
+                         const int tpg) {
+    QP_DYNAMIC_SMEM(float4, qp_mmvs_smem_raw);
+    __shared__ qp_mmvs_tile tl;
+    __shared__ float red[MULTI ? 32 * QP_MMVS_MAX_TOKENS : 32];
+    __shared__ float inv_s[QP_MMVS_MAX_TOKENS];
+    uint8_t *wsm = (uint8_t *)qp_mmvs_smem_raw;
+    qp_mmvs_smem sm;
+    sm.xs = (float *)(wsm + wbytes);
+    sm.part = sm.xs + tpg * ((p.cols / 32) * QP_XS_STRIDE);
+    sm.red = red;
+    sm.inv_s = inv_s;
+    const int64_t u0 = (int64_t)blockIdx.x * upb, u1 = u0 + upb < p.units ? u0 + upb : p.units;
+    if (threadIdx.x == 0) {
+        qp_mbar_init(&tl.bar);
+        qp_mmvs_issue<EPI>(p, u0, u1, wsm, tl);
+    }
+    __syncthreads();
+    qp_mmvs_run<T, EPI, MULTI>(p, u0, u1, wsm, tl, 0u, sm, n_tok, tpg, [] {
+        qp_pdl_wait();
+        qp_pdl_trigger();
+    });
 }
 
 template <int T, int EPI, bool MULTI>
