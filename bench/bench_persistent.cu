@@ -22,8 +22,12 @@
  *               n + 1's copy is issued before the wait for node n's input (a grid_sync.cuh
  *               counter that every block adds 1 to after writing its rows), so the weight stream
  *               never stops at a node boundary and the boundary is one counter wait, not a launch
+ *   flags       the same kernel, but each block counts its own finished nodes in a word of its
+ *               own, and a block's warps wait only for the blocks whose rows of node n - 1 they
+ *               stage, staging each producer's rows as soon as it is done (stage_x_flags): no
+ *               132-way atomic on one word, and x loaded while the late producers still run
  * Both are captured in a CUDA Graph and replayed; time = median of --reps replays (CUDA events)
- * after 3 warm-ups. Every run checks the two engines' outputs equal bit for bit (same code, same
+ * after 3 warm-ups. Every run checks the three engines' outputs equal bit for bit (same code, same
  * order), and --check compares them with a double-precision CPU chain over the dequantised
  * weights (rel L2 <= 1e-4: f32 dots of <= 4,864 terms err by ~1e-6 relative a node; the weights'
  * standard deviation 1 / sqrt(cols) keeps the chain's norm).
@@ -163,19 +167,54 @@ static __host__ __device__ inline const float *node_in(const float *x0, const fl
 }
 static __host__ __device__ inline float *node_out(float *act, int n) { return act + (size_t)(n & 1) * ACT_MAX; }
 
-/* The persistent engine: every node of the chain in one launch. Counter ctr gets one arrival per
- * block per node; this launch's base is launches x nn x blocks (launches: how many ran before,
- * bumped by block 0 at the end, after every block has read it). */
+/* How the persistent kernel waits for node n - 1 before node n. */
+enum { WAIT_NONE, WAIT_COUNTER, WAIT_FLAGS };
+
+/* WAIT_FLAGS: the block's x of node n (the first cols values of node n - 1's output), staged as
+ * their producers finish. Warp w takes producers [w * P, (w + 1) * P) (P = blocks / warps,
+ * rounded up); lane l waits for producer w * P + l's flag to reach target (acquire), then the warp
+ * stages the rows those producers wrote, as one contiguous range. The early producers' rows are
+ * loaded while the late ones still run. False when a wait timed out. */
+static __device__ __forceinline__ bool stage_x_flags(const pnode &prev, int cols, const float *x, float *xs,
+                                                     const unsigned long long *flags, unsigned long long target,
+                                                     unsigned task, qp_watch *w) {
+    const int G = (int)gridDim.x, P = (G + WARPS - 1) / WARPS, lane = threadIdx.x & 31;
+    const int j0 = (threadIdx.x >> 5) * P, j1 = j0 + P < G ? j0 + P : G;
+    bool ok = true;
+    int r0, r1;
+    if (j0 + lane < j1) {
+        rows_of(prev.rows, G, j0 + lane, &r0, &r1);
+        if (r0 < cols) ok = qp_counter_wait(flags + j0 + lane, target, task, w, BOUND_NS);
+    }
+    ok = __all_sync(0xffffffffu, ok);
+    __syncwarp(); /* each lane's acquire ordered before every lane's loads below */
+    if (!ok || j0 >= j1) return ok;
+    int lo, hi, t;
+    rows_of(prev.rows, G, j0, &lo, &t);
+    rows_of(prev.rows, G, j1 - 1, &t, &hi);
+    if (hi > cols) hi = cols;
+    for (int i = lo + lane; i < hi; i += 32) xs[(i >> 5) * QP_XS_STRIDE + (i & 31)] = __ldcg(x + i);
+    return true;
+}
+
+/* The persistent engine: every node of the chain in one launch. WAIT_COUNTER: counter ctr gets
+ * one arrival per block per node, and node n waits for all of node n - 1's; this launch's base is
+ * launches[0] x nn x blocks (launches[0]: how many WAIT_NONE / WAIT_COUNTER launches ran before,
+ * bumped by block 0 at the end, after every block has read it). WAIT_FLAGS: block b's own counter
+ * flags[b] gets 1 per node, and node n waits only for the blocks whose rows of node n - 1 it reads
+ * (stage_x_flags); base launches[1] x nn. WAIT_NONE: no wait at all (wrong results; the waits'
+ * cost). */
 static __global__ void __launch_bounds__(THREADS, 1)
     persistent_kernel(const pnode *__restrict__ nodes, int nn, const float *x0, float *act, uint32_t wbuf,
-                      unsigned long long *ctr, unsigned long long *launches, qp_watch *w, long long *trace,
-                      int wait) {
+                      unsigned long long *ctr, unsigned long long *flags, unsigned long long *launches, qp_watch *w,
+                      long long *trace, int wait) {
     QP_DYNAMIC_SMEM(float4, smem4);
     __shared__ uint64_t bar[2];
     __shared__ int ok;
     uint8_t *buf = (uint8_t *)smem4;
     float *xs = (float *)(buf + 2 * (size_t)wbuf);
-    const unsigned long long G = gridDim.x, base = __ldcg(launches) * (unsigned long long)nn * G;
+    unsigned long long *const lc = launches + (wait == WAIT_FLAGS ? 1 : 0);
+    const unsigned long long G = gridDim.x, nl = __ldcg(lc) * (unsigned long long)nn, base = nl * G;
     if (threadIdx.x == 0) {
         qp_mbar_init(&bar[0]);
         qp_mbar_init(&bar[1]);
@@ -188,21 +227,30 @@ static __global__ void __launch_bounds__(THREADS, 1)
         if (threadIdx.x == 0) {
             if (n + 1 < nn) tile_issue(nodes[n + 1], buf + (size_t)((n + 1) & 1) * wbuf, &bar[(n + 1) & 1]);
             /* node n - 1 written by every block */
-            ok = n == 0 || !wait || qp_counter_wait(ctr, base + (unsigned long long)n * G, (unsigned)n, w, BOUND_NS);
+            ok = n == 0 || wait != WAIT_COUNTER ||
+                 qp_counter_wait(ctr, base + (unsigned long long)n * G, (unsigned)n, w, BOUND_NS);
         }
         __syncthreads();
         if (!ok) return;
-        trace_at(trace, n, 1);
-        stage_x(node_in(x0, act, n), xs, d.cols);
+        if (n > 0 && wait == WAIT_FLAGS) {
+            if (!stage_x_flags(nodes[n - 1], d.cols, node_in(x0, act, n), xs, flags, nl + (unsigned long long)n,
+                               (unsigned)n, w))
+                ok = 0;
+            trace_at(trace, n, 1); /* here "input ready" includes x staged */
+        } else {
+            trace_at(trace, n, 1);
+            stage_x(node_in(x0, act, n), xs, d.cols);
+        }
         qp_mbar_wait(&bar[n & 1], (uint32_t)(n >> 1) & 1u); /* this buffer's (n / 2)-th fill */
         __syncthreads();
+        if (!ok) return;
         trace_at(trace, n, 2);
         tile_compute(d, buf + (size_t)(n & 1) * wbuf, xs, node_out(act, n));
         __syncthreads(); /* the rows written, buf and xs read: node n + 2 may refill this buffer */
         trace_at(trace, n, 3);
-        if (threadIdx.x == 0) qp_counter_add(ctr, 1);
+        if (threadIdx.x == 0) qp_counter_add(wait == WAIT_FLAGS ? flags + blockIdx.x : ctr, 1);
     }
-    if (blockIdx.x == 0 && threadIdx.x == 0) atomicAdd(launches, 1ull);
+    if (blockIdx.x == 0 && threadIdx.x == 0) atomicAdd(lc, 1ull);
 }
 
 /* ---- host ---- */
@@ -294,19 +342,22 @@ int main(int argc, char **argv) {
     CK(cudaMemcpy(dnodes, nodes.data(), sizeof(pnode) * (size_t)nn, cudaMemcpyHostToDevice));
     std::vector<float> hx(X_MAX);
     for (float &v : hx) v = (float)((int)(next_u32() % 2001u) - 1000) / 1000.0f;
-    float *x0, *act_g, *act_p, *act_n;
+    float *x0, *act_g, *act_p, *act_n, *act_f;
     CK(cudaMalloc(&x0, sizeof(float) * X_MAX));
     CK(cudaMemcpy(x0, hx.data(), sizeof(float) * X_MAX, cudaMemcpyHostToDevice));
     CK(cudaMalloc(&act_g, sizeof(float) * 2 * ACT_MAX));
     CK(cudaMalloc(&act_p, sizeof(float) * 2 * ACT_MAX));
     CK(cudaMalloc(&act_n, sizeof(float) * 2 * ACT_MAX));
-    unsigned long long *ctr, *launches;
+    CK(cudaMalloc(&act_f, sizeof(float) * 2 * ACT_MAX));
+    unsigned long long *ctr, *flags, *launches; /* launches[0]: counter launches, [1]: flag launches */
     qp_watch *watch;
     CK(cudaMalloc(&ctr, sizeof *ctr));
-    CK(cudaMalloc(&launches, sizeof *launches));
+    CK(cudaMalloc(&launches, 2 * sizeof *launches));
+    CK(cudaMalloc(&flags, (size_t)G * sizeof *flags));
+    CK(cudaMemset(flags, 0, (size_t)G * sizeof *flags));
     CK(cudaMalloc(&watch, sizeof *watch));
     CK(cudaMemset(ctr, 0, sizeof *ctr));
-    CK(cudaMemset(launches, 0, sizeof *launches));
+    CK(cudaMemset(launches, 0, 2 * sizeof *launches));
     CK(cudaMemset(watch, 0, sizeof *watch));
 
     const size_t smem = 2 * (size_t)wbuf + qp_xs_bytes(X_MAX);
@@ -344,25 +395,28 @@ int main(int argc, char **argv) {
         cudaGraphExec_t ge;
         CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
         CK(qp_cuda_launch_coop(persistent_kernel, dim3(G), dim3(THREADS), smem, st, (const pnode *)dnodes, nn,
-                               (const float *)x0, act, wbuf, ctr, launches, watch, tr, wait));
+                               (const float *)x0, act, wbuf, ctr, flags, launches, watch, tr, wait));
         CK(cudaStreamEndCapture(st, &g));
         CK(cudaGraphInstantiate(&ge, g, 0));
         CK(cudaGraphDestroy(g));
         return ge;
     };
-    cudaGraphExec_t ge1 = capture_graph(nullptr), ge2 = capture_persistent(nullptr, act_p, 1);
-    cudaGraphExec_t ge1t = capture_graph(trace), ge2t = capture_persistent(trace, act_p, 1);
+    cudaGraphExec_t ge1 = capture_graph(nullptr), ge2 = capture_persistent(nullptr, act_p, WAIT_COUNTER);
+    cudaGraphExec_t ge1t = capture_graph(trace), ge2t = capture_persistent(trace, act_p, WAIT_COUNTER);
+    cudaGraphExec_t ge4 = capture_persistent(nullptr, act_f, WAIT_FLAGS), ge4t = capture_persistent(trace, act_f, WAIT_FLAGS);
     /* the persistent kernel without its waits: wrong results (its own buffer), the time the waits cost */
-    cudaGraphExec_t ge3 = capture_persistent(nullptr, act_n, 0);
+    cudaGraphExec_t ge3 = capture_persistent(nullptr, act_n, WAIT_NONE);
 
     /* once each: the outputs */
     CK(cudaGraphLaunch(ge1, st));
     CK(cudaGraphLaunch(ge2, st));
+    CK(cudaGraphLaunch(ge4, st));
     CK(cudaStreamSynchronize(st));
     const int last = nn - 1, out_rows = nodes[(size_t)last].rows;
-    std::vector<float> yg((size_t)out_rows), yp((size_t)out_rows);
+    std::vector<float> yg((size_t)out_rows), yp((size_t)out_rows), yf((size_t)out_rows);
     CK(cudaMemcpy(yg.data(), node_out(act_g, last), sizeof(float) * out_rows, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(yp.data(), node_out(act_p, last), sizeof(float) * out_rows, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(yf.data(), node_out(act_f, last), sizeof(float) * out_rows, cudaMemcpyDeviceToHost));
     int failed = 0;
     /* true (and says which wait) when a persistent run's wait timed out */
     auto stuck = [&](const char *run) {
@@ -374,13 +428,19 @@ int main(int argc, char **argv) {
         return hw.stuck != 0;
     };
     if (stuck("first run")) return 1;
-    if (memcmp(yg.data(), yp.data(), sizeof(float) * out_rows)) {
-        int k = 0;
-        while (k < out_rows && !memcmp(&yg[(size_t)k], &yp[(size_t)k], sizeof(float))) k++;
-        printf("FAIL the engines differ: output %d graph %.9g persistent %.9g\n", k, yg[(size_t)k], yp[(size_t)k]);
-        failed = 1;
-    } else {
-        printf("ok   the engines' outputs are equal bit for bit (%d values)\n", out_rows);
+    const std::vector<float> *const other[2] = {&yp, &yf};
+    static const char *const other_name[2] = {"persistent (counter)", "persistent (flags)"};
+    for (int e = 0; e < 2; e++) {
+        const std::vector<float> &yo = *other[e];
+        if (memcmp(yg.data(), yo.data(), sizeof(float) * out_rows)) {
+            int k = 0;
+            while (k < out_rows && !memcmp(&yg[(size_t)k], &yo[(size_t)k], sizeof(float))) k++;
+            printf("FAIL the graph and %s differ: output %d: %.9g, %.9g\n", other_name[e], k, yg[(size_t)k],
+                   yo[(size_t)k]);
+            failed = 1;
+        } else {
+            printf("ok   the graph's and %s's outputs are equal bit for bit (%d values)\n", other_name[e], out_rows);
+        }
     }
     if (check) { /* the chain in double on the CPU */
         std::vector<double> x(hx.begin(), hx.end()), y;
@@ -414,6 +474,7 @@ int main(int argc, char **argv) {
     const float ms_g = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(ge1, st)); });
     const float ms_p = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(ge2, st)); });
     const float ms_n = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(ge3, st)); });
+    const float ms_f = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(ge4, st)); });
     unsigned *sink;
     CK(cudaMalloc(&sink, sizeof *sink));
     const float ms_r = bench_read_ms(st, dw, total, G * 2, 512, sink, reps);
@@ -421,8 +482,10 @@ int main(int argc, char **argv) {
     if (stuck("timed runs")) return 1;
     printf("graph      %d launches: %.3f ms, %.2f us a node, %.0f GB/s\n", nn, ms_g, ms_g * 1000.0f / nn,
            total / (ms_g * 1e6));
-    printf("persistent 1 launch:   %.3f ms, %.2f us a node, %.0f GB/s (%.2fx the graph)\n", ms_p,
+    printf("counter    1 launch:   %.3f ms, %.2f us a node, %.0f GB/s (%.2fx the graph)\n", ms_p,
            ms_p * 1000.0f / nn, total / (ms_p * 1e6), ms_g / ms_p);
+    printf("flags      1 launch:   %.3f ms, %.2f us a node, %.0f GB/s (%.2fx the graph)\n", ms_f,
+           ms_f * 1000.0f / nn, total / (ms_f * 1e6), ms_g / ms_f);
     printf("no waits   1 launch:   %.3f ms, %.2f us a node (wrong results: what the %d waits cost, %.2f us each)\n",
            ms_n, ms_n * 1000.0f / nn, nn - 1, (ms_p - ms_n) * 1000.0f / (nn - 1));
     printf("read       the weights once, %d x 512 threads: %.3f ms, %.0f GB/s (the floor)\n", G * 2, ms_r,
@@ -434,13 +497,15 @@ int main(int argc, char **argv) {
     CK(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0));
     const double us_per_clk = khz > 0 ? 1e3 / khz : 0.0;
     std::vector<long long> ht(trace_n);
-    for (int e = 0; e < 2; e++) {
+    static const char *const engine[3] = {"graph", "persistent, counter", "persistent, flags (wait includes x)"};
+    cudaGraphExec_t const traced[3] = {ge1t, ge2t, ge4t};
+    for (int e = 0; e < 3; e++) {
         CK(cudaMemset(trace, 0, sizeof(long long) * trace_n));
-        CK(cudaGraphLaunch(e ? ge2t : ge1t, st));
+        CK(cudaGraphLaunch(traced[e], st));
         CK(cudaStreamSynchronize(st));
         CK(cudaMemcpy(ht.data(), trace, sizeof(long long) * trace_n, cudaMemcpyDeviceToHost));
         printf("%s, where a node's time goes (us, mean of layers and blocks; SM clock %.0f MHz):\n",
-               e ? "persistent" : "graph", khz / 1e3);
+               engine[e], khz / 1e3);
         printf("  %-12s %8s %8s %8s %8s\n", "node", "wait", "load", "compute", "total");
         for (int k = 0; k < 4; k++) {
             double ph[3] = {0, 0, 0};
@@ -464,6 +529,8 @@ int main(int argc, char **argv) {
     CK(cudaGraphExecDestroy(ge1));
     CK(cudaGraphExecDestroy(ge2));
     CK(cudaGraphExecDestroy(ge3));
+    CK(cudaGraphExecDestroy(ge4));
+    CK(cudaGraphExecDestroy(ge4t));
     CK(cudaGraphExecDestroy(ge1t));
     CK(cudaGraphExecDestroy(ge2t));
     CK(cudaFree(trace));
@@ -473,6 +540,8 @@ int main(int argc, char **argv) {
     CK(cudaFree(act_g));
     CK(cudaFree(act_p));
     CK(cudaFree(act_n));
+    CK(cudaFree(act_f));
+    CK(cudaFree(flags));
     CK(cudaFree(ctr));
     CK(cudaFree(launches));
     CK(cudaFree(watch));

@@ -126,6 +126,17 @@ template <typename T> static inline T __shfl_sync(unsigned mask, T v, int src_la
     return kemu_shfl_t(mask, v, src_lane, false, width);
 }
 
+/* A warp's lanes meet (a shuffle of nothing: the rendezvous of a warp collective; a block's lanes
+ * are fibers of one thread, so memory is ordered without more). */
+static inline void __syncwarp(unsigned mask = 0xffffffffu) { (void)__shfl_sync(mask, 0, 0); }
+
+/* Nonzero when pred is nonzero in every lane of mask (the whole warp here): an AND butterfly. */
+static inline int __all_sync(unsigned mask, int pred) {
+    int v = pred != 0;
+    for (int o = 16; o > 0; o >>= 1) v &= __shfl_xor_sync(mask, v, o);
+    return v;
+}
+
 template <typename T> static inline T __ldg(const T *p) { return *p; }
 template <typename T> static inline T __ldcg(const T *p) { return *p; }
 static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
