@@ -22,12 +22,14 @@
  *               n + 1's copy is issued before the wait for node n's input (a grid_sync.cuh
  *               counter that every block adds 1 to after writing its rows), so the weight stream
  *               never stops at a node boundary and the boundary is one counter wait, not a launch
+ *   late copy   the counter engine issuing node n + 1's copy after node n's x is staged, not
+ *               before its wait: the copy no longer queues ahead of x's loads
  *   flags       the same kernel, but each block counts its own finished nodes in a word of its
  *               own, and a block's warps wait only for the blocks whose rows of node n - 1 they
  *               stage, staging each producer's rows as soon as it is done (stage_x_flags): no
  *               132-way atomic on one word, and x loaded while the late producers still run
  * Both are captured in a CUDA Graph and replayed; time = median of --reps replays (CUDA events)
- * after 3 warm-ups. Every run checks the three engines' outputs equal bit for bit (same code, same
+ * after 3 warm-ups. Every run checks the four engines' outputs equal bit for bit (same code, same
  * order), and --check compares them with a double-precision CPU chain over the dequantised
  * weights (rel L2 <= 1e-4: f32 dots of <= 4,864 terms err by ~1e-6 relative a node; the weights'
  * standard deviation 1 / sqrt(cols) keeps the chain's norm).
@@ -207,7 +209,7 @@ static __device__ __forceinline__ bool stage_x_flags(const pnode &prev, int cols
 static __global__ void __launch_bounds__(THREADS, 1)
     persistent_kernel(const pnode *__restrict__ nodes, int nn, const float *x0, float *act, uint32_t wbuf,
                       unsigned long long *ctr, unsigned long long *flags, unsigned long long *launches, qp_watch *w,
-                      long long *trace, int wait) {
+                      long long *trace, int wait, int late) {
     QP_DYNAMIC_SMEM(float4, smem4);
     __shared__ uint64_t bar[2];
     __shared__ int ok;
@@ -225,7 +227,7 @@ static __global__ void __launch_bounds__(THREADS, 1)
         const pnode d = nodes[n];
         trace_at(trace, n, 0);
         if (threadIdx.x == 0) {
-            if (n + 1 < nn) tile_issue(nodes[n + 1], buf + (size_t)((n + 1) & 1) * wbuf, &bar[(n + 1) & 1]);
+            if (!late && n + 1 < nn) tile_issue(nodes[n + 1], buf + (size_t)((n + 1) & 1) * wbuf, &bar[(n + 1) & 1]);
             /* node n - 1 written by every block */
             ok = n == 0 || wait != WAIT_COUNTER ||
                  qp_counter_wait(ctr, base + (unsigned long long)n * G, (unsigned)n, w, BOUND_NS);
@@ -244,6 +246,9 @@ static __global__ void __launch_bounds__(THREADS, 1)
         qp_mbar_wait(&bar[n & 1], (uint32_t)(n >> 1) & 1u); /* this buffer's (n / 2)-th fill */
         __syncthreads();
         if (!ok) return;
+        /* late: node n + 1's copy only now, so that it does not queue ahead of this node's x */
+        if (late && threadIdx.x == 0 && n + 1 < nn)
+            tile_issue(nodes[n + 1], buf + (size_t)((n + 1) & 1) * wbuf, &bar[(n + 1) & 1]);
         trace_at(trace, n, 2);
         tile_compute(d, buf + (size_t)(n & 1) * wbuf, xs, node_out(act, n));
         __syncthreads(); /* the rows written, buf and xs read: node n + 2 may refill this buffer */
@@ -342,13 +347,14 @@ int main(int argc, char **argv) {
     CK(cudaMemcpy(dnodes, nodes.data(), sizeof(pnode) * (size_t)nn, cudaMemcpyHostToDevice));
     std::vector<float> hx(X_MAX);
     for (float &v : hx) v = (float)((int)(next_u32() % 2001u) - 1000) / 1000.0f;
-    float *x0, *act_g, *act_p, *act_n, *act_f;
+    float *x0, *act_g, *act_p, *act_n, *act_f, *act_l;
     CK(cudaMalloc(&x0, sizeof(float) * X_MAX));
     CK(cudaMemcpy(x0, hx.data(), sizeof(float) * X_MAX, cudaMemcpyHostToDevice));
     CK(cudaMalloc(&act_g, sizeof(float) * 2 * ACT_MAX));
     CK(cudaMalloc(&act_p, sizeof(float) * 2 * ACT_MAX));
     CK(cudaMalloc(&act_n, sizeof(float) * 2 * ACT_MAX));
     CK(cudaMalloc(&act_f, sizeof(float) * 2 * ACT_MAX));
+    CK(cudaMalloc(&act_l, sizeof(float) * 2 * ACT_MAX));
     unsigned long long *ctr, *flags, *launches; /* launches[0]: counter launches, [1]: flag launches */
     qp_watch *watch;
     CK(cudaMalloc(&ctr, sizeof *ctr));
@@ -390,33 +396,38 @@ int main(int argc, char **argv) {
         CK(cudaGraphDestroy(g));
         return ge;
     };
-    auto capture_persistent = [&](long long *tr, float *act, int wait) {
+    auto capture_persistent = [&](long long *tr, float *act, int wait, int late) {
         cudaGraph_t g;
         cudaGraphExec_t ge;
         CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
         CK(qp_cuda_launch_coop(persistent_kernel, dim3(G), dim3(THREADS), smem, st, (const pnode *)dnodes, nn,
-                               (const float *)x0, act, wbuf, ctr, flags, launches, watch, tr, wait));
+                               (const float *)x0, act, wbuf, ctr, flags, launches, watch, tr, wait, late));
         CK(cudaStreamEndCapture(st, &g));
         CK(cudaGraphInstantiate(&ge, g, 0));
         CK(cudaGraphDestroy(g));
         return ge;
     };
-    cudaGraphExec_t ge1 = capture_graph(nullptr), ge2 = capture_persistent(nullptr, act_p, WAIT_COUNTER);
-    cudaGraphExec_t ge1t = capture_graph(trace), ge2t = capture_persistent(trace, act_p, WAIT_COUNTER);
-    cudaGraphExec_t ge4 = capture_persistent(nullptr, act_f, WAIT_FLAGS), ge4t = capture_persistent(trace, act_f, WAIT_FLAGS);
+    cudaGraphExec_t ge1 = capture_graph(nullptr), ge2 = capture_persistent(nullptr, act_p, WAIT_COUNTER, 0);
+    cudaGraphExec_t ge1t = capture_graph(trace), ge2t = capture_persistent(trace, act_p, WAIT_COUNTER, 0);
+    cudaGraphExec_t ge4 = capture_persistent(nullptr, act_f, WAIT_FLAGS, 0);
+    cudaGraphExec_t ge4t = capture_persistent(trace, act_f, WAIT_FLAGS, 0);
+    cudaGraphExec_t ge5 = capture_persistent(nullptr, act_l, WAIT_COUNTER, 1);
+    cudaGraphExec_t ge5t = capture_persistent(trace, act_l, WAIT_COUNTER, 1);
     /* the persistent kernel without its waits: wrong results (its own buffer), the time the waits cost */
-    cudaGraphExec_t ge3 = capture_persistent(nullptr, act_n, WAIT_NONE);
+    cudaGraphExec_t ge3 = capture_persistent(nullptr, act_n, WAIT_NONE, 0);
 
     /* once each: the outputs */
     CK(cudaGraphLaunch(ge1, st));
     CK(cudaGraphLaunch(ge2, st));
     CK(cudaGraphLaunch(ge4, st));
+    CK(cudaGraphLaunch(ge5, st));
     CK(cudaStreamSynchronize(st));
     const int last = nn - 1, out_rows = nodes[(size_t)last].rows;
-    std::vector<float> yg((size_t)out_rows), yp((size_t)out_rows), yf((size_t)out_rows);
+    std::vector<float> yg((size_t)out_rows), yp((size_t)out_rows), yf((size_t)out_rows), yl((size_t)out_rows);
     CK(cudaMemcpy(yg.data(), node_out(act_g, last), sizeof(float) * out_rows, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(yp.data(), node_out(act_p, last), sizeof(float) * out_rows, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(yf.data(), node_out(act_f, last), sizeof(float) * out_rows, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(yl.data(), node_out(act_l, last), sizeof(float) * out_rows, cudaMemcpyDeviceToHost));
     int failed = 0;
     /* true (and says which wait) when a persistent run's wait timed out */
     auto stuck = [&](const char *run) {
@@ -428,9 +439,9 @@ int main(int argc, char **argv) {
         return hw.stuck != 0;
     };
     if (stuck("first run")) return 1;
-    const std::vector<float> *const other[2] = {&yp, &yf};
-    static const char *const other_name[2] = {"persistent (counter)", "persistent (flags)"};
-    for (int e = 0; e < 2; e++) {
+    const std::vector<float> *const other[3] = {&yp, &yf, &yl};
+    static const char *const other_name[3] = {"persistent (counter)", "persistent (flags)", "persistent (late copy)"};
+    for (int e = 0; e < 3; e++) {
         const std::vector<float> &yo = *other[e];
         if (memcmp(yg.data(), yo.data(), sizeof(float) * out_rows)) {
             int k = 0;
@@ -475,6 +486,7 @@ int main(int argc, char **argv) {
     const float ms_p = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(ge2, st)); });
     const float ms_n = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(ge3, st)); });
     const float ms_f = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(ge4, st)); });
+    const float ms_l = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(ge5, st)); });
     unsigned *sink;
     CK(cudaMalloc(&sink, sizeof *sink));
     const float ms_r = bench_read_ms(st, dw, total, G * 2, 512, sink, reps);
@@ -486,6 +498,8 @@ int main(int argc, char **argv) {
            ms_p * 1000.0f / nn, total / (ms_p * 1e6), ms_g / ms_p);
     printf("flags      1 launch:   %.3f ms, %.2f us a node, %.0f GB/s (%.2fx the graph)\n", ms_f,
            ms_f * 1000.0f / nn, total / (ms_f * 1e6), ms_g / ms_f);
+    printf("late copy  1 launch:   %.3f ms, %.2f us a node, %.0f GB/s (%.2fx the graph)\n", ms_l,
+           ms_l * 1000.0f / nn, total / (ms_l * 1e6), ms_g / ms_l);
     printf("no waits   1 launch:   %.3f ms, %.2f us a node (wrong results: what the %d waits cost, %.2f us each)\n",
            ms_n, ms_n * 1000.0f / nn, nn - 1, (ms_p - ms_n) * 1000.0f / (nn - 1));
     printf("read       the weights once, %d x 512 threads: %.3f ms, %.0f GB/s (the floor)\n", G * 2, ms_r,
@@ -497,9 +511,10 @@ int main(int argc, char **argv) {
     CK(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0));
     const double us_per_clk = khz > 0 ? 1e3 / khz : 0.0;
     std::vector<long long> ht(trace_n);
-    static const char *const engine[3] = {"graph", "persistent, counter", "persistent, flags (wait includes x)"};
-    cudaGraphExec_t const traced[3] = {ge1t, ge2t, ge4t};
-    for (int e = 0; e < 3; e++) {
+    static const char *const engine[4] = {"graph", "persistent, counter", "persistent, flags (wait includes x)",
+                                          "persistent, counter, late copy"};
+    cudaGraphExec_t const traced[4] = {ge1t, ge2t, ge4t, ge5t};
+    for (int e = 0; e < 4; e++) {
         CK(cudaMemset(trace, 0, sizeof(long long) * trace_n));
         CK(cudaGraphLaunch(traced[e], st));
         CK(cudaStreamSynchronize(st));
@@ -531,6 +546,8 @@ int main(int argc, char **argv) {
     CK(cudaGraphExecDestroy(ge3));
     CK(cudaGraphExecDestroy(ge4));
     CK(cudaGraphExecDestroy(ge4t));
+    CK(cudaGraphExecDestroy(ge5));
+    CK(cudaGraphExecDestroy(ge5t));
     CK(cudaGraphExecDestroy(ge1t));
     CK(cudaGraphExecDestroy(ge2t));
     CK(cudaFree(trace));
@@ -541,6 +558,7 @@ int main(int argc, char **argv) {
     CK(cudaFree(act_p));
     CK(cudaFree(act_n));
     CK(cudaFree(act_f));
+    CK(cudaFree(act_l));
     CK(cudaFree(flags));
     CK(cudaFree(ctr));
     CK(cudaFree(launches));
