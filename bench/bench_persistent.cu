@@ -43,7 +43,10 @@
  * over layers and blocks of wait, load (x and the rest of the weights) and compute, in µs at the
  * card's clock. The traced replays are not the timed ones.
  *
- * Usage: bench_persistent [--layers N (24)] [--reps N (20)] [--type Q4_0|Q5_0|Q8_0|Q4_K|Q6_K] [--check]
+ * Usage: bench_persistent [--layers N (24)] [--reps N (20)] [--type Q4_0|Q5_0|Q8_0|Q4_K|Q6_K]
+ *                         [--blocks-per-sm 1|2] [--check]
+ *   --blocks-per-sm 2  every engine with two blocks an SM (each half the rows; 64 registers a
+ *                      thread): two tiles in flight on each SM
  * Also built for the CPU emulator (bench_persistent_emu: a smoke run of the logic, and with
  * --layers 1 --reps 1 --check the test bench_persistent_emu of tests/kemu.cmake).
  */
@@ -140,7 +143,8 @@ static __device__ __forceinline__ void trace_at(long long *trace, int n, int k) 
 }
 
 /* The graph engine's node: copies first (weights only), then the PDL wait, x, the dots. */
-static __global__ void __launch_bounds__(THREADS, 1) node_kernel(const pnode d, const float *in, float *out,
+template <int MINB>
+static __global__ void __launch_bounds__(THREADS, MINB) node_kernel(const pnode d, const float *in, float *out,
                                                                  uint32_t wbuf, long long *trace, int n) {
     QP_DYNAMIC_SMEM(float4, smem4);
     __shared__ uint64_t bar;
@@ -201,12 +205,17 @@ static __device__ __forceinline__ bool stage_x_flags(const pnode &prev, int cols
 
 /* The persistent engine: every node of the chain in one launch. WAIT_COUNTER: counter ctr gets
  * one arrival per block per node, and node n waits for all of node n - 1's; this launch's base is
- * launches[0] x nn x blocks (launches[0]: how many WAIT_NONE / WAIT_COUNTER launches ran before,
- * bumped by block 0 at the end, after every block has read it). WAIT_FLAGS: block b's own counter
- * flags[b] gets 1 per node, and node n waits only for the blocks whose rows of node n - 1 it reads
- * (stage_x_flags); base launches[1] x nn. WAIT_NONE: no wait at all (wrong results; the waits'
- * cost). */
-static __global__ void __launch_bounds__(THREADS, 1)
+ * launches x nn x blocks (launches: how many WAIT_NONE / WAIT_COUNTER launches ran before, bumped
+ * by block 0 at the end, after every block has read it: block 0 cannot end before every block has
+ * arrived at node nn - 2). WAIT_NONE: no wait at all (wrong results; the waits' cost); it adds to
+ * ctr and bumps launches like WAIT_COUNTER, and a block that reads launches after block 0's bump
+ * only mis-sizes targets it never waits for. WAIT_FLAGS: block b's own counter flags[b] gets 1 per
+ * node, and node n waits only for the blocks whose rows of node n - 1 it reads (stage_x_flags).
+ * Some blocks are waited for by nobody (the rows of gate+up that ffn_down does not read), so block 0
+ * may end before another block starts: the base is each block's own flag at the start (every
+ * launch adds nn to every flag, and the previous launch has ended), not a launch count. */
+template <int MINB>
+static __global__ void __launch_bounds__(THREADS, MINB)
     persistent_kernel(const pnode *__restrict__ nodes, int nn, const float *x0, float *act, uint32_t wbuf,
                       unsigned long long *ctr, unsigned long long *flags, unsigned long long *launches, qp_watch *w,
                       long long *trace, int wait, int late) {
@@ -215,8 +224,8 @@ static __global__ void __launch_bounds__(THREADS, 1)
     __shared__ int ok;
     uint8_t *buf = (uint8_t *)smem4;
     float *xs = (float *)(buf + 2 * (size_t)wbuf);
-    unsigned long long *const lc = launches + (wait == WAIT_FLAGS ? 1 : 0);
-    const unsigned long long G = gridDim.x, nl = __ldcg(lc) * (unsigned long long)nn, base = nl * G;
+    const unsigned long long G = gridDim.x, base = __ldcg(launches) * (unsigned long long)nn * G;
+    const unsigned long long nl = wait == WAIT_FLAGS ? __ldcg(flags + blockIdx.x) : 0; /* nodes done before */
     if (threadIdx.x == 0) {
         qp_mbar_init(&bar[0]);
         qp_mbar_init(&bar[1]);
@@ -255,7 +264,7 @@ static __global__ void __launch_bounds__(THREADS, 1)
         trace_at(trace, n, 3);
         if (threadIdx.x == 0) qp_counter_add(wait == WAIT_FLAGS ? flags + blockIdx.x : ctr, 1);
     }
-    if (blockIdx.x == 0 && threadIdx.x == 0) atomicAdd(lc, 1ull);
+    if (wait != WAIT_FLAGS && blockIdx.x == 0 && threadIdx.x == 0) atomicAdd(launches, 1ull);
 }
 
 /* ---- host ---- */
@@ -270,11 +279,12 @@ static uint32_t next_u32(void) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    int layers = 24, reps = 20, only = -1;
+    int layers = 24, reps = 20, only = -1, bps = 1;
     bool check = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--layers") && i + 1 < argc) layers = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--blocks-per-sm") && i + 1 < argc) bps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--type") && i + 1 < argc) {
             only = qp_ggml_type_from_name(argv[++i]);
 #define BENCH_TYPE_OK(T_) || only == T_
@@ -285,7 +295,7 @@ int main(int argc, char **argv) {
 #undef BENCH_TYPE_OK
         } else if (!strcmp(argv[i], "--check")) check = true;
         else {
-            fprintf(stderr, "usage: bench_persistent [--layers N] [--reps N] [--type T] [--check]\n");
+            fprintf(stderr, "usage: bench_persistent [--layers N] [--reps N] [--type T] [--blocks-per-sm 1|2] [--check]\n");
             return 2;
         }
     }
@@ -295,7 +305,14 @@ int main(int argc, char **argv) {
     }
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
-    const int G = prop.multiProcessorCount;
+    if (bps < 1 || bps > 2) {
+        fprintf(stderr, "bench_persistent: --blocks-per-sm 1 or 2\n");
+        return 2;
+    }
+    const int sms = prop.multiProcessorCount, G = sms * bps; /* the blocks of every engine */
+    /* the instances: launch bounds for bps blocks of THREADS an SM (bps = 2: 64 registers a thread) */
+    auto *const nkern = bps == 2 ? node_kernel<2> : node_kernel<1>;
+    auto *const pkern = bps == 2 ? persistent_kernel<2> : persistent_kernel<1>;
     cudaStream_t st;
     CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
 
@@ -355,28 +372,29 @@ int main(int argc, char **argv) {
     CK(cudaMalloc(&act_n, sizeof(float) * 2 * ACT_MAX));
     CK(cudaMalloc(&act_f, sizeof(float) * 2 * ACT_MAX));
     CK(cudaMalloc(&act_l, sizeof(float) * 2 * ACT_MAX));
-    unsigned long long *ctr, *flags, *launches; /* launches[0]: counter launches, [1]: flag launches */
+    unsigned long long *ctr, *flags, *launches;
     qp_watch *watch;
     CK(cudaMalloc(&ctr, sizeof *ctr));
-    CK(cudaMalloc(&launches, 2 * sizeof *launches));
+    CK(cudaMalloc(&launches, sizeof *launches));
     CK(cudaMalloc(&flags, (size_t)G * sizeof *flags));
     CK(cudaMemset(flags, 0, (size_t)G * sizeof *flags));
     CK(cudaMalloc(&watch, sizeof *watch));
     CK(cudaMemset(ctr, 0, sizeof *ctr));
-    CK(cudaMemset(launches, 0, 2 * sizeof *launches));
+    CK(cudaMemset(launches, 0, sizeof *launches));
     CK(cudaMemset(watch, 0, sizeof *watch));
 
     const size_t smem = 2 * (size_t)wbuf + qp_xs_bytes(X_MAX);
-    CK(cudaFuncSetAttribute(node_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    CK(cudaFuncSetAttribute(persistent_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    CK(cudaFuncSetAttribute(nkern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    CK(cudaFuncSetAttribute(pkern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     int per_sm = 0;
-    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, persistent_kernel, THREADS, smem));
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, pkern, THREADS, smem));
     printf("device %s, %d SMs; %d layers = %d nodes, %.1f MB of weights (%s); %d x %d threads, %zu B shared "
            "memory (%d block(s) an SM fit)\n",
-           prop.name, G, layers, nn, total / 1e6, only >= 0 ? qp_ggml_type_name(only) : "Q5_0, Q6_K / Q4_K down", G,
+           prop.name, sms, layers, nn, total / 1e6, only >= 0 ? qp_ggml_type_name(only) : "Q5_0, Q6_K / Q4_K down", G,
            THREADS, smem, per_sm);
-    if (per_sm < 1) {
-        fprintf(stderr, "bench_persistent: the persistent kernel cannot be resident (one block an SM)\n");
+    if (per_sm < bps) {
+        fprintf(stderr, "bench_persistent: the persistent kernel cannot be resident: %d block(s) of %d threads and %zu B "
+                "an SM fit, %d asked\n", per_sm, THREADS, smem, bps);
         return 1;
     }
 
@@ -389,7 +407,7 @@ int main(int argc, char **argv) {
         cudaGraphExec_t ge;
         CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
         for (int n = 0; n < nn; n++)
-            CK(qp_cuda_launch_k(node_kernel, dim3(G), dim3(THREADS), smem, st, true, nodes[(size_t)n],
+            CK(qp_cuda_launch_k(nkern, dim3(G), dim3(THREADS), smem, st, true, nodes[(size_t)n],
                                 (const float *)node_in(x0, act_g, n), node_out(act_g, n), wbuf, tr, n));
         CK(cudaStreamEndCapture(st, &g));
         CK(cudaGraphInstantiate(&ge, g, 0));
@@ -400,7 +418,7 @@ int main(int argc, char **argv) {
         cudaGraph_t g;
         cudaGraphExec_t ge;
         CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-        CK(qp_cuda_launch_coop(persistent_kernel, dim3(G), dim3(THREADS), smem, st, (const pnode *)dnodes, nn,
+        CK(qp_cuda_launch_coop(pkern, dim3(G), dim3(THREADS), smem, st, (const pnode *)dnodes, nn,
                                (const float *)x0, act, wbuf, ctr, flags, launches, watch, tr, wait, late));
         CK(cudaStreamEndCapture(st, &g));
         CK(cudaGraphInstantiate(&ge, g, 0));
@@ -489,7 +507,7 @@ int main(int argc, char **argv) {
     const float ms_l = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(ge5, st)); });
     unsigned *sink;
     CK(cudaMalloc(&sink, sizeof *sink));
-    const float ms_r = bench_read_ms(st, dw, total, G * 2, 512, sink, reps);
+    const float ms_r = bench_read_ms(st, dw, total, sms * 2, 512, sink, reps);
     CK(cudaFree(sink));
     if (stuck("timed runs")) return 1;
     printf("graph      %d launches: %.3f ms, %.2f us a node, %.0f GB/s\n", nn, ms_g, ms_g * 1000.0f / nn,
@@ -502,7 +520,7 @@ int main(int argc, char **argv) {
            ms_l * 1000.0f / nn, total / (ms_l * 1e6), ms_g / ms_l);
     printf("no waits   1 launch:   %.3f ms, %.2f us a node (wrong results: what the %d waits cost, %.2f us each)\n",
            ms_n, ms_n * 1000.0f / nn, nn - 1, (ms_p - ms_n) * 1000.0f / (nn - 1));
-    printf("read       the weights once, %d x 512 threads: %.3f ms, %.0f GB/s (the floor)\n", G * 2, ms_r,
+    printf("read       the weights once, %d x 512 threads: %.3f ms, %.0f GB/s (the floor)\n", sms * 2, ms_r,
            total / (ms_r * 1e6));
 
     /* the traces: per node kind, mean over layers and blocks (blocks with rows) of each phase */

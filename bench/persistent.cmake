@@ -9,12 +9,15 @@ if(TARGET qpcuda)
   target_link_libraries(bench_persistent PRIVATE qpkernels CUDA::cudart)
 endif()
 # The same source on the CPU emulator (tests/kemu; cooperative launches run every block at once):
-# the test bench_persistent_emu runs one layer (4 nodes, 132 blocks) once and checks that both
-# engines give the same output bit for bit and that it matches the CPU chain in double. It checks
-# the persistent schedule (double-buffered weights, counter waits, the launch count that bases
-# the counter across graph replays), not speed: the emulator's times mean nothing.
+# the test bench_persistent_emu runs one layer (4 nodes, 132 blocks) once and checks that every
+# engine gives the same output bit for bit and that it matches the CPU chain in double. It checks
+# the persistent schedules (double-buffered weights, counter and flag waits, the bases that carry
+# the counters across graph replays), not speed: the emulator's times mean nothing.
+# bench_persistent_emu_2 runs two blocks an SM (264 blocks), twice per engine: on the emulator
+# some blocks start late, which is how a flag base read from a shared launch count was found racy.
 if(TARGET qpcuda_kemu)
   qp_kemu_bench(bench_persistent_emu ${CMAKE_CURRENT_SOURCE_DIR}/bench_persistent.cu)
   add_test(NAME bench_persistent_emu COMMAND bench_persistent_emu --layers 1 --reps 1 --check)
-  set_tests_properties(bench_persistent_emu PROPERTIES LABELS "cpu;emu" TIMEOUT 600)
+  add_test(NAME bench_persistent_emu_2 COMMAND bench_persistent_emu --layers 1 --reps 2 --blocks-per-sm 2 --check)
+  set_tests_properties(bench_persistent_emu bench_persistent_emu_2 PROPERTIES LABELS "cpu;emu" TIMEOUT 600)
 endif()
