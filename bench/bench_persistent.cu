@@ -100,10 +100,11 @@ static __device__ __forceinline__ void tile_issue(const pnode &d, uint8_t *buf, 
     if (bytes) qp_bulk_copy(buf, d.w + (size_t)r0 * d.stride, bytes, bar);
 }
 
-/* x (written by other blocks: read through L2) into shared memory, sub-chunk s of 32 floats at
- * xs + s * QP_XS_STRIDE (matvec_stage.cuh: the pad keeps the lanes' float4 loads apart) */
-static __device__ __forceinline__ void stage_x(const float *x, float *xs, int cols) {
-    for (int i = threadIdx.x; i < cols; i += THREADS) xs[(i >> 5) * QP_XS_STRIDE + (i & 31)] = __ldcg(x + i);
+/* x[i] for i = first, first + step, ... below hi (written by other blocks: read through L2) into
+ * shared memory, sub-chunk s of 32 floats at xs + s * QP_XS_STRIDE (matvec_stage.cuh: the pad keeps
+ * the lanes' float4 loads apart) */
+static __device__ __forceinline__ void stage_x(const float *x, float *xs, int first, int hi, int step) {
+    for (int i = first; i < hi; i += step) xs[(i >> 5) * QP_XS_STRIDE + (i & 31)] = __ldcg(x + i);
 }
 
 /* The block's rows of node d from buf, x from xs: a warp per row, lane l dotting sub-chunks
@@ -158,9 +159,9 @@ static __global__ void __launch_bounds__(THREADS, MINB) node_kernel(const pnode 
     qp_pdl_wait();
     qp_pdl_trigger();
     trace_at(trace, n, 1);
-    stage_x(in, xs, d.cols);
+    stage_x(in, xs, threadIdx.x, d.cols, THREADS);
     __syncthreads(); /* the barrier initialised, x staged */
-    qp_mbar_wait0(&bar);
+    qp_mbar_wait(&bar, 0);
     trace_at(trace, n, 2);
     tile_compute(d, buf, xs, out);
     __syncthreads();
@@ -175,6 +176,7 @@ static __host__ __device__ inline float *node_out(float *act, int n) { return ac
 
 /* How the persistent kernel waits for node n - 1 before node n. */
 enum { WAIT_NONE, WAIT_COUNTER, WAIT_FLAGS };
+#define N_ENGINES 5 /* the graph and four persistent schedules (main's eng) */
 
 /* WAIT_FLAGS: the block's x of node n (the first cols values of node n - 1's output), staged as
  * their producers finish. Warp w takes producers [w * P, (w + 1) * P) (P = blocks / warps,
@@ -199,7 +201,7 @@ static __device__ __forceinline__ bool stage_x_flags(const pnode &prev, int cols
     rows_of(prev.rows, G, j0, &lo, &t);
     rows_of(prev.rows, G, j1 - 1, &t, &hi);
     if (hi > cols) hi = cols;
-    for (int i = lo + lane; i < hi; i += 32) xs[(i >> 5) * QP_XS_STRIDE + (i & 31)] = __ldcg(x + i);
+    stage_x(x, xs, lo + lane, hi, 32);
     return true;
 }
 
@@ -234,9 +236,13 @@ static __global__ void __launch_bounds__(THREADS, MINB)
     __syncthreads();
     for (int n = 0; n < nn; n++) {
         const pnode d = nodes[n];
+        /* thread 0: node n + 1's rows into the other buffer (node n - 1's, read by now) */
+        const auto issue_next = [&] {
+            if (n + 1 < nn) tile_issue(nodes[n + 1], buf + (size_t)((n + 1) & 1) * wbuf, &bar[(n + 1) & 1]);
+        };
         trace_at(trace, n, 0);
         if (threadIdx.x == 0) {
-            if (!late && n + 1 < nn) tile_issue(nodes[n + 1], buf + (size_t)((n + 1) & 1) * wbuf, &bar[(n + 1) & 1]);
+            if (!late) issue_next();
             /* node n - 1 written by every block */
             ok = n == 0 || wait != WAIT_COUNTER ||
                  qp_counter_wait(ctr, base + (unsigned long long)n * G, (unsigned)n, w, BOUND_NS);
@@ -250,14 +256,13 @@ static __global__ void __launch_bounds__(THREADS, MINB)
             trace_at(trace, n, 1); /* here "input ready" includes x staged */
         } else {
             trace_at(trace, n, 1);
-            stage_x(node_in(x0, act, n), xs, d.cols);
+            stage_x(node_in(x0, act, n), xs, threadIdx.x, d.cols, THREADS);
         }
         qp_mbar_wait(&bar[n & 1], (uint32_t)(n >> 1) & 1u); /* this buffer's (n / 2)-th fill */
         __syncthreads();
         if (!ok) return;
         /* late: node n + 1's copy only now, so that it does not queue ahead of this node's x */
-        if (late && threadIdx.x == 0 && n + 1 < nn)
-            tile_issue(nodes[n + 1], buf + (size_t)((n + 1) & 1) * wbuf, &bar[(n + 1) & 1]);
+        if (late && threadIdx.x == 0) issue_next();
         trace_at(trace, n, 2);
         tile_compute(d, buf + (size_t)(n & 1) * wbuf, xs, node_out(act, n));
         __syncthreads(); /* the rows written, buf and xs read: node n + 2 may refill this buffer */
@@ -364,14 +369,10 @@ int main(int argc, char **argv) {
     CK(cudaMemcpy(dnodes, nodes.data(), sizeof(pnode) * (size_t)nn, cudaMemcpyHostToDevice));
     std::vector<float> hx(X_MAX);
     for (float &v : hx) v = (float)((int)(next_u32() % 2001u) - 1000) / 1000.0f;
-    float *x0, *act_g, *act_p, *act_n, *act_f, *act_l;
+    float *x0, *acts; /* two activation buffers of ACT_MAX per engine (eng below) */
     CK(cudaMalloc(&x0, sizeof(float) * X_MAX));
     CK(cudaMemcpy(x0, hx.data(), sizeof(float) * X_MAX, cudaMemcpyHostToDevice));
-    CK(cudaMalloc(&act_g, sizeof(float) * 2 * ACT_MAX));
-    CK(cudaMalloc(&act_p, sizeof(float) * 2 * ACT_MAX));
-    CK(cudaMalloc(&act_n, sizeof(float) * 2 * ACT_MAX));
-    CK(cudaMalloc(&act_f, sizeof(float) * 2 * ACT_MAX));
-    CK(cudaMalloc(&act_l, sizeof(float) * 2 * ACT_MAX));
+    CK(cudaMalloc(&acts, sizeof(float) * 2 * ACT_MAX * N_ENGINES));
     unsigned long long *ctr, *flags, *launches;
     qp_watch *watch;
     CK(cudaMalloc(&ctr, sizeof *ctr));
@@ -398,54 +399,55 @@ int main(int argc, char **argv) {
         return 1;
     }
 
-    /* the two engines, each captured in a graph, untraced (timed) and traced */
+    /* the engines, each captured in a graph, untraced (timed) and traced, each with its own
+     * activation buffers; eng[0] is the graph of node launches, the others the persistent kernel */
+    struct engine {
+        const char *name;  /* in the time lines */
+        const char *title; /* of its trace table; NULL: no waits, wrong results, neither traced nor checked */
+        int wait, late;
+        float *act;
+        cudaGraphExec_t ge, get; /* untraced, traced */
+        float ms;
+    } eng[N_ENGINES] = {{"graph", "graph", 0, 0, nullptr, nullptr, nullptr, 0.0f},
+                        {"counter", "persistent, counter", WAIT_COUNTER, 0, nullptr, nullptr, nullptr, 0.0f},
+                        {"flags", "persistent, flags (wait includes x)", WAIT_FLAGS, 0, nullptr, nullptr, nullptr, 0.0f},
+                        {"late copy", "persistent, counter, late copy", WAIT_COUNTER, 1, nullptr, nullptr, nullptr, 0.0f},
+                        {"no waits", nullptr, WAIT_NONE, 0, nullptr, nullptr, nullptr, 0.0f}};
     long long *trace;
     const size_t trace_n = (size_t)nn * G * TRACE_PHASES;
     CK(cudaMalloc(&trace, sizeof(long long) * trace_n));
-    auto capture_graph = [&](long long *tr) {
+    auto capture = [&](const engine &e, long long *tr) {
         cudaGraph_t g;
         cudaGraphExec_t ge;
         CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-        for (int n = 0; n < nn; n++)
-            CK(qp_cuda_launch_k(nkern, dim3(G), dim3(THREADS), smem, st, true, nodes[(size_t)n],
-                                (const float *)node_in(x0, act_g, n), node_out(act_g, n), wbuf, tr, n));
+        if (&e == &eng[0])
+            for (int n = 0; n < nn; n++)
+                CK(qp_cuda_launch_k(nkern, dim3(G), dim3(THREADS), smem, st, true, nodes[(size_t)n],
+                                    (const float *)node_in(x0, e.act, n), node_out(e.act, n), wbuf, tr, n));
+        else
+            CK(qp_cuda_launch_coop(pkern, dim3(G), dim3(THREADS), smem, st, (const pnode *)dnodes, nn,
+                                   (const float *)x0, e.act, wbuf, ctr, flags, launches, watch, tr, e.wait, e.late));
         CK(cudaStreamEndCapture(st, &g));
         CK(cudaGraphInstantiate(&ge, g, 0));
         CK(cudaGraphDestroy(g));
         return ge;
     };
-    auto capture_persistent = [&](long long *tr, float *act, int wait, int late) {
-        cudaGraph_t g;
-        cudaGraphExec_t ge;
-        CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-        CK(qp_cuda_launch_coop(pkern, dim3(G), dim3(THREADS), smem, st, (const pnode *)dnodes, nn,
-                               (const float *)x0, act, wbuf, ctr, flags, launches, watch, tr, wait, late));
-        CK(cudaStreamEndCapture(st, &g));
-        CK(cudaGraphInstantiate(&ge, g, 0));
-        CK(cudaGraphDestroy(g));
-        return ge;
-    };
-    cudaGraphExec_t ge1 = capture_graph(nullptr), ge2 = capture_persistent(nullptr, act_p, WAIT_COUNTER, 0);
-    cudaGraphExec_t ge1t = capture_graph(trace), ge2t = capture_persistent(trace, act_p, WAIT_COUNTER, 0);
-    cudaGraphExec_t ge4 = capture_persistent(nullptr, act_f, WAIT_FLAGS, 0);
-    cudaGraphExec_t ge4t = capture_persistent(trace, act_f, WAIT_FLAGS, 0);
-    cudaGraphExec_t ge5 = capture_persistent(nullptr, act_l, WAIT_COUNTER, 1);
-    cudaGraphExec_t ge5t = capture_persistent(trace, act_l, WAIT_COUNTER, 1);
-    /* the persistent kernel without its waits: wrong results (its own buffer), the time the waits cost */
-    cudaGraphExec_t ge3 = capture_persistent(nullptr, act_n, WAIT_NONE, 0);
+    for (int e = 0; e < N_ENGINES; e++) {
+        eng[e].act = acts + (size_t)e * 2 * ACT_MAX;
+        eng[e].ge = capture(eng[e], nullptr);
+        eng[e].get = eng[e].title ? capture(eng[e], trace) : nullptr;
+    }
 
     /* once each: the outputs */
-    CK(cudaGraphLaunch(ge1, st));
-    CK(cudaGraphLaunch(ge2, st));
-    CK(cudaGraphLaunch(ge4, st));
-    CK(cudaGraphLaunch(ge5, st));
-    CK(cudaStreamSynchronize(st));
     const int last = nn - 1, out_rows = nodes[(size_t)last].rows;
-    std::vector<float> yg((size_t)out_rows), yp((size_t)out_rows), yf((size_t)out_rows), yl((size_t)out_rows);
-    CK(cudaMemcpy(yg.data(), node_out(act_g, last), sizeof(float) * out_rows, cudaMemcpyDeviceToHost));
-    CK(cudaMemcpy(yp.data(), node_out(act_p, last), sizeof(float) * out_rows, cudaMemcpyDeviceToHost));
-    CK(cudaMemcpy(yf.data(), node_out(act_f, last), sizeof(float) * out_rows, cudaMemcpyDeviceToHost));
-    CK(cudaMemcpy(yl.data(), node_out(act_l, last), sizeof(float) * out_rows, cudaMemcpyDeviceToHost));
+    std::vector<std::vector<float>> y(N_ENGINES, std::vector<float>((size_t)out_rows));
+    for (int e = 0; e < N_ENGINES; e++)
+        if (eng[e].title) CK(cudaGraphLaunch(eng[e].ge, st));
+    CK(cudaStreamSynchronize(st));
+    for (int e = 0; e < N_ENGINES; e++)
+        if (eng[e].title)
+            CK(cudaMemcpy(y[e].data(), node_out(eng[e].act, last), sizeof(float) * out_rows, cudaMemcpyDeviceToHost));
+    const std::vector<float> &yg = y[0];
     int failed = 0;
     /* true (and says which wait) when a persistent run's wait timed out */
     auto stuck = [&](const char *run) {
@@ -457,40 +459,40 @@ int main(int argc, char **argv) {
         return hw.stuck != 0;
     };
     if (stuck("first run")) return 1;
-    const std::vector<float> *const other[3] = {&yp, &yf, &yl};
-    static const char *const other_name[3] = {"persistent (counter)", "persistent (flags)", "persistent (late copy)"};
-    for (int e = 0; e < 3; e++) {
-        const std::vector<float> &yo = *other[e];
+    for (int e = 1; e < N_ENGINES; e++) {
+        if (!eng[e].title) continue;
+        const std::vector<float> &yo = y[e];
         if (memcmp(yg.data(), yo.data(), sizeof(float) * out_rows)) {
             int k = 0;
             while (k < out_rows && !memcmp(&yg[(size_t)k], &yo[(size_t)k], sizeof(float))) k++;
-            printf("FAIL the graph and %s differ: output %d: %.9g, %.9g\n", other_name[e], k, yg[(size_t)k],
-                   yo[(size_t)k]);
+            printf("FAIL the graph and persistent (%s) differ: output %d: %.9g, %.9g\n", eng[e].name, k,
+                   yg[(size_t)k], yo[(size_t)k]);
             failed = 1;
         } else {
-            printf("ok   the graph's and %s's outputs are equal bit for bit (%d values)\n", other_name[e], out_rows);
+            printf("ok   the graph's and persistent (%s)'s outputs are equal bit for bit (%d values)\n", eng[e].name,
+                   out_rows);
         }
     }
     if (check) { /* the chain in double on the CPU */
-        std::vector<double> x(hx.begin(), hx.end()), y;
+        std::vector<double> x(hx.begin(), hx.end()), yc;
         std::vector<float> row;
         for (int n = 0; n < nn; n++) {
             const pnode &d = nodes[(size_t)n];
             row.resize((size_t)d.cols);
-            y.assign((size_t)d.rows, 0.0);
+            yc.assign((size_t)d.rows, 0.0);
             for (int r = 0; r < d.rows; r++) {
                 qp_quant_dequant_row(d.type, &hw[woff[(size_t)n] + (size_t)r * d.stride], row.data(), d.cols);
                 double acc = 0.0;
                 for (int k = 0; k < d.cols; k++) acc += (double)row[(size_t)k] * x[(size_t)k];
-                y[(size_t)r] = acc;
+                yc[(size_t)r] = acc;
             }
-            x = y;
+            x = yc;
             if (x.size() < X_MAX) x.resize(X_MAX, 0.0);
         }
         double num = 0.0, den = 0.0;
         for (int r = 0; r < out_rows; r++) {
-            num += (yg[(size_t)r] - y[(size_t)r]) * (yg[(size_t)r] - y[(size_t)r]);
-            den += y[(size_t)r] * y[(size_t)r];
+            num += (yg[(size_t)r] - yc[(size_t)r]) * (yg[(size_t)r] - yc[(size_t)r]);
+            den += yc[(size_t)r] * yc[(size_t)r];
         }
         const double rel = sqrt(num / (den > 0.0 ? den : 1.0));
         const bool ok = rel <= 1e-4 && den > 0.0;
@@ -500,26 +502,24 @@ int main(int argc, char **argv) {
     }
 
     /* times */
-    const float ms_g = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(ge1, st)); });
-    const float ms_p = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(ge2, st)); });
-    const float ms_n = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(ge3, st)); });
-    const float ms_f = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(ge4, st)); });
-    const float ms_l = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(ge5, st)); });
+    for (engine &e : eng) e.ms = bench_timed_ms(st, reps, [&] { CK(cudaGraphLaunch(e.ge, st)); });
     unsigned *sink;
     CK(cudaMalloc(&sink, sizeof *sink));
     const float ms_r = bench_read_ms(st, dw, total, sms * 2, 512, sink, reps);
     CK(cudaFree(sink));
     if (stuck("timed runs")) return 1;
+    const float ms_g = eng[0].ms, ms_p = eng[1].ms; /* the graph, the counter engine */
     printf("graph      %d launches: %.3f ms, %.2f us a node, %.0f GB/s\n", nn, ms_g, ms_g * 1000.0f / nn,
            total / (ms_g * 1e6));
-    printf("counter    1 launch:   %.3f ms, %.2f us a node, %.0f GB/s (%.2fx the graph)\n", ms_p,
-           ms_p * 1000.0f / nn, total / (ms_p * 1e6), ms_g / ms_p);
-    printf("flags      1 launch:   %.3f ms, %.2f us a node, %.0f GB/s (%.2fx the graph)\n", ms_f,
-           ms_f * 1000.0f / nn, total / (ms_f * 1e6), ms_g / ms_f);
-    printf("late copy  1 launch:   %.3f ms, %.2f us a node, %.0f GB/s (%.2fx the graph)\n", ms_l,
-           ms_l * 1000.0f / nn, total / (ms_l * 1e6), ms_g / ms_l);
-    printf("no waits   1 launch:   %.3f ms, %.2f us a node (wrong results: what the %d waits cost, %.2f us each)\n",
-           ms_n, ms_n * 1000.0f / nn, nn - 1, (ms_p - ms_n) * 1000.0f / (nn - 1));
+    for (int e = 1; e < N_ENGINES; e++) {
+        const float ms = eng[e].ms;
+        if (eng[e].title)
+            printf("%-10s 1 launch:   %.3f ms, %.2f us a node, %.0f GB/s (%.2fx the graph)\n", eng[e].name, ms,
+                   ms * 1000.0f / nn, total / (ms * 1e6), ms_g / ms);
+        else
+            printf("%-10s 1 launch:   %.3f ms, %.2f us a node (wrong results: what the %d waits cost, %.2f us each)\n",
+                   eng[e].name, ms, ms * 1000.0f / nn, nn - 1, (ms_p - ms) * 1000.0f / (nn - 1));
+    }
     printf("read       the weights once, %d x 512 threads: %.3f ms, %.0f GB/s (the floor)\n", sms * 2, ms_r,
            total / (ms_r * 1e6));
 
@@ -529,16 +529,14 @@ int main(int argc, char **argv) {
     CK(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0));
     const double us_per_clk = khz > 0 ? 1e3 / khz : 0.0;
     std::vector<long long> ht(trace_n);
-    static const char *const engine[4] = {"graph", "persistent, counter", "persistent, flags (wait includes x)",
-                                          "persistent, counter, late copy"};
-    cudaGraphExec_t const traced[4] = {ge1t, ge2t, ge4t, ge5t};
-    for (int e = 0; e < 4; e++) {
+    for (const engine &e : eng) {
+        if (!e.title) continue;
         CK(cudaMemset(trace, 0, sizeof(long long) * trace_n));
-        CK(cudaGraphLaunch(traced[e], st));
+        CK(cudaGraphLaunch(e.get, st));
         CK(cudaStreamSynchronize(st));
         CK(cudaMemcpy(ht.data(), trace, sizeof(long long) * trace_n, cudaMemcpyDeviceToHost));
         printf("%s, where a node's time goes (us, mean of layers and blocks; SM clock %.0f MHz):\n",
-               engine[e], khz / 1e3);
+               e.title, khz / 1e3);
         printf("  %-12s %8s %8s %8s %8s\n", "node", "wait", "load", "compute", "total");
         for (int k = 0; k < 4; k++) {
             double ph[3] = {0, 0, 0};
@@ -559,24 +557,15 @@ int main(int argc, char **argv) {
         }
     }
     if (stuck("traced run")) failed = 1;
-    CK(cudaGraphExecDestroy(ge1));
-    CK(cudaGraphExecDestroy(ge2));
-    CK(cudaGraphExecDestroy(ge3));
-    CK(cudaGraphExecDestroy(ge4));
-    CK(cudaGraphExecDestroy(ge4t));
-    CK(cudaGraphExecDestroy(ge5));
-    CK(cudaGraphExecDestroy(ge5t));
-    CK(cudaGraphExecDestroy(ge1t));
-    CK(cudaGraphExecDestroy(ge2t));
+    for (const engine &e : eng) {
+        CK(cudaGraphExecDestroy(e.ge));
+        if (e.get) CK(cudaGraphExecDestroy(e.get));
+    }
     CK(cudaFree(trace));
     CK(cudaFree(dw));
     CK(cudaFree(dnodes));
     CK(cudaFree(x0));
-    CK(cudaFree(act_g));
-    CK(cudaFree(act_p));
-    CK(cudaFree(act_n));
-    CK(cudaFree(act_f));
-    CK(cudaFree(act_l));
+    CK(cudaFree(acts));
     CK(cudaFree(flags));
     CK(cudaFree(ctr));
     CK(cudaFree(launches));

@@ -54,5 +54,3 @@ static __device__ __forceinline__ void qp_mbar_wait(uint64_t *bar, uint32_t pari
     kemu::mbar_wait(bar, parity);
 #endif
 }
-/* A barrier's first phase. */
-static __device__ __forceinline__ void qp_mbar_wait0(uint64_t *bar) { qp_mbar_wait(bar, 0); }

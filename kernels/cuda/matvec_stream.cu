@@ -29,7 +29,7 @@
  * is one bulk copy, the at most 15 + 15 bytes outside it are copied by one thread each.
  *
  * Tiles: a block's work is two device functions of its unit range [u0, u1), so that a resident
- * kernel (issue 18) can run the same code for ranges it picks: qp_mmvs_issue (one thread: the
+ * kernel can run the same code for ranges it picks: qp_mmvs_issue (one thread: the
  * segments and their copies, weights only) and qp_mmvs_run (the edges, a wait given by the caller,
  * then the dots and the epilogue). The kernel below is the two with the PDL wait between them.
  *
@@ -172,9 +172,10 @@ static __device__ __forceinline__ void qp_mmvs_issue(const qp_lin_params &p, int
 
 /* The block's shared memory a tile runs in, beside the weights of its issue. */
 struct qp_mmvs_smem {
-    float *xs;   /* staged x: G x qp_xs_bytes(cols) */
-    float *part; /* chunk sums: G x items */
-    float *red;  /* 32 floats (32 x QP_MMVS_MAX_TOKENS for groups): the norms' reduction */
+    float *xs;    /* staged x: G x qp_xs_bytes(cols) */
+    float *part;  /* chunk sums: G x items (given, not derived from xs here: deriving it in the
+                   * group instances spilled more registers, scripts/sass-compare.sh) */
+    float *red;   /* 32 floats (32 x QP_MMVS_MAX_TOKENS for groups): the norms' reduction */
     float *inv_s; /* QP_MMVS_MAX_TOKENS: each token's norm */
 };
 
@@ -195,7 +196,7 @@ static __device__ __forceinline__ void qp_mmvs_run(const qp_lin_params &p, int64
     long long tr[7];
     unsigned long long g0, g1;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(g0));
-    tr[0] = tr[1] = clock64();
+    tr[0] = clock64();
 #define QP_TR(i) tr[i] = clock64()
 #else
 #define QP_TR(i) (void)0
