@@ -1,6 +1,6 @@
-/* bench_persistent.cu — issue 18's first experiment: the decode step's chain of linears run by
- * one resident kernel against the same work as a CUDA Graph of one kernel per node. An executable,
- * never a test; numbers go to bench/RESULTS.md and docs/performance.md with card, date and commit.
+/* bench_persistent.cu — the decode step's chain of linears run by one resident kernel against the
+ * same work as a CUDA Graph of one kernel per node: what decides whether a resident decode engine
+ * pays. Numbers go to bench/RESULTS.md and docs/performance.md with card, date and commit.
  *
  * The work. The linears of a Qwen2.5-0.5B decode step, layer after layer: q/k/v 1152 x 896,
  * attn_output 896 x 896, ffn_gate_up 9728 x 896, ffn_down 896 x 4864 (4 nodes a layer, 24 layers;
@@ -23,7 +23,7 @@
  *               counter that every block adds 1 to after writing its rows), so the weight stream
  *               never stops at a node boundary and the boundary is one counter wait, not a launch
  *   late copy   the counter engine issuing node n + 1's copy after node n's x is staged, not
- *               before its wait: the copy no longer queues ahead of x's loads
+ *               before its wait, so that the copy does not queue ahead of x's loads
  *   flags       the same kernel, but each block counts its own finished nodes in a word of its
  *               own, and a block's warps wait only for the blocks whose rows of node n - 1 they
  *               stage, staging each producer's rows as soon as it is done (stage_x_flags): no

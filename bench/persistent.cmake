@@ -14,7 +14,7 @@ endif()
 # the persistent schedules (double-buffered weights, counter and flag waits, the bases that carry
 # the counters across graph replays), not speed: the emulator's times mean nothing.
 # bench_persistent_emu_2 runs two blocks an SM (264 blocks), twice per engine: on the emulator
-# some blocks start late, which is how a flag base read from a shared launch count was found racy.
+# some blocks start after others have ended, which a schedule's bases must survive.
 if(TARGET qpcuda_kemu)
   qp_kemu_bench(bench_persistent_emu ${CMAKE_CURRENT_SOURCE_DIR}/bench_persistent.cu)
   add_test(NAME bench_persistent_emu COMMAND bench_persistent_emu --layers 1 --reps 1 --check)
